@@ -1,0 +1,161 @@
+"""vCenter/PSC versions: parsing, ordering, and the release catalogue shipped as data.
+
+Why a catalogue: a version string alone ("6.5.0" from vim25 `about.version`) does not say which update a
+node runs; the build does. The catalogue maps release <-> build <-> GA date <-> appliance version string,
+so every other module reasons over one `Version` type ordered by (major, minor, update, build).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+_RELEASE_RE = re.compile(
+    r"^\s*(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+))?"  # 6.5 or 6.5.0
+    r"(?:\s*(?:U|u|Update\s*|update\s*)(?P<update>\d+)(?P<letter>[a-z]?))?\s*$"
+)
+_APPLIANCE_RE = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)\.(?P<x>\d+)\.(?P<y>\d+)$")
+
+
+class VersionError(ValueError):
+    """A version string we cannot read."""
+
+
+@dataclass(frozen=True, order=True)
+class Version:
+    """A release line plus update level, e.g. 6.5 U1. Ordered by (major, minor, update, letter, build).
+
+    `build` is optional: 0 means "not known"; two versions of the same release with unknown builds
+    compare equal on build.
+    """
+
+    major: int
+    minor: int
+    update: int = 0
+    letter: str = ""
+    build: int = field(default=0, compare=True)
+
+    @property
+    def line(self) -> tuple[int, int]:
+        """The release line (major, minor): patches move within it, major upgrades between lines."""
+        return (self.major, self.minor)
+
+    @property
+    def release(self) -> str:
+        """Human release name: '6.5', '6.5 U1', '6.0 U3a'."""
+        base = f"{self.major}.{self.minor}"
+        return base + (f" U{self.update}{self.letter}" if self.update or self.letter else "")
+
+    def same_release(self, other: "Version") -> bool:
+        """True when both are the same release (line + update level), builds ignored."""
+        return (self.major, self.minor, self.update, self.letter) == (
+            other.major, other.minor, other.update, other.letter)
+
+    def without_build(self) -> "Version":
+        return Version(self.major, self.minor, self.update, self.letter, 0)
+
+    def __str__(self) -> str:
+        return self.release + (f" (build {self.build})" if self.build else "")
+
+
+def parse_version(text: str | int | float, build: int | str | None = None) -> Version:
+    """Parse '6.0 U3', '6.0.0 U3', '6.5U1', '6.7 Update 2', '7.0' (optionally with a build).
+
+    An appliance string like '6.5.0.10000' is also accepted (see `parse_appliance_version`).
+    Raises VersionError naming the text when it is not a version.
+    """
+    raw = str(text).strip()
+    if _APPLIANCE_RE.match(raw):
+        v = parse_appliance_version(raw)
+    else:
+        m = _RELEASE_RE.match(raw)
+        if not m:
+            raise VersionError(f"not a vCenter/PSC version: {raw!r} (expected e.g. '6.5 U1' or '6.7.0 U3')")
+        v = Version(int(m["major"]), int(m["minor"]), int(m["update"] or 0), m["letter"] or "")
+    if build not in (None, "", 0):
+        try:
+            b = int(build)
+        except (TypeError, ValueError):
+            raise VersionError(f"not a build number: {build!r}") from None
+        if b <= 0:
+            raise VersionError(f"not a build number: {build!r}")
+        v = Version(v.major, v.minor, v.update, v.letter, b)
+    return v
+
+
+def parse_appliance_version(text: str) -> Version:
+    """Parse what /rest/appliance/system/version answers: '6.5.0.10000' -> 6.5 U1, '7.0.2.00000' -> 7.0 U2.
+
+    6.x appliances encode the update in the fourth field (x0000), 7.0+ in the third. The catalogue
+    is consulted first, so GA strings like '6.5.0.5100' map to the right release.
+    """
+    raw = text.strip()
+    for rel in catalogue().releases:
+        if rel.appliance_version == raw:
+            return rel.version.without_build()
+    m = _APPLIANCE_RE.match(raw)
+    if not m:
+        raise VersionError(f"not an appliance version string: {raw!r}")
+    major, minor, x, y = (int(m[k]) for k in ("major", "minor", "x", "y"))
+    update = x if major >= 7 else y // 10000
+    return Version(major, minor, update)
+
+
+@dataclass(frozen=True)
+class Release:
+    """One row of the catalogue."""
+
+    version: Version  # with its build
+    date: dt.date
+    appliance_version: str = ""
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    releases: tuple[Release, ...]
+
+    def by_build(self, build: int) -> Release | None:
+        return next((r for r in self.releases if r.version.build == build), None)
+
+    def by_release(self, v: Version) -> Release | None:
+        return next((r for r in self.releases if r.version.same_release(v)), None)
+
+    def resolve(self, v: Version) -> Version:
+        """Fill in the update level from the build (vim25 only says '6.5.0'), or the build from the release."""
+        if v.build:
+            r = self.by_build(v.build)
+            if r and r.version.line == v.line:
+                return r.version
+            return v
+        r = self.by_release(v)
+        return r.version if r else v
+
+    def release_date(self, v: Version) -> dt.date | None:
+        r = self.by_release(v)
+        return r.date if r else None
+
+    def appliance_string(self, v: Version) -> str:
+        """The string an appliance of version v answers on /rest/appliance/system/version."""
+        r = self.by_release(v)
+        if r and r.appliance_version:
+            return r.appliance_version
+        if v.major >= 7:
+            return f"{v.major}.{v.minor}.{v.update}.00000"
+        return f"{v.major}.{v.minor}.0.{v.update}0000"
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> Catalogue:
+    """The release catalogue shipped in orchestrator/core/data/releases.yaml."""
+    text = resources.files("orchestrator.core").joinpath("data/releases.yaml").read_text()
+    rows = yaml.safe_load(text)["releases"]
+    out = []
+    for row in rows:
+        base = parse_version(row["release"], row["build"])
+        date = row["date"] if isinstance(row["date"], dt.date) else dt.date.fromisoformat(str(row["date"]))
+        out.append(Release(base, date, str(row.get("appliance_version", ""))))
+    return Catalogue(tuple(out))
