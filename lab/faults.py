@@ -1,0 +1,211 @@
+"""Fault injection for the lab twin: deterministic (seeded) so a rehearsal or a test is reproducible.
+
+Why a separate module: vcwave's guards (retries, journal, refusals) are only tested if the twin can bite the
+way real appliances do — a step that fails, 503 bursts, sockets closed without an answer, jobs that crawl,
+sessions that expire, an appliance that dies half-way through an install.
+
+Spec (YAML file or dict):
+
+    seed: 42                     # optional, default 0
+    faults:
+      - {type: fail_step, node: vc-a, step: install, message: "disk full", times: 1}
+      - {type: http_503, node: psc-a, count: 3}          # next 3 calls answer 503
+      - {type: http_503, node: "*", probability: 0.1}     # 10% of calls (seeded)
+      - {type: reset, node: vc-b, count: 1}               # close the socket without an answer
+      - {type: slow, node: "*", factor: 5}                # jobs take 5x longer
+      - {type: expire_sessions, node: vc-a, after_calls: 0}   # 0 = now; N = after N more calls
+      - {type: down_mid_install, node: vc-a}              # install FAILED at 50%, node unreachable until revived
+
+`node` is a node name or "*". `fail_step` steps: precheck, backup, stage, install, restore, validate.
+A bare list is accepted as `faults`. `times` (fail_step) defaults to 1; 0 means every time.
+"""
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STEPS = ("precheck", "backup", "stage", "install", "restore", "validate")
+TYPES = ("fail_step", "http_503", "reset", "slow", "expire_sessions", "down_mid_install")
+
+
+class FaultSpecError(ValueError):
+    """A fault spec we cannot read; names the entry."""
+
+
+@dataclass
+class Fault:
+    type: str
+    node: str = "*"
+    step: str = ""
+    message: str = ""
+    count: int | None = None       # http_503/reset: remaining calls
+    probability: float = 0.0       # http_503/reset
+    factor: float = 1.0            # slow
+    after_calls: int | None = None  # expire_sessions
+    times: int = 1                 # fail_step / down_mid_install: remaining (0 = unlimited)
+    spent: bool = False
+
+    def matches(self, node: str) -> bool:
+        return not self.spent and (self.node == "*" or self.node == node)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"type": self.type, "node": self.node}
+        for k in ("step", "message"):
+            if getattr(self, k):
+                d[k] = getattr(self, k)
+        if self.count is not None:
+            d["count"] = self.count
+        if self.probability:
+            d["probability"] = self.probability
+        if self.type == "slow":
+            d["factor"] = self.factor
+        if self.after_calls is not None:
+            d["after_calls"] = self.after_calls
+        if self.type in ("fail_step", "down_mid_install"):
+            d["times"] = self.times
+        d["spent"] = self.spent
+        return d
+
+
+def _parse_entry(i: int, e: Any) -> Fault:
+    where = f"faults[{i}]"
+    if not isinstance(e, dict):
+        raise FaultSpecError(f"{where}: expected a mapping, got {e!r}")
+    t = e.get("type")
+    if t not in TYPES:
+        raise FaultSpecError(f"{where}: type must be one of {', '.join(TYPES)}, got {t!r}")
+    f = Fault(type=t, node=str(e.get("node", "*")))
+    f.message = str(e.get("message", ""))
+    if t == "fail_step":
+        f.step = str(e.get("step", ""))
+        if f.step not in STEPS:
+            raise FaultSpecError(f"{where}: step must be one of {', '.join(STEPS)}, got {f.step!r}")
+        f.times = int(e.get("times", 1))
+    elif t in ("http_503", "reset"):
+        if "count" in e:
+            f.count = int(e["count"])
+            if f.count < 0:
+                raise FaultSpecError(f"{where}: count must be >= 0")
+        elif "probability" in e:
+            f.probability = float(e["probability"])
+            if not 0.0 <= f.probability <= 1.0:
+                raise FaultSpecError(f"{where}: probability must be within [0, 1]")
+        else:
+            raise FaultSpecError(f"{where}: {t} needs count or probability")
+    elif t == "slow":
+        f.factor = float(e.get("factor", 1.0))
+        if f.factor <= 0:
+            raise FaultSpecError(f"{where}: factor must be > 0")
+    elif t == "expire_sessions":
+        f.after_calls = int(e.get("after_calls", 0))
+    elif t == "down_mid_install":
+        f.times = int(e.get("times", 1))
+    return f
+
+
+class Faults:
+    """The active fault spec. Thread-safe; every decision draws from one seeded RNG."""
+
+    def __init__(self, spec: dict | list | None = None) -> None:
+        self._lock = threading.Lock()
+        self.load(spec)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Faults":
+        return cls(yaml.safe_load(Path(path).read_text()))
+
+    def load(self, spec: dict | list | None) -> None:
+        """Replace the whole spec (validates first: a bad spec leaves the old one in place)."""
+        if spec is None:
+            spec = {}
+        if isinstance(spec, list):
+            spec = {"faults": spec}
+        if not isinstance(spec, dict):
+            raise FaultSpecError(f"fault spec must be a mapping or a list, got {type(spec).__name__}")
+        entries = spec.get("faults") or []
+        if not isinstance(entries, list):
+            raise FaultSpecError("faults: expected a list")
+        parsed = [_parse_entry(i, e) for i, e in enumerate(entries)]
+        seed = int(spec.get("seed", 0))
+        with getattr(self, "_lock", threading.Lock()):
+            self.seed = seed
+            self.rng = random.Random(seed)
+            self.faults = parsed
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {"seed": self.seed, "faults": [f.to_dict() for f in self.faults]}
+
+    # -- per-call decisions (appliance HTTP layer) ------------------------------------------------
+    def on_call(self, node: str) -> str | None:
+        """Decide the fate of one HTTP call: 'reset', '503', 'expire' (expire sessions first), or None."""
+        with self._lock:
+            outcome = None
+            for f in self.faults:
+                if not f.matches(node):
+                    continue
+                if f.type == "expire_sessions":
+                    if f.after_calls is not None and f.after_calls <= 0:
+                        f.spent = True
+                        outcome = outcome or "expire"
+                    elif f.after_calls is not None:
+                        f.after_calls -= 1
+                elif f.type in ("reset", "http_503") and outcome in (None, "expire"):
+                    hit = False
+                    if f.count is not None:
+                        if f.count > 0:
+                            f.count -= 1
+                            hit = True
+                            if f.count == 0:
+                                f.spent = True
+                    elif self.rng.random() < f.probability:
+                        hit = True
+                    if hit:
+                        outcome = "reset" if f.type == "reset" else "503"
+            return outcome
+
+    def expire_now(self, node: str) -> bool:
+        """True (once) when an `expire_sessions` fault with after_calls 0 is pending for node."""
+        with self._lock:
+            for f in self.faults:
+                if f.matches(node) and f.type == "expire_sessions" and (f.after_calls or 0) <= 0:
+                    f.spent = True
+                    return True
+            return False
+
+    # -- job decisions (state layer) ---------------------------------------------------------------
+    def step_failure(self, node: str, step: str) -> str | None:
+        """The failure message when step on node must fail now (consumes one `times`)."""
+        with self._lock:
+            for f in self.faults:
+                if f.matches(node) and f.type == "fail_step" and f.step == step:
+                    if f.times > 0:
+                        f.times -= 1
+                        if f.times == 0:
+                            f.spent = True
+                    return f.message or f"lab fault: {step} failed on {node}"
+            return None
+
+    def down_mid_install(self, node: str) -> bool:
+        with self._lock:
+            for f in self.faults:
+                if f.matches(node) and f.type == "down_mid_install":
+                    if f.times > 0:
+                        f.times -= 1
+                        if f.times == 0:
+                            f.spent = True
+                    return True
+            return False
+
+    def slow_factor(self, node: str) -> float:
+        with self._lock:
+            factor = 1.0
+            for f in self.faults:
+                if f.matches(node) and f.type == "slow":
+                    factor *= f.factor
+            return factor

@@ -1,0 +1,278 @@
+// vcwave-vcsim: a small launcher around govmomi's vCenter simulator (simulator.VPX()).
+//
+// Built by lab/vcsim.py in GOPATH mode against Debian's golang-github-vmware-govmomi-dev
+// (govmomi 0.24.x). Prints ONE JSON line {"url": ..., "port": ...} to stdout once listening,
+// then serves until SIGTERM/SIGINT. The password comes from -password or env VCSIM_PASSWORD.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// saltStride is how many moref counter values one -moref-salt unit skips.
+const saltStride = 1000
+
+func fatalf(format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, "vcwave-vcsim: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:0", "host:port to listen on (port 0 picks a free port)")
+	version := flag.String("version", "6.7.0", "about.version")
+	build := flag.String("build", "14367737", "about.build")
+	apiVersion := flag.String("api-version", "6.7.3", "about.apiVersion")
+	fullName := flag.String("full-name", "", "about.fullName (default derived from version/build)")
+	instanceUUID := flag.String("instance-uuid", "", "about.instanceUuid")
+	pscHost := flag.String("psc-host", "", "PSC host named by the config.vpxd.sso.* settings")
+	user := flag.String("user", "administrator@vsphere.local", "login user")
+	password := flag.String("password", "", "login password (default: env VCSIM_PASSWORD)")
+	vms := flag.Int("vms", 0, "total inventory VMs, at least this many (0 = VPX default, 4)")
+	applianceVMs := flag.String("appliance-vms", "", "comma-separated names of powered-on appliance VMs to add")
+	morefSalt := flag.Int("moref-salt", 0, "shift moref ids (a rebuilt vCenter); 0 = normal")
+	flag.Parse()
+
+	if *password == "" {
+		*password = os.Getenv("VCSIM_PASSWORD")
+	}
+	if *user == "" || *password == "" {
+		fatalf("a user and a password (-password or env VCSIM_PASSWORD) are required")
+	}
+	if *morefSalt < 0 || *vms < 0 {
+		fatalf("-vms and -moref-salt must be >= 0")
+	}
+	if *fullName == "" {
+		*fullName = fmt.Sprintf("VMware vCenter Server %s build-%s", *version, *build)
+	}
+	log.SetOutput(os.Stderr)
+
+	// vcsim stores datastore files under the datastore's path and uses that path in the datastore
+	// moref; a relative path inside a private working directory keeps morefs identical across starts.
+	work, err := os.MkdirTemp("", "vcwave-vcsim-")
+	if err != nil {
+		fatalf("temp dir: %v", err)
+	}
+	if err = os.Chdir(work); err != nil {
+		fatalf("chdir: %v", err)
+	}
+	fail := func(format string, args ...interface{}) {
+		_ = os.Chdir(os.TempDir())
+		_ = os.RemoveAll(work)
+		fatalf(format, args...)
+	}
+
+	model := simulator.VPX()
+	// VPX default: 1 standalone host + 1 cluster of 3 hosts, 1 DVS portgroup. Datastore and VMs are
+	// created below (deterministic ids), not by Model.Create.
+	model.Datastore = 0
+	model.Machine = 0
+	// Each OpaqueNetwork consumes one moref counter value before any host/VM/datastore is created;
+	// they are removed again once the model exists, leaving only shifted ids behind.
+	model.OpaqueNetwork = *morefSalt * saltStride
+
+	about := &model.ServiceContent.About
+	about.Version = *version
+	about.Build = *build
+	about.ApiVersion = *apiVersion
+	about.FullName = *fullName
+	if *instanceUUID != "" {
+		about.InstanceUuid = *instanceUUID
+	}
+
+	if err = model.Create(); err != nil {
+		fail("model create: %v", err)
+	}
+
+	if *morefSalt > 0 {
+		dropOpaqueNetworks()
+	}
+
+	nvms := *vms
+	if nvms == 0 {
+		nvms = 4
+	}
+	if err = populate(model.Service, fmt.Sprintf("ds%d", *morefSalt), nvms, strings.Split(*applianceVMs, ",")); err != nil {
+		fail("populate: %v", err)
+	}
+
+	creds := url.UserPassword(*user, *password)
+	simulator.DefaultLogin = url.UserPassword(*user, *password)
+	// A Listen.User that is not the DefaultLogin pointer makes SessionManager check the password.
+	model.Service.Listen = &url.URL{Host: *listen, User: creds}
+
+	server := newServer(model.Service, fail)
+
+	if *pscHost != "" {
+		setSSO(*pscHost)
+	}
+
+	addr := server.Listener.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	out, _ := json.Marshal(map[string]interface{}{
+		"url":  fmt.Sprintf("http://%s/sdk", net.JoinHostPort(host, fmt.Sprint(addr.Port))),
+		"port": addr.Port,
+	})
+	os.Stdout.Write(append(out, '\n'))
+	os.Stdout.Sync()
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sig
+	log.Printf("vcwave-vcsim: %s, stopping", s)
+	// No server.Close(): it would wait for in-flight long polls (WaitForUpdatesEx without maxWait).
+	server.Listener.Close()
+	model.Remove()
+	_ = os.Chdir(os.TempDir())
+	_ = os.RemoveAll(work)
+	os.Exit(0)
+}
+
+// newServer starts the HTTP server; govmomi panics when it cannot listen (e.g. port in use).
+func newServer(svc *simulator.Service, fail func(string, ...interface{})) (server *simulator.Server) {
+	defer func() {
+		if r := recover(); r != nil {
+			fail("listen: %v", r)
+		}
+	}()
+	return svc.NewServer()
+}
+
+func dropOpaqueNetworks() {
+	for _, e := range simulator.Map.All("Folder") {
+		f := e.(*simulator.Folder)
+		var keep []types.ManagedObjectReference
+		for _, ref := range f.ChildEntity {
+			if ref.Type == "OpaqueNetwork" {
+				simulator.Map.Remove(ref)
+				continue
+			}
+			keep = append(keep, ref)
+		}
+		f.ChildEntity = keep
+	}
+}
+
+func setSSO(pscHost string) {
+	values := map[string]string{
+		"config.vpxd.sso.admin.uri":      "https://" + pscHost + "/sso-adminserver/sdk/vsphere.local",
+		"config.vpxd.sso.sts.uri":        "https://" + pscHost + "/sts/STSService/vsphere.local",
+		"config.vpxd.sso.groupcheck.uri": "https://" + pscHost + "/sso-adminserver/sdk/vsphere.local",
+	}
+	m := simulator.Map.OptionManager()
+	for i := range m.Setting {
+		o := m.Setting[i].GetOptionValue()
+		if v, ok := values[o.Key]; ok {
+			o.Value = v
+			delete(values, o.Key)
+		}
+	}
+	for _, k := range []string{"config.vpxd.sso.admin.uri", "config.vpxd.sso.sts.uri", "config.vpxd.sso.groupcheck.uri"} {
+		if v, ok := values[k]; ok {
+			m.Setting = append(m.Setting, &types.OptionValue{Key: k, Value: v})
+		}
+	}
+}
+
+// populate creates datastore LocalDS_0 on every host, then nvms VMs (DC0_H0_VM<i> on the standalone
+// host, DC0_C0_RP0_VM<i> in the cluster, like simulator.Model names them), then the appliance VMs
+// in the cluster's root pool; all powered on. Runs in process, before the server listens.
+func populate(svc *simulator.Service, dsPath string, nvms int, appliances []string) error {
+	ctx := context.Background()
+	c, err := vim25.NewClient(ctx, svc)
+	if err != nil {
+		return err
+	}
+	if err = os.MkdirAll(dsPath, 0o700); err != nil {
+		return err
+	}
+	dc := simulator.Map.Any("Datacenter").(*simulator.Datacenter)
+	var standalone, cluster types.ManagedObjectReference
+	for _, e := range simulator.Map.All("ClusterComputeResource") {
+		cluster = *e.(*simulator.ClusterComputeResource).ResourcePool
+	}
+	hosts := simulator.Map.All("HostSystem")
+	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Entity().Name < hosts[j].Entity().Name })
+	for _, h := range hosts {
+		host := object.NewHostSystem(c, h.Reference())
+		if h.Entity().Name == "DC0_H0" {
+			pool, err := host.ResourcePool(ctx)
+			if err != nil {
+				return err
+			}
+			standalone = pool.Reference()
+		}
+		dss, err := host.ConfigManager().DatastoreSystem(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err = dss.CreateLocalDatastore(ctx, "LocalDS_0", dsPath); err != nil {
+			return fmt.Errorf("datastore on %s: %v", h.Entity().Name, err)
+		}
+	}
+
+	folder := object.NewFolder(c, dc.VmFolder)
+	create := func(name string, pool types.ManagedObjectReference, cpus int32, memMB int64) error {
+		spec := types.VirtualMachineConfigSpec{
+			Name:     name,
+			GuestId:  string(types.VirtualMachineGuestOsIdentifierOtherGuest),
+			NumCPUs:  cpus,
+			MemoryMB: memMB,
+			Files:    &types.VirtualMachineFileInfo{VmPathName: "[LocalDS_0]"},
+		}
+		task, err := folder.CreateVM(ctx, spec, object.NewResourcePool(c, pool), nil)
+		if err != nil {
+			return err
+		}
+		info, err := task.WaitForResult(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("create %s: %v", name, err)
+		}
+		vm := object.NewVirtualMachine(c, info.Result.(types.ManagedObjectReference))
+		task, err = vm.PowerOn(ctx)
+		if err != nil {
+			return err
+		}
+		if err = task.Wait(ctx); err != nil {
+			return fmt.Errorf("power on %s: %v", name, err)
+		}
+		return nil
+	}
+
+	first := (nvms + 1) / 2
+	for i := 0; i < first; i++ {
+		if err = create(fmt.Sprintf("DC0_H0_VM%d", i), standalone, 1, 32); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < nvms-first; i++ {
+		if err = create(fmt.Sprintf("DC0_C0_RP0_VM%d", i), cluster, 1, 32); err != nil {
+			return err
+		}
+	}
+	for _, name := range appliances {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if err = create(name, cluster, 2, 10240); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,334 @@
+"""The planner: inventory + playbook + target -> a saved, hashed wave plan.
+
+Pure core (kubeadm's compute.go): it decides what happens to every node, in which phase and batch, by
+which method and why. It never calls out. The engine later applies exactly the saved plan, and refuses
+it if the plan file was edited or the inventory changed since (hashes).
+
+Batches: steps of one batch may run concurrently across nodes; a node's steps within a batch run in
+order. PSCs are always one per batch; vCenters follow the playbook's `serial` (default: the vCenters
+that share a PSC together, as VMware's guide allows).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from itertools import groupby
+from pathlib import Path
+from typing import Any, Iterable
+
+from orchestrator.core import interop, rules
+from orchestrator.core.inventory import Inventory, Node
+from orchestrator.core.playbook import PER_PSC, Play, Playbook
+from orchestrator.core.versions import Version
+from orchestrator.errors import InputError, RefusedError, Where
+
+PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    phase: str
+    batch: int
+    node: str
+    role: str
+    site: str
+    action: str  # precheck | backup | stage | upgrade | verify
+    method: str = ""  # upgrade: update|installer|manual|none; backup: file|snapshot-set|external
+    from_: str = ""
+    to: str = ""
+    reason: str = ""
+    tag: str = ""  # backups: pre|during|post
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["from"] = d.pop("from_")
+        return d
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> "Step":
+        d = dict(d)
+        d["from_"] = d.pop("from")
+        return Step(**d)
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    steps: tuple[Step, ...]
+
+    def batches(self) -> list[tuple[int, tuple[Step, ...]]]:
+        return [(b, tuple(s)) for b, s in groupby(self.steps, key=lambda s: s.batch)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    domain: str
+    target: str
+    inventory: str
+    inventory_sha256: str
+    playbook: str
+    playbook_sha256: str
+    concurrency_rule: str
+    window_estimate_min: float
+    phases: tuple[Phase, ...]
+    warnings: tuple[str, ...] = ()
+    plan_hash: str = ""
+
+    def steps(self) -> Iterable[Step]:
+        for ph in self.phases:
+            yield from ph.steps
+
+    def phase(self, name: str) -> Phase:
+        return next(p for p in self.phases if p.name == name)
+
+    def step(self, step_id: str) -> Step:
+        return next(s for s in self.steps() if s.id == step_id)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "format": PLAN_FORMAT, "domain": self.domain, "target": self.target, "inventory": self.inventory,
+            "inventory_sha256": self.inventory_sha256, "playbook": self.playbook,
+            "playbook_sha256": self.playbook_sha256, "concurrency_rule": self.concurrency_rule,
+            "window_estimate_min": self.window_estimate_min, "warnings": list(self.warnings),
+            "phases": [{"name": p.name, "steps": [s.to_json() for s in p.steps]} for p in self.phases],
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.body(), "plan_hash": self.plan_hash}
+
+
+def content_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- planning
+
+def _upgrade_step(node: Node, target: Version, phase: str, batch: int) -> Step:
+    choice = interop.upgrade_method(node.version, target, node.platform)
+    return Step(f"{phase}/upgrade/{node.name}", phase, batch, node.name, node.role, node.site, "upgrade",
+                choice.method, node.version.release, target.release, choice.reason)
+
+
+def _backup_method(node: Node) -> tuple[str, str]:
+    declared = node.backup.method if node.backup else None
+    if declared:
+        return declared, "declared in the inventory"
+    methods = interop.backup_methods(node.version, node.platform, node.vm is not None)
+    if not methods:
+        return "none", "no usable backup method"
+    why = {"file": "appliance file-based backup job (6.5+)",
+           "snapshot-set": f"{node.version.release} has no file-based backup: cold snapshot set of all appliance "
+                           f"VMs of the domain, taken together"}[methods[0]]
+    return methods[0], why
+
+
+def _simple(node: Node, action: str, phase: str, batch: int, ver: Version, target: Version, tag: str = "",
+            method: str = "", reason: str = "") -> Step:
+    sid = f"{phase}/{action}{'-' + tag if tag and tag != phase else ''}/{node.name}"
+    return Step(sid, phase, batch, node.name, node.role, node.site, action, method, ver.release, target.release,
+                reason, tag)
+
+
+def _node_lane(node: Node, play: Play, target: Version, phase: str, batch: int, cur: Version,
+               tag: str) -> list[Step]:
+    """The steps one node runs in one play, in the play's task order."""
+    out = []
+    for task in play.tasks:
+        if task == "upgrade":
+            out.append(_upgrade_step(node, target, phase, batch))
+        elif task == "backup":
+            method, why = _backup_method(node)
+            out.append(_simple(node, "backup", phase, batch, cur, target, tag, method, why))
+        elif task == "stage":
+            if interop.upgrade_method(node.version, target, node.platform).method == "update":
+                out.append(_simple(node, "stage", phase, batch, cur, target, reason="stage the update bits now"))
+        else:
+            out.append(_simple(node, task, phase, batch, cur, target))
+    return out
+
+
+def _vcenter_batches(inv: Inventory, serial: int | str) -> tuple[list[list[Node]], str]:
+    vcs = list(inv.vcenters)
+    if serial == PER_PSC:
+        groups = [list(inv.vcenters_of(p.name)) for p in _psc_order(inv)]
+        return [g for g in groups if g], ("per-psc: vCenter Server instances that point to the same Platform "
+                                          "Services Controller are upgraded concurrently (VMware upgrade order "
+                                          "guide); groups one after another")
+    if serial == 0:
+        return ([vcs] if vcs else []), "all vCenters at once (playbook serial: 0)"
+    return [vcs[i:i + serial] for i in range(0, len(vcs), serial)], f"{serial} vCenter(s) at a time"
+
+
+def _psc_order(inv: Inventory) -> list[Node]:
+    """PSCs in site order, then by name. One at a time means every other PSC stays up, so each PSC's
+    replication partners are reachable while it is upgraded; going site by site keeps the partners of a
+    site's PSCs (usually in the same site) upgraded next to each other."""
+    order = {s: i for i, s in enumerate(inv.sites)}
+    return sorted(inv.pscs, key=lambda n: (order[n.site], n.name))
+
+
+def check_target(inv: Inventory, target: Version) -> None:
+    """Refuse a target that any node cannot reach directly, or that drops external PSCs (7.0+)."""
+    problems = []
+    for n in inv.nodes:
+        verdict = interop.check_path(n.version, target)
+        if not verdict.ok:
+            problems.append(f"{n.name} ({n.version.release}): {verdict.reason}")
+    if problems:
+        raise RefusedError("unsupported upgrade path:\n  " + "\n  ".join(problems), rule="upgrade-path")
+    verdict = rules.external_psc_target_allowed(bool(inv.pscs), interop.supports_external_psc(target), target)
+    if not verdict:
+        raise RefusedError(verdict.reason, rule=verdict.rule)
+
+
+def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory_sha256: str = "",
+               playbook_sha256: str = "", concurrency: int | None = None) -> Plan:
+    """Compute the plan. Raises RefusedError (exit 2) when a rule of the seed or an upgrade path forbids it."""
+    check_target(inv, target)
+    if concurrency is not None and concurrency < 1:
+        raise InputError(f"--concurrency must be >= 1, got {concurrency}", Where(field="--concurrency"))
+    phases, rule_text, warnings = [], "", []
+    for play in playbook.plays:
+        steps: list[Step] = []
+        batch = 0
+        if play.phase == "psc":
+            groups = [[p] for p in _psc_order(inv)]
+        elif play.phase == "vcenter":
+            serial = concurrency if concurrency is not None else play.serial
+            groups, rule_text = _vcenter_batches(inv, serial)
+            if concurrency is not None:
+                rule_text = f"--concurrency {concurrency}: {rule_text}"
+        else:
+            # Outside the waves every task is one batch over all nodes: every precheck passes before any
+            # backup starts, and a snapshot-set backup is one batch (taken together).
+            members = list({"all": inv.nodes, "psc": inv.pscs, "vcenter": inv.vcenters}[play.hosts])
+            for i, task in enumerate(play.tasks):
+                one = Play(play.name, play.phase, play.hosts, (task,), play.serial)
+                for node in members:
+                    cur = target if play.phase == "post" else node.version
+                    steps += _node_lane(node, one, target, play.phase, i, cur, play.phase)
+            phases.append(Phase(play.phase, tuple(steps)))
+            continue
+        if play.phase == "vcenter" and play.backup_first:
+            steps += [_simple(n, "backup", "vcenter", 0, target if n.is_psc else n.version, target, "during",
+                              *_backup_method(n)) for n in inv.nodes]
+            batch = 1
+        for group in groups:
+            for node in group:
+                cur = target if play.phase == "post" else node.version
+                tag = {"pre": "pre", "post": "post"}.get(play.phase, "during")
+                steps += _node_lane(node, play, target, play.phase, batch, cur, tag)
+            batch += 1
+        phases.append(Phase(play.phase, tuple(_split_batches(steps))))
+    for n in inv.nodes:
+        method, _ = _backup_method(n)
+        problem = (interop.backup_method_problem(n.version, n.platform, n.vm is not None,
+                                                 None if method == "none" else method,
+                                                 n.backup.location_type if n.backup else ""))
+        if problem:
+            warnings.append(f"{n.name}: {problem} (the precheck will fail)")
+    plan = Plan(inv.domain, target.release, inv.path, inventory_sha256, playbook.path, playbook_sha256,
+                rule_text, 0.0, tuple(phases), tuple(warnings))
+    plan = _with_window(plan)
+    _assert_invariants(plan, inv)
+    return _sealed(plan)
+
+
+def _split_batches(steps: list[Step]) -> list[Step]:
+    """Stable order: by batch, then as planned (a node's lane keeps its task order)."""
+    return sorted(steps, key=lambda s: s.batch)
+
+
+def _with_window(plan: Plan) -> Plan:
+    from dataclasses import replace
+    return replace(plan, window_estimate_min=round(window_estimate(plan), 1))
+
+
+def lane_minutes(steps: Iterable[Step]) -> float:
+    return sum(interop.estimate_minutes(s.action, s.method, s.role) for s in steps)
+
+
+def window_estimate(plan: Plan) -> float:
+    """Expected mixed-version window (minutes): from the first PSC install to the last vCenter verified.
+
+    Each batch lasts as long as its longest node lane; batches run one after another.
+    """
+    total = 0.0
+    for name in ("psc", "vcenter"):
+        for _, steps in plan.phase(name).batches():
+            lanes: dict[str, list[Step]] = {}
+            for s in steps:
+                lanes.setdefault(s.node, []).append(s)
+            total += max(lane_minutes(l) for l in lanes.values())
+    return total
+
+
+def _assert_invariants(plan: Plan, inv: Inventory) -> None:
+    """Belt and braces: the seed's order rule, checked on the computed plan with the same rule function."""
+    order = [(s.role, s.node) for s in plan.steps() if s.action == "upgrade"]
+    verdict = rules.wave_order_allowed(order)
+    if not verdict:
+        raise RefusedError(verdict.reason, rule=verdict.rule)
+
+
+def _sealed(plan: Plan) -> Plan:
+    from dataclasses import replace
+    return replace(plan, plan_hash=content_hash(plan.body()))
+
+
+# ---------------------------------------------------------------- saved plans
+
+def save_plan(plan: Plan, path: str | Path) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n")
+    tmp.replace(p)
+
+
+def plan_from_json(data: Any, filename: str) -> Plan:
+    """Rebuild a Plan from its JSON, refusing a file whose content does not match its hash."""
+    where = Where(file=filename)
+    if not isinstance(data, dict) or "plan_hash" not in data or "phases" not in data:
+        raise InputError("not a vcwave plan file (no plan_hash/phases)", where)
+    if data.get("format") != PLAN_FORMAT:
+        raise InputError(f"plan format {data.get('format')!r} is not supported (expected {PLAN_FORMAT})",
+                         Where(file=filename, field="format"))
+    body = {k: v for k, v in data.items() if k != "plan_hash"}
+    if content_hash(body) != data["plan_hash"]:
+        raise InputError("plan file was modified after it was computed (content does not match plan_hash); "
+                         "run `invoke plan` again", Where(file=filename, field="plan_hash"))
+    try:
+        phases = tuple(Phase(p["name"], tuple(Step.from_json(s) for s in p["steps"])) for p in data["phases"])
+        return Plan(data["domain"], data["target"], data["inventory"], data["inventory_sha256"], data["playbook"],
+                    data["playbook_sha256"], data["concurrency_rule"], float(data["window_estimate_min"]), phases,
+                    tuple(data.get("warnings", ())), data["plan_hash"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"plan file is malformed: {exc!r}", where) from None
+
+
+def load_plan(path: str | Path) -> Plan:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError("plan file not found; run `invoke plan --out FILE` first", Where(file=str(p))) from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"plan file is not JSON: {exc}", Where(file=str(p))) from None
+    return plan_from_json(data, str(p))
+
+
+def check_plan_matches(plan: Plan, inventory_sha256: str, domain: str) -> None:
+    """Later commands apply exactly the saved plan; refuse it if the inventory changed since."""
+    if plan.domain != domain:
+        raise InputError(f"plan is for domain '{plan.domain}', inventory describes '{domain}'",
+                         Where(field="domain"))
+    if plan.inventory_sha256 and plan.inventory_sha256 != inventory_sha256:
+        raise InputError("the inventory changed since this plan was computed (hash mismatch); run `invoke plan` "
+                         "again and review it", Where(file=plan.inventory, field="inventory_sha256"))

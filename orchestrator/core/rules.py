@@ -1,0 +1,118 @@
+"""The seed's rules, each one small pure function, written once.
+
+The planner uses them to build waves; the engine asks the same functions with live versions before it
+acts (e.g. before the vcenter wave); status and rollback use them to explain what is possible. Each rule
+returns a `Verdict` whose reason quotes the guidance it comes from, so a refusal says *why*.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from orchestrator.core.versions import Version
+
+SITE_BY_SITE = ("Upgrading site by site is not supported: all PSCs of the SSO domain, across ALL sites, "
+                "are upgraded before any vCenter Server")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    rule: str
+    reason: str = ""
+
+    def __bool__(self) -> bool:  # lets callers write `if not verdict:`
+        return self.ok
+
+
+def _v(x: Version) -> Version:
+    return x.without_build()
+
+
+def vcenter_wave_may_start(psc_versions: Mapping[str, Version], target: Version) -> Verdict:
+    """The vcenter wave starts only when every PSC of every site is at the target (or newer)."""
+    behind = sorted(name for name, v in psc_versions.items() if _v(v) < _v(target))
+    if behind:
+        return Verdict(False, "pscs-first",
+                       f"{SITE_BY_SITE}; still below {target.release}: {', '.join(behind)}")
+    return Verdict(True, "pscs-first")
+
+
+def vcenter_not_newer_than_psc(vc_version: Version, psc_version: Version, vc: str = "", psc: str = "") -> Verdict:
+    """A vCenter must never run a newer version than the PSC it uses."""
+    if _v(vc_version) > _v(psc_version):
+        return Verdict(False, "vcenter-not-newer-than-psc",
+                       f"vCenter {vc} would run {vc_version.release}, newer than its PSC {psc} "
+                       f"({psc_version.release})")
+    return Verdict(True, "vcenter-not-newer-than-psc")
+
+
+def repoint_allowed(vc_version: Version, vc_site: str, psc_version: Version, psc_site: str,
+                    psc_up: bool = True) -> Verdict:
+    """A vCenter may be repointed only to a running PSC of the same version in the same SSO site."""
+    if vc_site != psc_site:
+        return Verdict(False, "repoint-same-site",
+                       f"repoint only within the same SSO site (vCenter in {vc_site}, PSC in {psc_site})")
+    if not _v(vc_version).same_release(_v(psc_version)):
+        return Verdict(False, "repoint-same-version",
+                       f"repoint only to a PSC of the same version (vCenter {vc_version.release}, PSC "
+                       f"{psc_version.release}): restore or redeploy the failed PSC instead")
+    if not psc_up:
+        return Verdict(False, "repoint-target-up", "the target PSC is not running")
+    return Verdict(True, "repoint-same-site-same-version")
+
+
+def mixed_state_allowed(psc_versions: Mapping[str, Version], vc_versions: Mapping[str, Version],
+                        vc_psc: Mapping[str, str], source: Version, target: Version) -> Verdict:
+    """Which mixes are allowed during a transition: every node at source or target, no vCenter newer than its PSC.
+
+    A mix is a transition state, never a steady state: `is_mixed` tells whether the window is open.
+    """
+    allowed = {_v(source), _v(target)}
+    for name, v in {**psc_versions, **vc_versions}.items():
+        if _v(v) not in allowed:
+            return Verdict(False, "transition-versions",
+                           f"{name} runs {v.release}; during this upgrade only {source.release} and "
+                           f"{target.release} may coexist")
+    for vc, v in vc_versions.items():
+        verdict = vcenter_not_newer_than_psc(v, psc_versions[vc_psc[vc]], vc, vc_psc[vc])
+        if not verdict:
+            return verdict
+    return Verdict(True, "transition-versions")
+
+
+def is_mixed(versions: Iterable[Version]) -> bool:
+    """True when the domain runs more than one release: the mixed-version window is open."""
+    return len({_v(v) for v in versions}) > 1
+
+
+def wave_order_allowed(upgrade_order: Iterable[tuple[str, str]]) -> Verdict:
+    """Given upgrade steps in order as (role, node), refuse any vCenter before the last PSC."""
+    seen_vc: str | None = None
+    for role, node in upgrade_order:
+        if role == "vcenter" and seen_vc is None:
+            seen_vc = node
+        elif role == "psc" and seen_vc is not None:
+            return Verdict(False, "pscs-first", f"{SITE_BY_SITE} (vCenter {seen_vc} would go before PSC {node})")
+    return Verdict(True, "pscs-first")
+
+
+def psc_concurrency_allowed(serial: int) -> Verdict:
+    """PSCs are upgraded one at a time: 'Concurrent upgrades of Platform Services Controller instances are
+    not supported' (VMware upgrade order guide)."""
+    if serial != 1:
+        return Verdict(False, "psc-one-at-a-time",
+                       "Concurrent upgrades of Platform Services Controller instances are not supported: "
+                       "the psc wave runs with serial 1")
+    return Verdict(True, "psc-one-at-a-time")
+
+
+def external_psc_target_allowed(has_external_pscs: bool, target_supports_external_psc: bool,
+                                target: Version) -> Verdict:
+    """7.0+ has no external PSC: the upgrade must converge PSCs into vCenters first. vcwave says so and refuses."""
+    if has_external_pscs and not target_supports_external_psc:
+        return Verdict(False, "no-external-psc-in-target",
+                       f"{target.release} has no external Platform Services Controller: converge the PSCs into "
+                       f"their vCenters first (vCenter 6.7 U2+ converge tool), decommission the PSCs, then plan "
+                       f"the upgrade of the resulting embedded vCenters. vcwave does not plan the convergence")
+    return Verdict(True, "no-external-psc-in-target")
