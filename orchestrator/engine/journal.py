@@ -193,6 +193,19 @@ def find_secret_keys(data: Any, path: str = "data") -> list[str]:
     return found
 
 
+def _non_str_keys(data: Any, path: str = "data") -> list[str]:
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                found.append(f"{path}[{key!r}]")
+            found.extend(_non_str_keys(value, f"{path}.{key}"))
+    elif isinstance(data, (list, tuple)):
+        for i, value in enumerate(data):
+            found.extend(_non_str_keys(value, f"{path}[{i}]"))
+    return found
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -426,11 +439,14 @@ class Journal:
                 "refusing to journal secret-looking key(s) " + ", ".join(leaked)
                 + ": nothing secret may ever be written to the journal"
             )
+        bad_keys = _non_str_keys(data)
+        if bad_keys:
+            raise ValueError(f"journal event data keys must be strings: {', '.join(bad_keys)}")
         try:
             data_text = canonical_json(data)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"journal event data is not plain JSON: {exc}") from exc
-        data = json.loads(data_text)  # exactly what a later read returns (tuples -> lists, int keys -> str)
+        data = json.loads(data_text)  # exactly what a later read returns (tuples -> lists)
         _validate(fields, data)
 
         with self._mutex:

@@ -1,0 +1,527 @@
+"""The appliance (VAMI) REST twin: one stdlib HTTP server per PSC/vCenter, `/rest` style (6.x).
+
+Why stdlib: the twin must start in milliseconds for 25 nodes and have no dependency the product does not have.
+It serves VMware's documented paths, payloads, states and error shapes (see /work/shared/vsphere-facts.md and
+the vSphere Automation SDK docs) so that vcwave's REST client cannot tell it from an appliance:
+
+- session: POST/DELETE /rest/com/vmware/cis/session (basic auth -> id; header vmware-api-session-id)
+- GET /rest/appliance/system/version, /rest/appliance/health/{system,load,mem,storage,swap,
+  database-storage,softwarepackages}, /rest/appliance/vmon/service[/{id}]
+- backup: /rest/appliance/recovery/backup/job[/{id}[/cancel]]
+- restore: /rest/appliance/recovery/restore/{validate,job,job/cancel} (only in restore mode)
+- update (6.7+): /rest/appliance/update, /update/pending[/{version}[?action=...]], /update/staged
+
+5.5/6.0 (and Windows) nodes answer 404 to every path: they have no appliance REST API. 6.5 nodes answer 404
+to every /rest/appliance/update path. A node that is down does not listen at all (connection refused).
+During the reboot phase of an install every call answers 503. Sessions live in memory: they do not survive
+a reboot (install, restore, revive) nor a lab restart, like on the real appliance.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from orchestrator.core.versions import catalogue, parse_version
+
+from .state import LabError, LabState, has_rest, has_update_api, iso, version_of
+
+SESSION_PATH = "/rest/com/vmware/cis/session"
+SESSION_HEADER = "vmware-api-session-id"
+
+
+def msg(text: str, mid: str = "com.vmware.vcwave.lab.message") -> dict:
+    return {"id": mid, "default_message": text, "args": []}
+
+
+def vapi_error(kind: str, text: str) -> dict:
+    """The /rest error shape: {"type": "com.vmware.vapi.std.errors.<kind>", "value": {"messages": [...]}}."""
+    return {"type": f"com.vmware.vapi.std.errors.{kind}",
+            "value": {"messages": [msg(text, f"com.vmware.vapi.std.errors.{kind}")]}}
+
+
+class Reply(Exception):
+    """Raised by a route to answer with status + JSON body (None = empty body)."""
+
+    def __init__(self, status: int, body: Any = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+def err(kind: str, text: str, status: int) -> Reply:
+    return Reply(status, vapi_error(kind, text))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+
+class ApplianceServer:
+    """The REST twin of one node. `sync()` opens or closes the listener to match the node's down flag."""
+
+    def __init__(self, state: LabState, name: str, session_timeout: float = 1800.0, port: int = 0,
+                 host: str = "127.0.0.1") -> None:
+        self.state = state
+        self.name = name
+        self.host = host
+        self.port = port
+        self.session_timeout = session_timeout
+        self.sessions: dict[str, dict] = {}
+        self._slock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._life = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    def bind(self) -> None:
+        """Bind the port now (even for a down node) so the port is known; falls back to a free port."""
+        with self._life:
+            if self._server is not None:
+                return
+            try:
+                srv = _Server((self.host, self.port), self._handler_class())
+            except OSError:
+                if not self.port:
+                    raise
+                srv = _Server((self.host, 0), self._handler_class())
+            self.port = srv.server_address[1]
+            self._server = srv
+            self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                                            name=f"rest-{self.name}", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        with self._life:
+            srv, self._server = self._server, None
+        if srv is not None:
+            srv.shutdown()
+            srv.server_close()
+        with self._slock:
+            self.sessions.clear()
+
+    def sync(self) -> None:
+        """Listen when the node is up, stop listening (connection refused) when it is down."""
+        down = self.state.nodes[self.name]["down"]
+        if down and self.listening:
+            self.close()
+        elif not down and not self.listening:
+            self.bind()
+
+    def start(self) -> "ApplianceServer":
+        self.bind()
+        self.sync()
+        return self
+
+    stop = close
+
+    # -- sessions ----------------------------------------------------------------------------------
+    def expire_sessions(self) -> None:
+        with self._slock:
+            self.sessions.clear()
+
+    def _new_session(self, user: str) -> str:
+        sid = secrets.token_hex(16)
+        with self._slock:
+            self.sessions[sid] = {"user": user, "last": time.monotonic(),
+                                  "boot": self.state.nodes[self.name]["boot"]}
+        return sid
+
+    def _check_session(self, sid: str | None) -> dict | None:
+        if not sid:
+            return None
+        with self._slock:
+            s = self.sessions.get(sid)
+            if s is None:
+                return None
+            now = time.monotonic()
+            if now - s["last"] > self.session_timeout or s["boot"] != self.state.nodes[self.name]["boot"]:
+                del self.sessions[sid]
+                return None
+            s["last"] = now
+            return s
+
+    def _drop_session(self, sid: str | None) -> bool:
+        with self._slock:
+            return self.sessions.pop(sid or "", None) is not None
+
+    # -- HTTP --------------------------------------------------------------------------------------
+    def _handler_class(self) -> type:
+        twin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "envoy"
+            sys_version = ""
+
+            def log_message(self, fmt: str, *args: Any) -> None:  # quiet
+                pass
+
+            def _go(self) -> None:
+                twin._handle(self)
+
+            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _go
+
+        return Handler
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        st = self.state
+        node = st.nodes[self.name]
+        fate = st.faults.on_call(self.name)
+        if fate == "expire":
+            self.expire_sessions()
+        if fate == "reset" or node["down"]:
+            _reset(h)
+            return
+        if fate == "503":
+            _send(h, 503, vapi_error("service_unavailable", "Service Unavailable (lab fault injection)"))
+            return
+        if not has_rest(node):
+            _send_text(h, 404, "Not Found")
+            return
+        if st.rebooting(self.name):
+            _send(h, 503, vapi_error("service_unavailable", "The appliance is rebooting to complete the update"))
+            return
+        url = urlsplit(h.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        path = url.path.rstrip("/") or "/"
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            _send(h, 400, vapi_error("invalid_argument", "The request body is not valid JSON"))
+            return
+        try:
+            route, args = self._route(h.command, path, node)
+            if route is None:
+                raise err("not_found", f"Not found: {h.command} {path}", 404)
+            if route is not self._session_create:
+                if self._check_session(h.headers.get(SESSION_HEADER)) is None:
+                    raise err("unauthenticated", "This method requires authentication.", 401)
+            result = route(h, query, body, *args)
+            raise Reply(200, None if result is _EMPTY else {"value": result})
+        except Reply as r:
+            _send(h, r.status, r.body)
+        except LabError as e:
+            _send(h, e.status, vapi_error(e.kind, e.message))
+        except Exception as e:  # pragma: no cover - a twin bug must show, not hang the client
+            _send(h, 500, vapi_error("internal_server_error", f"lab twin error: {type(e).__name__}: {e}"))
+
+    def _route(self, method: str, path: str, node: dict) -> tuple[Callable | None, tuple]:
+        for m, rx, fn, need_update in self._routes():
+            if m != method:
+                continue
+            mo = rx.fullmatch(path)
+            if mo:
+                if need_update and not has_update_api(node):
+                    return None, ()
+                return fn, mo.groups()
+        return None, ()
+
+    def _routes(self) -> list:
+        R = re.compile
+        seg = r"([^/]+)"
+        return [
+            ("POST", R(re.escape(SESSION_PATH)), self._session_create, False),
+            ("DELETE", R(re.escape(SESSION_PATH)), self._session_delete, False),
+            ("GET", R(r"/rest/appliance/system/version"), self._version, False),
+            ("GET", R(r"/rest/appliance/health/" + seg), self._health, False),
+            ("GET", R(r"/rest/appliance/vmon/service"), self._services, False),
+            ("GET", R(r"/rest/appliance/vmon/service/" + seg), self._service, False),
+            ("POST", R(r"/rest/appliance/recovery/backup/job"), self._backup_create, False),
+            ("GET", R(r"/rest/appliance/recovery/backup/job"), self._backup_list, False),
+            ("GET", R(r"/rest/appliance/recovery/backup/job/" + seg), self._backup_get, False),
+            ("POST", R(r"/rest/appliance/recovery/backup/job/" + seg + "/cancel"), self._backup_cancel, False),
+            ("POST", R(r"/rest/appliance/recovery/restore/validate"), self._restore_validate, False),
+            ("POST", R(r"/rest/appliance/recovery/restore/job"), self._restore_create, False),
+            ("GET", R(r"/rest/appliance/recovery/restore/job"), self._restore_get, False),
+            ("POST", R(r"/rest/appliance/recovery/restore/job/cancel"), self._restore_cancel, False),
+            ("GET", R(r"/rest/appliance/update"), self._update_get, True),
+            ("GET", R(r"/rest/appliance/update/pending"), self._pending_list, True),
+            ("GET", R(r"/rest/appliance/update/pending/" + seg), self._pending_get, True),
+            ("POST", R(r"/rest/appliance/update/pending/" + seg), self._pending_action, True),
+            ("GET", R(r"/rest/appliance/update/staged"), self._staged_get, True),
+            ("DELETE", R(r"/rest/appliance/update/staged"), self._staged_delete, True),
+        ]
+
+    # -- session -----------------------------------------------------------------------------------
+    def _session_create(self, h, q, body) -> str:
+        auth = h.headers.get("Authorization") or ""
+        if not auth.lower().startswith("basic "):
+            raise err("unauthenticated", "Authentication required.", 401)
+        try:
+            user, _, pw = base64.b64decode(auth[6:].strip()).decode().partition(":")
+        except Exception:
+            raise err("unauthenticated", "Authentication required.", 401) from None
+        d = self.state.data
+        node = self.state.nodes[self.name]
+        ok_root = user == "root" and pw == d["root_password"]
+        ok_sso = user.lower() == d["sso_user"].lower() and pw == d["sso_password"] and not node["restore_mode"]
+        if not (ok_root or ok_sso):
+            raise err("unauthenticated", "Authentication failed: invalid user name or password.", 401)
+        return self._new_session(user)
+
+    def _session_delete(self, h, q, body):
+        self._drop_session(h.headers.get(SESSION_HEADER))
+        return _EMPTY
+
+    # -- system ------------------------------------------------------------------------------------
+    def _version(self, h, q, body) -> dict:
+        node = self.state.nodes[self.name]
+        v = version_of(node)
+        psc = node["role"] == "psc"
+        date = catalogue().release_date(v)
+        return {
+            "version": catalogue().appliance_string(v),
+            "product": "VMware Platform Services Controller" if psc else "VMware vCenter Server Appliance",
+            "build": str(v.build),
+            "type": "Platform Services Controller" if psc
+            else "vCenter Server with an external Platform Services Controller",
+            "summary": f"Patch for VMware vCenter Server {v.major}.{v.minor}.0" if node["patched"] else "",
+            "releasedate": date.strftime("%B %d, %Y") if (node["patched"] and date) else "",
+            "install_time": iso(node["install_time"]),
+        }
+
+    _HEALTH = ("system", "load", "mem", "storage", "swap", "database-storage", "softwarepackages")
+
+    def _health(self, h, q, body, item: str) -> str:
+        if item not in self._HEALTH:
+            raise err("not_found", f"Not found: health item {item}", 404)
+        node = self.state.nodes[self.name]
+        if item == "system":
+            return node["health"]
+        if item == "database-storage" and node["role"] == "psc":
+            return "green"
+        return "gray" if node["restore_mode"] else "green"
+
+    def _service_info(self, sname: str, st: str) -> dict:
+        info = {"name_key": f"cis.{sname}.ServiceName", "description_key": f"cis.{sname}.ServiceDescription",
+                "startup_type": "AUTOMATIC", "state": st}
+        if st == "STARTED":
+            info["health"] = "HEALTHY"
+            info["health_messages"] = []
+        return info
+
+    def _services(self, h, q, body) -> list:
+        node = self.state.nodes[self.name]
+        return [{"key": k, "value": self._service_info(k, s)} for k, s in sorted(node["services"].items())]
+
+    def _service(self, h, q, body, sid: str) -> dict:
+        node = self.state.nodes[self.name]
+        if sid not in node["services"]:
+            raise err("not_found", f"Service {sid} not found", 404)
+        return self._service_info(sid, node["services"][sid])
+
+    # -- backup ------------------------------------------------------------------------------------
+    @staticmethod
+    def _job_view(job: dict) -> dict:
+        return {"id": job["id"], "state": job["state"], "progress": job["progress"],
+                "messages": [msg(m, "com.vmware.applmgmt.backup.job") for m in job["messages"]],
+                "start_time": iso(job["start"]), **({"end_time": iso(job["end"])} if job["end"] else {})}
+
+    def _backup_create(self, h, q, body) -> dict:
+        piece = (body or {}).get("piece") if isinstance(body, dict) else None
+        return self._job_view(self.state.start_backup(self.name, piece))
+
+    def _backup_list(self, h, q, body) -> list:
+        with self.state.lock:
+            return sorted(self.state.nodes[self.name]["backup_jobs"])
+
+    def _backup_get(self, h, q, body, bid: str) -> dict:
+        return self._job_view(self.state.backup_job(self.name, bid))
+
+    def _backup_cancel(self, h, q, body, bid: str) -> dict:
+        self.state.cancel_backup(self.name, bid)
+        return {"status": "OK", "messages": [msg("Backup job was canceled.")]}
+
+    # -- restore -----------------------------------------------------------------------------------
+    def _restore_validate(self, h, q, body) -> dict:
+        piece = (body or {}).get("piece") if isinstance(body, dict) else None
+        v = self.state.restore_validate(self.name, piece)
+        v = dict(v)
+        v.pop("backup", None)
+        v["messages"] = [msg(m, "com.vmware.applmgmt.restore.validate") for m in v["messages"]]
+        return v
+
+    @staticmethod
+    def _restore_view(job: dict | None) -> dict:
+        if not job:
+            return {"state": "NONE", "messages": [], "progress": 0}
+        return {"state": job["state"], "progress": job["progress"],
+                "messages": [msg(m, "com.vmware.applmgmt.restore.job") for m in job["messages"]],
+                "start_time": iso(job["start"]), **({"end_time": iso(job["end"])} if job["end"] else {})}
+
+    def _restore_create(self, h, q, body) -> dict:
+        piece = (body or {}).get("piece") if isinstance(body, dict) else None
+        return self._restore_view(self.state.start_restore(self.name, piece))
+
+    def _restore_get(self, h, q, body) -> dict:
+        return self._restore_view(self.state.restore_job(self.name))
+
+    def _restore_cancel(self, h, q, body) -> dict:
+        self.state.cancel_restore(self.name)
+        return {"status": "OK", "messages": [msg("Restore job was canceled.")]}
+
+    # -- update ------------------------------------------------------------------------------------
+    @staticmethod
+    def _task_view(task: dict) -> dict:
+        out = {"description": msg(f"Update {task['operation']} of {task['version']}",
+                                  f"com.vmware.appliance.update.{task['operation']}"),
+               "service": "com.vmware.appliance.update.pending", "operation": task["operation"],
+               "status": task["status"], "cancelable": False,
+               "progress": {"total": 100, "completed": task["progress"],
+                            "message": msg(task["messages"][-1] if task["messages"] else f"{task['operation']} "
+                                           f"in progress")},
+               "subtask_order": [], "subtasks": [], "start_time": iso(task["start"])}
+        if task["end"]:
+            out["end_time"] = iso(task["end"])
+        if task.get("error"):
+            out["error"] = task["error"]
+        return out
+
+    def _update_get(self, h, q, body) -> dict:
+        info = self.state.update_info(self.name)
+        if "task" in info:
+            info["task"] = self._task_view(info["task"])
+        if info["latest_query_time"] is None:
+            info.pop("latest_query_time")
+        return info
+
+    def _summary(self, v) -> dict:
+        date = catalogue().release_date(v)
+        return {"version": catalogue().appliance_string(v),
+                "description": msg(f"VMware vCenter Server {v.release} (build {v.build})",
+                                   "com.vmware.appliance.update.description"),
+                "priority": "HIGH", "severity": "CRITICAL", "update_type": "SECURITY",
+                "release_date": (date.isoformat() + "T00:00:00.000Z") if date else None,
+                "reboot_required": True, "size": 1500 + v.update * 100}
+
+    def _pending_list(self, h, q, body) -> list:
+        st = q.get("source_type")
+        if st not in ("LOCAL", "LOCAL_AND_ONLINE", "LAST_CHECK"):
+            raise err("invalid_argument", f"Invalid source_type {st!r}: expected LOCAL, LOCAL_AND_ONLINE or "
+                                          f"LAST_CHECK", 400)
+        if st != "LAST_CHECK":
+            self.state.set_query_time(self.name)
+        return [self._summary(v) for v in self.state.available_updates(self.name)]
+
+    def _pending_info(self, v) -> dict:
+        node = self.state.nodes[self.name]
+        info = self._summary(v)
+        info.pop("version")
+        staged = node["update"]["staged"] == catalogue().appliance_string(v)
+        info.update(contents=[msg(f"Fixes and security updates of {v.release}")],
+                    services_will_be_stopped=[{"service": s, "description": msg(s)} for s in sorted(node["services"])],
+                    eulas=[msg("VMware End User License Agreement")], staged=staged)
+        return info
+
+    def _pending_get(self, h, q, body, version: str) -> dict:
+        return self._pending_info(self.state.resolve_update(self.name, version))
+
+    @staticmethod
+    def _user_data(body: Any) -> dict:
+        ud = (body or {}).get("user_data") if isinstance(body, dict) else None
+        if isinstance(ud, list):  # /rest map encoding: [{"key": k, "value": v}]
+            return {e.get("key"): e.get("value") for e in ud if isinstance(e, dict)}
+        return ud if isinstance(ud, dict) else {}
+
+    def _pending_action(self, h, q, body, version: str):
+        action = q.get("action") or q.get("~action")
+        if action == "precheck":
+            r = self.state.precheck(self.name, version)
+            now = iso(time.time())
+            return {"check_time": now, "estimated_time_to_install": 40, "estimated_time_to_rollback": 15,
+                    "reboot_required": True,
+                    "issues": {"info": [], "warnings": [],
+                               "errors": [{"id": "com.vmware.appliance.update.precheck.error", "time": now,
+                                           "message": msg(e), "resolution": msg("Resolve the issue and retry.")}
+                                          for e in r["errors"]]},
+                    "questions": [{"data_item": "vmdir.password", "type": "PASSWORD",
+                                   "text": msg("Single Sign-On administrator password"),
+                                   "description": msg("Password of the SSO administrator of the domain")}]}
+        if action == "validate":
+            r = self.state.validate_update(self.name, version, self._user_data(body))
+            return {"info": [], "warnings": [],
+                    "errors": [{"id": "com.vmware.appliance.update.validate.error", "message": msg(e)}
+                               for e in r["errors"]]}
+        if action in ("stage", "install", "stage-and-install"):
+            self.state.start_update(self.name, version, action, self._user_data(body))
+            return _EMPTY
+        raise err("invalid_argument", f"Unknown action {action!r}", 400)
+
+    def _staged_get(self, h, q, body) -> dict:
+        self.state.tick()
+        node = self.state.nodes[self.name]
+        staged = node["update"]["staged"]
+        task = node["update"]["task"]
+        if task and task["status"] == "RUNNING" and task["operation"] == "stage":
+            v = parse_version(task["release"], task["build"])
+            info = self._summary(v)
+            info["staging_complete"] = False
+            return info
+        if not staged:
+            raise err("not_found", "Nothing is staged", 404)
+        info = self._summary(catalogue().resolve(parse_version(staged)))
+        info["staging_complete"] = True
+        return info
+
+    def _staged_delete(self, h, q, body):
+        with self.state.lock:
+            self.state.nodes[self.name]["update"]["staged"] = None
+            self.state.save()
+        return _EMPTY
+
+
+_EMPTY = object()
+
+
+def _send(h: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+    data = b"" if body is None else json.dumps(body).encode()
+    try:
+        h.send_response(status)
+        if data:
+            h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+    except OSError:
+        h.close_connection = True
+
+
+def _send_text(h: BaseHTTPRequestHandler, status: int, text: str) -> None:
+    data = text.encode()
+    try:
+        h.send_response(status)
+        h.send_header("Content-Type", "text/html")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+    except OSError:
+        h.close_connection = True
+
+
+def _reset(h: BaseHTTPRequestHandler) -> None:
+    """Close the socket without an answer (RST, like a dropped connection)."""
+    h.close_connection = True
+    try:
+        h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        h.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -1,0 +1,870 @@
+"""Persisted state of the lab's SSO domain, its jobs, and the rules the real products enforce.
+
+Why here and not in the HTTP layer: the REST twin, the control API and the installer stand-in all change the
+same domain (versions, backups, jobs), and the rules (a vCenter never newer than its PSC, a pre-upgrade vCenter
+backup unusable once the PSCs moved, repoint only to a same-version same-site PSC) must bite the same way
+whichever door the change comes through. Jobs progress by wall clock (start epoch + scaled duration) so a lab
+stopped and started again finds them where time says they are.
+
+State is one JSON document, written atomically (tmp + fsync + rename) to DIR/state.json.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+import secrets
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from orchestrator.core.versions import Version, catalogue, parse_version
+
+from .faults import Faults
+
+# Realistic durations in seconds; multiplied by time_scale (and a `slow` fault factor).
+DURATIONS = {
+    "backup": 600.0,
+    "stage": 300.0,
+    "install": 2400.0,
+    "restore": 1800.0,
+    "upgrade": 3600.0,   # installer major upgrade (stage 1 + stage 2)
+    "rollback": 600.0,   # installer rollback (power operations)
+}
+REBOOT_PHASE = 0.85       # last 15% of an install: the appliance reboots, REST answers 503
+LOCATION_TYPES = ("FTP", "HTTP", "FTPS", "HTTPS", "SCP", "SFTP")
+LOCATION_TYPES_67U2 = ("NFS", "SMB")
+BACKUP_PARTS = ("common", "seat")
+
+VC_SERVICES = ("vpxd", "vmware-vpostgres", "vsphere-client", "vsphere-ui", "vmware-vapi-endpoint",
+               "content-library", "vmware-updatemgr", "applmgmt")
+PSC_SERVICES = ("vmdird", "vmafdd", "vmcad", "vmware-stsd", "vmware-sts-idmd", "lookupsvc",
+                "vmware-cis-license", "applmgmt")
+
+# Direct major-upgrade paths (target line -> allowed source lines), see vsphere-facts.md.
+UPGRADE_PATHS = {
+    (6, 5): {(5, 5), (6, 0)},
+    (6, 7): {(6, 0), (6, 5)},
+    (7, 0): {(6, 5), (6, 7)},
+    (8, 0): {(6, 7), (7, 0)},
+}
+
+
+class LabError(Exception):
+    """A refusal or bad request; `kind` maps to a vapi error type, `status` to the HTTP status."""
+
+    def __init__(self, message: str, kind: str = "invalid_argument", status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.status = status
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def version_of(node: dict) -> Version:
+    return catalogue().resolve(parse_version(node["version"], node.get("build") or None))
+
+
+def release_key(v: Version) -> tuple:
+    return (v.major, v.minor, v.update, v.letter)
+
+
+def has_rest(node: dict) -> bool:
+    """5.5/6.0 nodes (and Windows nodes) have no appliance REST API at all."""
+    v = version_of(node)
+    return node.get("platform", "appliance") == "appliance" and (v.major, v.minor) >= (6, 5)
+
+
+def has_update_api(node: dict) -> bool:
+    v = version_of(node)
+    return has_rest(node) and (v.major, v.minor) >= (6, 7)
+
+
+def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode if mode is not None else 0o644)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def node_from_inventory(domain: str, raw: dict) -> dict:
+    """A state node from one raw inventory `nodes` entry."""
+    name = raw["name"]
+    v = catalogue().resolve(parse_version(str(raw["version"]), raw.get("build") or None))
+    vm = raw.get("vm") or {}
+    node = {
+        "name": name,
+        "role": raw["role"],
+        "site": raw.get("site", ""),
+        "psc": raw.get("psc"),
+        "platform": raw.get("platform", "appliance"),
+        "version": v.release,
+        "build": v.build,
+        "instance_uuid": raw.get("instance_uuid") or str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{domain}/{name}")),
+        "moref_salt": 0,
+        "install_time": time.time() - 86400 * 200,
+        "patched": False,
+        "health": "green",
+        "services": {s: "STARTED" for s in (VC_SERVICES if raw["role"] == "vcenter" else PSC_SERVICES)},
+        "down": False,
+        "down_reason": "",
+        "restore_mode": False,
+        "boot": 0,
+        "data": {"generation": 1},
+        "vm": {"vcenter": vm.get("vcenter", ""), "name": vm.get("name", name)},
+        "previous": None,
+        "backup_jobs": {},
+        "restore_job": None,
+        "update": {"staged": None, "task": None, "failed": None, "latest_query_time": None},
+        "broken": "",
+    }
+    return node
+
+
+class LabState:
+    """The domain. Every public method takes the lock; hooks run after it is released."""
+
+    def __init__(self, path: Path, data: dict, time_scale: float = 1.0, faults: Faults | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.data = data
+        self.time_scale = float(time_scale)
+        self.faults = faults or Faults()
+        self.clock = clock
+        self.lock = threading.RLock()
+        self._hooks: list[Callable[[str], None]] = []
+        self._pending: set[str] = set()
+
+    # -- construction / persistence -----------------------------------------------------------------
+    @classmethod
+    def create(cls, path: Path, raw_inventory: dict, sso_user: str, sso_password: str,
+               root_password: str, **kw: Any) -> "LabState":
+        domain = raw_inventory.get("domain", "vsphere.local")
+        nodes = {n["name"]: node_from_inventory(domain, n) for n in raw_inventory.get("nodes", [])}
+        data = {
+            "format": 1,
+            "domain": domain,
+            "sso_user": sso_user,
+            "sso_password": sso_password,
+            "root_password": root_password,
+            "nodes": nodes,
+            "backups": {},
+            "repository": None,
+            "vms": {},  # mgmt vcenter -> {vm name: "poweredOn"|"poweredOff"}
+        }
+        for n in nodes.values():
+            if n["vm"]["vcenter"]:
+                data["vms"].setdefault(n["vm"]["vcenter"], {})[n["vm"]["name"]] = "poweredOn"
+        st = cls(path, data, **kw)
+        st.save()
+        return st
+
+    @classmethod
+    def load(cls, path: Path, **kw: Any) -> "LabState":
+        return cls(path, json.loads(Path(path).read_text()), **kw)
+
+    def save(self) -> None:
+        with self.lock:
+            text = json.dumps(self.data, indent=1, sort_keys=True)
+            atomic_write(self.path, text, 0o600)
+
+    def on_node_changed(self, hook: Callable[[str], None]) -> None:
+        """Register hook(name): called (outside the lock) when a node's version/build/uuid/psc/up-ness changes."""
+        self._hooks.append(hook)
+
+    def _changed(self, name: str) -> None:
+        self._pending.add(name)
+
+    def _fire(self) -> None:
+        with self.lock:
+            names, self._pending = sorted(self._pending), set()
+        for n in names:
+            for h in self._hooks:
+                try:
+                    h(n)
+                except Exception:  # a hook must never break the REST twin
+                    pass
+
+    # -- accessors ----------------------------------------------------------------------------------
+    def node(self, name: str) -> dict:
+        try:
+            return self.data["nodes"][name]
+        except KeyError:
+            raise LabError(f"no node named {name!r} in the lab", "not_found", 404) from None
+
+    @property
+    def nodes(self) -> dict[str, dict]:
+        return self.data["nodes"]
+
+    def pscs(self) -> list[dict]:
+        return [n for n in self.nodes.values() if n["role"] == "psc"]
+
+    def now(self) -> float:
+        return self.clock()
+
+    def duration(self, node: str, kind: str) -> float:
+        return DURATIONS[kind] * self.time_scale * self.faults.slow_factor(node)
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            self._advance_all()
+            out = copy.deepcopy(self.data)
+        self._fire()
+        for k in ("sso_password", "root_password"):
+            out.pop(k, None)
+        return out
+
+    # -- wall-clock jobs ----------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Finalise due jobs (called by the daemon's ticker and before every read)."""
+        with self.lock:
+            changed = self._advance_all()
+            if changed:
+                self.save()
+        self._fire()
+
+    def _advance_all(self) -> bool:
+        changed = False
+        for name in list(self.nodes):
+            changed |= self._advance(name)
+        return changed
+
+    def _progress(self, job: dict) -> tuple[float, int]:
+        elapsed = self.now() - job["start"]
+        frac = 1.0 if job["duration"] <= 0 else max(0.0, elapsed / job["duration"])
+        return frac, min(99, int(frac * 100))
+
+    def _advance(self, name: str) -> bool:
+        node = self.nodes[name]
+        changed = False
+        for job in node["backup_jobs"].values():
+            if job["state"] == "INPROGRESS":
+                changed |= self._advance_backup(node, job)
+        job = node["restore_job"]
+        if job and job["state"] == "INPROGRESS":
+            changed |= self._advance_restore(node, job)
+        task = node["update"]["task"]
+        if task and task["status"] == "RUNNING":
+            changed |= self._advance_update(node, task)
+        return changed
+
+    def _finish(self, job: dict, ok: bool, message: str, state_key: str = "state") -> None:
+        if state_key == "state":
+            job["state"] = "SUCCEEDED" if ok else "FAILED"
+        else:
+            job["status"] = "SUCCEEDED" if ok else "FAILED"
+            if not ok:
+                job["error"] = message
+        job["progress"] = 100 if ok else job.get("progress", 0)
+        job["end"] = self.now()
+        job["messages"].append(message)
+
+    def _advance_backup(self, node: dict, job: dict) -> bool:
+        frac, pct = self._progress(job)
+        if job.get("fail") and frac >= 0.5:
+            job["progress"] = 50
+            self._finish(job, False, job["fail"])
+            return True
+        if frac >= 1.0:
+            rec = job["record"]
+            rec["timestamp"] = self.now()
+            self.data["backups"][f"{node['name']}/{job['id']}"] = rec
+            self._finish(job, True, "Backup job completed successfully.")
+            return True
+        job["progress"] = pct
+        return False
+
+    def _advance_restore(self, node: dict, job: dict) -> bool:
+        frac, pct = self._progress(job)
+        if job.get("fail") and frac >= 0.5:
+            job["progress"] = 50
+            self._finish(job, False, job["fail"])
+            return True
+        if frac < 1.0:
+            job["progress"] = pct
+            return False
+        rec = self.data["backups"][job["backup"]]
+        # The appliance comes back as the backed-up node: version, build, uuid, morefs, data.
+        node.update(version=rec["version"], build=rec["build"], instance_uuid=rec["instance_uuid"],
+                    moref_salt=rec["moref_salt"], data=copy.deepcopy(rec["data"]), restore_mode=False,
+                    psc=rec.get("psc", node.get("psc")))
+        node["boot"] += 1
+        node["update"] = {"staged": None, "task": None, "failed": None, "latest_query_time": None}
+        self._changed(node["name"])
+        problem = self._restore_domain_problem(node, rec)
+        if problem:
+            node["health"] = "red"
+            node["broken"] = problem
+            node["services"]["vpxd"] = "STOPPED"
+            self._finish(job, False, problem)
+            return True
+        node["health"] = "green"
+        node["broken"] = ""
+        node["services"] = {s: "STARTED" for s in node["services"]}
+        self._finish(job, True, "Restore job completed successfully.")
+        return True
+
+    def _restore_domain_problem(self, node: dict, rec: dict) -> str:
+        if node["role"] != "vcenter":
+            return ""
+        now = {p["name"]: f"{p['version']} build {p['build']}" for p in self.pscs()}
+        then = rec.get("domain_versions") or {}
+        diffs = [f"{p}: backup {then.get(p, 'absent')}, now {now.get(p, 'absent')}"
+                 for p in sorted(set(now) | set(then)) if now.get(p) != then.get(p)]
+        if diffs:
+            return ("vCenter Server failed to come up after restore: the backup was taken against a different "
+                    "SSO domain version (" + "; ".join(diffs) + "). A pre-upgrade vCenter backup cannot be "
+                    "used once the PSCs are upgraded; roll back the whole domain or rebuild the vCenter.")
+        return ""
+
+    def _advance_update(self, node: dict, task: dict) -> bool:
+        frac, pct = self._progress(task)
+        op = task["operation"]
+        if op == "stage":
+            if task.get("fail") and frac >= 0.5:
+                task["progress"] = 50
+                self._finish(task, False, task["fail"], "status")
+                return True
+            if frac >= 1.0:
+                node["update"]["staged"] = task["version"]
+                self._finish(task, True, "Staging completed.", "status")
+                return True
+            task["progress"] = pct
+            return False
+        # install / stage-and-install
+        if task.get("fail") and frac >= 0.5:
+            task["progress"] = 50
+            self._finish(task, False, task["fail"], "status")
+            node["update"]["failed"] = task["version"]
+            if task.get("down"):
+                node["down"] = True
+                node["down_reason"] = "appliance went down during the update install"
+                node["health"] = "gray"
+                self._changed(node["name"])
+            return True
+        if frac < 1.0:
+            task["progress"] = pct
+            return False
+        target = parse_version(task["release"], task["build"])
+        problem = self._update_rule_problem(node, target)
+        if problem:
+            self._finish(task, False, problem, "status")
+            node["update"]["failed"] = task["version"]
+            return True
+        node["version"], node["build"] = target.release, target.build
+        node["patched"] = True
+        node["boot"] += 1
+        node["update"]["staged"] = None
+        node["update"]["failed"] = None
+        self._finish(task, True, "Installation completed.", "status")
+        self._changed(node["name"])
+        return True
+
+    def rebooting(self, name: str) -> bool:
+        """True during the reboot phase of an install (REST answers 503)."""
+        with self.lock:
+            task = self.node(name)["update"]["task"]
+            if not task or task["status"] != "RUNNING" or task["operation"] == "stage":
+                return False
+            frac, _ = self._progress(task)
+            start = REBOOT_PHASE
+            if task["operation"] == "stage-and-install":
+                st = task.get("stage_part", 0.0)
+                start = st + (1 - st) * REBOOT_PHASE
+            return frac >= start and not task.get("fail")
+
+    # -- domain rules -------------------------------------------------------------------------------
+    def _update_rule_problem(self, node: dict, target: Version) -> str:
+        """Why installing target on node breaks the domain (vCenters only), or ''."""
+        if node["role"] != "vcenter":
+            return ""
+        psc = self.nodes.get(node.get("psc") or "")
+        if psc is not None:
+            pv = version_of(psc)
+            if target > pv:
+                return (f"vCenter Server {target.release} (build {target.build}) cannot run against its Platform "
+                        f"Services Controller {psc['name']} at {pv.release} (build {pv.build}): update the PSC first")
+        older = [p for p in self.pscs() if version_of(p) < target]
+        if older:
+            names = ", ".join(f"{p['name']} ({p['version']})" for p in older)
+            return (f"all Platform Services Controllers of the SSO domain must be at {target.release} or later "
+                    f"before a vCenter Server is; older: {names}")
+        return ""
+
+    def domain_versions(self) -> dict[str, str]:
+        return {p["name"]: f"{p['version']} build {p['build']}" for p in self.pscs()}
+
+    # -- backup ------------------------------------------------------------------------------------
+    def start_backup(self, name: str, piece: dict) -> dict:
+        with self.lock:
+            node = self.node(name)
+            self._advance(name)
+            self._validate_backup_piece(node, piece)
+            if self._busy(node):
+                raise LabError("A backup or restore is already in progress", "feature_in_use", 400)
+            now = self.now()
+            n = 0
+            while True:  # timestamp-based id, like 20171010-001531-5973321; unique per node
+                bid = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now + n)) + f"-{node['build']}"
+                if bid not in node["backup_jobs"]:
+                    break
+                n += 1
+            fail = self.faults.step_failure(name, "backup")
+            job = {
+                "id": bid, "state": "INPROGRESS", "progress": 0, "messages": [], "start": now,
+                "duration": self.duration(name, "backup"), "end": None, "fail": fail,
+                "record": {
+                    "node": name, "id": bid, "location": piece["location"].rstrip("/"),
+                    "location_type": piece["location_type"], "parts": list(piece.get("parts") or []),
+                    "backup_password": piece.get("backup_password") or "", "comment": piece.get("comment", ""),
+                    "version": node["version"], "build": node["build"], "instance_uuid": node["instance_uuid"],
+                    "moref_salt": node["moref_salt"], "data": copy.deepcopy(node["data"]), "psc": node.get("psc"),
+                    "role": node["role"], "domain_versions": self.domain_versions(),
+                },
+            }
+            node["backup_jobs"][bid] = job
+            self.save()
+            return job
+
+    def _validate_backup_piece(self, node: dict, piece: Any) -> None:
+        if not isinstance(piece, dict):
+            raise LabError("Missing or invalid 'piece' in request body")
+        parts = piece.get("parts", [])
+        if not isinstance(parts, list) or any(p not in BACKUP_PARTS for p in parts):
+            raise LabError(f"Invalid parts {parts!r}: supported parts are {', '.join(BACKUP_PARTS)}")
+        lt = piece.get("location_type")
+        allowed = list(LOCATION_TYPES)
+        if version_of(node) >= catalogue().resolve(parse_version("6.7 U2")):
+            allowed += LOCATION_TYPES_67U2
+        if lt not in allowed:
+            raise LabError(f"Invalid location_type {lt!r} for appliance {node['version']}: "
+                           f"allowed {', '.join(allowed)}")
+        loc = piece.get("location")
+        if not isinstance(loc, str) or not loc.strip():
+            raise LabError("Missing backup location")
+        pw = piece.get("backup_password")
+        if pw not in (None, ""):
+            problem = backup_password_problem(pw)
+            if problem:
+                raise LabError(f"Invalid backup_password: {problem}")
+
+    def _busy(self, node: dict) -> bool:
+        running = any(j["state"] == "INPROGRESS" for j in node["backup_jobs"].values())
+        rj = node["restore_job"]
+        return running or bool(rj and rj["state"] == "INPROGRESS")
+
+    def backup_job(self, name: str, bid: str) -> dict:
+        with self.lock:
+            node = self.node(name)
+            changed = self._advance(name)
+            if changed:
+                self.save()
+            job = node["backup_jobs"].get(bid)
+            if job is None:
+                raise LabError(f"Backup job {bid} not found", "not_found", 404)
+            out = copy.deepcopy(job)
+        self._fire()
+        return out
+
+    def cancel_backup(self, name: str, bid: str) -> dict:
+        with self.lock:
+            node = self.node(name)
+            self._advance(name)
+            job = node["backup_jobs"].get(bid)
+            if job is None:
+                raise LabError(f"Backup job {bid} not found", "not_found", 404)
+            if job["state"] != "INPROGRESS":
+                raise LabError(f"Backup job {bid} is not running", "not_allowed_in_current_state", 400)
+            self._finish(job, False, "Backup job was canceled by the user.")
+            self.save()
+            return copy.deepcopy(job)
+
+    # -- restore -----------------------------------------------------------------------------------
+    def find_backup(self, piece: dict) -> tuple[str, dict]:
+        loc = str(piece.get("location") or "").rstrip("/")
+        hits = [(k, b) for k, b in self.data["backups"].items()
+                if loc and (b["location"] == loc or f"{b['location']}/{b['id']}" == loc)]
+        if not hits:
+            raise LabError(f"No backup found at location {loc!r}", "not_found", 404)
+        return max(hits, key=lambda kb: kb[1]["timestamp"])
+
+    def restore_validate(self, name: str, piece: Any) -> dict:
+        with self.lock:
+            node = self.node(name)
+            if not isinstance(piece, dict):
+                raise LabError("Missing or invalid 'piece' in request body")
+            self._restore_preconditions(node)
+            key, rec = self.find_backup(piece)
+            msgs, status = [], "OK"
+            if rec.get("backup_password") and piece.get("backup_password") != rec["backup_password"]:
+                msgs.append("The backup password is incorrect.")
+                status = "FAIL"
+            if rec["role"] != node["role"]:
+                msgs.append(f"The backup is of a {rec['role']} and this appliance is a {node['role']}.")
+                status = "FAIL"
+            if (rec["version"], rec["build"]) != (node["version"], node["build"]):
+                msgs.append(f"The backup is of version {rec['version']} (build {rec['build']}); this appliance "
+                            f"was deployed at {node['version']} (build {node['build']}). Deploy the same build.")
+                status = "FAIL"
+            if status == "OK" and self._restore_domain_problem(node, rec):
+                msgs.append("The SSO domain version differs from the one recorded in the backup.")
+                status = "WARNING"
+            return {"status": status, "messages": msgs, "timestamp": iso(rec["timestamp"]), "parts": rec["parts"],
+                    "version": catalogue().appliance_string(parse_version(rec["version"], rec["build"])),
+                    "boxname": rec["node"], "comment": rec["comment"], "applicable": status != "FAIL",
+                    "backup": key}
+
+    def _restore_preconditions(self, node: dict) -> None:
+        if not node["restore_mode"]:
+            raise LabError(f"Appliance {node['name']} is not in restore mode: a restore runs only on a freshly "
+                           f"deployed appliance (deploy one in restore mode first)",
+                           "not_allowed_in_current_state", 400)
+
+    def start_restore(self, name: str, piece: Any) -> dict:
+        with self.lock:
+            node = self.node(name)
+            self._advance(name)
+            if not isinstance(piece, dict):
+                raise LabError("Missing or invalid 'piece' in request body")
+            self._restore_preconditions(node)
+            if self._busy(node):
+                raise LabError("A backup or restore is already in progress", "feature_in_use", 400)
+            v = self.restore_validate(name, piece)
+            if v["status"] == "FAIL":
+                raise LabError("Restore validation failed: " + " ".join(v["messages"]))
+            if piece.get("sso_admin_user_name") and (
+                    piece.get("sso_admin_user_name") != self.data["sso_user"]
+                    or piece.get("sso_admin_user_password") != self.data["sso_password"]):
+                raise LabError("Invalid SSO administrator credentials", "unauthenticated", 400)
+            job = {"state": "INPROGRESS", "progress": 0, "messages": [], "start": self.now(),
+                   "duration": self.duration(name, "restore"), "end": None,
+                   "fail": self.faults.step_failure(name, "restore"), "backup": v["backup"]}
+            node["restore_job"] = job
+            self.save()
+            return copy.deepcopy(job)
+
+    def restore_job(self, name: str) -> dict | None:
+        with self.lock:
+            node = self.node(name)
+            if self._advance(name):
+                self.save()
+            out = copy.deepcopy(node["restore_job"])
+        self._fire()
+        return out
+
+    def cancel_restore(self, name: str) -> dict:
+        with self.lock:
+            node = self.node(name)
+            self._advance(name)
+            job = node["restore_job"]
+            if not job or job["state"] != "INPROGRESS":
+                raise LabError("No restore job is running", "not_allowed_in_current_state", 400)
+            self._finish(job, False, "Restore job was canceled by the user.")
+            self.save()
+            return copy.deepcopy(job)
+
+    # -- update ------------------------------------------------------------------------------------
+    def available_updates(self, name: str) -> list[Version]:
+        """Patches newer than the node within its release line, from the lab's repository."""
+        node = self.node(name)
+        cur = version_of(node)
+        repo = self.data.get("repository")
+        if repo is None:
+            cands = [r.version for r in catalogue().releases]
+        else:
+            cands = [catalogue().resolve(parse_version(str(x))) for x in repo]
+        return sorted(v for v in cands if v.line == cur.line and v > cur)
+
+    def resolve_update(self, name: str, version: str) -> Version:
+        try:
+            want = parse_version(version)
+        except ValueError:
+            raise LabError(f"Update {version!r} not found", "not_found", 404) from None
+        for v in self.available_updates(name):
+            if v.same_release(want):
+                return v
+        raise LabError(f"Update {version} not found", "not_found", 404)
+
+    def set_query_time(self, name: str) -> None:
+        with self.lock:
+            self.node(name)["update"]["latest_query_time"] = self.now()
+            self.save()
+
+    def update_info(self, name: str) -> dict:
+        with self.lock:
+            node = self.node(name)
+            if self._advance(name):
+                self.save()
+            u = node["update"]
+            task = copy.deepcopy(u["task"])
+            base = catalogue().appliance_string(version_of(node))
+            if task and task["status"] == "RUNNING":
+                state = "STAGE_IN_PROGRESS" if task["operation"] == "stage" else "INSTALL_IN_PROGRESS"
+                ver = task["version"]
+            elif u["failed"]:
+                state, ver = "INSTALL_FAILED", u["failed"]
+            elif u["staged"]:
+                state, ver = "UPDATES_PENDING", u["staged"]
+            else:
+                state, ver = "UP_TO_DATE", base
+            out = {"state": state, "version": ver, "latest_query_time": iso(u["latest_query_time"])}
+            if task:
+                out["task"] = task
+        self._fire()
+        return out
+
+    def precheck(self, name: str, version: str) -> dict:
+        with self.lock:
+            node = self.node(name)
+            target = self.resolve_update(name, version)
+            errors = []
+            problem = self._update_rule_problem(node, target)
+            if problem:
+                errors.append(problem)
+            fault = self.faults.step_failure(name, "precheck")
+            if fault:
+                errors.append(fault)
+            return {"target": target, "errors": errors}
+
+    def start_update(self, name: str, version: str, operation: str, user_data: dict | None) -> dict:
+        with self.lock:
+            node = self.node(name)
+            self._advance(name)
+            target = self.resolve_update(name, version)
+            u = node["update"]
+            if u["task"] and u["task"]["status"] == "RUNNING":
+                raise LabError(f"An update {u['task']['operation']} is already in progress",
+                               "not_allowed_in_current_state", 400)
+            vstr = catalogue().appliance_string(target)
+            if operation == "install" and u["staged"] != vstr:
+                raise LabError(f"Update {vstr} is not staged: stage it first", "not_allowed_in_current_state", 400)
+            fail, down = None, False
+            if operation in ("install", "stage-and-install"):
+                pw = (user_data or {}).get("vmdir.password")
+                if pw != self.data["sso_password"]:
+                    raise LabError("Invalid value for vmdir.password: the SSO administrator password is incorrect")
+                problem = self._update_rule_problem(node, target)
+                if problem:
+                    raise LabError(problem, "not_allowed_in_current_state", 400)
+                if operation == "stage-and-install":
+                    fail = self.faults.step_failure(name, "stage")
+                fail = fail or self.faults.step_failure(name, "install")
+                if not fail and self.faults.down_mid_install(name):
+                    fail, down = "The appliance stopped responding during the update installation.", True
+                dur = self.duration(name, "install")
+                stage_part = 0.0
+                if operation == "stage-and-install" and u["staged"] != vstr:
+                    sd = self.duration(name, "stage")
+                    stage_part = sd / (sd + dur)
+                    dur += sd
+            else:
+                fail = self.faults.step_failure(name, "stage")
+                dur, stage_part = self.duration(name, "stage"), 1.0
+            u["failed"] = None
+            task = {"operation": operation, "status": "RUNNING", "progress": 0, "messages": [], "start": self.now(),
+                    "end": None, "duration": dur, "version": vstr, "release": target.release, "build": target.build,
+                    "fail": fail, "down": down, "stage_part": stage_part, "error": None}
+            u["task"] = task
+            self.save()
+            return copy.deepcopy(task)
+
+    def validate_update(self, name: str, version: str, user_data: dict | None) -> dict:
+        with self.lock:
+            self.node(name)
+            self.resolve_update(name, version)
+            errors = []
+            pw = (user_data or {}).get("vmdir.password")
+            if pw is None:
+                errors.append("Missing value for vmdir.password")
+            elif pw != self.data["sso_password"]:
+                errors.append("Invalid value for vmdir.password: the SSO administrator password is incorrect")
+            fault = self.faults.step_failure(name, "validate")
+            if fault:
+                errors.append(fault)
+            return {"errors": errors}
+
+    # -- control API operations ---------------------------------------------------------------------
+    def set_restore_mode(self, name: str, version: str | None = None, build: int | None = None) -> dict:
+        """The node is replaced by a freshly deployed appliance waiting for a restore."""
+        with self.lock:
+            node = self.node(name)
+            if version:
+                v = catalogue().resolve(parse_version(version, build))
+                node["version"], node["build"] = v.release, v.build
+            node.update(restore_mode=True, down=False, down_reason="", health="gray", broken="",
+                        data={}, instance_uuid=str(uuid.uuid4()), install_time=self.now(), patched=False)
+            node["boot"] += 1
+            node["restore_job"] = None
+            node["update"] = {"staged": None, "task": None, "failed": None, "latest_query_time": None}
+            self._changed(name)
+            self.save()
+            out = copy.deepcopy(node)
+        self._fire()
+        return out
+
+    def set_down(self, name: str, down: bool, reason: str = "") -> dict:
+        with self.lock:
+            node = self.node(name)
+            node["down"] = down
+            node["down_reason"] = reason if down else ""
+            if down:
+                node["health"] = "gray"
+            elif node["health"] == "gray" and not node["restore_mode"]:
+                node["health"] = "red" if node["broken"] else "green"
+            node["boot"] += 1
+            self._changed(name)
+            self.save()
+            out = copy.deepcopy(node)
+        self._fire()
+        return out
+
+    def set_data(self, name: str, values: dict) -> dict:
+        with self.lock:
+            node = self.node(name)
+            node["data"].update(values)
+            self.save()
+            return copy.deepcopy(node["data"])
+
+    def set_repository(self, versions: list | None) -> None:
+        with self.lock:
+            if versions is not None:
+                for x in versions:
+                    parse_version(str(x))
+            self.data["repository"] = versions
+            self.save()
+
+    def repoint(self, vcenter: str, psc: str) -> dict:
+        with self.lock:
+            vc, p = self.node(vcenter), self.node(psc)
+            if vc["role"] != "vcenter" or p["role"] != "psc":
+                raise LabError(f"repoint needs a vCenter and a PSC, got {vc['role']} {vcenter} and "
+                               f"{p['role']} {psc}")
+            if p["down"]:
+                raise LabError(f"PSC {psc} is unreachable", "service_unavailable", 400)
+            if vc["site"] != p["site"]:
+                raise LabError(f"cannot repoint {vcenter} (site {vc['site']}) to {psc} (site {p['site']}): "
+                               f"a vCenter can only be repointed to a PSC of the same SSO site")
+            vv, pv = version_of(vc), version_of(p)
+            if not vv.same_release(pv):
+                raise LabError(f"cannot repoint {vcenter} ({vv.release}) to {psc} ({pv.release}): the versions "
+                               f"must match; restore or redeploy the failed PSC instead")
+            vc["psc"] = psc
+            self._changed(vcenter)
+            self.save()
+            out = copy.deepcopy(vc)
+        self._fire()
+        return out
+
+    # installer stand-in ------------------------------------------------------------------------------
+    def check_major_upgrade(self, name: str, target: Version) -> None:
+        node = self.node(name)
+        src = version_of(node)
+        if node["down"]:
+            raise LabError(f"source {name} is unreachable", "service_unavailable", 400)
+        if target <= src:
+            raise LabError(f"target {target.release} is not newer than the source {src.release}")
+        if target.line != src.line:
+            allowed = UPGRADE_PATHS.get(target.line, set())
+            if src.line not in allowed:
+                raise LabError(f"no direct upgrade path from {src.release} to {target.release}")
+            sd, td = catalogue().release_date(src), catalogue().release_date(target)
+            if sd and td and sd > td:
+                raise LabError(f"cannot upgrade back in time: {src.release} (released {sd}) is newer than "
+                               f"{target.release} (released {td})")
+        if node["role"] == "psc" and target.major >= 7:
+            raise LabError(f"{target.release} has no external Platform Services Controller: a PSC cannot be "
+                           f"upgraded to it (converge, then decommission)")
+        if node["role"] == "vcenter":
+            problem = self._update_rule_problem(node, target)
+            if problem:
+                raise LabError(problem, "not_allowed_in_current_state", 400)
+
+    def apply_major_upgrade(self, name: str, target: Version, new_vm_name: str, rebuild: bool) -> dict:
+        with self.lock:
+            self.check_major_upgrade(name, target)
+            node = self.node(name)
+            mgmt = node["vm"]["vcenter"]
+            node["previous"] = {k: copy.deepcopy(node[k]) for k in (
+                "version", "build", "instance_uuid", "moref_salt", "vm", "install_time", "patched", "data")}
+            vms = self.data["vms"].setdefault(mgmt, {})
+            vms[node["vm"]["name"]] = "poweredOff"
+            vms[new_vm_name] = "poweredOn"
+            node["vm"] = {"vcenter": mgmt, "name": new_vm_name}
+            node.update(version=target.release, build=target.build, install_time=self.now(), patched=False,
+                        health="green", broken="")
+            if rebuild:
+                node["instance_uuid"] = str(uuid.uuid4())
+                node["moref_salt"] = secrets.randbelow(10**6) + 1
+                node["data"] = {"generation": 1}
+            node["boot"] += 1
+            node["update"] = {"staged": None, "task": None, "failed": None, "latest_query_time": None}
+            self._changed(name)
+            self.save()
+            out = copy.deepcopy(node)
+        self._fire()
+        return out
+
+    def apply_rollback(self, name: str) -> dict:
+        with self.lock:
+            node = self.node(name)
+            prev = node.get("previous")
+            if not prev:
+                raise LabError(f"{name} has no recorded pre-upgrade source to roll back to",
+                               "not_allowed_in_current_state", 400)
+            mgmt = node["vm"]["vcenter"]
+            vms = self.data["vms"].setdefault(mgmt, {})
+            new_vm = node["vm"]["name"]
+            vms[new_vm] = "poweredOff"
+            vms[prev["vm"]["name"]] = "poweredOn"
+            node.update(copy.deepcopy(prev))
+            node.update(previous=None, down=False, down_reason="", health="green", broken="",
+                        restore_mode=False)
+            node["boot"] += 1
+            node["update"] = {"staged": None, "task": None, "failed": None, "latest_query_time": None}
+            self._changed(name)
+            self.save()
+            out = copy.deepcopy(node)
+            out["new_vm"] = new_vm
+        self._fire()
+        return out
+
+
+def backup_password_problem(pw: Any) -> str:
+    if not isinstance(pw, str):
+        return "must be a string"
+    if not 8 <= len(pw) <= 20:
+        return "must be 8 to 20 characters long"
+    if any(not (33 <= ord(c) <= 126) for c in pw):
+        return "only visible ASCII characters are allowed (no space)"
+    if not any(c.isupper() for c in pw):
+        return "needs at least one uppercase letter"
+    if not any(c.islower() for c in pw):
+        return "needs at least one lowercase letter"
+    if not any(c.isdigit() for c in pw):
+        return "needs at least one digit"
+    if all(c.isalnum() for c in pw):
+        return "needs at least one special character"
+    return ""

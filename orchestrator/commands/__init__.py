@@ -1,0 +1,1 @@
+"""One module per user command. Each exposes a function the Invoke task calls; it returns what to print."""
