@@ -8,11 +8,29 @@ from invoke import Collection, Exit, task
 
 from orchestrator.errors import VcwaveError
 
+COMMON_HELP = {
+    "inventory": "domain inventory YAML (default: the one the plan was made from)",
+    "plan": "saved plan file (default .vcwave/plan.json)",
+    "state_dir": "where journals and locks live (default .vcwave)",
+    "insecure": "turn TLS verification OFF (logged; never the default)",
+    "ca_bundle": "CA bundle to verify the nodes' certificates",
+    "installer": "VMware's vcsa-deploy (or env VCWAVE_INSTALLER)",
+    "json": "log JSON lines instead of the console format",
+    "break_stale_lock": "take over a lock whose holder process is dead (never a live one)",
+}
+
+
+def _help(params: str, **extra: str) -> dict:
+    """Help text for the common flags a task takes (invoke refuses help for absent parameters)."""
+    return {**{k: COMMON_HELP[k] for k in params.split()}, **extra}
+
 
 def _cli(fn):
     """Map vcwave errors to a clear message on stderr and the right exit code (2 = bad input/refused)."""
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
+        from orchestrator import log
+        log.configure(json=bool(kwargs.get("json")))
         try:
             out = fn(c, *args, **kwargs)
         except VcwaveError as exc:
@@ -21,6 +39,13 @@ def _cli(fn):
         if out:
             print(out)
     return wrapper
+
+
+def _flags(inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, installer=None,
+           break_stale_lock=False):
+    from orchestrator.commands.session import CommonFlags
+    return CommonFlags(inventory=inventory, plan=plan, state_dir=state_dir, insecure=insecure, ca_bundle=ca_bundle,
+                       installer=installer, break_stale_lock=break_stale_lock)
 
 
 @task(help={"inventory": "domain inventory YAML", "target": "target release, e.g. '6.7 U3'",
@@ -32,7 +57,75 @@ def _cli(fn):
 def plan(c, inventory, target, out=None, json=False, playbook=None, concurrency=None, site=None):
     """Compute and save the wave plan: prechecks/backups/staging, every PSC, then vCenters, then verify."""
     from orchestrator.commands import plan as cmd
-    return cmd.run(inventory, target, out, json, playbook, int(concurrency) if concurrency else None, site)
+    return cmd.run(inventory, target, out, json, playbook, _int(concurrency, "--concurrency"), site)
 
 
-ns = Collection(plan)
+def _int(v, flag):
+    if v in (None, ""):
+        return None
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        from orchestrator.errors import InputError, Where
+        raise InputError(f"{flag} must be a whole number, got {v!r}", Where(field=flag)) from None
+
+
+@task(help=_help("inventory plan state_dir insecure ca_bundle installer json", node="only these nodes (comma-separated)"))
+@_cli
+def precheck(c, inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, installer=None,
+             node=None, json=False):
+    """Read-only checks before the window: paths, declared vs live facts, health, backup method, method prechecks."""
+    from orchestrator.commands import waves
+    return waves.precheck(_flags(inventory, plan, state_dir, insecure, ca_bundle, installer), node)
+
+
+@task(help=_help("inventory plan state_dir insecure ca_bundle json break_stale_lock", phase="pre | during | post",
+                 node="only these nodes", snapshots="also take a cold snapshot set of ALL appliance VMs, together"))
+@_cli
+def backup(c, phase="pre", node=None, snapshots=False, inventory=None, plan=None, state_dir=".vcwave",
+           insecure=False, ca_bundle=None, json=False, break_stale_lock=False):
+    """Back up every node (file-based job, snapshot set or external, as planned) and record it with its domain version."""
+    from orchestrator.commands import waves
+    return waves.backup(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), phase, node,
+                        snapshots)
+
+
+@task(help=_help("inventory plan state_dir insecure ca_bundle json break_stale_lock", node="only these nodes"))
+@_cli
+def stage(c, node=None, inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, json=False,
+          break_stale_lock=False):
+    """Stage the update bits on every node that the update API will patch, before the window opens."""
+    from orchestrator.commands import waves
+    return waves.stage(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), node)
+
+
+@task(help=_help("inventory plan state_dir insecure ca_bundle installer json break_stale_lock", wave="psc | vcenter",
+                 check="print what would happen; change nothing", concurrency="vCenters at once (vcenter wave)",
+                 node="only these nodes"))
+@_cli
+def upgrade(c, wave, check=False, concurrency=None, node=None, inventory=None, plan=None, state_dir=".vcwave",
+            insecure=False, ca_bundle=None, installer=None, json=False, break_stale_lock=False):
+    """Run one wave of the saved plan: psc (every PSC of every site, one at a time) or vcenter (only after all PSCs)."""
+    from orchestrator.commands import waves
+    return waves.upgrade(_flags(inventory, plan, state_dir, insecure, ca_bundle, installer, break_stale_lock), wave,
+                         check, _int(concurrency, "--concurrency"), node)
+
+
+@task(help=_help("inventory plan state_dir insecure ca_bundle json break_stale_lock", node="only these nodes (confirms a paused manual step)"))
+@_cli
+def verify(c, node=None, inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, json=False,
+           break_stale_lock=False):
+    """Verify version/build, health, SSO, PSC pointer and continuity (instance UUID, morefs) of every node."""
+    from orchestrator.commands import waves
+    return waves.verify(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), node)
+
+
+@task(name="status", help=_help("inventory plan state_dir", json="print status as JSON"))
+@_cli
+def status_(c, inventory=None, plan=None, state_dir=".vcwave", json=False):
+    """Where every node is, which waves are done, the mixed-version window clock, usable backups, next command."""
+    from orchestrator.commands import status as cmd
+    return cmd.run(_flags(inventory, plan, state_dir), as_json=json)
+
+
+ns = Collection(plan, precheck, backup, stage, upgrade, verify, status_)

@@ -313,9 +313,13 @@ def _node(c: _Checker, raw: Any, index: int, data: Located) -> Node:
     host = c.text(m, "host", node=name)
     port = c.port(m, "port", name, 443)
     try:
-        version = parse_version(c.text(m, "version", node=name), m.get("build"))
+        version = parse_version(c.text(m, "version", node=name))
     except VersionError as exc:
-        c.fail(str(exc), m, "build" if "build" in str(exc) else "version", name)
+        c.fail(str(exc), m, "version", name)
+    try:
+        version = parse_version(version.release, m.get("build"))
+    except VersionError as exc:
+        c.fail(str(exc), m, "build", name)
     known = catalogue().by_release(version)
     if known is None:
         c.fail(f"version {version.release} is not a known vCenter/PSC release", m, "version", name)

@@ -38,8 +38,9 @@ Event kinds (``Event.kind``) and what they carry:
                       step left ``started``; its ``data["outcome"]`` is ``succeeded | failed | not_done``
                       (``not_done``: the step had no effect and must run again).
                       data: versions before/after, job/task ids, method, error text...
-``backup``            a backup that was taken and verified. ``node`` required; data requires ``backup_id,
-                      location, method, domain_version, node_version`` (ts is the event time).
+``backup``            a backup that was taken and verified. ``node`` required; data requires non-empty
+                      ``backup_id, method, domain_version, node_version`` and a ``location`` key (may be ""
+                      when the id alone locates it, e.g. a snapshot); ts is the event time.
 ``snapshot_set``      a consistent set of VM snapshots (data: snapshot ids per node, management vCenter).
 ``source_appliance``  a powered-off source appliance kept as a rollback asset (data: vm, moref, version).
 ``window``            a maintenance window; status ``opened | closed``.
@@ -78,7 +79,7 @@ KINDS = frozenset(
 STEP_STATUSES = frozenset({"started", "succeeded", "failed", "skipped", "reconciled"})
 RECONCILE_OUTCOMES = frozenset({"succeeded", "failed", "not_done"})
 WINDOW_STATUSES = frozenset({"opened", "closed"})
-BACKUP_REQUIRED = ("backup_id", "location", "method", "domain_version", "node_version")
+BACKUP_REQUIRED = ("backup_id", "method", "domain_version", "node_version")
 
 # Key names that must never reach the journal (matched anywhere in the key, case-insensitive).
 SECRET_KEY_RE = re.compile(
@@ -335,6 +336,8 @@ class Journal:
         path = self.path
         conn.execute("BEGIN")  # one read snapshot for the whole check
         try:
+            # Reading sqlite_master first pins our read snapshot, so no checkpoint can grow the file past it.
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             page_count = conn.execute("PRAGMA page_count").fetchone()[0]
             # The journal never shrinks (no DELETE, no VACUUM), so the main file can be shorter than the
@@ -347,7 +350,6 @@ class Journal:
                     f"file length {size} does not match {page_count} pages of {page_size} bytes "
                     "(garbage or torn tail)",
                 )
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not {"meta", "events"} <= tables:
                 raise JournalCorrupt(path, "journal tables are missing")
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -585,6 +587,8 @@ def _validate(fields: dict[str, str], data: dict) -> None:
         if not fields["node"]:
             raise ValueError("backup event needs the node it backs up")
         missing = [k for k in BACKUP_REQUIRED if data.get(k) in (None, "")]
+        if "location" not in data:
+            missing.append("location")
         if missing:
             raise ValueError(f"backup event data is missing {', '.join(missing)}")
     elif kind == "window" and status not in WINDOW_STATUSES:

@@ -1,0 +1,252 @@
+"""Run VMware's CLI installer (`vcsa-deploy upgrade`) on a template, without ever leaking a secret.
+
+Why a client of its own: the installer is a process, not an API. It reads its passwords from the template
+file, so the filled template exists only as a 0600 file (created O_CREAT|O_EXCL in a private 0700 temp dir)
+for the life of the process and is removed in `finally`, whatever happens (installer failure, timeout,
+exception, KeyboardInterrupt). Every output line is scrubbed of secret values before anyone sees it
+(`on_line`, the tail kept for errors); the engine turns lines into progress events.
+
+Command line (flags from the 6.5 installer readme and the 6.7 upgrade guide):
+
+    <installer> upgrade --accept-eula --acknowledge-ceip [--verify-template-only | --precheck-only]
+                        [--no-ssl-certificate-verification] --log-dir DIR <template.json>
+
+The 6.5 installer spells the verify flag `--verify-only` and the SSL flag `--no-esx-ssl-verify`; the runner
+picks them from the template's `__version` (`installer_template.verify_flag`/`no_ssl_flag`).
+
+Exit codes. VMware does not document vcsa-deploy's exit codes beyond 0 = success (not found in any
+source read); vcwave and the lab stand-in use this convention, and anything else non-zero is a failure:
+    0 success · 2 template or command line refused (permanent: fix the template)
+    3 precheck refused (path, back in time, vCenter newer than its PSC, credentials; permanent)
+    4 source or target unreachable (transient: retry once it answers) · other: the upgrade failed.
+
+Where the installer comes from: `--installer PATH` (flag) or env `VCWAVE_INSTALLER` (`resolve_installer`).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from orchestrator.core.installer_template import (TemplateError, fill_secrets, no_ssl_flag,
+                                                  validate_template, verify_flag)
+from orchestrator.clients import scrub as scrubbing
+from orchestrator.errors import InputError, StepFailed
+from orchestrator.secrets import Secret, reveal
+
+ENV_INSTALLER = "VCWAVE_INSTALLER"
+TAIL_LINES = 40
+REDACTED = "********"
+
+EXIT_OK = 0
+EXIT_TEMPLATE = 2
+EXIT_PRECHECK = 3
+EXIT_UNREACHABLE = 4
+
+
+@dataclass(frozen=True)
+class InstallerResult:
+    exit_code: int
+    log_dir: Path
+    lines_tail: tuple[str, ...] = field(default=())
+
+
+class InstallerNotConfigured(InputError):
+    """No usable installer: says what to set. Exit 2, nothing done."""
+
+
+class InstallerError(StepFailed):
+    """The installer ended non-zero. `permanent`: retrying the same template cannot help."""
+
+    permanent = False
+    kind = "failed"
+
+    def __init__(self, message: str, result: InstallerResult) -> None:
+        self.result = result
+        tail = "\n".join(result.lines_tail[-8:])
+        super().__init__(f"{message} (installer exit {result.exit_code}; logs in {result.log_dir})"
+                         + (f"\n{tail}" if tail else ""))
+
+
+class InstallerTemplateRefused(InstallerError):
+    permanent = True
+    kind = "template-refused"
+
+
+class InstallerPrecheckRefused(InstallerError):
+    permanent = True
+    kind = "precheck-refused"
+
+
+class InstallerUnreachable(InstallerError):
+    permanent = False
+    kind = "unreachable"
+
+
+class InstallerFailed(InstallerError):
+    permanent = False
+    kind = "failed"
+
+
+_ERRORS: dict[int, tuple[type[InstallerError], str]] = {
+    EXIT_TEMPLATE: (InstallerTemplateRefused, "the installer refused the template or command line"),
+    EXIT_PRECHECK: (InstallerPrecheckRefused, "the installer's precheck refused the upgrade"),
+    EXIT_UNREACHABLE: (InstallerUnreachable, "the installer could not reach the source or the target vCenter"),
+}
+
+
+def error_for(result: InstallerResult) -> InstallerError:
+    cls, msg = _ERRORS.get(result.exit_code, (InstallerFailed, "the installer failed"))
+    return cls(msg, result)
+
+
+def resolve_installer(flag: str | os.PathLike | None = None,
+                      environ: Mapping[str, str] | None = None) -> Path:
+    """The installer to run: `--installer PATH`, else env VCWAVE_INSTALLER. Raises a clear error otherwise."""
+    env = os.environ if environ is None else environ
+    raw = str(flag) if flag else env.get(ENV_INSTALLER, "")
+    if not raw:
+        raise InstallerNotConfigured(
+            f"no installer configured: pass --installer PATH or set {ENV_INSTALLER} to VMware's "
+            f"vcsa-cli-installer/lin64/vcsa-deploy of the target release (the lab: python -m lab.installer_standin)")
+    p = Path(raw).expanduser()
+    origin = "--installer" if flag else ENV_INSTALLER
+    if not p.is_file():
+        raise InstallerNotConfigured(f"{origin} points at {p}, which is not a file: set it to the installer "
+                                     f"(vcsa-cli-installer/lin64/vcsa-deploy)")
+    if not os.access(p, os.X_OK):
+        raise InstallerNotConfigured(f"{origin} points at {p}, which is not executable")
+    return p
+
+
+class Scrubber:
+    """Replaces every secret value (raw and JSON-escaped) in a line. Longest first."""
+
+    def __init__(self, secrets: Mapping[str, "str | Secret"]) -> None:
+        vals: set[str] = set()
+        for s in secrets.values():
+            v = reveal(s)
+            if v:
+                vals.add(v)
+                vals.add(json.dumps(v)[1:-1])
+                scrubbing.register(v)  # structlog/journal redaction knows it too
+        self.values = sorted(vals, key=len, reverse=True)
+
+    def __call__(self, line: str) -> str:
+        for v in self.values:
+            if v in line:
+                line = line.replace(v, REDACTED)
+        return scrubbing.scrub_text(line)
+
+
+class InstallerRunner:
+    """Runs one installer binary. `ssl_verify=False` adds the release's no-SSL-verification flag."""
+
+    def __init__(self, installer_path: Path | str, *, log_root: Path | str | None = None,
+                 ssl_verify: bool = True, timeout: float | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.installer = Path(installer_path)
+        self.log_root = Path(log_root) if log_root else None
+        self.ssl_verify = ssl_verify
+        self.timeout = timeout
+        self.env = dict(env) if env is not None else None
+
+    # public operations --------------------------------------------------------------------------------
+    def verify_template(self, template: dict, secrets: Mapping[str, "str | Secret"], *,
+                        on_line: Callable[[str], None] | None = None) -> InstallerResult:
+        return self._run(template, secrets, verify_flag(template), on_line)
+
+    def precheck(self, template: dict, secrets: Mapping[str, "str | Secret"], *,
+                 on_line: Callable[[str], None] | None = None) -> InstallerResult:
+        return self._run(template, secrets, "--precheck-only", on_line)
+
+    def upgrade(self, template: dict, secrets: Mapping[str, "str | Secret"], *,
+                on_line: Callable[[str], None] | None = None) -> InstallerResult:
+        return self._run(template, secrets, None, on_line)
+
+    # the work ---------------------------------------------------------------------------------------------
+    def command(self, template: dict, mode_flag: str | None, log_dir: Path, template_file: Path) -> list[str]:
+        cmd = [str(self.installer), "upgrade", "--accept-eula", "--acknowledge-ceip"]
+        if mode_flag:
+            cmd.append(mode_flag)
+        if not self.ssl_verify:
+            cmd.append(no_ssl_flag(template))
+        cmd += ["--log-dir", str(log_dir), str(template_file)]
+        return cmd
+
+    def _run(self, template: dict, secrets: Mapping[str, "str | Secret"], mode_flag: str | None,
+             on_line: Callable[[str], None] | None) -> InstallerResult:
+        problems = validate_template(template)
+        if problems:
+            raise TemplateError("the installer template is incomplete: " + "; ".join(problems))
+        filled = fill_secrets(template, {k: reveal(v) for k, v in secrets.items()})  # names, never values
+        scrub = Scrubber(secrets)
+        if self.log_root:
+            self.log_root.mkdir(parents=True, exist_ok=True)
+        log_dir = Path(tempfile.mkdtemp(prefix="vcsa-deploy-", dir=self.log_root))
+        private = Path(tempfile.mkdtemp(prefix="vcwave-installer-"))  # 0700
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        proc: subprocess.Popen | None = None
+        watchdog: threading.Timer | None = None
+        try:
+            tfile = private / "upgrade.json"
+            fd = os.open(tfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(filled, f, indent=2)
+            del filled
+            cmd = self.command(template, mode_flag, log_dir, tfile)
+            try:
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
+                                        env=self.env, start_new_session=True)
+            except OSError as e:
+                raise InstallerNotConfigured(f"cannot run the installer {self.installer}: {e.strerror}; set "
+                                             f"--installer PATH or {ENV_INSTALLER}") from None
+            assert proc.stdout is not None
+            if self.timeout:
+                watchdog = threading.Timer(self.timeout, _stop, [proc])
+                watchdog.daemon = True
+                watchdog.start()
+            for raw in proc.stdout:
+                line = scrub(raw.rstrip("\r\n"))
+                tail.append(line)
+                if on_line:
+                    on_line(line)
+            code = proc.wait()
+            if watchdog is not None and not watchdog.is_alive() and code < 0:
+                tail.append(f"vcwave: the installer was stopped after {self.timeout:g}s")
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            if proc is not None and proc.poll() is None:
+                _stop(proc)
+            if proc is not None and proc.stdout is not None:
+                proc.stdout.close()
+            shutil.rmtree(private, ignore_errors=True)
+        result = InstallerResult(code, log_dir, tuple(tail))
+        if code != EXIT_OK:
+            raise error_for(result)
+        return result
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the installer process we started (its own session: only its children go with it)."""
+    try:
+        os.killpg(proc.pid, 15)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()

@@ -1,0 +1,120 @@
+"""TLS policy for every client: verification ON by default, a CA bundle, or a pinned SHA-256 thumbprint.
+
+Why one module: the REST client (http.client) and the vSphere client (pyVmomi) must apply the same rules:
+- default: the system trust store, hostname checked;
+- `verify="/path/ca.pem"`: that bundle, hostname checked;
+- `thumbprint="AA:BB:..."` (SHA-256 of the server certificate, as `openssl x509 -fingerprint -sha256` or the
+  vSphere client show it): the chain is not checked, the peer certificate must hash to the pin (checked right
+  after the handshake, before any request is sent);
+- `verify=False`: only when the caller asks for it, and then a `tls.verification_disabled` warning is logged;
+- plain http only towards loopback hosts (the lab); refused otherwise.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import ipaddress
+import socket
+import ssl
+
+from orchestrator.clients.retry import TlsError
+
+
+def is_loopback(host: str) -> bool:
+    h = host.strip("[]")
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def check_scheme(scheme: str, host: str, *, node: str = "") -> None:
+    """Refuse plain http except towards the loopback lab."""
+    if scheme not in ("http", "https"):
+        raise TlsError(f"unknown scheme {scheme!r} (https, or http for the loopback lab)", node=node)
+    if scheme == "http" and not is_loopback(host):
+        raise TlsError(f"plain http refused for non-loopback host {host!r}: use https", node=node)
+
+
+def normalize_thumbprint(thumbprint: str) -> str:
+    """'AA:bb:..' or 'aabb..' -> 'aabb..' (64 hex digits for SHA-256)."""
+    t = thumbprint.replace(":", "").replace(" ", "").lower()
+    if len(t) != 64 or any(c not in "0123456789abcdef" for c in t):
+        raise TlsError(f"thumbprint must be a SHA-256 fingerprint (64 hex digits), got {thumbprint!r}")
+    return t
+
+
+def sha256_thumbprint(der: bytes) -> str:
+    """The colon-separated upper-case SHA-256 fingerprint of a DER certificate."""
+    h = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(h[i:i + 2] for i in range(0, len(h), 2))
+
+
+def check_pin(der: bytes | None, thumbprint: str, *, host: str = "", node: str = "") -> None:
+    if not der:
+        raise TlsError(f"no peer certificate from {host} to compare with the pinned thumbprint", node=node)
+    got = hashlib.sha256(der).hexdigest()
+    if got != normalize_thumbprint(thumbprint):
+        raise TlsError(f"certificate of {host} does not match the pinned SHA-256 thumbprint "
+                       f"(got {sha256_thumbprint(der)})", node=node)
+
+
+def _warn_insecure(host: str, node: str, client: str) -> None:
+    from orchestrator.log import get_logger
+    get_logger("vcwave.tls").warning("tls.verification_disabled", host=host, node=node, client=client,
+                                     reason="verify=False passed explicitly; the peer is not authenticated")
+
+
+def ssl_context(verify: bool | str = True, thumbprint: str | None = None, *, host: str = "", node: str = "",
+                client: str = "") -> ssl.SSLContext:
+    """Build the context for one connection policy (see the module docstring)."""
+    if thumbprint:
+        normalize_thumbprint(thumbprint)  # validate early
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # authenticated by the pin, checked after the handshake
+        return ctx
+    if verify is False:
+        _warn_insecure(host, node, client)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if verify is True or verify is None:
+        return ssl.create_default_context()
+    if isinstance(verify, str):
+        try:
+            return ssl.create_default_context(cafile=verify)
+        except (OSError, ssl.SSLError) as exc:
+            raise TlsError(f"cannot load CA bundle {verify!r}: {exc}", node=node) from exc
+    raise TlsError(f"verify must be True, False or a CA bundle path, got {verify!r}", node=node)
+
+
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPSConnection that compares the peer certificate with a SHA-256 pin right after the handshake."""
+
+    def __init__(self, host: str, port: int | None = None, *, thumbprint: str, node: str = "", **kw) -> None:
+        super().__init__(host, port, **kw)
+        self._pin = thumbprint
+        self._node = node
+
+    def connect(self) -> None:
+        super().connect()
+        der = self.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
+        try:
+            check_pin(der, self._pin, host=self.host, node=self._node)
+        except TlsError:
+            self.close()
+            raise
+
+
+def peer_thumbprint(host: str, port: int = 443, timeout: float = 10.0) -> str:
+    """Fetch a server's SHA-256 thumbprint (to pin it after checking it out of band). No verification."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname=host) as s:
+            return sha256_thumbprint(s.getpeercert(binary_form=True) or b"")

@@ -1,0 +1,61 @@
+"""Opening a command's session on a domain: inventory + saved plan (hash-checked) + journal + lock + clients.
+
+Every command that touches the domain goes through `session()`, so the checks are never skipped: the plan
+must match the inventory it was made from, and only one changing command runs per domain at a time.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+from orchestrator.commands.plan import DEFAULT_PLAN
+from orchestrator.connect import Connections, TlsOptions
+from orchestrator.core.inventory import Inventory, load_inventory
+from orchestrator.core.plan import Plan, check_plan_matches, file_sha256, load_plan
+from orchestrator.engine.journal import Journal
+from orchestrator.engine.runner import Engine, EngineOptions, lock_for, open_journal
+from orchestrator.log import get_logger
+from orchestrator.steps.registry import impl_for
+
+
+@dataclass(frozen=True)
+class CommonFlags:
+    inventory: str | None = None
+    plan: str | None = None
+    state_dir: str = ".vcwave"
+    insecure: bool = False
+    ca_bundle: str | None = None
+    installer: str | None = None
+    break_stale_lock: bool = False
+    poll_interval: float = 2.0
+    deadline_scale: float = 1.0
+
+    def options(self) -> EngineOptions:
+        return EngineOptions(state_dir=Path(self.state_dir), poll_interval=self.poll_interval,
+                             installer=self.installer, break_stale_lock=self.break_stale_lock,
+                             extra=(("insecure", self.insecure), ("deadline_scale", self.deadline_scale)))
+
+
+def load_checked(flags: CommonFlags) -> tuple[Inventory, Plan]:
+    plan = load_plan(flags.plan or DEFAULT_PLAN)
+    inv_path = flags.inventory or plan.inventory
+    inv = load_inventory(inv_path)
+    check_plan_matches(plan, file_sha256(inv_path), inv.domain)
+    return inv, plan
+
+
+@contextlib.contextmanager
+def session(flags: CommonFlags, command: str, *, mutate: bool = True) -> Iterator[Engine]:
+    inv, plan = load_checked(flags)
+    options = flags.options()
+    lock = lock_for(options, inv.domain, command) if mutate else contextlib.nullcontext()
+    with lock:
+        journal = open_journal(options, inv.domain)
+        conns = Connections(inv, TlsOptions(insecure=flags.insecure, ca_bundle=flags.ca_bundle))
+        try:
+            yield Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for)
+        finally:
+            conns.close()
+            journal.close()

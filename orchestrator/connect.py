@@ -1,0 +1,102 @@
+"""How vcwave reaches the nodes of an inventory: one place that turns a Node into a client.
+
+Clients know nothing about waves; this module knows which credential, scheme, port and TLS policy each
+node uses. TLS verification is on unless the user passed --insecure, which is logged once per run.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.clients.appliance import ApplianceClient
+from orchestrator.clients.vsphere import VSphereClient
+from orchestrator.core.inventory import Inventory, Node
+from orchestrator.log import get_logger
+from orchestrator.secrets import Secret, resolve
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    insecure: bool = False
+    ca_bundle: str | None = None
+    thumbprints: tuple[tuple[str, str], ...] = ()  # (host, sha256) pins
+
+    def verify(self) -> bool | str:
+        if self.insecure:
+            return False
+        return self.ca_bundle or True
+
+    def thumbprint(self, host: str) -> str | None:
+        return dict(self.thumbprints).get(host)
+
+
+class Connections:
+    """Lazily created, cached clients for one command run (thread-safe: lanes run in threads)."""
+
+    def __init__(self, inv: Inventory, tls: TlsOptions | None = None) -> None:
+        self.inv = inv
+        ca = dict(inv.tls).get("ca_bundle")
+        self.tls = tls or TlsOptions(ca_bundle=ca)
+        if self.tls.ca_bundle is None and ca:
+            self.tls = TlsOptions(self.tls.insecure, ca, self.tls.thumbprints)
+        self._lock = threading.Lock()
+        self._appliance: dict[str, ApplianceClient] = {}
+        self._vsphere: dict[str, VSphereClient] = {}
+        self._secrets: dict[str, Secret] = {}
+        if self.tls.insecure:
+            get_logger("vcwave.tls").warning("tls.verification_disabled", domain=inv.domain,
+                                             reason="--insecure given on the command line")
+
+    def secret(self, credential: str) -> Secret:
+        with self._lock:
+            if credential not in self._secrets:
+                self._secrets[credential] = resolve(self.inv.credential(credential))
+            return self._secrets[credential]
+
+    def user(self, credential: str) -> str:
+        return self.inv.credential(credential).user
+
+    def appliance(self, node: Node, credential: str = "sso") -> ApplianceClient:
+        """The appliance REST API of a node (a fresh session per client; per-thread safe use only)."""
+        key = f"{node.name}:{credential}"
+        with self._lock:
+            c = self._appliance.get(key)
+        if c is None:
+            c = ApplianceClient(f"{node.scheme}://{node.host}:{node.port}", self.user(credential),
+                                self.secret(credential), verify=self.tls.verify(),
+                                thumbprint=self.tls.thumbprint(node.host), node=node.name)
+            with self._lock:
+                c = self._appliance.setdefault(key, c)
+        return c
+
+    def vsphere(self, node: Node) -> VSphereClient:
+        """vim25 of a vCenter of the domain."""
+        return self._vs(node.name, node.host, node.sdk_port, node.scheme, "sso")
+
+    def management(self, name: str) -> VSphereClient:
+        """vim25 of a management vCenter that hosts appliance VMs."""
+        m = self.inv.management_vc(name)
+        return self._vs(f"mgmt:{name}", m.host, m.sdk_port, m.scheme, m.credentials)
+
+    def _vs(self, key: str, host: str, port: int, scheme: str, credential: str) -> VSphereClient:
+        with self._lock:
+            c = self._vsphere.get(key)
+        if c is None:
+            c = VSphereClient(host, port, self.user(credential), self.secret(credential), scheme=scheme,
+                              verify=self.tls.verify(), thumbprint=self.tls.thumbprint(host), node=key)
+            with self._lock:
+                c = self._vsphere.setdefault(key, c)
+        return c
+
+    def close(self) -> None:
+        for c in list(self._appliance.values()):
+            try:
+                c.logout()
+            except Exception:  # closing is best effort: the command's outcome is already journaled
+                pass
+        for v in list(self._vsphere.values()):
+            try:
+                v.disconnect()
+            except Exception:
+                pass

@@ -1,0 +1,131 @@
+"""Fold the journal's events into what the domain looks like now (pure).
+
+Why here and not in the engine: status, backup validity, rollback planning and the report all need the
+same answer to "which version does each node run, which backups exist, is the window open?". Computing
+it once, as a pure function of the journal's events (duck-typed: kind, node, step, action, status, ts,
+data), keeps the journal the single source of truth and this logic testable without I/O.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Protocol
+
+from orchestrator.core.inventory import Inventory
+from orchestrator.core.versions import Version, parse_version
+
+
+class EventLike(Protocol):
+    seq: int
+    ts: float
+    kind: str
+    run_id: str
+    phase: str
+    node: str
+    step: str
+    action: str
+    status: str
+    data: dict
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A recorded way back for one node: a file backup, a member of a snapshot set, an external backup, or
+    a powered-off source appliance kept by the installer."""
+
+    node: str
+    method: str  # file | snapshot-set | external | source-appliance
+    backup_id: str
+    location: str
+    node_version: str
+    domain_version: str
+    ts: float
+    tag: str = ""  # pre | during | post
+    set_id: str = ""
+    verified: bool = True
+
+
+@dataclass(frozen=True)
+class NodeHistory:
+    name: str
+    version: Version
+    last_step: str = ""
+    last_status: str = ""
+    upgraded: int = 0  # how many upgrade steps succeeded (exactly-once check)
+    verified_at: str = ""  # release at which the last verify succeeded
+
+
+@dataclass(frozen=True)
+class DomainHistory:
+    nodes: dict[str, NodeHistory]
+    backups: tuple[Backup, ...]
+    window_opened: float | None
+    window_closed: float | None
+    failed_steps: tuple[str, ...]
+    running_steps: tuple[str, ...]
+    rollbacks: int = 0
+    events: int = 0
+
+    def versions(self) -> dict[str, Version]:
+        return {n: h.version for n, h in self.nodes.items()}
+
+
+def domain_version(inv: Inventory, versions: dict[str, Version]) -> str:
+    """The SSO domain's version = its PSCs' version; during the psc wave it is a mix, e.g. '6.0 U3+6.5 U1'."""
+    rels = sorted({versions[p.name].without_build() for p in inv.pscs})
+    return "+".join(v.release for v in rels)
+
+
+def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
+    """Replay events in order. Versions start from the inventory and move with every successful upgrade,
+    restore or rollback step (`data["version_after"]`)."""
+    versions = {n.name: n.version for n in inv.nodes}
+    last: dict[str, tuple[str, str]] = {n.name: ("", "") for n in inv.nodes}
+    upgraded = {n.name: 0 for n in inv.nodes}
+    verified = {n.name: "" for n in inv.nodes}
+    backups: list[Backup] = []
+    opened = closed = None
+    failed: dict[str, str] = {}
+    running: dict[str, str] = {}
+    rollbacks = 0
+    count = 0
+    for e in events:
+        count += 1
+        if e.kind == "step":
+            key = f"{e.node}:{e.step}"
+            status = e.data.get("outcome", e.status) if e.status == "reconciled" else e.status
+            if e.node in last:
+                last[e.node] = (e.step, status)
+            if status == "started":
+                running[key] = e.step
+            else:
+                running.pop(key, None)
+            if status == "failed":
+                failed[key] = e.step
+            elif status in ("succeeded", "skipped"):
+                failed.pop(key, None)
+            if status == "succeeded" and e.data.get("version_after") and e.node in versions:
+                versions[e.node] = parse_version(e.data["version_after"], e.data.get("build_after"))
+                if e.action == "upgrade":
+                    upgraded[e.node] += 1
+            if status == "succeeded" and e.action == "verify" and e.node in versions:
+                verified[e.node] = versions[e.node].release
+            if status == "succeeded" and e.action == "rollback" and e.node == "":
+                rollbacks += 1
+        elif e.kind == "backup":
+            d = e.data
+            backups.append(Backup(e.node, d["method"], str(d["backup_id"]), str(d.get("location", "")),
+                                  d["node_version"], d["domain_version"], e.ts, d.get("tag", ""),
+                                  d.get("set_id", ""), bool(d.get("verified", True))))
+        elif e.kind == "source_appliance" and e.status == "kept":
+            d = e.data
+            backups.append(Backup(e.node, "source-appliance", d["vm_name"], d.get("vm_moref", ""),
+                                  d["node_version"], d["domain_version"], e.ts, "during"))
+        elif e.kind == "window":
+            if e.status == "opened" and opened is None:
+                opened, closed = e.ts, None
+            elif e.status == "closed" and opened is not None:
+                closed = e.ts
+    nodes = {n.name: NodeHistory(n.name, versions[n.name], *last[n.name], upgraded[n.name], verified[n.name])
+             for n in inv.nodes}
+    return DomainHistory(nodes, tuple(backups), opened, closed, tuple(failed.values()), tuple(running.values()),
+                         rollbacks, count)

@@ -1,0 +1,143 @@
+"""The rollback planner (pure): how the whole domain, or one node when that is provably safe, goes back.
+
+VMware's guidance shapes it: once PSCs are upgraded an old vCenter backup cannot bring that vCenter back
+alone — "an alternative to this would be to rollback the entire vSphere Domain and any other vCenter
+Servers that were upgraded"; installer upgrades roll back by powering the new appliance off and the kept
+source on, all nodes together, PSCs first (KB 322065); a snapshot set is only ever reverted whole.
+Order: vCenters stopped first, then PSCs brought back, then vCenters, then every node verified at its
+old version with its original instance UUID.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.core.history import Backup, DomainHistory, domain_version
+from orchestrator.core.inventory import Inventory
+from orchestrator.core.validity import judge, judge_all, usable_single
+from orchestrator.errors import RefusedError
+
+
+@dataclass(frozen=True)
+class RollbackAction:
+    order: int
+    node: str
+    role: str
+    action: str  # stop | restore | start | verify
+    method: str  # snapshot-revert | source-appliance | file-restore | power-off | verify-old
+    asset: str  # backup id / snapshot set id / source VM name
+    to_version: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    scope: str  # "domain" or a node name
+    to: str  # pre | during
+    actions: tuple[RollbackAction, ...]
+
+    @property
+    def id(self) -> str:
+        return f"rollback-{self.scope}-{self.to}"
+
+
+def _original(inv: Inventory) -> dict[str, str]:
+    return {n.name: n.version.release for n in inv.nodes}
+
+
+def _asset_for(node: str, hist: DomainHistory, inv: Inventory, to: str, target_domain: str) -> Backup | None:
+    """The newest asset of `node` usable in a whole-domain rollback to `to`."""
+    cands = [b for b in hist.backups if b.node == node and b.verified]
+    if to == "pre":
+        cands = [b for b in cands if b.domain_version == target_domain and b.tag in ("pre", "during")
+                 and (b.method != "source-appliance" or b.node_version == _original(inv)[node])]
+    else:
+        cands = [b for b in cands if b.tag == "during" and b.domain_version == target_domain
+                 and b.method != "source-appliance"]
+    order = {"snapshot-set": 0, "source-appliance": 1, "file": 2, "external": 3}
+    cands.sort(key=lambda b: (order.get(b.method, 9), -b.ts))
+    return cands[0] if cands else None
+
+
+def plan_domain_rollback(inv: Inventory, hist: DomainHistory, to: str = "pre") -> RollbackPlan:
+    """Every node that moved goes back together. Refused (with the reason) when an asset is missing."""
+    if to not in ("pre", "during"):
+        raise RefusedError(f"--to must be pre or during, got {to!r}", rule="rollback-target")
+    originals = {n.name: n.version for n in inv.nodes}
+    if to == "pre":
+        want = {n: v.release for n, v in originals.items()}
+        target_domain = domain_version(inv, originals)
+    else:
+        during = [b for b in hist.backups if b.tag == "during"]
+        if not during:
+            raise RefusedError("no 'during' backups recorded: only `--to pre` is possible", rule="rollback-target")
+        target_domain = during[-1].domain_version
+        want = {n.name: (target_domain if n.is_psc else originals[n.name].release) for n in inv.nodes}
+    current = {n: h.version.release for n, h in hist.nodes.items()}
+    moved = [n for n in inv.nodes if current[n.name] != want[n.name]]
+    if not moved:
+        raise RefusedError(f"nothing to roll back: every node already runs its {to}-upgrade version",
+                           rule="rollback-nothing")
+    assets: dict[str, Backup] = {}
+    missing = []
+    for n in moved:
+        a = _asset_for(n.name, hist, inv, to, target_domain)
+        if a is None:
+            missing.append(f"{n.name} (at {current[n.name]}, must return to {want[n.name]})")
+        else:
+            assets[n.name] = a
+    # A snapshot set is reverted whole: every member of it goes back, moved or not.
+    set_ids = {a.set_id for a in assets.values() if a.method == "snapshot-set"}
+    for b in hist.backups:
+        if b.set_id in set_ids and b.node not in assets:
+            assets[b.node] = b
+    if missing:
+        raise RefusedError("no way back recorded for: " + "; ".join(missing) +
+                           ". Take backups before upgrading (invoke backup); a rebuilt vCenter would get a new "
+                           "instance UUID and new moref IDs", rule="rollback-assets")
+    actions: list[RollbackAction] = []
+    k = 0
+    vcs = [n for n in inv.vcenters if n.name in assets]
+    pscs = [n for n in inv.pscs if n.name in assets]
+    for n in vcs:
+        k += 1
+        actions.append(RollbackAction(k, n.name, n.role, "stop", "power-off", "", current[n.name],
+                                      "vCenters stop first so none talks to a PSC being restored"))
+    for n in pscs + vcs:
+        a = assets[n.name]
+        method = {"snapshot-set": "snapshot-revert", "source-appliance": "source-appliance",
+                  "file": "file-restore", "external": "external-restore"}[a.method]
+        k += 1
+        actions.append(RollbackAction(k, n.name, n.role, "restore", method, a.set_id or a.backup_id,
+                                      want[n.name], f"{'PSCs first' if n.is_psc else 'then vCenters'}: "
+                                      f"{a.method} {a.backup_id} taken at domain {a.domain_version}"))
+    for n in pscs + vcs:
+        k += 1
+        actions.append(RollbackAction(k, n.name, n.role, "verify", "verify-old", "", want[n.name],
+                                      "old version/build and the original instance UUID"))
+    return RollbackPlan("domain", to, tuple(actions))
+
+
+def plan_node_rollback(inv: Inventory, hist: DomainHistory, node: str) -> RollbackPlan:
+    """One node alone: only when the validity rules prove it safe; otherwise refused with the way out."""
+    try:
+        n = inv.node(node)
+    except KeyError:
+        raise RefusedError(f"no node '{node}' in the inventory", rule="rollback-node") from None
+    verdicts = judge_all(inv, hist)[node]
+    usable = usable_single(verdicts)
+    if usable is None:
+        why = verdicts[0].reason if verdicts else "no backup recorded for it"
+        raise RefusedError(f"{node} cannot be restored alone: {why}. Roll back the whole domain instead: "
+                           f"`invoke rollback`", rule="single-node-rollback", node=node)
+    b = usable.backup
+    return RollbackPlan(node, "pre", (
+        RollbackAction(1, node, n.role, "restore", "file-restore", b.backup_id, b.node_version, usable.reason),
+        RollbackAction(2, node, n.role, "verify", "verify-old", "", b.node_version, "version and instance UUID")))
+
+
+def render(plan: RollbackPlan) -> str:
+    lines = [f"rollback of {plan.scope} to {plan.to}-upgrade state:"]
+    for a in plan.actions:
+        lines.append(f"  {a.order:>2}. {a.action:<8} {a.node:<12} {a.method:<16} {a.asset:<28} -> {a.to_version}"
+                     f"   ({a.reason})")
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""Where the domain stands, computed from the plan and the journal's history (pure): each node's version
+and last step, which phases are done, the mixed-version window clock, which backups can still be used,
+and the next safe command."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.core.history import DomainHistory, domain_version
+from orchestrator.core.inventory import Inventory
+from orchestrator.core.plan import Plan
+from orchestrator.core.validity import judge_all, usable_single
+
+PHASE_COMMAND = {"pre": "invoke backup --phase pre", "psc": "invoke upgrade --wave psc",
+                 "vcenter": "invoke upgrade --wave vcenter", "post": "invoke verify && invoke backup --phase post"}
+
+
+@dataclass(frozen=True)
+class Status:
+    domain: str
+    target: str
+    domain_version: str
+    nodes: tuple[dict[str, Any], ...]
+    phases: dict[str, str]  # pending | partial | done | failed
+    window: dict[str, Any]
+    next_command: str
+    problems: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"domain": self.domain, "target": self.target, "domain_version": self.domain_version,
+                "nodes": list(self.nodes), "phases": self.phases, "window": self.window,
+                "next_command": self.next_command, "problems": list(self.problems)}
+
+
+def phase_states(plan: Plan, step_state: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for ph in plan.phases:
+        states = [step_state.get(s.id) for s in ph.steps]
+        if any(s == "failed" for s in states):
+            out[ph.name] = "failed"
+        elif all(s in ("succeeded", "skipped") for s in states):
+            out[ph.name] = "done"
+        elif any(states):
+            out[ph.name] = "partial"
+        else:
+            out[ph.name] = "pending"
+    return out
+
+
+def window_info(hist: DomainHistory, now: float) -> dict[str, Any]:
+    if hist.window_opened is None:
+        return {"state": "not opened", "length_s": 0.0}
+    end = hist.window_closed if hist.window_closed is not None else now
+    return {"state": "closed" if hist.window_closed is not None else "OPEN", "opened": hist.window_opened,
+            "closed": hist.window_closed, "length_s": round(end - hist.window_opened, 3)}
+
+
+def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: dict[str, str],
+                   now: float) -> Status:
+    phases = phase_states(plan, step_state)
+    verdicts = judge_all(inv, hist)
+    nodes = []
+    problems = []
+    for n in inv.nodes:
+        h = hist.nodes[n.name]
+        usable = usable_single(verdicts[n.name])
+        nodes.append({"node": n.name, "role": n.role, "site": n.site, "version": h.version.release,
+                      "last_step": h.last_step, "last_status": h.last_status, "upgrades": h.upgraded,
+                      "verified_at": h.verified_at,
+                      "single_restore": usable.backup.backup_id if usable else None,
+                      "backups": [{"id": v.backup.backup_id, "method": v.backup.method, "tag": v.backup.tag,
+                                   "single_node": v.single_node, "whole_domain": v.whole_domain,
+                                   "reason": v.reason} for v in verdicts[n.name]]})
+        if h.upgraded > 1:
+            problems.append(f"{n.name} was upgraded {h.upgraded} times (expected once)")
+    nxt = "nothing: every phase is done"
+    for name in ("pre", "psc", "vcenter", "post"):
+        st = phases.get(name)
+        if st == "failed":
+            nxt = (f"look at the failed step above, then re-run `{PHASE_COMMAND[name]}` (resumes; nothing done is "
+                   f"redone) or `invoke rollback --plan-only` to see the way back")
+            break
+        if st != "done":
+            nxt = PHASE_COMMAND[name] if name != "pre" else "invoke precheck && invoke backup --phase pre && invoke stage"
+            break
+    return Status(inv.domain, plan.target, domain_version(inv, hist.versions()), tuple(nodes), phases,
+                  window_info(hist, now), nxt, tuple(problems))
+
+
+def render(status: Status) -> str:
+    w = status.window
+    lines = [f"domain {status.domain}: domain version {status.domain_version}, target {status.target}",
+             "phases: " + ", ".join(f"{k} {v}" for k, v in status.phases.items()),
+             f"mixed-version window: {w['state']}" + (f", {w['length_s'] / 60:.1f} min" if w.get('opened') else ""),
+             f"{'node':<14} {'role':<8} {'site':<10} {'version':<9} {'verified':<9} last step"]
+    for n in status.nodes:
+        lines.append(f"{n['node']:<14} {n['role']:<8} {n['site']:<10} {n['version']:<9} {n['verified_at'] or '-':<9} "
+                     f"{n['last_step'] or '-'} {n['last_status']}")
+        usable = n["single_restore"]
+        lines.append(f"{'':<14} backup usable alone: {usable or 'NONE — ' + (n['backups'][0]['reason'] if n['backups'] else 'no backup recorded')}")
+    lines += [f"problem: {p}" for p in status.problems]
+    lines.append(f"next safe command: {status.next_command}")
+    return "\n".join(lines)

@@ -1,0 +1,249 @@
+"""The engine: walks one phase of a saved plan, batch by batch, with a checkpoint before and after every step.
+
+It holds no rule of the seed (those live in orchestrator.core.rules and are asked here); it only makes
+sure that every change is journaled, that a crash can be resumed exactly once, and that a failed step
+stops the wave in a known state with a safe next command.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from orchestrator.core import rules
+from orchestrator.core.history import DomainHistory, domain_version, fold
+from orchestrator.core.inventory import Inventory
+from orchestrator.core.plan import Plan, Step, check_plan_matches, file_sha256
+from orchestrator.core.versions import parse_version
+from orchestrator.engine.journal import Journal, journal_path
+from orchestrator.engine.lock import DomainLock
+from orchestrator.errors import RefusedError, StepFailed
+from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext, lane_of
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    state_dir: Path = Path(".vcwave")
+    poll_interval: float = 2.0
+    job_deadline_s: float = 6 * 3600
+    installer: str | None = None
+    break_stale_lock: bool = False
+    snapshots: bool = False
+    extra: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass
+class RunResult:
+    phase: str
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    planned: list[str] = field(default_factory=list)  # --check: what would run
+    untouched: list[str] = field(default_factory=list)
+    manual: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.manual
+
+
+def state_dir_for(options: EngineOptions, domain: str) -> Path:
+    d = Path(options.state_dir) / domain
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+class Engine:
+    """Applies a plan to a domain. One instance per command run."""
+
+    def __init__(self, inv: Inventory, plan: Plan, journal: Journal, conns: Any, log: Any,
+                 options: EngineOptions, impls: Callable[[Step], Any]) -> None:
+        self.inv, self.plan, self.journal, self.conns, self.log = inv, plan, journal, conns, log
+        self.options, self.impls = options, impls
+        self.run_id = uuid.uuid4().hex[:12]
+        self.target = parse_version(plan.target)
+
+    # ------------------------------------------------------------------ views
+    def history(self) -> DomainHistory:
+        return fold(self.inv, self.journal.events())
+
+    def _record(self, step: Step) -> Callable[..., Any]:
+        def record(kind: str, status: str = "", data: dict | None = None, node: str | None = None) -> Any:
+            return self.journal.append(kind, run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=step.phase,
+                                       wave=step.phase, node=step.node if node is None else node, step=step.id,
+                                       action=step.action, status=status, data=data or {})
+        return record
+
+    def _step_event(self, step: Step, status: str, data: dict | None = None) -> None:
+        self._record(step)("step", status, {"method": step.method, "from": step.from_, "to": step.to,
+                                            **(data or {})})
+
+    def _ctx(self, step: Step) -> StepContext:
+        log = self.log.bind(domain=self.inv.domain, wave=step.phase, node=step.node, step=step.id)
+        return StepContext(self.inv, self.plan, step, self.inv.node(step.node), self.target, self.conns, log,
+                           self._record(step), self.history, self.options,
+                           progress=lambda d, s=step: self._step_event(s, "started", {"progress": True, **d}),
+                           events=self.journal.events)
+
+    # ------------------------------------------------------------------ guards
+    def guard(self, phase: str, nodes: set[str] | None) -> None:
+        """Refuse a phase the domain is not ready for. The rules come from the core."""
+        hist = self.history()
+        if phase in ("psc", "vcenter"):
+            missing = [n.name for n in self.inv.nodes
+                       if not any(b.node == n.name and b.tag == "pre" for b in hist.backups)
+                       and (nodes is None or n.name in nodes)]
+            if missing and any(s.action == "backup" for s in self.plan.phase("pre").steps):
+                raise RefusedError(f"no verified pre-upgrade backup recorded for {', '.join(missing)}: run "
+                                   f"`invoke backup --phase pre` first", rule="backup-before-upgrade")
+        if phase == "vcenter":
+            pscs = {p.name: hist.nodes[p.name].version for p in self.inv.pscs}
+            verdict = rules.vcenter_wave_may_start(pscs, self.target)
+            if not verdict:
+                raise RefusedError(verdict.reason + ". Run `invoke upgrade --wave psc` first.", rule=verdict.rule)
+            unverified = [p for p in pscs if hist.nodes[p].verified_at != self.target.release]
+            if unverified:
+                raise RefusedError(f"PSCs at {self.target.release} but not verified: {', '.join(unverified)}; run "
+                                   f"`invoke verify` first", rule=verdict.rule)
+
+    # ------------------------------------------------------------------ resume
+    def reconcile(self) -> list[str]:
+        """Steps started but never confirmed (a crash): ask the live node before anything is redone."""
+        out = []
+        plan_steps = {s.id: s for s in self.plan.steps()}
+        for ev in self.journal.started_unconfirmed():
+            step = plan_steps.get(ev.step)
+            if step is None:
+                continue
+            ctx = self._ctx(step)
+            verdict = self.impls(step).reconcile(ctx, ev)
+            if verdict == NOT_DONE:
+                self._step_event(step, "reconciled", {"outcome": "not_done"})
+                ctx.log.warning("step.reconciled", outcome="not_done")
+            else:
+                self._step_event(step, "reconciled", {"outcome": "succeeded", **verdict})
+                ctx.log.info("step.reconciled", outcome="succeeded")
+            out.append(step.id)
+        return out
+
+    # ------------------------------------------------------------------ run
+    def run_phase(self, phase: str, *, nodes: set[str] | None = None, actions: set[str] | None = None,
+                  check: bool = False, concurrency: int | None = None) -> RunResult:
+        result = RunResult(phase)
+        self.guard(phase, nodes)
+        if not check:
+            self.reconcile()
+        self.journal.append("run.start", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
+                            data={"pid": os.getpid(), "check": check}) if not check else None
+        for batch, steps in self.plan.phase(phase).batches():
+            todo = [s for s in steps if (nodes is None or s.node in nodes) and (actions is None or s.action in actions)]
+            pending = [s for s in todo if self.journal.step_state(s.id) not in ("succeeded", "skipped")]
+            result.skipped += [s.id for s in todo if s not in pending]
+            if not pending:
+                continue
+            if check:
+                result.planned += [f"{s.id} ({s.method or s.action}: {s.from_} -> {s.to})" for s in pending]
+                continue
+            if result.failed or result.manual:
+                result.untouched += [s.id for s in pending]
+                continue
+            self._run_batch(pending, result, concurrency)
+        if not check:
+            self._maybe_close_window(phase)
+            self.journal.append("run.end", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
+                                status="ok" if result.ok else "failed",
+                                data={"done": len(result.done), "failed": [f for f, _ in result.failed]})
+        return result
+
+    def _run_batch(self, steps: list[Step], result: RunResult, concurrency: int | None) -> None:
+        set_steps = [s for s in steps if s.action == "backup" and s.method == "snapshot-set"]
+        if set_steps:
+            self._run_lane(set_steps, result, as_set=True)
+            steps = [s for s in steps if s not in set_steps]
+        lanes = list(lane_of(steps).values())
+        if not lanes:
+            return
+        workers = max(1, min(len(lanes), concurrency or len(lanes)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vcwave-lane") as pool:
+            for f in [pool.submit(self._run_lane, lane, result) for lane in lanes]:
+                f.result()
+
+    def _run_lane(self, lane: list[Step], result: RunResult, as_set: bool = False) -> None:
+        """A node's steps in order (or, as_set, one domain-wide snapshot-set step over many nodes)."""
+        steps = [lane[0]] if as_set else lane
+        for step in steps:
+            if result.failed and step.phase in ("psc", "vcenter"):
+                result.untouched.append(step.id)
+                continue
+            members = lane if as_set else [step]
+            ctx = self._ctx(step)
+            if step.action == "upgrade" and step.role == "psc":
+                self._maybe_open_window(step)
+            for m in members:
+                self._step_event(m, "started")
+            t0 = time.monotonic()
+            ctx.log.info("step.start", action=step.action, method=step.method, frm=step.from_, to=step.to)
+            try:
+                impl = self.impls(step)
+                data = impl.run_set(ctx, members) if as_set else impl.run(ctx)
+            except ManualStepRequired as exc:
+                for m in members:
+                    self._step_event(m, "failed", {"manual": True, "instructions": exc.instructions})
+                result.manual.append((step.id, str(exc)))
+                ctx.log.warning("step.manual", instructions=exc.instructions)
+                return
+            except StepFailed as exc:
+                for m in members:
+                    self._step_event(m, "failed", {"error": str(exc)})
+                result.failed.append((step.id, str(exc)))
+                ctx.log.error("step.failed", error=str(exc), duration_s=round(time.monotonic() - t0, 3))
+                return
+            except Exception as exc:  # an unexpected error is still journaled, then re-raised
+                for m in members:
+                    self._step_event(m, "failed", {"error": f"{type(exc).__name__}: {exc}"})
+                result.failed.append((step.id, f"{type(exc).__name__}: {exc}"))
+                ctx.log.error("step.failed", error=f"{type(exc).__name__}: {exc}")
+                return
+            for m in members:
+                self._step_event(m, "succeeded", (data or {}).get(m.node, data) if as_set else data)
+                result.done.append(m.id)
+            ctx.log.info("step.done", duration_s=round(time.monotonic() - t0, 3))
+
+    # ------------------------------------------------------------------ window clock
+    def _maybe_open_window(self, step: Step) -> None:
+        if self.history().window_opened is None:
+            self.journal.append("window", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=step.phase,
+                                node=step.node, status="opened", data={"by": step.id})
+
+    def _maybe_close_window(self, phase: str) -> None:
+        hist = self.history()
+        if hist.window_opened is None or hist.window_closed is not None:
+            return
+        if all(h.verified_at == self.target.release for h in hist.nodes.values()):
+            self.journal.append("window", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
+                                status="closed", data={"length_s": round(time.time() - hist.window_opened, 3)})
+
+
+def open_journal(options: EngineOptions, domain: str) -> Journal:
+    return Journal.open(journal_path(options.state_dir, domain))
+
+
+def lock_for(options: EngineOptions, domain: str, command: str) -> DomainLock:
+    return DomainLock(state_dir_for(options, domain) / "lock", command, break_stale=options.break_stale_lock)
+
+
+def run_adhoc(engine: Engine, steps: list[Step], label: str) -> RunResult:
+    """Steps that are not in the saved plan (a standalone verify, an extra snapshot set): same journal,
+    same checkpoints, run as one batch."""
+    result = RunResult(label)
+    engine.journal.append("run.start", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase=label,
+                          data={"pid": os.getpid(), "adhoc": [s.id for s in steps]})
+    engine._run_batch(steps, result, None)
+    engine._maybe_close_window(label)
+    engine.journal.append("run.end", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase=label,
+                          status="ok" if result.ok else "failed", data={"done": len(result.done)})
+    return result

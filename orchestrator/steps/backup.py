@@ -1,0 +1,170 @@
+"""Backups, by method: `file` (appliance backup job, 6.5+), `snapshot-set` (cold snapshots of ALL the
+domain's appliance VMs taken together) and `external` (the site's image-level backup product, run by a
+command named in the inventory and counted only when its verification command succeeds).
+
+Every recorded backup carries the domain version it was taken at: that, not its age, decides later
+whether it can still restore its node (orchestrator.core.validity).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+import uuid
+from typing import Any
+
+from orchestrator.clients.appliance import BackupJob
+from orchestrator.clients.retry import ClientError
+from orchestrator.core.interop import backup_method_problem
+from orchestrator.core.plan import Step
+from orchestrator.errors import StepFailed
+from orchestrator.steps.base import NOT_DONE, StepContext
+from orchestrator.steps.common import current_domain_version, deadline, poll_kwargs
+
+SNAPSHOT_PREFIX = "vcwave"
+
+
+def _record_backup(ctx: StepContext, node: str, backup_id: str, location: str, method: str, node_version: str,
+                   domain_version: str, tag: str, **extra: Any) -> dict[str, Any]:
+    data = {"backup_id": backup_id, "location": location, "method": method, "node_version": node_version,
+            "domain_version": domain_version, "tag": tag, **extra}
+    ctx.record("backup", status="recorded", data=data, node=node)
+    return {"backup_id": backup_id, "domain_version": domain_version}
+
+
+def _node_version_now(ctx: StepContext, node: str) -> str:
+    return ctx.history().nodes[node].version.release
+
+
+class FileBackup:
+    """POST /rest/appliance/recovery/backup/job, polled to SUCCEEDED, then recorded."""
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        node, target = ctx.node, ctx.node.backup
+        problem = backup_method_problem(ctx.history().nodes[node.name].version, node.platform, node.vm is not None,
+                                        "file", target.location_type if target else "")
+        if problem or target is None:
+            raise StepFailed(f"node {node.name}: {problem or 'no backup target in the inventory'}")
+        client = ctx.conns.appliance(node)
+        location = f"{target.location.rstrip('/')}/{ctx.step.tag or 'manual'}-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            job_id = client.backup_start(location_type=target.location_type, location=location,
+                                         location_user=ctx.conns.user(target.credentials),
+                                         location_password=ctx.conns.secret(target.credentials),
+                                         comment=f"vcwave {ctx.step.id}")
+        except ClientError as exc:
+            raise StepFailed(f"node {node.name}: backup job refused: {exc}") from exc
+        ctx.progress({"job_id": job_id, "location": location})
+        return self._finish(ctx, job_id, location)
+
+    def _finish(self, ctx: StepContext, job_id: str, location: str) -> dict[str, Any]:
+        client = ctx.conns.appliance(ctx.node)
+        try:
+            job: BackupJob = client.wait_job(lambda: client.backup_job(job_id), deadline=deadline(ctx, 30),
+                                             what="backup", on_progress=lambda j: ctx.log.info(
+                                                 "backup.progress", percent=j.progress, state=j.state),
+                                             **poll_kwargs(ctx))
+        except ClientError as exc:
+            raise StepFailed(f"node {ctx.node.name}: backup job {job_id}: {exc}") from exc
+        if not job.succeeded:
+            raise StepFailed(f"node {ctx.node.name}: backup job {job_id} {job.state}: {'; '.join(job.messages)}")
+        return _record_backup(ctx, ctx.node.name, job_id, location, "file", _node_version_now(ctx, ctx.node.name),
+                              current_domain_version(ctx), ctx.step.tag)
+
+    def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
+        """A crash mid-backup: adopt the job we started if the node knows it, never start a second one."""
+        job = _last_progress(ctx, "job_id")
+        if not job:
+            return NOT_DONE
+        try:
+            state = ctx.conns.appliance(ctx.node).backup_job(job["job_id"])
+        except ClientError:
+            return NOT_DONE
+        if state.state in ("SUCCEEDED", "INPROGRESS"):
+            return self._finish(ctx, job["job_id"], job.get("location", ""))
+        return NOT_DONE
+
+
+def _last_progress(ctx: StepContext, key: str) -> dict[str, Any] | None:
+    for e in reversed(ctx.step_events()):
+        if e.status == "started" and key in e.data:
+            return e.data
+    return None
+
+
+class SnapshotSetBackup:
+    """Cold snapshots of every appliance VM of the domain, taken together (a single reverted PSC breaks
+    replication): vCenters shut down first, then PSCs; all snapshotted; PSCs powered on first, then vCenters."""
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        return self.run_set(ctx, [ctx.step])
+
+    def run_set(self, ctx: StepContext, members: list[Step]) -> dict[str, Any]:
+        nodes = [ctx.inv.node(m.node) for m in members]
+        missing = [n.name for n in nodes if n.vm is None]
+        if missing:
+            raise StepFailed(f"snapshot set: no appliance VM declared for {', '.join(missing)}")
+        set_id = f"{SNAPSHOT_PREFIX}-{ctx.step.tag or 'set'}-{uuid.uuid4().hex[:8]}"
+        ctx.progress({"set_id": set_id})
+        order_off = sorted(nodes, key=lambda n: n.role != "vcenter")  # vCenters first
+        try:
+            for n in order_off:
+                self._power(ctx, n, on=False)
+            for n in nodes:
+                mg = ctx.conns.management(n.vm.vcenter)
+                mg.create_snapshot(mg.vm_by_name(n.vm.name), set_id, f"vcwave cold snapshot set {set_id}")
+        finally:
+            for n in sorted(nodes, key=lambda n: n.role != "psc"):  # PSCs first
+                self._power(ctx, n, on=True)
+        dv = current_domain_version(ctx)
+        out = {}
+        for n in nodes:
+            out[n.name] = _record_backup(ctx, n.name, f"{set_id}:{n.vm.name}", f"{n.vm.vcenter}/{n.vm.name}",
+                                         "snapshot-set", _node_version_now(ctx, n.name), dv, ctx.step.tag,
+                                         set_id=set_id, members=[m.node for m in members])
+        return out
+
+    @staticmethod
+    def _power(ctx: StepContext, n: Any, on: bool) -> None:
+        mg = ctx.conns.management(n.vm.vcenter)
+        state = mg.vm_power_states([n.vm.name]).get(n.vm.name)
+        vm = mg.vm_by_name(n.vm.name)
+        if on and state != "poweredOn":
+            mg.power_on(vm)
+        elif not on and state == "poweredOn":
+            mg.power_off(vm)
+
+    def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
+        """A crash mid-set: power everything back on in the safe order; the set is taken again whole."""
+        nodes = [n for n in ctx.inv.nodes if n.vm is not None]
+        for n in sorted(nodes, key=lambda n: n.role != "psc"):
+            self._power(ctx, n, on=True)
+        return NOT_DONE
+
+
+class ExternalBackup:
+    """The site's backup product, through the command named in the inventory; counted only when verified."""
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        node, target = ctx.node, ctx.node.backup
+        env = {**os.environ, "VCWAVE_NODE": node.name, "VCWAVE_HOST": node.host, "VCWAVE_TAG": ctx.step.tag}
+        res = subprocess.run(shlex.split(target.command), capture_output=True, text=True, env=env, timeout=6 * 3600)
+        lines = [l.strip() for l in res.stdout.splitlines() if l.strip()]
+        if res.returncode != 0 or not lines:
+            raise StepFailed(f"node {node.name}: external backup command exited {res.returncode}"
+                             f"{'' if lines else ' and printed no backup id'}")
+        backup_id = lines[-1]
+        ver = subprocess.run(shlex.split(target.verify), capture_output=True, text=True,
+                             env={**env, "VCWAVE_BACKUP_ID": backup_id}, timeout=3600)
+        verified = ver.returncode == 0
+        data = _record_backup(ctx, node.name, backup_id, target.command.split()[0], "external",
+                              _node_version_now(ctx, node.name), current_domain_version(ctx), ctx.step.tag,
+                              verified=verified, exit_status=res.returncode)
+        if not verified:
+            raise StepFailed(f"node {node.name}: external backup {backup_id} failed its verification "
+                             f"(exit {ver.returncode}); it does not count")
+        return data
+
+    def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
+        return NOT_DONE
