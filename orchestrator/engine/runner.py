@@ -172,7 +172,7 @@ class Engine:
             for f in [pool.submit(self._run_lane, lane, result) for lane in lanes]:
                 f.result()
 
-    def _run_lane(self, lane: list[Step], result: RunResult, as_set: bool = False) -> None:
+    def _run_lane(self, lane: list[Step], result: RunResult, as_set: bool = False, impl: Any = None) -> None:
         """A node's steps in order (or, as_set, one domain-wide snapshot-set step over many nodes)."""
         steps = [lane[0]] if as_set else lane
         for step in steps:
@@ -188,8 +188,8 @@ class Engine:
             t0 = time.monotonic()
             ctx.log.info("step.start", action=step.action, method=step.method, frm=step.from_, to=step.to)
             try:
-                impl = self.impls(step)
-                data = impl.run_set(ctx, members) if as_set else impl.run(ctx)
+                runner = impl or self.impls(step)
+                data = runner.run_set(ctx, members) if as_set else runner.run(ctx)
             except ManualStepRequired as exc:
                 for m in members:
                     self._step_event(m, "failed", {"manual": True, "instructions": exc.instructions})

@@ -191,8 +191,10 @@ def test_racing_breakers_exactly_one_wins(lock_path: Path) -> None:
         assert sorted(results) == ["held"] * 7 + ["won"], [p.stderr.read() for p in procs if p.poll()]
     finally:
         for p in procs:
-            if p.poll() is None:
+            try:
                 p.stdin.write("\n")
-                p.stdin.flush()
+                p.stdin.close()
+            except BrokenPipeError:  # a refused racer has already exited
+                pass
             p.wait(timeout=30)
     assert not lock_path.exists()
