@@ -128,4 +128,67 @@ def status_(c, inventory=None, plan=None, state_dir=".vcwave", json=False):
     return cmd.run(_flags(inventory, plan, state_dir), as_json=json)
 
 
-ns = Collection(plan, precheck, backup, stage, upgrade, verify, status_)
+@task(help=_help("inventory plan state_dir insecure ca_bundle json break_stale_lock",
+                 plan_only="print the rollback plan; change nothing", to="pre (before the window) | during",
+                 node="roll back one node alone (only when provably safe)"))
+@_cli
+def rollback(c, plan_only=False, to="pre", node=None, inventory=None, plan=None, state_dir=".vcwave",
+             insecure=False, ca_bundle=None, json=False, break_stale_lock=False):
+    """Roll the whole domain back (vCenters stopped, PSCs restored, then vCenters, then verified), resumable."""
+    from orchestrator.commands import rollback as cmd
+    return cmd.run(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), to, node,
+                   plan_only)
+
+
+@task(help=_help("inventory plan state_dir", vcenter="the vCenter to move", psc="the PSC to move it to",
+                 check="only say whether it is allowed", down="PSCs known to be down (comma-separated)"))
+@_cli
+def repoint(c, vcenter, psc, check=False, down="", inventory=None, plan=None, state_dir=".vcwave"):
+    """Repoint a vCenter to another PSC: only the same version, in the same SSO site, and running."""
+    from orchestrator.commands import repoint as cmd
+    return cmd.run(_flags(inventory, plan, state_dir), vcenter, psc, check, down)
+
+
+# ------------------------------------------------------------------------------------------------- lab
+LAB_DIR = ".vcwave/lab"
+
+
+@task(name="up", help={"inventory": "inventory to mirror (default: examples/two-site.yml)",
+                       "dir": f"lab folder (default {LAB_DIR})", "time_scale": "job durations x F (default 0.001)",
+                       "faults": "fault-injection YAML"})
+@_cli
+def lab_up(c, inventory="examples/two-site.yml", dir=LAB_DIR, time_scale=0.001, faults=None):
+    """Start a twin of the domain in the background (vcsim + appliance REST twin); writes lab-inventory.yml."""
+    from lab import manage
+    info = manage.up(inventory, dir, float(time_scale), faults)
+    return (f"lab up in {info['startup_seconds']}s: inventory {info['inventory']}\n"
+            f"next: invoke plan --inventory {info['inventory']} --target ...")
+
+
+@task(name="status", help={"dir": f"lab folder (default {LAB_DIR})"})
+@_cli
+def lab_status(c, dir=LAB_DIR):
+    """Show the lab's processes and its nodes' versions."""
+    import json as _json
+    from lab import manage
+    return _json.dumps(manage.status(dir), indent=1)
+
+
+@task(name="down", help={"dir": f"lab folder (default {LAB_DIR})"})
+@_cli
+def lab_down(c, dir=LAB_DIR):
+    """Stop exactly the processes the lab started (by pid)."""
+    from lab import manage
+    return f"stopped pids: {manage.down(dir)}"
+
+
+@task(name="build")
+@_cli
+def lab_build(c):
+    """Build the lab's vcsim (VMware's simulator, from Debian's Go + govmomi packages) into the cache."""
+    from lab.vcsim import ensure_vcsim_binary
+    return f"vcsim: {ensure_vcsim_binary()}"
+
+
+ns = Collection(plan, precheck, backup, stage, upgrade, verify, status_, rollback, repoint)
+ns.add_collection(Collection("lab", lab_up, lab_status, lab_down, lab_build))

@@ -9,6 +9,7 @@ from typing import Any
 from orchestrator.core.history import DomainHistory, domain_version
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.plan import Plan
+from orchestrator.core.repoint import failover_options
 from orchestrator.core.validity import judge_all, usable_single
 
 PHASE_COMMAND = {"pre": "invoke backup --phase pre", "psc": "invoke upgrade --wave psc",
@@ -25,11 +26,13 @@ class Status:
     window: dict[str, Any]
     next_command: str
     problems: tuple[str, ...]
+    failover: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"domain": self.domain, "target": self.target, "domain_version": self.domain_version,
                 "nodes": list(self.nodes), "phases": self.phases, "window": self.window,
-                "next_command": self.next_command, "problems": list(self.problems)}
+                "next_command": self.next_command, "problems": list(self.problems),
+                "if_a_psc_fails": list(self.failover)}
 
 
 def phase_states(plan: Plan, step_state: dict[str, str]) -> dict[str, str]:
@@ -83,8 +86,9 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
         if st != "done":
             nxt = PHASE_COMMAND[name] if name != "pre" else "invoke precheck && invoke backup --phase pre && invoke stage"
             break
+    failover = tuple(f"{o.psc} fails -> {o.vcenter}: {o.advice}" for o in failover_options(inv, hist.versions()))
     return Status(inv.domain, plan.target, domain_version(inv, hist.versions()), tuple(nodes), phases,
-                  window_info(hist, now), nxt, tuple(problems))
+                  window_info(hist, now), nxt, tuple(problems), failover)
 
 
 def render(status: Status) -> str:
@@ -98,6 +102,7 @@ def render(status: Status) -> str:
                      f"{n['last_step'] or '-'} {n['last_status']}")
         usable = n["single_restore"]
         lines.append(f"{'':<14} backup usable alone: {usable or 'NONE — ' + (n['backups'][0]['reason'] if n['backups'] else 'no backup recorded')}")
+    lines += [f"if a PSC fails: {f}" for f in status.failover]
     lines += [f"problem: {p}" for p in status.problems]
     lines.append(f"next safe command: {status.next_command}")
     return "\n".join(lines)

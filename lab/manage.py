@@ -1,0 +1,150 @@
+"""Start, inspect and stop a lab twin in the background (`invoke lab.up | lab.status | lab.down`).
+
+`up` spawns `python -m lab.daemon` in its own session and waits until it reports ready; `down` stops
+exactly the processes it started (the daemon by pid, then any vcsim pid it recorded that is still alive).
+Only loopback addresses are ever used.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+from orchestrator.errors import VcwaveError
+
+DEFAULT_DIR = Path(".vcwave/lab")
+
+
+class LabError(VcwaveError):
+    """The lab could not be started or reached (exit 1)."""
+
+    pass
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def read_lab(lab_dir: str | Path = DEFAULT_DIR) -> dict[str, Any]:
+    p = Path(lab_dir) / "lab.json"
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise LabError(f"no lab in {lab_dir} (lab.json missing): start one with `invoke lab.up`") from None
+
+
+def up(inventory: str | Path, lab_dir: str | Path = DEFAULT_DIR, time_scale: float = 0.001,
+       faults: str | None = None, timeout: float = 120.0, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Start the twin; return lab.json. Refuses to start a second lab in the same folder."""
+    d = Path(lab_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    if (d / "lab.json").exists():
+        old = read_lab(d)
+        if _alive(old.get("pid")) and old.get("running", True):
+            raise LabError(f"a lab is already running in {d} (pid {old['pid']}): `invoke lab.down` first")
+    cmd = [sys.executable, "-m", "lab.daemon", "--inventory", str(inventory), "--dir", str(d),
+           "--time-scale", str(time_scale), *extra]
+    if faults:
+        cmd += ["--faults", str(faults)]
+    out = open(d / "daemon.out", "w")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, env=env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LabError(f"the lab daemon exited with {proc.returncode}:\n{_tail(d)}")
+        text = (d / "daemon.out").read_text()
+        if '"control_url"' in text:
+            info = read_lab(d)
+            info["daemon_pid"] = proc.pid
+            return info
+        time.sleep(0.1)
+    down(d)
+    raise LabError(f"the lab did not start within {timeout:.0f}s:\n{_tail(d)}")
+
+
+def _tail(d: Path, n: int = 20) -> str:
+    lines = []
+    for name in ("daemon.out", "daemon.log"):
+        p = d / name
+        if p.exists():
+            lines += p.read_text(errors="replace").splitlines()[-n:]
+    return "\n".join(lines)
+
+
+def status(lab_dir: str | Path = DEFAULT_DIR) -> dict[str, Any]:
+    info = read_lab(lab_dir)
+    info["alive"] = _alive(info.get("pid"))
+    if info["alive"] and info.get("control_url"):
+        try:
+            with urllib.request.urlopen(info["control_url"] + "/lab/state", timeout=5) as r:
+                info["state"] = json.loads(r.read())
+        except OSError as exc:
+            info["state_error"] = str(exc)
+    return info
+
+
+def control(lab_dir: str | Path, path: str, body: dict | None = None) -> Any:
+    """POST (or GET without body) to the lab's control API."""
+    info = read_lab(lab_dir)
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(info["control_url"] + path, data=data, method="GET" if body is None else "POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"null")
+
+
+def down(lab_dir: str | Path = DEFAULT_DIR, timeout: float = 20.0) -> list[int]:
+    """Stop the daemon, then any vcsim it recorded that is still alive. Returns the pids stopped."""
+    try:
+        info = read_lab(lab_dir)
+    except LabError:
+        return []
+    stopped = []
+    pid = info.get("pid")
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < end:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        stopped.append(pid)
+    for entry in list(info.get("nodes", {}).values()) + list(info.get("management", {}).values()):
+        vp = entry.get("vcsim_pid")
+        if _alive(vp):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(vp, signal.SIGKILL)
+            stopped.append(vp)
+    return stopped
+
+
+@contextlib.contextmanager
+def running(inventory: str | Path, lab_dir: str | Path, **kw: Any) -> Iterator[dict[str, Any]]:
+    """A lab for the duration of a block (tests, rehearsals); always stopped."""
+    info = up(inventory, lab_dir, **kw)
+    try:
+        yield info
+    finally:
+        down(lab_dir)
