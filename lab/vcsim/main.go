@@ -15,13 +15,16 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"reflect"
 	"sort"
 	"strings"
 	"syscall"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/simulator/vpx"
 	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -111,6 +114,10 @@ func main() {
 		fail("populate: %v", err)
 	}
 
+	if err = installFetchSafePropertyCollector(); err != nil {
+		fail("property collector: %v", err)
+	}
+
 	creds := url.UserPassword(*user, *password)
 	simulator.DefaultLogin = url.UserPassword(*user, *password)
 	// A Listen.User that is not the DefaultLogin pointer makes SessionManager check the password.
@@ -141,6 +148,59 @@ func main() {
 	_ = os.Chdir(os.TempDir())
 	_ = os.RemoveAll(work)
 	os.Exit(0)
+}
+
+// fetchSafePC wraps vcsim's PropertyCollector: govmomi 0.24's PropertyCollector.Fetch (used by
+// pyVmomi for lazy property reads, e.g. vm.snapshot) panics on an unset property, which drops the
+// HTTP connection (RemoteDisconnected). Here an unset property reads back as unset (None) and an
+// unknown object as ManagedObjectNotFound. vcsim clones this type per session (by reflection).
+type fetchSafePC struct {
+	simulator.PropertyCollector
+}
+
+var fetchBodyType reflect.Type // internal.FetchBody (the package is internal to govmomi)
+
+func (pc *fetchSafePC) Fetch(ctx *simulator.Context, req interface{}) (res soap.HasFault) {
+	defer func() {
+		if r := recover(); r == nil {
+			return
+		}
+		this, _ := reflect.ValueOf(req).Elem().FieldByName("This").Interface().(types.ManagedObjectReference)
+		body := reflect.New(fetchBodyType)
+		if simulator.Map.Get(this) == nil {
+			fault := simulator.Fault("", &types.ManagedObjectNotFound{Obj: this})
+			body.Elem().FieldByName("Fault_").Set(reflect.ValueOf(fault))
+		} else {
+			field := body.Elem().FieldByName("Res")
+			field.Set(reflect.New(field.Type().Elem())) // FetchResponse with no returnval: unset
+		}
+		res = body.Interface().(soap.HasFault)
+	}()
+	return callFetch(&pc.PropertyCollector, ctx, reflect.ValueOf(req))
+}
+
+func callFetch(pc *simulator.PropertyCollector, ctx *simulator.Context, req reflect.Value) soap.HasFault {
+	out := reflect.ValueOf(pc).MethodByName("Fetch").Call([]reflect.Value{reflect.ValueOf(ctx), req})
+	return out[0].Interface().(soap.HasFault)
+}
+
+func installFetchSafePropertyCollector() error {
+	ref := vpx.ServiceContent.PropertyCollector
+	if _, ok := simulator.Map.Get(ref).(*simulator.PropertyCollector); !ok {
+		return fmt.Errorf("%s is not a *simulator.PropertyCollector", ref)
+	}
+	// Learn internal.FetchBody's type from one harmless call (ServiceInstance.content).
+	method, _ := reflect.TypeOf(&simulator.PropertyCollector{}).MethodByName("Fetch")
+	req := reflect.New(method.Type.In(2).Elem())
+	req.Elem().FieldByName("This").Set(reflect.ValueOf(vim25.ServiceInstance))
+	req.Elem().FieldByName("Prop").SetString("content")
+	body := callFetch(&simulator.PropertyCollector{}, &simulator.Context{Map: simulator.Map}, req)
+	fetchBodyType = reflect.TypeOf(body).Elem()
+
+	pc := &fetchSafePC{}
+	pc.Self = ref
+	simulator.Map.Put(pc)
+	return nil
 }
 
 // newServer starts the HTTP server; govmomi panics when it cannot listen (e.g. port in use).

@@ -323,6 +323,10 @@ def _node(c: _Checker, raw: Any, index: int, data: Located) -> Node:
     known = catalogue().by_release(version)
     if known is None:
         c.fail(f"version {version.release} is not a known vCenter/PSC release", m, "version", name)
+    by_build = catalogue().by_build(version.build) if version.build else None
+    if by_build is not None and not by_build.version.same_release(version):
+        c.fail(f"build {version.build} is the build of {by_build.version.release}, not of {version.release}", m,
+               "build", name)
     version = version if version.build else known.version
     platform = c.text(m, "platform", required=False, default="appliance")
     if platform not in PLATFORMS:

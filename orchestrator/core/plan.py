@@ -157,6 +157,7 @@ def _vcenter_batches(inv: Inventory, serial: int | str) -> tuple[list[list[Node]
     vcs = list(inv.vcenters)
     if serial == PER_PSC:
         groups = [list(inv.vcenters_of(p.name)) for p in _psc_order(inv)]
+        groups += [[vc] for vc in vcs if not vc.psc]  # embedded-PSC vCenters: each its own group
         return [g for g in groups if g], ("per-psc: vCenter Server instances that point to the same Platform "
                                           "Services Controller are upgraded concurrently (VMware upgrade order "
                                           "guide); groups one after another")
@@ -329,6 +330,6 @@ def check_plan_matches(plan: Plan, inventory_sha256: str, domain: str) -> None:
     if plan.domain != domain:
         raise InputError(f"plan is for domain '{plan.domain}', inventory describes '{domain}'",
                          Where(field="domain"))
-    if plan.inventory_sha256 and plan.inventory_sha256 != inventory_sha256:
+    if plan.inventory_sha256 != inventory_sha256:
         raise InputError("the inventory changed since this plan was computed (hash mismatch); run `invoke plan` "
                          "again and review it", Where(file=plan.inventory, field="inventory_sha256"))

@@ -110,6 +110,12 @@ def _play(raw: Any, index: int, file: str) -> Play:
     backup_first = raw.get("backup_first", False)
     if not isinstance(backup_first, bool):
         _fail(f"play '{name}': backup_first must be true or false", file, raw, "backup_first")
+    if backup_first and "backup" in tasks:
+        _fail(f"play '{name}': backup_first already backs up every node before the wave; drop the 'backup' task "
+              f"(or backup_first)", file, raw, "backup_first")
+    if backup_first and phase != "vcenter":
+        _fail(f"play '{name}': backup_first is for the vcenter wave (backups taken in the upgraded domain)", file,
+              raw, "backup_first")
     return Play(name, phase, hosts, tuple(tasks), serial, bool(fatal), backup_first, raw.line)
 
 
@@ -122,8 +128,10 @@ def _check_rules(plays: tuple[Play, ...], file: str, raw: list) -> None:
               raw[order.index(dup, order.index(dup) + 1)], "phase",
               rule="pscs-first" if dup in ("psc", "vcenter") else "")
     if order != sorted(order, key=PHASES.index):
+        rank = [PHASES.index(o) for o in order]
+        bad = next(i for i in range(len(order)) if any(r < rank[i] for r in rank[i + 1:]))  # the play too early
         _fail(f"plays must follow the phase order {' -> '.join(PHASES)} (got {' -> '.join(order)}). "
-              f"{rules.SITE_BY_SITE}", file, raw[0], "phase", rule="pscs-first")
+              f"{rules.SITE_BY_SITE}", file, raw[bad], "phase", rule="pscs-first")
     for play, item in zip(plays, raw):
         if "upgrade" in play.tasks:
             expected = {"psc": "psc", "vcenter": "vcenter"}.get(play.phase)
@@ -141,10 +149,26 @@ def _check_rules(plays: tuple[Play, ...], file: str, raw: list) -> None:
         if "verify" not in play.tasks or play.tasks.index("verify") < play.tasks.index("upgrade"):
             _fail(f"play '{play.name}': every upgrade is followed by 'verify'", file,
                   raw[plays.index(play)], "tasks", rule="verify-after-upgrade")
+    _check_backups_cover_every_node(plays, file, raw)
+
+
+def _backs_up_before_upgrade(play: Play | None) -> bool:
+    if play is None:
+        return False
+    if play.backup_first:
+        return True
+    return "backup" in play.tasks and "upgrade" in play.tasks and play.tasks.index("backup") < play.tasks.index(
+        "upgrade")
+
+
+def _check_backups_cover_every_node(plays: tuple[Play, ...], file: str, raw: list) -> None:
+    """Every node, PSC and vCenter alike, has a backup step before its own upgrade."""
     pre = next((p for p in plays if p.phase == "pre"), None)
-    backed_before = pre is not None and "backup" in pre.tasks
-    psc_play = next(p for p in plays if p.phase == "psc")
-    if not backed_before and not ("backup" in psc_play.tasks
-                                  and psc_play.tasks.index("backup") < psc_play.tasks.index("upgrade")):
-        _fail("no backup before the first upgrade: every node needs a verified backup before it is upgraded",
-              file, raw[0], "tasks", rule="backup-before-upgrade")
+    pre_hosts = pre.hosts if pre is not None and "backup" in pre.tasks else None
+    for role in ("psc", "vcenter"):
+        wave = next(p for p in plays if p.phase == role)
+        if pre_hosts in ("all", role) or _backs_up_before_upgrade(wave):
+            continue
+        _fail(f"no backup of the {role} nodes before they are upgraded: every node needs a verified backup "
+              f"before its upgrade (add 'backup' to the pre play with hosts: all, or before 'upgrade')",
+              file, raw[plays.index(wave)], "tasks", rule="backup-before-upgrade")
