@@ -190,5 +190,19 @@ def lab_build(c):
     return f"vcsim: {ensure_vcsim_binary()}"
 
 
-ns = Collection(plan, precheck, backup, stage, upgrade, verify, status_, rollback, repoint)
+@task(help={"inventory": "inventory to rehearse (default: the bundled two-site example)",
+            "target": "target release (default: the latest update of the domain's line)",
+            "faults": "fault-injection YAML for the lab (a failing step triggers a rollback)",
+            "time_scale": "lab job durations x F (default 0.0005: a 40-minute install takes 1.2 s)",
+            "workdir": "where the rehearsal's lab, plan, journal and report go (default .vcwave/rehearsal)",
+            "playbook": "playbook name or file", "concurrency": "vCenters at once", "json": "JSON log lines"})
+@_cli
+def rehearse(c, inventory="examples/two-site.yml", target=None, faults=None, time_scale=0.0005,
+             workdir=".vcwave/rehearsal", playbook=None, concurrency=None, json=False):
+    """Rehearse the whole upgrade on a lab twin of the inventory, through the production code paths."""
+    from lab.rehearse import rehearse as run
+    return run(inventory, target, faults, float(time_scale), workdir, playbook, _int(concurrency, "--concurrency"))
+
+
+ns = Collection(plan, precheck, backup, stage, upgrade, verify, status_, rollback, repoint, rehearse)
 ns.add_collection(Collection("lab", lab_up, lab_status, lab_down, lab_build))

@@ -1,0 +1,135 @@
+"""`invoke rehearse`: the whole upgrade, end to end, against a lab twin of the inventory — through the very
+same orchestrator commands an administrator runs in production.
+
+precheck -> backup (pre) -> stage -> upgrade psc -> (backups during) -> upgrade vcenter -> verify -> backup
+(post); with a fault file, a failing step is followed by `rollback`. Then the report, the lab is stopped,
+and a summary is printed: window length, steps, retries, backups usable at the end.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from lab import manage
+from lab.installer_standin import ENV_LAB_DIR, standin_path
+from orchestrator.clients import retry
+from orchestrator.commands import plan as plan_cmd
+from orchestrator.commands import rollback as rollback_cmd
+from orchestrator.commands import status as status_cmd
+from orchestrator.commands import waves
+from orchestrator.commands.session import CommonFlags
+from orchestrator.core.inventory import load_inventory
+from orchestrator.core.versions import Version, catalogue
+from orchestrator.errors import InputError, StepFailed, VcwaveError, Where
+
+
+def default_target(inventory: str | Path) -> str:
+    """The latest update of the domain's own release line (a patch rehearsal); majors need --target."""
+    inv = load_inventory(inventory)
+    newest = max(n.version.without_build() for n in inv.nodes)
+    same_line = [r.version for r in catalogue().releases if r.version.line == newest.line]
+    best = max(same_line).without_build()
+    if best == newest:
+        raise InputError(f"{inventory}: the domain already runs the latest {newest.major}.{newest.minor} update; "
+                         f"give --target", Where(file=str(inventory), field="--target"))
+    return best.release
+
+
+@dataclass
+class Rehearsal:
+    inventory: str
+    target: str
+    workdir: Path
+    time_scale: float
+    faults: str | None = None
+    playbook: str | None = None
+    concurrency: int | None = None
+    say: Callable[[str], None] = print
+    steps: list[str] = field(default_factory=list)
+    failed: str = ""
+    rolled_back: bool = False
+
+    def flags(self, lab_inventory: str) -> CommonFlags:
+        return CommonFlags(inventory=lab_inventory, plan=str(self.workdir / "plan.json"),
+                           state_dir=str(self.workdir / "state"), installer=str(standin_path(self.target)),
+                           poll_interval=0.02, deadline_scale=max(self.time_scale * 20, 0.001))
+
+    def _do(self, name: str, fn: Callable[[], str]) -> None:
+        t0 = time.monotonic()
+        try:
+            out = fn()
+        except StepFailed as exc:
+            self.steps.append(f"{name}: FAILED ({time.monotonic() - t0:.2f}s)")
+            self.failed = f"{name}: {exc}"
+            raise
+        self.steps.append(f"{name}: ok ({time.monotonic() - t0:.2f}s)")
+        self.say(f"== {name}\n{out.splitlines()[0] if out else ''}")
+
+    def run(self) -> str:
+        lab_dir = self.workdir / "lab"
+        start_retries = retry.retry_count()
+        with manage.running(self.inventory, lab_dir, time_scale=self.time_scale, faults=self.faults) as info:
+            os.environ[ENV_LAB_DIR] = str(lab_dir.resolve())
+            flags = self.flags(info["inventory"])
+            self._do("plan", lambda: plan_cmd.run(info["inventory"], self.target, flags.plan, False, self.playbook,
+                                                  self.concurrency))
+            sequence = [
+                ("precheck", lambda: waves.precheck(flags)),
+                ("backup pre", lambda: waves.backup(flags, "pre")),
+                ("stage", lambda: waves.stage(flags)),
+                ("upgrade psc", lambda: waves.upgrade(flags, "psc")),
+                ("upgrade vcenter", lambda: waves.upgrade(flags, "vcenter")),
+                ("verify", lambda: waves.verify(flags)),
+                ("backup post", lambda: waves.backup(flags, "post")),
+            ]
+            try:
+                for name, fn in sequence:
+                    self._do(name, fn)
+            except StepFailed:
+                if not self.faults:
+                    raise
+                self.say(f"== a step failed as the fault file asked: {self.failed.splitlines()[0]}\n== rollback")
+                self._do("rollback", lambda: rollback_cmd.run(flags))
+                self.rolled_back = True
+            report = _report(flags)
+            st = status_cmd.status_data(flags)
+        return self.summary(st, report, retry.retry_count() - start_retries)
+
+    def summary(self, st: Any, report: str, retries: int) -> str:
+        w = st.window
+        usable = sum(1 for n in st.nodes if n["single_restore"])
+        lines = ["rehearsal summary",
+                 f"  domain {st.domain}: {self.inventory} -> {self.target} (time scale {self.time_scale})",
+                 f"  outcome: {'ROLLED BACK after ' + self.failed.splitlines()[0] if self.rolled_back else 'upgraded'}",
+                 f"  domain version now: {st.domain_version}",
+                 f"  mixed-version window: {w['state']}, {w['length_s']:.2f}s in the lab "
+                 f"(~{w['length_s'] / self.time_scale / 60:.0f} min at real speed)",
+                 f"  steps: " + "; ".join(self.steps),
+                 f"  retries of transient faults: {retries}",
+                 f"  backups usable alone at the end: {usable}/{len(st.nodes)} nodes",
+                 f"  report: {report}"]
+        return "\n".join(lines)
+
+
+def _report(flags: CommonFlags) -> str:
+    try:
+        from orchestrator.commands import report as report_cmd
+    except ImportError:
+        return "(report module not available)"
+    return report_cmd.run(flags, None)
+
+
+def rehearse(inventory: str = "examples/two-site.yml", target: str | None = None, faults: str | None = None,
+             time_scale: float = 0.0005, workdir: str = ".vcwave/rehearsal", playbook: str | None = None,
+             concurrency: int | None = None, say: Callable[[str], None] = print) -> str:
+    wd = Path(workdir)
+    if wd.exists() and any(wd.iterdir()):
+        import shutil
+        shutil.rmtree(wd)
+    wd.mkdir(parents=True, exist_ok=True)
+    r = Rehearsal(str(inventory), target or default_target(inventory), wd, time_scale, faults, playbook, concurrency,
+                  say)
+    return r.run()
