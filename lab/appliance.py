@@ -212,7 +212,7 @@ class ApplianceServer:
             route, args = self._route(h.command, path, node)
             if route is None:
                 raise err("not_found", f"Not found: {h.command} {path}", 404)
-            if route is not self._session_create:
+            if route != self._session_create:
                 if self._check_session(h.headers.get(SESSION_HEADER)) is None:
                     raise err("unauthenticated", "This method requires authentication.", 401)
             result = route(h, query, body, *args)
@@ -225,7 +225,9 @@ class ApplianceServer:
             _send(h, 500, vapi_error("internal_server_error", f"lab twin error: {type(e).__name__}: {e}"))
 
     def _route(self, method: str, path: str, node: dict) -> tuple[Callable | None, tuple]:
-        for m, rx, fn, need_update in self._routes():
+        if not hasattr(self, "_route_table"):
+            self._route_table = self._routes()
+        for m, rx, fn, need_update in self._route_table:
             if m != method:
                 continue
             mo = rx.fullmatch(path)

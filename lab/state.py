@@ -14,7 +14,6 @@ import copy
 import datetime as dt
 import json
 import os
-import secrets
 import threading
 import time
 import uuid
@@ -817,7 +816,8 @@ class LabState:
                         health="green", broken="")
             if rebuild:
                 node["instance_uuid"] = str(uuid.uuid4())
-                node["moref_salt"] = secrets.randbelow(10**6) + 1
+                # vcsim pays ~1000 objects per salt unit at start: keep it small, but always different
+                node["moref_salt"] = (int(node["moref_salt"] or 0) % 9) + 1
                 node["data"] = {"generation": 1}
             node["boot"] += 1
             node["update"] = {"staged": None, "task": None, "failed": None, "latest_query_time": None}

@@ -1,0 +1,544 @@
+"""The lab daemon: a local twin of a whole SSO domain, in the foreground.
+
+    python -m lab.daemon --inventory FILE --dir DIR [--time-scale F] [--faults FILE] [--session-timeout S]
+
+Starts, all on 127.0.0.1: one vcsim per vCenter (vim25; 5.5/6.0 vCenters too), one management vcsim per
+`management` entry holding the appliance VMs, one appliance REST twin per node, and the control API
+(lab/control.py). Writes DIR/lab.json, DIR/lab-inventory.yml (same schema as the input, pointing at the twin,
+credentials in 0600 files under DIR/secrets/), DIR/state.json (lab/state.py) and DIR/daemon.log.
+SIGTERM/SIGINT stop everything it started. A lab started again on the same DIR keeps its domain state
+(versions, uuids, backups, jobs) and tries to keep its ports.
+
+Why vcsims start in parallel: a 10-PSC + 15-vCenter domain must be up in seconds on two cores.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import secrets
+import signal
+import string
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.core.inventory import load_inventory
+from orchestrator.core.versions import Version, catalogue, parse_version
+
+from .appliance import ApplianceServer
+from .control import ControlServer
+from .faults import Faults
+from .state import LabError, LabState, atomic_write, version_of
+
+MGMT_VERSION = "6.7 U3"  # the management vCenter(s) holding the appliance VMs
+
+
+def api_version(v: Version) -> str:
+    """about.apiVersion as vCenter reports it: 6.5, 6.7.1..6.7.3, 7.0.0.0.."""
+    if v.major >= 7:
+        return f"{v.major}.{v.minor}.{v.update}.0"
+    if (v.major, v.minor) == (6, 7) and v.update:
+        return f"6.7.{v.update}"
+    return f"{v.major}.{v.minor}"
+
+
+def gen_password() -> str:
+    """Meets SSO and backup-password complexity: upper, lower, digit, special; 16 chars."""
+    alphabet = string.ascii_letters + string.digits
+    core = "".join(secrets.choice(alphabet) for _ in range(12))
+    return "Lb" + core + "7!"
+
+
+class Lab:
+    def __init__(self, inventory: str | Path, lab_dir: str | Path, time_scale: float = 1.0,
+                 faults: dict | list | str | Path | None = None, session_timeout: float = 1800.0,
+                 use_vcsim: bool = True, vcsim_binary: str | Path | None = None, workers: int = 16) -> None:
+        self.inventory_path = Path(inventory)
+        self.dir = Path(lab_dir)
+        self.time_scale = float(time_scale)
+        self.session_timeout = float(session_timeout)
+        self.use_vcsim = use_vcsim
+        self.vcsim_binary = Path(vcsim_binary) if vcsim_binary else None
+        self.workers = workers
+        if isinstance(faults, (str, Path)):
+            self.faults = Faults.from_file(faults)
+        else:
+            self.faults = Faults(faults)
+        self.servers: dict[str, ApplianceServer] = {}
+        self.vcsims: dict[str, Any] = {}      # node or mgmt name -> VcsimProcess
+        self.mgmt_si: dict[str, Any] = {}
+        self.control: ControlServer | None = None
+        self.state: LabState | None = None
+        self._stop = threading.Event()
+        self._stopped = False
+        self._node_locks: dict[str, threading.Lock] = {}
+        self._mgmt_lock = threading.Lock()
+        self._queue: list[str] = []
+        self._qcond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._logf = None
+        self.started_at = 0.0
+        self.startup_seconds = 0.0
+
+    # -- logging -----------------------------------------------------------------------------------
+    def log(self, text: str) -> None:
+        line = time.strftime("%Y-%m-%dT%H:%M:%S") + f" {text}\n"
+        if self._logf:
+            try:
+                self._logf.write(line)
+                self._logf.flush()
+            except ValueError:
+                pass
+
+    # -- start -------------------------------------------------------------------------------------
+    def start(self) -> "Lab":
+        t0 = time.monotonic()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._logf = open(self.dir / "daemon.log", "a", buffering=1)
+        self.log(f"starting lab from {self.inventory_path} (time_scale={self.time_scale})")
+        self.inv = load_inventory(self.inventory_path)
+        self.raw = yaml.safe_load(self.inventory_path.read_text())
+        prev = self._previous_ports()
+        passwords = self._secrets()
+        state_path = self.dir / "state.json"
+        kw = {"time_scale": self.time_scale, "faults": self.faults}
+        sso = self.inv.credential("sso")
+        if state_path.exists():
+            self.state = LabState.load(state_path, **kw)
+            self.log("resumed state.json")
+        else:
+            self.state = LabState.create(state_path, self.raw, sso.user, passwords["sso"], passwords["root"], **kw)
+        passwords["sso"] = self.state.data["sso_password"]
+        passwords["root"] = self.state.data["root_password"]
+        self._write_secrets(passwords)
+        self.passwords = passwords
+        self.state.on_node_changed(self._enqueue)
+        try:
+            for name in self.state.nodes:
+                srv = ApplianceServer(self.state, name, self.session_timeout,
+                                      port=prev.get("nodes", {}).get(name, {}).get("rest_port", 0))
+                self.servers[name] = srv
+                srv.start()
+            if self.use_vcsim:
+                self._start_vcsims(prev)
+            self.control = ControlServer(self, prev.get("control_port", 0)).start()
+            for target, name in ((self._ticker, "lab-ticker"), (self._worker, "lab-worker")):
+                t = threading.Thread(target=target, name=name, daemon=True)
+                t.start()
+                self._threads.append(t)
+            self.startup_seconds = time.monotonic() - t0
+            self.started_at = time.time()
+            self._write_lab_json()
+            self._write_lab_inventory()
+        except BaseException:
+            self.stop()
+            raise
+        self.log(f"lab up in {self.startup_seconds:.2f}s: control {self.control.url}")
+        return self
+
+    def _previous_ports(self) -> dict:
+        p = self.dir / "lab.json"
+        if not p.exists():
+            return {}
+        try:
+            d = json.loads(p.read_text())
+        except ValueError:
+            return {}
+        out: dict = {"nodes": {}, "mgmt": {}}
+        for n, e in (d.get("nodes") or {}).items():
+            out["nodes"][n] = {"rest_port": e.get("rest_port", 0), "sdk_port": e.get("sdk_port", 0)}
+        for n, e in (d.get("management") or {}).items():
+            out["mgmt"][n] = {"sdk_port": e.get("sdk_port", 0)}
+        out["control_port"] = d.get("control_port", 0)
+        return out
+
+    def _secrets(self) -> dict[str, str]:
+        sdir = self.dir / "secrets"
+        sdir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(sdir, 0o700)
+        out = {}
+        names = [c.name for c in self.inv.credentials] + ["root"]
+        for name in names:
+            f = sdir / name
+            out[name] = f.read_text().strip() if f.exists() else gen_password()
+        return out
+
+    def _write_secrets(self, passwords: dict[str, str]) -> None:
+        sdir = self.dir / "secrets"
+        for name, pw in passwords.items():
+            f = sdir / name
+            if not f.exists() or f.read_text().strip() != pw:
+                atomic_write(f, pw + "\n", 0o600)
+            os.chmod(f, 0o600)
+
+    # -- vcsim -------------------------------------------------------------------------------------
+    def _vcsim_mod(self):
+        from . import vcsim  # written alongside; imported lazily so the REST twin works without it
+        return vcsim
+
+    def spec_for(self, name: str):
+        vcsim = self._vcsim_mod()
+        node = self.state.nodes[name]
+        v = version_of(node)
+        psc = self.state.nodes.get(node.get("psc") or "")
+        psc_host = f"127.0.0.1:{self.servers[psc['name']].port}" if psc else ""
+        return vcsim.VcsimSpec(
+            name=name, version=f"{v.major}.{v.minor}.0", build=v.build, api_version=api_version(v),
+            full_name=f"VMware vCenter Server {v.major}.{v.minor}.0 build-{v.build}",
+            instance_uuid=node["instance_uuid"], psc_host=psc_host, user=self.state.data["sso_user"],
+            password=self.state.data["sso_password"], moref_salt=int(node.get("moref_salt") or 0))
+
+    def mgmt_spec_for(self, m):
+        vcsim = self._vcsim_mod()
+        v = catalogue().resolve(parse_version(MGMT_VERSION))
+        cred = self.inv.credential(m.credentials)
+        vms = tuple(sorted(self.state.data["vms"].get(m.name, {})))
+        return vcsim.VcsimSpec(
+            name=m.name, version=f"{v.major}.{v.minor}.0", build=v.build, api_version=api_version(v),
+            full_name=f"VMware vCenter Server {v.major}.{v.minor}.0 build-{v.build}",
+            instance_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.inv.domain}/mgmt/{m.name}")),
+            psc_host="", user=cred.user, password=self.passwords[m.credentials], appliance_vms=vms)
+
+    def _start_vcsims(self, prev: dict) -> None:
+        vcsim = self._vcsim_mod()
+        binary = self.vcsim_binary or vcsim.ensure_vcsim_binary()
+        self.binary = binary
+        logs = self.dir / "logs"
+        logs.mkdir(exist_ok=True)
+        jobs: list[tuple[str, Any, int]] = []
+        for m in self.inv.management:
+            jobs.append((m.name, self.mgmt_spec_for(m), prev.get("mgmt", {}).get(m.name, {}).get("sdk_port", 0)))
+        for name, node in self.state.nodes.items():
+            if node["role"] == "vcenter" and not node["down"]:
+                jobs.append((name, self.spec_for(name),
+                             prev.get("nodes", {}).get(name, {}).get("sdk_port", 0)))
+        self._vcsim_ports: dict[str, int] = {}
+
+        def launch(item):
+            name, spec, port = item
+            log = logs / f"vcsim-{name}.log"
+            try:
+                return name, vcsim.VcsimProcess(spec, binary, log_path=log, port=port).start()
+            except Exception:
+                if not port:
+                    raise
+                return name, vcsim.VcsimProcess(spec, binary, log_path=log, port=0).start()
+
+        with cf.ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(jobs)))) as ex:
+            futs = [ex.submit(launch, j) for j in jobs]
+            errors = []
+            for f in futs:
+                try:
+                    name, proc = f.result()
+                    self.vcsims[name] = proc
+                    self._vcsim_ports[name] = proc.port
+                except Exception as e:
+                    errors.append(e)
+            if errors:
+                raise errors[0]
+        # power state of appliance VMs recorded as off (e.g. installer sources)
+        for m in self.inv.management:
+            off = [vm for vm, st in self.state.data["vms"].get(m.name, {}).items() if st == "poweredOff"]
+            for vm in off:
+                self._mgmt_call(m.name, "power_off", vm)
+
+    def _mgmt(self, name: str):
+        from . import mgmt
+        if name not in self.mgmt_si:
+            m = self.inv.management_vc(name)
+            self.mgmt_si[name] = mgmt.connect(self.vcsims[name].url, self.inv.credential(m.credentials).user,
+                                              self.passwords[m.credentials])
+        return mgmt, self.mgmt_si[name]
+
+    def _mgmt_call(self, mgmt_name: str, op: str, *args: Any) -> Any:
+        if not self.use_vcsim or mgmt_name not in self.vcsims:
+            return None
+        with self._mgmt_lock:
+            for attempt in (0, 1):
+                mod, si = self._mgmt(mgmt_name)
+                try:
+                    return getattr(mod, op)(si, *args)
+                except Exception:
+                    if attempt:
+                        raise
+                    self.mgmt_si.pop(mgmt_name, None)  # stale session: reconnect once
+
+    # -- reacting to state changes ------------------------------------------------------------------
+    def _enqueue(self, name: str) -> None:
+        with self._qcond:
+            self._queue.append(name)
+            self._qcond.notify()
+
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            with self._qcond:
+                while not self._queue and not self._stop.is_set():
+                    self._qcond.wait(0.2)
+                names, self._queue = list(dict.fromkeys(self._queue)), []
+            for n in names:
+                try:
+                    self.reconcile(n)
+                except Exception as e:
+                    self.log(f"reconcile {n} failed: {type(e).__name__}: {e}")
+
+    def _ticker(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                self.state.tick()
+            except Exception as e:  # pragma: no cover
+                self.log(f"tick failed: {type(e).__name__}: {e}")
+
+    def reconcile(self, name: str) -> None:
+        """Make the processes match the node: REST listener up/down; vcsim stopped, or (re)started with
+        the node's version/build/uuid/psc/moref salt (same uuid unless the node was rebuilt)."""
+        lock = self._node_locks.setdefault(name, threading.Lock())
+        with lock:
+            if self._stopped:
+                return
+            node = self.state.nodes[name]
+            self.servers[name].sync()
+            if not self.use_vcsim or node["role"] != "vcenter":
+                return
+            vcsim = self._vcsim_mod()
+            proc = self.vcsims.get(name)
+            if node["down"]:
+                if proc is not None:
+                    proc.stop()
+                    self.vcsims.pop(name, None)
+                    self.log(f"vcsim of {name} stopped (node down)")
+                return
+            spec = self.spec_for(name)
+            if proc is None:
+                port = self._vcsim_ports.get(name, 0)
+                try:
+                    proc = vcsim.VcsimProcess(spec, self.binary, log_path=self.dir / "logs" / f"vcsim-{name}.log",
+                                              port=port).start()
+                except Exception:
+                    proc = vcsim.VcsimProcess(spec, self.binary, log_path=self.dir / "logs" / f"vcsim-{name}.log",
+                                              port=0).start()
+                self.vcsims[name] = proc
+                self._vcsim_ports[name] = proc.port
+                self.log(f"vcsim of {name} started at {proc.url} ({node['version']} build {node['build']})")
+            elif getattr(proc, "spec", None) != spec:
+                proc.restart(spec)
+                self._vcsim_ports[name] = proc.port
+                self.log(f"vcsim of {name} restarted ({node['version']} build {node['build']}, "
+                         f"uuid {node['instance_uuid']})")
+            self._write_lab_json()
+
+    # -- control operations ---------------------------------------------------------------------------
+    def describe(self) -> dict:
+        snap = self.state.snapshot()
+        for name, n in snap["nodes"].items():
+            srv = self.servers.get(name)
+            n["rest_url"] = srv.url if srv else None
+            n["listening"] = bool(srv and srv.listening)
+            proc = self.vcsims.get(name)
+            n["sdk_url"] = proc.url if proc else None
+        snap["faults"] = self.faults.to_dict()
+        snap["time_scale"] = self.time_scale
+        return snap
+
+    def restore_mode(self, name: str, version: str | None, build: int | None) -> dict:
+        node = self.state.set_restore_mode(name, version, build)
+        self.reconcile(name)
+        return {"node": name, "restore_mode": True, "version": node["version"], "build": node["build"]}
+
+    def fail(self, name: str, reason: str) -> dict:
+        self.state.set_down(name, True, reason)
+        self.reconcile(name)
+        return {"node": name, "down": True}
+
+    def revive(self, name: str) -> dict:
+        self.state.set_down(name, False)
+        self.reconcile(name)
+        n = self.state.nodes[name]
+        return {"node": name, "down": False, "version": n["version"], "build": n["build"]}
+
+    def repoint(self, vcenter: str, psc: str) -> dict:
+        self.state.repoint(vcenter, psc)
+        self.reconcile(vcenter)
+        return {"vcenter": vcenter, "psc": psc}
+
+    def installer_upgrade(self, source: str, target_version: str, target_build: Any, new_vm_name: str | None,
+                          rebuild: bool) -> dict:
+        try:
+            target = catalogue().resolve(parse_version(str(target_version), target_build))
+        except ValueError as e:
+            raise LabError(str(e)) from None
+        if not target.build:
+            raise LabError(f"unknown build for {target_version}: give target_build")
+        with self.state.lock:
+            self.state.check_major_upgrade(source, target)
+            node = self.state.node(source)
+            old_vm = node["vm"]["name"]
+            mgmt_name = node["vm"]["vcenter"]
+        new_vm = new_vm_name or f"{old_vm}-{target.major}{target.minor}"
+        dur = self.state.duration(source, "upgrade")
+        self.log(f"installer: upgrading {source} to {target} ({dur:.2f}s)")
+        time.sleep(dur)
+        if mgmt_name:
+            self._mgmt_call(mgmt_name, "create_vm", new_vm, old_vm)
+            self._mgmt_call(mgmt_name, "power_off", old_vm)
+        n = self.state.apply_major_upgrade(source, target, new_vm, rebuild)
+        self.reconcile(source)
+        return {"node": source, "version": n["version"], "build": n["build"], "instance_uuid": n["instance_uuid"],
+                "moref_salt": n["moref_salt"], "vm": n["vm"], "source_vm": {"name": old_vm, "power": "poweredOff"},
+                "rebuild": rebuild, "rest_url": self.servers[source].url,
+                "sdk_url": self.vcsims[source].url if source in self.vcsims else None, "seconds": dur}
+
+    def installer_rollback(self, source: str) -> dict:
+        n = self.state.apply_rollback(source)
+        mgmt_name = n["vm"]["vcenter"]
+        if mgmt_name:
+            self._mgmt_call(mgmt_name, "power_off", n["new_vm"])
+            self._mgmt_call(mgmt_name, "power_on", n["vm"]["name"])
+        self.reconcile(source)
+        return {"node": source, "version": n["version"], "build": n["build"], "instance_uuid": n["instance_uuid"],
+                "vm": n["vm"], "new_vm": {"name": n["new_vm"], "power": "poweredOff"}}
+
+    # -- files -------------------------------------------------------------------------------------
+    def _write_lab_json(self) -> None:
+        d: dict[str, Any] = {
+            "pid": os.getpid(), "running": not self._stopped,
+            "control_url": self.control.url if self.control else None,
+            "control_port": self.control.port if self.control else None,
+            "started_at": self.started_at, "startup_seconds": round(self.startup_seconds, 3),
+            "time_scale": self.time_scale, "inventory": str(self.dir / "lab-inventory.yml"),
+            "source_inventory": str(self.inventory_path.resolve()), "nodes": {}, "management": {},
+        }
+        for name, srv in self.servers.items():
+            proc = self.vcsims.get(name)
+            d["nodes"][name] = {"rest_url": srv.url, "rest_port": srv.port,
+                                "sdk_url": proc.url if proc else None,
+                                "sdk_port": proc.port if proc else self._port_of(name),
+                                "vcsim_pid": proc.pid if proc else None}
+        for m in getattr(self, "inv", None).management if getattr(self, "inv", None) else ():
+            proc = self.vcsims.get(m.name)
+            d["management"][m.name] = {"sdk_url": proc.url if proc else None,
+                                       "sdk_port": proc.port if proc else None,
+                                       "vcsim_pid": proc.pid if proc else None}
+        atomic_write(self.dir / "lab.json", json.dumps(d, indent=1) + "\n")
+
+    def _port_of(self, name: str) -> int | None:
+        return getattr(self, "_vcsim_ports", {}).get(name)
+
+    def _write_lab_inventory(self) -> None:
+        raw = json.loads(json.dumps(self.raw, default=str))
+        sdir = (self.dir / "secrets").resolve()
+        raw["credentials"] = {c.name: {"user": c.user, "password_file": str(sdir / c.name)}
+                              for c in self.inv.credentials}
+        for m in raw.get("management") or []:
+            proc = self.vcsims.get(m["name"])
+            port = proc.port if proc else 1
+            m.update(host="127.0.0.1", port=port, sdk_port=port, scheme="http")
+        for n in raw.get("nodes") or []:
+            node = self.state.nodes[n["name"]]
+            srv = self.servers[n["name"]]
+            proc = self.vcsims.get(n["name"])
+            n.update(host="127.0.0.1", port=srv.port, scheme="http", version=node["version"],
+                     build=node["build"], instance_uuid=node["instance_uuid"])
+            if node["role"] == "vcenter" and (proc or self._port_of(n["name"])):
+                n["sdk_port"] = proc.port if proc else self._port_of(n["name"])
+            else:
+                n.pop("sdk_port", None)
+            if node["role"] == "vcenter" and node.get("psc"):
+                n["psc"] = node["psc"]
+            if node["vm"]["vcenter"]:
+                n["vm"] = dict(node["vm"])
+        header = ("# Written by the vcwave lab daemon: the lab's twin of "
+                  f"{self.inventory_path.name}. Hosts are loopback, ports are the twin's.\n")
+        atomic_write(self.dir / "lab-inventory.yml", header + yaml.safe_dump(raw, sort_keys=False))
+
+    # -- stop --------------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def wait(self) -> None:
+        while not self._stop.wait(0.2):
+            pass
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stop.set()
+        with self._qcond:
+            self._qcond.notify_all()
+        if self.control:
+            self.control.stop()
+        for srv in self.servers.values():
+            try:
+                srv.close()
+            except Exception:
+                pass
+        procs = list(self.vcsims.values())
+        if procs:
+            with cf.ThreadPoolExecutor(max_workers=min(16, len(procs))) as ex:
+                list(ex.map(_stop_quietly, procs))
+        if self.state:
+            try:
+                self.state.save()
+            except Exception:
+                pass
+        try:
+            if self.control is not None:
+                self._write_lab_json()
+        except Exception:
+            pass
+        self.vcsims.clear()
+        self.log("lab stopped")
+        if self._logf:
+            self._logf.close()
+            self._logf = None
+
+
+def _stop_quietly(proc: Any) -> None:
+    try:
+        proc.stop()
+    except Exception:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lab.daemon", description=__doc__.splitlines()[0])
+    ap.add_argument("--inventory", required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--time-scale", type=float, default=1.0)
+    ap.add_argument("--faults")
+    ap.add_argument("--session-timeout", type=float, default=1800.0)
+    ap.add_argument("--no-vcsim", action="store_true", help="REST twin only (no vim25)")
+    args = ap.parse_args(argv)
+    lab = Lab(args.inventory, args.dir, args.time_scale, args.faults, args.session_timeout,
+              use_vcsim=not args.no_vcsim)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        lab.request_stop()
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        lab.start()
+    except Exception as e:
+        print(f"lab: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"control_url": lab.control.url, "lab_json": str(lab.dir / "lab.json"),
+                      "startup_seconds": round(lab.startup_seconds, 3)}), flush=True)
+    try:
+        lab.wait()
+    finally:
+        lab.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
