@@ -129,6 +129,9 @@ class Lab:
             if self.use_vcsim:
                 self._start_vcsims(prev)
             self.control = ControlServer(self, prev.get("control_port", 0)).start()
+            if self.use_vcsim:
+                from lab.vmwatch import VmWatcher
+                self.watchers = [VmWatcher(self, m.name).start() for m in self.inv.management]
             for target, name in ((self._ticker, "lab-ticker"), (self._worker, "lab-worker")):
                 t = threading.Thread(target=target, name=name, daemon=True)
                 t.start()
@@ -384,15 +387,37 @@ class Lab:
         dur = self.state.duration(source, "upgrade")
         self.log(f"installer: upgrading {source} to {target} ({dur:.2f}s)")
         time.sleep(dur)
+        # The identity moves first, then the VMs: the VM watcher then sees the old VM as the kept source.
+        n = self.state.apply_major_upgrade(source, target, new_vm, rebuild)
         if mgmt_name:
             self._mgmt_call(mgmt_name, "create_vm", new_vm, old_vm)
             self._mgmt_call(mgmt_name, "power_off", old_vm)
-        n = self.state.apply_major_upgrade(source, target, new_vm, rebuild)
         self.reconcile(source)
         return {"node": source, "version": n["version"], "build": n["build"], "instance_uuid": n["instance_uuid"],
                 "moref_salt": n["moref_salt"], "vm": n["vm"], "source_vm": {"name": old_vm, "power": "poweredOff"},
                 "rebuild": rebuild, "rest_url": self.servers[source].url,
                 "sdk_url": self.vcsims[source].url if source in self.vcsims else None, "seconds": dur}
+
+    def follow_power(self, name: str) -> None:
+        """An appliance VM was powered on/off in the management vCenter: the node follows its VM. With a kept
+        installer source on and the new appliance off, the source answers again (KB 322065)."""
+        node = self.state.nodes[name]
+        mgmt_name = node["vm"]["vcenter"]
+        if not mgmt_name:
+            return
+        states = self._mgmt_call(mgmt_name, "vm_power_states") or {}
+        cur = states.get(node["vm"]["name"])
+        prev = (node.get("previous") or {}).get("vm", {}).get("name")
+        if prev and states.get(prev) == "poweredOn" and cur == "poweredOff":
+            self.state.apply_rollback(name)
+            self.log(f"vmwatch: {name}: source {prev} on, {node['vm']['name']} off: the source answers again")
+        elif cur == "poweredOff" and not node["down"]:
+            self.state.set_down(name, True, "appliance VM powered off")
+        elif cur == "poweredOn" and node["down"] and node.get("down_reason") == "appliance VM powered off":
+            self.state.set_down(name, False)
+        else:
+            return
+        self.reconcile(name)
 
     def installer_rollback(self, source: str) -> dict:
         n = self.state.apply_rollback(source)

@@ -47,6 +47,7 @@ class Rehearsal:
     faults: str | None = None
     playbook: str | None = None
     concurrency: int | None = None
+    snapshots: bool = True  # a cold snapshot set too, before the window: the fastest whole-domain way back
     say: Callable[[str], None] = print
     steps: list[str] = field(default_factory=list)
     failed: str = ""
@@ -78,7 +79,7 @@ class Rehearsal:
                                                   self.concurrency))
             sequence = [
                 ("precheck", lambda: waves.precheck(flags)),
-                ("backup pre", lambda: waves.backup(flags, "pre")),
+                ("backup pre", lambda: waves.backup(flags, "pre", snapshots=self.snapshots)),
                 ("stage", lambda: waves.stage(flags)),
                 ("upgrade psc", lambda: waves.upgrade(flags, "psc")),
                 ("upgrade vcenter", lambda: waves.upgrade(flags, "vcenter")),
@@ -91,7 +92,7 @@ class Rehearsal:
             except StepFailed:
                 if not self.faults:
                     raise
-                self.say(f"== a step failed as the fault file asked: {self.failed.splitlines()[0]}\n== rollback")
+                self.say(f"== a step failed as the fault file asked: {self.failed.splitlines()[0]}")
                 self._do("rollback", lambda: rollback_cmd.run(flags))
                 self.rolled_back = True
             report = _report(flags)

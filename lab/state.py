@@ -827,6 +827,21 @@ class LabState:
         self._fire()
         return out
 
+    def apply_persona(self, name: str, which: str, persona: dict) -> None:
+        """A snapshot revert: the VM (current or kept source) carries again what it carried at snapshot time."""
+        with self.lock:
+            node = self.node(name)
+            target = node if which == "current" else node.get("previous")
+            if target is None:
+                return
+            target.update(copy.deepcopy(persona))
+            if which == "current":
+                node["boot"] += 1
+                node["update"] = {"staged": None, "task": None, "failed": None, "latest_query_time": None}
+                self._changed(name)
+            self.save()
+        self._fire()
+
     def apply_rollback(self, name: str) -> dict:
         with self.lock:
             node = self.node(name)
@@ -868,3 +883,4 @@ def backup_password_problem(pw: Any) -> str:
     if all(c.isalnum() for c in pw):
         return "needs at least one special character"
     return ""
+

@@ -5,11 +5,13 @@ re-run after a crash continues the same plan instead of recomputing it from a ha
 """
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 
 from orchestrator.commands.session import CommonFlags, session
 from orchestrator.commands.waves import render as render_result
 from orchestrator.core.plan import Step
+from orchestrator.core.rules import is_mixed
 from orchestrator.core.rollback import RollbackAction, RollbackPlan, plan_domain_rollback, plan_node_rollback, render
 from orchestrator.engine.runner import RunResult
 from orchestrator.errors import StepFailed
@@ -70,6 +72,13 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
                                   status="rollback-done", data={"scope": rb.scope, "to": rb.to})
             engine.journal.append("step", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase="rollback",
                                   step=rb.id, action="rollback", status="succeeded", data={"scope": rb.scope})
+            hist = engine.history()
+            if hist.window_opened is not None and hist.window_closed is None and not is_mixed(
+                    hist.versions().values()):
+                engine.journal.append("window", run_id=engine.run_id, plan_hash=engine.plan.plan_hash,
+                                      phase="rollback", status="closed",
+                                      data={"length_s": round(time.time() - hist.window_opened, 3),
+                                            "by": "rollback"})
         out = text + "\n" + render_result(result, "rollback")
         if not result.ok:
             raise StepFailed(out)

@@ -3,6 +3,7 @@ node again. The order comes from orchestrator.core.rollback; these only act on w
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from orchestrator.clients.retry import BadRequest, ClientError
@@ -25,10 +26,11 @@ def _power(ctx: StepContext, vcenter: str, vm_name: str, on: bool) -> None:
         mg.power_off(mg.vm_by_name(vm_name))
 
 
-def _serving_vm(ctx: StepContext) -> str:
+def _serving_vm(ctx: StepContext, node: str | None = None) -> str:
     """The VM that answers for the node now: the installer's new appliance if one took over, else its own."""
-    kept = [e for e in ctx.events(kind="source_appliance", node=ctx.node.name) if e.status == "kept"]
-    return (kept[-1].data.get("new_vm_name") if kept else "") or ctx.node.vm.name
+    n = ctx.inv.node(node) if node else ctx.node
+    kept = [e for e in ctx.events(kind="source_appliance", node=n.name) if e.status == "kept"]
+    return (kept[-1].data.get("new_vm_name") if kept else "") or n.vm.name
 
 
 class RollbackStep:
@@ -63,7 +65,10 @@ class RollbackStep:
         set_id = self.action.asset
         nodes = [ctx.inv.node(n) for n in self.members]
         for n in sorted(nodes, key=lambda n: n.role != "vcenter"):
-            _power(ctx, n.vm.vcenter, n.vm.name, on=False)
+            serving = _serving_vm(ctx, n.name)
+            _power(ctx, n.vm.vcenter, serving, on=False)  # an installer's new appliance stays off
+            if serving != n.vm.name:
+                _power(ctx, n.vm.vcenter, n.vm.name, on=False)
         for n in nodes:
             mg = ctx.conns.management(n.vm.vcenter)
             mg.revert_snapshot(mg.vm_by_name(n.vm.name), set_id)
@@ -109,8 +114,15 @@ class RollbackStep:
         return {"version_after": self.action.to_version, "backup_id": self.action.asset}
 
     def _verify_old(self, ctx: StepContext) -> dict[str, Any]:
-        facts = gather(ctx.conns, ctx.node)
-        problems = problems_of(ctx, facts, self.action.to_version)
+        """The node may still be booting after a revert or a power-on: ask again until the deadline."""
+        end = time.monotonic() + deadline(ctx, 10)
+        while True:
+            facts = gather(ctx.conns, ctx.node)
+            problems = problems_of(ctx, facts, self.action.to_version)
+            if not problems or time.monotonic() >= end:
+                break
+            ctx.log.info("rollback.waiting_for_node", problems=len(problems))
+            time.sleep(max(ctx.options.poll_interval, 0.05))
         if problems:
             raise StepFailed(f"node {ctx.node.name}: after rollback:\n  - " + "\n  - ".join(problems))
         return {"version_after": self.action.to_version, "instance_uuid": facts.instance_uuid}

@@ -1,0 +1,289 @@
+"""The report as one self-contained HTML page: inline CSS, an inline SVG timeline, no script, no external
+asset (a Content-Security-Policy forbids loading anything), so it opens offline and can be attached to a
+change ticket. Every piece of text goes through html.escape.
+
+Timeline layout: time on x; one row per node (`<g data-node="...">`, PSCs first, then vCenters, by site);
+phase bands across the top, the mixed-version window and rollbacks as shaded bands over the rows; each step
+a bar coloured by outcome with a `<title>` tooltip; backups as diamonds on their node's row, a dotted line
+while the backup can restore its node alone and a cross where it stopped; failures as red triangles.
+"""
+from __future__ import annotations
+
+from html import escape
+
+from orchestrator.report.model import Report, fmt_duration, fmt_ts, stopped_text
+
+WIDTH = 1240
+LEFT = 180
+RIGHT = 24
+TOP_PHASES = 8
+BAND_H = 22
+ROWS_TOP = 66
+ROW_H = 36
+AXIS_H = 34
+
+OUTCOME_LABEL = {"succeeded": "succeeded", "failed": "failed", "reconciled": "reconciled after a crash",
+                 "manual": "manual step required", "skipped": "skipped", "not_done": "reconciled: not done",
+                 "running": "started, not finished"}
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d2530;background:#fff}
+h1{font-size:22px;margin:0 0 8px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d5dbe3;padding-bottom:4px}
+dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0 0 12px;font-size:14px}
+dl.meta dt{color:#5a6675}dl.meta dd{margin:0}code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px}
+table{border-collapse:collapse;font-size:13px;width:100%}th,td{border:1px solid #d5dbe3;padding:4px 7px;text-align:left;vertical-align:top}
+th{background:#f1f4f8}tr.bad td{background:#fdecec}.yes{color:#1b5e20;font-weight:600}.no{color:#b71c1c;font-weight:600}
+.problems{background:#fff4e5;border:1px solid #f0b35e;padding:8px 12px}
+.legend{font-size:12px;margin:6px 0 0;display:flex;flex-wrap:wrap;gap:4px 14px}
+.sw{display:inline-block;width:14px;height:10px;margin-right:4px;vertical-align:middle;border-radius:2px}
+.tl{overflow-x:auto;border:1px solid #d5dbe3;border-radius:4px;background:#fbfcfd}
+svg text{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+.o-succeeded{fill:#2e7d32}.o-failed{fill:#c62828}.o-reconciled{fill:#7b1fa2}.o-manual{fill:#ef6c00}
+.o-skipped{fill:#9aa5b1}.o-not_done{fill:#cfd6de}.o-running{fill:#1e88e5}
+.t-pre{fill:#1565c0}.t-during{fill:#00897b}.t-post{fill:#6d4c41}.t-{fill:#546e7a}
+.ph-pre{fill:#e3f2fd}.ph-psc{fill:#ede7f6}.ph-vcenter{fill:#e0f2f1}.ph-post{fill:#f1f8e9}.ph-rollback{fill:#fdecea}
+"""
+
+LEGEND = [("o-succeeded", "#2e7d32", "succeeded"), ("o-failed", "#c62828", "failed"),
+          ("o-reconciled", "#7b1fa2", "reconciled after a crash"), ("o-manual", "#ef6c00", "manual step"),
+          ("o-running", "#1e88e5", "not finished"), ("t-pre", "#1565c0", "backup pre ◆"),
+          ("t-during", "#00897b", "backup during ◆"), ("t-post", "#6d4c41", "backup post ◆")]
+
+
+def e(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def _ticks(t0: float, t1: float) -> list[float]:
+    span = max(t1 - t0, 1.0)
+    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400):
+        if span / step <= 10:
+            break
+    first = (int(t0) // step + 1) * step
+    return [float(t) for t in range(first, int(t1) + 1, step)]
+
+
+def render_svg(r: Report) -> str:
+    nrows = len(r.rows)
+    rows_h = max(nrows, 1) * ROW_H
+    height = ROWS_TOP + rows_h + AXIS_H
+    pw = WIDTH - LEFT - RIGHT
+    out = [f'<svg id="timeline" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img" '
+           f'aria-labelledby="timeline-title">',
+           f'<title id="timeline-title">Timeline of domain {e(r.domain)}</title>',
+           f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#fbfcfd"/>']
+    ypos = {row.name: ROWS_TOP + i * ROW_H for i, row in enumerate(r.rows)}
+    if r.t0 is None or r.t1 is None:
+        t0, t1 = 0.0, 1.0
+    else:
+        t0, t1 = r.t0, max(r.t1, r.t0 + 1.0)
+
+    def x(ts: float) -> float:
+        return round(LEFT + (ts - t0) / (t1 - t0) * pw, 2)
+
+    # row backgrounds first (so bands and marks are drawn over them)
+    for i, row in enumerate(r.rows):
+        y = ypos[row.name]
+        fill = "#f3f6f9" if i % 2 else "#ffffff"
+        out.append(f'<rect x="0" y="{y}" width="{WIDTH}" height="{ROW_H}" fill="{fill}"/>')
+    if r.events:
+        # phase bands across the top
+        out.append('<g class="phases">')
+        for p in r.phases:
+            x0, x1 = x(p.start), x(p.end)
+            w = max(x1 - x0, 3)
+            out.append(f'<g class="phase" data-phase="{e(p.name)}"><rect class="ph-{e(p.name)}" x="{x0}" '
+                       f'y="{TOP_PHASES}" width="{w}" height="{BAND_H}" stroke="#90a4ae" stroke-width="0.6"/>'
+                       f'<title>phase {e(p.name)}: {e(fmt_ts(p.start))} → {e(fmt_ts(p.end))} '
+                       f'({e(fmt_duration(p.duration))})</title>')
+            if w > 34:
+                out.append(f'<text x="{x0 + 4}" y="{TOP_PHASES + 15}" font-size="12" fill="#263238">{e(p.name)}</text>')
+            out.append('</g>')
+        out.append('</g>')
+        band_y = TOP_PHASES + BAND_H + 4
+        # the mixed-version window: a shaded band over every row, labelled with its length
+        w = r.window
+        if w.opened is not None:
+            end = w.closed if w.closed is not None else t1
+            x0, x1 = x(w.opened), x(end)
+            label = (f"mixed-version window {fmt_duration(w.length_s)}" +
+                     (" (OPEN)" if w.state == "OPEN" else ""))
+            out.append(f'<g class="window"><rect x="{x0}" y="{band_y}" width="{max(x1 - x0, 2)}" '
+                       f'height="{ROWS_TOP - band_y + rows_h}" fill="#ffca28" fill-opacity="0.16" stroke="#f9a825" '
+                       f'stroke-dasharray="4 3"/><title>{e(label)}: opened {e(fmt_ts(w.opened))}, '
+                       f'closed {e(fmt_ts(w.closed))}</title>'
+                       f'<text x="{x0 + 4}" y="{band_y + 14}" font-size="12" fill="#8d6e00">{e(label)}</text></g>')
+        # rollbacks: a red band over every row
+        for rb in r.rollbacks:
+            end = rb.end if rb.end is not None else t1
+            x0, x1 = x(rb.start), x(end)
+            label = f"rollback {rb.scope} → {rb.to} ({rb.status})"
+            out.append(f'<g class="rollback"><rect x="{x0}" y="{band_y}" width="{max(x1 - x0, 2)}" '
+                       f'height="{ROWS_TOP - band_y + rows_h}" fill="#e53935" fill-opacity="0.10" stroke="#e53935" '
+                       f'stroke-width="1"/><title>{e(label)}: {e(fmt_ts(rb.start))} → {e(fmt_ts(rb.end))}</title>'
+                       f'<text x="{x0 + 4}" y="{band_y + 28}" font-size="12" fill="#b71c1c">{e(label)}</text></g>')
+
+    # one row per node
+    for row in r.rows:
+        y = ypos[row.name]
+        mid = y + ROW_H / 2
+        out.append(f'<g class="row" data-node="{e(row.name)}">')
+        out.append(f'<text x="10" y="{y + 15}" font-size="13" font-weight="600" fill="#1d2530">{e(row.name)}</text>'
+                   f'<text x="10" y="{y + 29}" font-size="11" fill="#5a6675">{e(row.role)} · {e(row.site)} · '
+                   f'{e(row.version_before)} → {e(row.version_now)}</text>')
+        out.append(f'<line x1="{LEFT}" y1="{mid}" x2="{WIDTH - RIGHT}" y2="{mid}" stroke="#dfe4ea"/>')
+        for b in r.bars_of(row.name):
+            x0, x1 = x(b.start), x(b.end)
+            tip = (f"{b.step} on {b.node}: {OUTCOME_LABEL.get(b.outcome, b.outcome)}\n{fmt_ts(b.start)} → "
+                   f"{fmt_ts(b.end)} ({fmt_duration(b.duration)})" +
+                   "".join(f"\n{k}: {v}" for k, v in b.detail))
+            out.append(f'<rect class="bar o-{e(b.outcome)}" data-outcome="{e(b.outcome)}" data-step="{e(b.step)}" '
+                       f'x="{x0}" y="{y + 10}" width="{max(x1 - x0, 2)}" height="16" rx="2">'
+                       f'<title>{e(tip)}</title></rect>')
+        for bk in r.backups_of(row.name):
+            bx = x(bk.ts)
+            if bk.stopped_at is not None:
+                sx = x(bk.stopped_at)
+                out.append(f'<line x1="{bx}" y1="{y + 6}" x2="{sx}" y2="{y + 6}" stroke="#1565c0" '
+                           f'stroke-width="1.4" stroke-dasharray="2 2"/>')
+                first_stop = next(t for t in bk.transitions if not t.usable)
+                out.append(f'<path class="stop" data-backup="{e(bk.backup_id)}" d="M{sx - 5},{y + 1} L{sx + 5},{y + 11} '
+                           f'M{sx - 5},{y + 11} L{sx + 5},{y + 1}" stroke="#b71c1c" stroke-width="2.2">'
+                           f'<title>{e(f"backup {bk.backup_id} stopped being usable to restore {bk.node} alone at {fmt_ts(bk.stopped_at)} (domain {first_stop.domain_version}): {first_stop.reason}")}'
+                           f'</title></path>')
+            tip = (f"backup {bk.backup_id} ({bk.method}, {bk.tag or 'untagged'}) of {bk.node} at {fmt_ts(bk.ts)}\n"
+                   f"taken at domain {bk.domain_version}, node {bk.node_version}\n"
+                   f"usable alone now: {'yes' if bk.usable_alone_now else 'no'}; stopped: {stopped_text(bk)}\n"
+                   f"{bk.reason}")
+            out.append(f'<path class="backup t-{e(bk.tag)}" data-backup="{e(bk.backup_id)}" '
+                       f'd="M{bx},{mid - 8} L{bx + 6},{mid} L{bx},{mid + 8} L{bx - 6},{mid} Z" stroke="#fff" '
+                       f'stroke-width="1"><title>{e(tip)}</title></path>')
+        for f in r.failures:
+            if f.node != row.name:
+                continue
+            fx = x(f.ts)
+            out.append(f'<path class="failure" d="M{fx - 6},{y + 1} L{fx + 6},{y + 1} L{fx},{y + 10} Z" '
+                       f'fill="#d50000"><title>{e(("manual step: " if f.manual else "FAILED: ") + f.step)} at '
+                       f'{e(fmt_ts(f.ts))}: {e(f.error)}</title></path>')
+        out.append('</g>')
+
+    # time axis
+    ay = ROWS_TOP + rows_h
+    out.append(f'<g class="axis"><line x1="{LEFT}" y1="{ay}" x2="{WIDTH - RIGHT}" y2="{ay}" stroke="#78909c"/>')
+    if r.events:
+        ticks = _ticks(t0, t1)
+        fine = len(ticks) > 1 and ticks[1] - ticks[0] < 60
+        for t in ticks:
+            tx = x(t)
+            from datetime import datetime, timezone
+            label = datetime.fromtimestamp(t, tz=timezone.utc).strftime("%H:%M:%S" if fine else "%H:%M")
+            out.append(f'<line x1="{tx}" y1="{ay}" x2="{tx}" y2="{ay + 5}" stroke="#78909c"/>'
+                       f'<line x1="{tx}" y1="{TOP_PHASES}" x2="{tx}" y2="{ay}" stroke="#cfd8dc" stroke-width="0.5"/>'
+                       f'<text x="{tx}" y="{ay + 18}" font-size="11" text-anchor="middle" fill="#455a64">{e(label)}</text>')
+        out.append(f'<text x="10" y="{ay + 18}" font-size="11" fill="#455a64">UTC, {e(fmt_ts(r.t0)[:10])}</text>')
+    out.append('</g>')
+    if not r.events:
+        out.append(f'<text class="empty" x="{LEFT + pw / 2}" y="{ROWS_TOP / 2 + 6}" font-size="15" '
+                   f'text-anchor="middle" fill="#5a6675">No events in the journal yet: nothing has run.</text>')
+    out.append('</svg>')
+    return "\n".join(out)
+
+
+def _yes(flag: bool) -> str:
+    return f'<span class="{"yes" if flag else "no"}">{"yes" if flag else "no"}</span>'
+
+
+def _table(headers: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+    out = ["<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
+    for i, r in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def render_html(r: Report) -> str:
+    """The whole page. Table cells are built from escaped text only (see `e`)."""
+    head = f"seq {r.head_seq}" + (f", hash {r.head_hash[:16]}" if r.head_hash else "")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>vcwave report — {e(r.domain)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>vcwave report — {e(r.domain)}</h1>",
+        '<dl class="meta">',
+        f"<dt>target</dt><dd>{e(r.target)}</dd>",
+        f"<dt>domain version</dt><dd>{e(r.domain_version_before)} → {e(r.domain_version_now)}</dd>",
+        f'<dt>plan hash</dt><dd><code>{e(r.plan_hash[:16])}</code></dd>',
+        f'<dt>journal head</dt><dd><code id="journal-head">{e(head)}</code> (an anchor: a rewritten history '
+        f"changes it)</dd>",
+        f"<dt>events</dt><dd>{r.events}, from {e(fmt_ts(r.t0))} to {e(fmt_ts(r.t1))}</dd>",
+        f"<dt>generated</dt><dd>{e(fmt_ts(r.generated))}</dd>",
+        "</dl>",
+    ]
+    if r.problems:
+        parts.append('<div class="problems"><strong>Problems</strong><ul>' +
+                     "".join(f"<li>{e(p)}</li>" for p in r.problems) + "</ul></div>")
+    parts += ["<h2>Timeline</h2>", f'<div class="tl">{render_svg(r)}</div>', '<div class="legend">']
+    parts += [f'<span><span class="sw" style="background:{color}"></span>{e(label)}</span>'
+              for _, color, label in LEGEND]
+    parts += ['<span><span style="color:#b71c1c;font-weight:700">✕</span> backup stops being usable alone '
+              '(dotted: usable alone)</span>',
+              '<span><span style="color:#d50000">▼</span> failure</span>',
+              '<span><span class="sw" style="background:#ffe082"></span>mixed-version window</span>',
+              '<span><span class="sw" style="background:#f8bbbb"></span>rollback</span></div>']
+
+    parts += ["<h2>Nodes</h2>", _table(
+        ["node", "role", "site", "version before → now", "verified at", "upgrades", "last step"],
+        [[e(n.name), e(n.role), e(n.site), f"{e(n.version_before)} → {e(n.version_now)}", e(n.verified_at or "-"),
+          str(n.upgrades), e(f"{n.last_step} {n.last_status}".strip() or "-")] for n in r.rows],
+        ["bad" if n.upgrades > 1 or n.last_status == "failed" else "" for n in r.rows])]
+
+    parts.append("<h2>Backups</h2>")
+    if r.backups:
+        parts.append(_table(
+            ["id", "node", "method", "tag", "taken", "taken at domain", "usable alone now?", "in a domain rollback?",
+             "stopped being usable alone", "reason"],
+            [[f"<code>{e(b.backup_id)}</code>", e(b.node), e(b.method), e(b.tag or "-"), e(fmt_ts(b.ts)),
+              e(b.domain_version), _yes(b.usable_alone_now), _yes(b.whole_domain_now), e(stopped_text(b)),
+              e(b.reason)] for b in r.backups]))
+    else:
+        parts.append("<p>No backup recorded.</p>")
+
+    parts.append("<h2>Failures</h2>")
+    if r.failures:
+        parts.append(_table(["time", "node", "step", "kind", "error"],
+                            [[e(fmt_ts(f.ts)), e(f.node or "(domain)"), f"<code>{e(f.step)}</code>",
+                              "manual step" if f.manual else "failed", f'<span class="error">{e(f.error)}</span>']
+                             for f in r.failures], ["bad"] * len(r.failures)))
+    else:
+        parts.append("<p>No failure recorded.</p>")
+
+    parts.append("<h2>Rollbacks</h2>")
+    if r.rollbacks:
+        parts.append(_table(["scope", "to", "started", "ended", "length", "actions", "status"],
+                            [[e(x.scope), e(x.to), e(fmt_ts(x.start)), e(fmt_ts(x.end)), e(fmt_duration(x.duration)),
+                              str(x.actions), e(x.status)] for x in r.rollbacks]))
+    else:
+        parts.append("<p>No rollback recorded.</p>")
+
+    w = r.window
+    parts.append("<h2>Mixed-version window</h2>")
+    if w.opened is None:
+        parts.append("<p>Not opened (no PSC upgrade started).</p>")
+    else:
+        parts.append(_table(["state", "opened", "closed", "length"],
+                            [[e(w.state), e(fmt_ts(w.opened)), e(fmt_ts(w.closed)),
+                              e(fmt_duration(w.length_s) + (" so far" if w.state == "OPEN" else ""))]]))
+
+    if r.bars:
+        parts.append("<h2>Steps</h2>")
+        parts.append(_table(["node", "step", "start", "end", "length", "outcome"],
+                            [[e(b.node), f"<code>{e(b.step)}</code>", e(fmt_ts(b.start)), e(fmt_ts(b.end)),
+                              e(fmt_duration(b.duration)), e(OUTCOME_LABEL.get(b.outcome, b.outcome))]
+                             for b in r.bars],
+                            ["bad" if b.outcome in ("failed", "manual") else "" for b in r.bars]))
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
