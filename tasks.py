@@ -149,6 +149,14 @@ def repoint(c, vcenter, psc, check=False, down="", inventory=None, plan=None, st
     return cmd.run(_flags(inventory, plan, state_dir), vcenter, psc, check, down)
 
 
+@task(help=_help("inventory plan state_dir", out="output folder (default .vcwave/<domain>/report)"))
+@_cli
+def report(c, out=None, inventory=None, plan=None, state_dir=".vcwave"):
+    """Write report.md and a self-contained report.html (SVG timeline: waves, steps, backups, window, rollbacks)."""
+    from orchestrator.commands import report as cmd
+    return cmd.run(_flags(inventory, plan, state_dir), out)
+
+
 # ------------------------------------------------------------------------------------------------- lab
 LAB_DIR = ".vcwave/lab"
 
@@ -204,5 +212,66 @@ def rehearse(c, inventory="examples/two-site.yml", target=None, faults=None, tim
     return run(inventory, target, faults, float(time_scale), workdir, playbook, _int(concurrency, "--concurrency"))
 
 
-ns = Collection(plan, precheck, backup, stage, upgrade, verify, status_, rollback, repoint, rehearse)
+# ------------------------------------------------------------------------------------------------- bench
+def _bench(name: str, json: bool, **kw):
+    from lab import bench
+    rows = getattr(bench, f"bench_{name}")(**kw)
+    return bench.as_json(rows) if json else bench.render(rows)
+
+
+@task(name="plan", help={"json": "JSON output"})
+@_cli
+def bench_plan(c, json=False):
+    """Plan time for the large example (target well under 100 ms) and for 1000 generated domains."""
+    return _bench("plan", json)
+
+
+@task(name="lab", help={"json": "JSON output"})
+@_cli
+def bench_lab(c, json=False):
+    """Start a twin of the large example (10 PSCs + 15 vCenters): seconds to ready (< 15) and RSS (< 2 GiB)."""
+    return _bench("lab", json)
+
+
+@task(name="facts", help={"json": "JSON output"})
+@_cli
+def bench_facts(c, json=False):
+    """HTTP round trips to gather one vCenter's facts at 10 and at 1000 VMs (must be equal)."""
+    return _bench("facts", json)
+
+
+@task(name="overhead", help={"json": "JSON output"})
+@_cli
+def bench_overhead(c, json=False):
+    """The engine's own time per step (journal writes included) against a lab with zero-length jobs."""
+    return _bench("overhead", json)
+
+
+@task(name="window", help={"json": "JSON output", "inventory": "inventory (default: two-site and large)"})
+@_cli
+def bench_window(c, json=False, inventory=None):
+    """Mixed-version window: default playbook vs serial playbook vs the theoretical minimum."""
+    return _bench("window", json, **({"inventory": inventory} if inventory else {}))
+
+
+@task(name="faults", help={"json": "JSON output", "limit": "crash points to try (default: all)"})
+@_cli
+def bench_faults(c, json=False, limit=None):
+    """The full fault harness: kill -9 at every step boundary and mid-job, transient faults, bad inputs."""
+    from lab import harness
+    return harness.main_report(limit=_int(limit, "--limit"), as_json=json)
+
+
+@task(name="all", default=True, help={"json": "JSON output"})
+@_cli
+def bench_all(c, json=False):
+    """Every benchmark above except the fault harness."""
+    from lab import bench
+    rows = [r for name in ("plan", "lab", "facts", "overhead", "window") for r in getattr(bench, f"bench_{name}")()]
+    return bench.as_json(rows) if json else bench.render(rows)
+
+
+ns = Collection(plan, precheck, backup, stage, upgrade, verify, status_, rollback, repoint, report, rehearse)
 ns.add_collection(Collection("lab", lab_up, lab_status, lab_down, lab_build))
+ns.add_collection(Collection("bench", bench_all, bench_plan, bench_lab, bench_facts, bench_overhead, bench_window,
+                             bench_faults))
