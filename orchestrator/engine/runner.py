@@ -22,6 +22,7 @@ from orchestrator.core.versions import parse_version
 from orchestrator.engine.journal import Journal, journal_path
 from orchestrator.engine.lock import DomainLock
 from orchestrator.errors import RefusedError, StepFailed
+from orchestrator.log import bound
 from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext, lane_of
 
 
@@ -174,44 +175,46 @@ class Engine:
 
     def _run_lane(self, lane: list[Step], result: RunResult, as_set: bool = False, impl: Any = None) -> None:
         """A node's steps in order (or, as_set, one domain-wide snapshot-set step over many nodes)."""
-        steps = [lane[0]] if as_set else lane
-        for step in steps:
+        for step in ([lane[0]] if as_set else lane):
             if result.failed and step.phase in ("psc", "vcenter"):
                 result.untouched.append(step.id)
                 continue
-            members = lane if as_set else [step]
-            ctx = self._ctx(step)
-            if step.action == "upgrade" and step.role == "psc":
-                self._maybe_open_window(step)
-            for m in members:
-                self._step_event(m, "started")
-            t0 = time.monotonic()
-            ctx.log.info("step.start", action=step.action, method=step.method, frm=step.from_, to=step.to)
-            try:
-                runner = impl or self.impls(step)
-                data = runner.run_set(ctx, members) if as_set else runner.run(ctx)
-            except ManualStepRequired as exc:
-                for m in members:
-                    self._step_event(m, "failed", {"manual": True, "instructions": exc.instructions})
-                result.manual.append((step.id, str(exc)))
-                ctx.log.warning("step.manual", instructions=exc.instructions)
-                return
-            except StepFailed as exc:
-                for m in members:
-                    self._step_event(m, "failed", {"error": str(exc)})
-                result.failed.append((step.id, str(exc)))
-                ctx.log.error("step.failed", error=str(exc), duration_s=round(time.monotonic() - t0, 3))
-                return
-            except Exception as exc:  # an unexpected error is still journaled, then re-raised
-                for m in members:
-                    self._step_event(m, "failed", {"error": f"{type(exc).__name__}: {exc}"})
-                result.failed.append((step.id, f"{type(exc).__name__}: {exc}"))
-                ctx.log.error("step.failed", error=f"{type(exc).__name__}: {exc}")
-                return
-            for m in members:
-                self._step_event(m, "succeeded", (data or {}).get(m.node, data) if as_set else data)
-                result.done.append(m.id)
-            ctx.log.info("step.done", duration_s=round(time.monotonic() - t0, 3))
+            with bound(domain=self.inv.domain, wave=step.phase, node=step.node, step=step.id):
+                if not self._run_step(step, lane if as_set else [step], result, impl, as_set):
+                    return
+
+    def _run_step(self, step: Step, members: list[Step], result: RunResult, impl: Any, as_set: bool) -> bool:
+        """Checkpoint, run, checkpoint. Returns False when the lane must stop (failure or manual pause)."""
+        ctx = self._ctx(step)
+        if step.action == "upgrade" and step.role == "psc":
+            self._maybe_open_window(step)
+        for m in members:
+            self._step_event(m, "started")
+        t0 = time.monotonic()
+        ctx.log.info("step.start", action=step.action, method=step.method, frm=step.from_, to=step.to)
+        try:
+            runner = impl or self.impls(step)
+            data = runner.run_set(ctx, members) if as_set else runner.run(ctx)
+        except ManualStepRequired as exc:
+            self._fail(members, {"manual": True, "instructions": exc.instructions})
+            result.manual.append((step.id, str(exc)))
+            ctx.log.warning("step.manual", instructions=exc.instructions)
+            return False
+        except Exception as exc:  # StepFailed, or an unexpected error: journaled either way, the lane stops
+            text = str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
+            self._fail(members, {"error": text})
+            result.failed.append((step.id, text))
+            ctx.log.error("step.failed", error=text, duration_s=round(time.monotonic() - t0, 3))
+            return False
+        for m in members:
+            self._step_event(m, "succeeded", (data or {}).get(m.node, data) if as_set else data)
+            result.done.append(m.id)
+        ctx.log.info("step.done", duration_s=round(time.monotonic() - t0, 3))
+        return True
+
+    def _fail(self, members: list[Step], data: dict) -> None:
+        for m in members:
+            self._step_event(m, "failed", data)
 
     # ------------------------------------------------------------------ window clock
     def _maybe_open_window(self, step: Step) -> None:

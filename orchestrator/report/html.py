@@ -14,7 +14,7 @@ from html import escape
 from orchestrator.report.model import Report, fmt_duration, fmt_ts, stopped_text
 
 WIDTH = 1240
-LEFT = 180
+LEFT = 240
 RIGHT = 24
 TOP_PHASES = 8
 BAND_H = 22
@@ -87,6 +87,9 @@ def render_svg(r: Report) -> str:
         fill = "#f3f6f9" if i % 2 else "#ffffff"
         out.append(f'<rect x="0" y="{y}" width="{WIDTH}" height="{ROW_H}" fill="{fill}"/>')
     if r.events:
+        for t in _ticks(t0, t1):  # vertical grid, under everything else
+            out.append(f'<line x1="{x(t)}" y1="{TOP_PHASES}" x2="{x(t)}" y2="{ROWS_TOP + rows_h}" stroke="#e3e8ee" '
+                       f'stroke-width="0.8"/>')
         # phase bands across the top
         out.append('<g class="phases">')
         for p in r.phases:
@@ -142,15 +145,23 @@ def render_svg(r: Report) -> str:
                        f'<title>{e(tip)}</title></rect>')
         for bk in r.backups_of(row.name):
             bx = x(bk.ts)
-            if bk.stopped_at is not None:
-                sx = x(bk.stopped_at)
-                out.append(f'<line x1="{bx}" y1="{y + 6}" x2="{sx}" y2="{y + 6}" stroke="#1565c0" '
-                           f'stroke-width="1.4" stroke-dasharray="2 2"/>')
-                first_stop = next(t for t in bk.transitions if not t.usable)
+            # dotted while it can restore its node alone; a cross each time it stops being able to
+            usable_from = bk.ts if bk.usable_when_taken else None
+            for t in bk.transitions:
+                if t.usable:
+                    usable_from = t.ts
+                    continue
+                if usable_from is not None:
+                    out.append(_usable_line(x(usable_from), x(t.ts), y))
+                usable_from = None
+                sx = x(t.ts)
+                text = (f"backup {bk.backup_id} stopped being usable to restore {bk.node} alone at {fmt_ts(t.ts)} "
+                        f"(domain {t.domain_version}): {t.reason}")
                 out.append(f'<path class="stop" data-backup="{e(bk.backup_id)}" d="M{sx - 5},{y + 1} L{sx + 5},{y + 11} '
                            f'M{sx - 5},{y + 11} L{sx + 5},{y + 1}" stroke="#b71c1c" stroke-width="2.2">'
-                           f'<title>{e(f"backup {bk.backup_id} stopped being usable to restore {bk.node} alone at {fmt_ts(bk.stopped_at)} (domain {first_stop.domain_version}): {first_stop.reason}")}'
-                           f'</title></path>')
+                           f'<title>{e(text)}</title></path>')
+            if usable_from is not None:
+                out.append(_usable_line(x(usable_from), x(t1), y))
             tip = (f"backup {bk.backup_id} ({bk.method}, {bk.tag or 'untagged'}) of {bk.node} at {fmt_ts(bk.ts)}\n"
                    f"taken at domain {bk.domain_version}, node {bk.node_version}\n"
                    f"usable alone now: {'yes' if bk.usable_alone_now else 'no'}; stopped: {stopped_text(bk)}\n"
@@ -178,7 +189,6 @@ def render_svg(r: Report) -> str:
             from datetime import datetime, timezone
             label = datetime.fromtimestamp(t, tz=timezone.utc).strftime("%H:%M:%S" if fine else "%H:%M")
             out.append(f'<line x1="{tx}" y1="{ay}" x2="{tx}" y2="{ay + 5}" stroke="#78909c"/>'
-                       f'<line x1="{tx}" y1="{TOP_PHASES}" x2="{tx}" y2="{ay}" stroke="#cfd8dc" stroke-width="0.5"/>'
                        f'<text x="{tx}" y="{ay + 18}" font-size="11" text-anchor="middle" fill="#455a64">{e(label)}</text>')
         out.append(f'<text x="10" y="{ay + 18}" font-size="11" fill="#455a64">UTC, {e(fmt_ts(r.t0)[:10])}</text>')
     out.append('</g>')
@@ -187,6 +197,11 @@ def render_svg(r: Report) -> str:
                    f'text-anchor="middle" fill="#5a6675">No events in the journal yet: nothing has run.</text>')
     out.append('</svg>')
     return "\n".join(out)
+
+
+def _usable_line(x0: float, x1: float, y: float) -> str:
+    return (f'<line class="usable" x1="{x0}" y1="{y + 6}" x2="{x1}" y2="{y + 6}" stroke="#1565c0" '
+            f'stroke-width="1.4" stroke-dasharray="2 2"/>')
 
 
 def _yes(flag: bool) -> str:
