@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.interop import interop_data
+from orchestrator.core.installer_template import DEPLOYMENT_OPTIONS, DOTTED_KEYS, SCHEMAS
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_version
 
 EXIT_OK, EXIT_FAILED, EXIT_TEMPLATE, EXIT_PRECHECK, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
@@ -57,16 +58,11 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 # Template versions of the installer releases the stand-in plays (see orchestrator/core/installer_template.py
 # for where they come from). dotted: the 6.5 naming (new.vcsa, ssh.enable, user-options...).
-TEMPLATE_VERSIONS = {(6, 5): ("2.3.0", True), (6, 7): ("2.13.0", False)}
-_DOTTED = {
-    "new_vcsa": "new.vcsa", "deployment_network": "deployment.network", "thin_disk_mode": "thin.disk.mode",
-    "deployment_option": "deployment.option", "ssh_enable": "ssh.enable", "temporary_network": "temporary.network",
-    "ip_family": "ip.family", "dns_servers": "dns.servers", "user_options": "user-options",
-    "vcdb_migrateSet": "vcdb.migrateSet", "source_vc": "source.vc", "managing_esxi_or_vc": "managing.esxi.or.vc",
-    "vc_vcsa": "vc.vcsa", "root_password": "root.password", "ceip_enabled": "ceip.enabled",
-}
-_SIZES = [s + st for s in ("tiny", "small", "medium", "large", "xlarge") for st in ("", "-lstorage", "-xlstorage")]
-OPTIONS = set(_SIZES) | {"management-" + s for s in _SIZES} | {"infrastructure"}
+# The installer's template schema is VMware's, so the stand-in reads the same facts the product writes from
+# (key spellings per release, deployment options); its *checks* are its own, as the real installer's are.
+TEMPLATE_VERSIONS = {line: (sch["version"], sch["dotted"]) for line, sch in SCHEMAS.items()}
+_DOTTED = DOTTED_KEYS
+OPTIONS = set(DEPLOYMENT_OPTIONS)
 
 
 class Refusal(Exception):

@@ -73,7 +73,7 @@ def placeholder(credential: str) -> str:
 
 # -- schema per installer release line ------------------------------------------------------------------
 # Canonical names are the 6.7 (underscore) ones; 6.5 renames them with dots (and `user-options`).
-_DOTTED = {
+DOTTED_KEYS = {  # VMware's 6.5 spelling of each 6.7 key (both are the installer's own schema)
     "new_vcsa": "new.vcsa", "deployment_network": "deployment.network", "thin_disk_mode": "thin.disk.mode",
     "deployment_option": "deployment.option", "ssh_enable": "ssh.enable", "temporary_network": "temporary.network",
     "ip_family": "ip.family", "dns_servers": "dns.servers", "user_options": "user-options",
@@ -95,7 +95,7 @@ class TemplateError(InputError):
 
 
 def key(name: str, dotted: bool) -> str:
-    return _DOTTED.get(name, name) if dotted else name
+    return DOTTED_KEYS.get(name, name) if dotted else name
 
 
 def schema_for_target(target: Version) -> dict[str, Any]:

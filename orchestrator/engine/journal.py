@@ -66,6 +66,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from orchestrator.engine.durable import fsync_dir as _fsync_dir
 from orchestrator.errors import InputError, VcwaveError
 
 FORMAT = "vcwave-journal"
@@ -207,12 +208,6 @@ def _non_str_keys(data: Any, path: str = "data") -> list[str]:
     return found
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _event_row(seq: int, ts: float, fields: dict[str, str], data: dict) -> dict:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import structlog
 
+from orchestrator.engine.durable import fsync_dir as _fsync_dir
 from orchestrator.errors import RefusedError
 
 log = structlog.get_logger(__name__)
@@ -77,12 +78,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class DomainLock:
