@@ -42,16 +42,18 @@ SECRET_HEADERS = ("authorization", "cookie", "set-cookie", "vmware-api-session-i
 
 
 # -- scrubbing + matching ---------------------------------------------------------------------------------------
+def _scrub_header_value(name: str, value: str) -> str:
+    if name.lower() in ("authorization", "vmware-api-session-id"):
+        return scrub.MASK
+    return scrub.scrub_text(value)  # cookies: vmware_soap_session=*** (and any registered secret)
+
+
 def _scrub_headers(headers: Any) -> None:
     for name in list(headers.keys()):
         if name.lower() in SECRET_HEADERS:
             v = headers[name]
-            if isinstance(v, list):
-                headers[name] = [scrub.scrub_text(f"{name}: {x}").split(": ", 1)[1] if x else x for x in v]
-            else:
-                headers[name] = scrub.scrub_text(f"{name}: {v}").split(": ", 1)[1] if v else v
-            if name.lower() in ("authorization", "vmware-api-session-id"):
-                headers[name] = scrub.MASK if not isinstance(headers[name], list) else [scrub.MASK]
+            headers[name] = ([_scrub_header_value(name, x) for x in v] if isinstance(v, list)
+                             else _scrub_header_value(name, v))
 
 
 def _scrub_body(body: Any) -> Any:
@@ -73,10 +75,7 @@ def before_record_request(request: Any) -> Any:
 
 
 def before_record_response(response: dict) -> dict:
-    headers = response.get("headers") or {}
-    for name in list(headers.keys()):
-        if name.lower() in SECRET_HEADERS:
-            headers[name] = [scrub.scrub_text(f"{name}: {v}").split(": ", 1)[1] for v in headers[name]]
+    _scrub_headers(response.get("headers") or {})
     body = response.get("body") or {}
     if "string" in body:
         data = body["string"]

@@ -94,7 +94,7 @@ class RollbackStep:
                   if e.data.get("backup_id") == self.action.asset), None)
         if b is None:
             raise StepFailed(f"node {ctx.node.name}: backup {self.action.asset} is not in the journal")
-        client = ctx.conns.appliance(ctx.node)
+        client = ctx.conns.appliance(ctx.node, "root")  # a fresh appliance in restore mode knows only root
         target = ctx.node.backup
         if client.restore_job().state != "INPROGRESS":
             try:

@@ -1,0 +1,186 @@
+"""The one retry policy: transient retried (and counted, and logged), permanent never, sessions re-made once."""
+from __future__ import annotations
+
+import http.client
+
+import pytest
+from structlog.testing import capture_logs
+
+from orchestrator.clients import retry
+from orchestrator.clients.appliance import ApplianceClient
+from orchestrator.clients.retry import (Ambiguous, BadRequest, ConnectionFailed, NotFound, PermanentError,
+                                        ServiceUnavailable, SessionExpired, TransientError, Unauthorized,
+                                        call_with_retry)
+
+from ._servers import RESET, Script, ScriptServer
+
+SESSION = "/rest/com/vmware/cis/session"
+VERSION = "/rest/appliance/system/version"
+
+
+def flaky(*outcomes):
+    """fn raising/returning the given outcomes in order."""
+    it = iter(outcomes)
+    calls = []
+
+    def fn():
+        calls.append(1)
+        o = next(it)
+        if isinstance(o, BaseException):
+            raise o
+        return o
+    fn.calls = calls
+    return fn
+
+
+def test_transient_retried_then_success_counted_and_logged():
+    retry.RETRIES.reset()
+    fn = flaky(ServiceUnavailable("503"), ConnectionResetError("reset"), "ok")
+    with capture_logs() as logs:
+        assert call_with_retry(fn, what="t.op", node="n1") == "ok"
+    assert len(fn.calls) == 3
+    assert retry.RETRIES.total == 2 and retry.RETRIES.by_what() == {"t.op": 2}
+    ev = [e for e in logs if e["event"] == "client.retry"]
+    assert [e["attempt"] for e in ev] == [1, 2]
+    assert all(e["node"] == "n1" and "wait" in e for e in ev)
+    assert ev[1]["error"] == "ConnectionFailed"
+
+
+@pytest.mark.parametrize("exc", [BadRequest("400"), NotFound("404"), Unauthorized("401"), PermanentError("x"),
+                                 ValueError("bug")])
+def test_permanent_never_retried(exc):
+    fn = flaky(exc, "ok")
+    with pytest.raises(type(exc)):
+        call_with_retry(fn, what="t", attempts=5)
+    assert len(fn.calls) == 1
+
+
+def test_attempts_bound_then_last_error_raised():
+    fn = flaky(*[ServiceUnavailable("503")] * 10)
+    with pytest.raises(ServiceUnavailable):
+        call_with_retry(fn, what="t", attempts=3)
+    assert len(fn.calls) == 3
+
+
+def test_deadline_bounds_retries():
+    fn = flaky(*[TimeoutError("slow")] * 100)
+    with pytest.raises(retry.Timeout):
+        call_with_retry(fn, what="t", attempts=100, deadline=0.05,
+                        policy=retry.RetryPolicy(initial_wait=0.02, max_wait=0.02))
+    assert 2 <= len(fn.calls) < 10
+
+
+def test_session_expired_relogin_once_then_success():
+    relogins = []
+    fn = flaky(SessionExpired("401"), "ok")
+    assert call_with_retry(fn, what="t", relogin=lambda: relogins.append(1)) == "ok"
+    assert relogins == [1]
+
+
+def test_session_expired_twice_is_unauthorized_not_retried():
+    relogins = []
+    fn = flaky(SessionExpired("401"), SessionExpired("401"), "never")
+    with pytest.raises(Unauthorized):
+        call_with_retry(fn, what="t", relogin=lambda: relogins.append(1), attempts=5)
+    assert relogins == [1] and len(fn.calls) == 2
+
+
+def test_non_idempotent_reset_is_ambiguous_but_refused_connection_retried():
+    fn = flaky(ConnectionResetError("reset after send"), "ok")
+    with pytest.raises(Ambiguous):
+        call_with_retry(fn, what="backup.start", idempotent=False)
+    fn = flaky(ConnectionRefusedError("refused"), ServiceUnavailable("503"), "ok")
+    assert call_with_retry(fn, what="backup.start", idempotent=False) == "ok"
+
+
+def test_classify_transport_errors():
+    assert isinstance(retry.classify(http.client.RemoteDisconnected("x")), ConnectionFailed)
+    assert isinstance(retry.classify(TimeoutError()), TransientError)
+    import ssl
+    assert isinstance(retry.classify(ssl.SSLCertVerificationError("bad")), retry.TlsError)
+
+
+# -- over HTTP, against a scripted stdlib server ----------------------------------------------------------
+def client(srv: ScriptServer, **kw) -> ApplianceClient:
+    return ApplianceClient(srv.url, "administrator@vsphere.local", srv.script.password, node="t", **kw)
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_http_5xx_gateway_retried(status):
+    s = Script().then("GET", VERSION, (status, {"type": "x", "value": {"messages": []}}),
+                      (status, None))
+    with ScriptServer(s) as srv:
+        assert client(srv).version().build == "10244745"
+    assert s.count("GET", VERSION) == 3
+
+
+def test_reset_retried_for_get():
+    s = Script().then("GET", VERSION, RESET, RESET)
+    with ScriptServer(s) as srv:
+        assert client(srv).version().version == "6.7.0.20000"
+    assert s.count("GET", VERSION) == 3
+
+
+def test_400_not_retried_carries_vapi_type_and_messages():
+    body = {"type": "com.vmware.vapi.std.errors.feature_in_use",
+            "value": {"messages": [{"id": "x", "default_message": "A backup or restore is already in progress"}]}}
+    s = Script().then("POST", "/rest/appliance/recovery/backup/job", (400, body))
+    with ScriptServer(s) as srv:
+        with pytest.raises(BadRequest) as ei:
+            client(srv).backup_start(location_type="SFTP", location="sftp://h/p")
+    assert s.count("POST", "/rest/appliance/recovery/backup/job") == 1
+    assert ei.value.error_type == "com.vmware.vapi.std.errors.feature_in_use"
+    assert ei.value.messages == ("A backup or restore is already in progress",)
+
+
+def test_404_not_retried():
+    s = Script()
+    with ScriptServer(s) as srv:
+        with pytest.raises(NotFound):
+            client(srv).backup_job("nope")
+    assert s.count("GET", "/rest/appliance/recovery/backup/job/nope") == 1
+
+
+def test_401_relogin_once_then_success():
+    s = Script()
+    with ScriptServer(s) as srv:
+        c = client(srv)
+        c.version()
+        s.sessions.clear()  # the appliance forgot every session
+        with capture_logs() as logs:
+            assert c.health().system == "green"
+    assert s.count("POST", SESSION) == 2
+    assert any(e["event"] == "client.relogin" for e in logs)
+
+
+def test_401_twice_unauthorized_not_retried():
+    unauth = (401, {"type": "com.vmware.vapi.std.errors.unauthenticated", "value": {"messages": []}})
+    s = Script().then("GET", VERSION, unauth, unauth, unauth)
+    with ScriptServer(s) as srv:
+        with pytest.raises(Unauthorized):
+            client(srv).version()
+    assert s.count("GET", VERSION) == 2 and s.count("POST", SESSION) == 2
+
+
+def test_bad_password_is_unauthorized_without_retry():
+    s = Script()
+    with ScriptServer(s) as srv:
+        c = ApplianceClient(srv.url, "administrator@vsphere.local", "wrong-password", node="t")
+        with pytest.raises(Unauthorized):
+            c.version()
+    assert s.count("POST", SESSION) == 1
+
+
+def test_non_idempotent_backup_start_reset_is_ambiguous():
+    s = Script().then("POST", "/rest/appliance/recovery/backup/job", RESET)
+    with ScriptServer(s) as srv:
+        with pytest.raises(Ambiguous, match="look at the node"):
+            client(srv).backup_start(location_type="SFTP", location="sftp://h/p")
+    assert s.count("POST", "/rest/appliance/recovery/backup/job") == 1
+
+
+def test_plain_404_means_no_rest_api():
+    s = Script().then("GET", VERSION, (404, None))
+    with ScriptServer(s) as srv:
+        with pytest.raises(NotFound, match="no appliance REST API on this node"):
+            client(srv).version()
