@@ -212,6 +212,14 @@ def rehearse(c, inventory="examples/two-site.yml", target=None, faults=None, tim
     return run(inventory, target, faults, float(time_scale), workdir, playbook, _int(concurrency, "--concurrency"))
 
 
+@task(name="record", help={"out": "cassette folder (default cassettes)"})
+@_cli
+def cassettes_record(c, out="cassettes"):
+    """Start a lab, run the recording scenarios with the real clients, write scrubbed vcrpy cassettes."""
+    from lab.record import record_all
+    return f"cassettes written: {record_all(out)}"
+
+
 # ------------------------------------------------------------------------------------------------- bench
 def _bench(name: str, json: bool, **kw):
     from lab import bench
@@ -273,5 +281,6 @@ def bench_all(c, json=False):
 
 ns = Collection(plan, precheck, backup, stage, upgrade, verify, status_, rollback, repoint, report, rehearse)
 ns.add_collection(Collection("lab", lab_up, lab_status, lab_down, lab_build))
+ns.add_collection(Collection("cassettes", cassettes_record))
 ns.add_collection(Collection("bench", bench_all, bench_plan, bench_lab, bench_facts, bench_overhead, bench_window,
                              bench_faults))
