@@ -35,7 +35,7 @@ class CommonFlags:
     def options(self) -> EngineOptions:
         return EngineOptions(state_dir=Path(self.state_dir), poll_interval=self.poll_interval,
                              installer=self.installer, break_stale_lock=self.break_stale_lock,
-                             extra=(("insecure", self.insecure), ("deadline_scale", self.deadline_scale)))
+                             insecure=self.insecure, deadline_scale=self.deadline_scale)
 
 
 def load_checked(flags: CommonFlags) -> tuple[Inventory, Plan]:

@@ -33,8 +33,8 @@ class EngineOptions:
     job_deadline_s: float = 6 * 3600
     installer: str | None = None
     break_stale_lock: bool = False
-    snapshots: bool = False
-    extra: tuple[tuple[str, Any], ...] = ()
+    insecure: bool = False  # TLS verification off (an explicit, logged flag): also tells the installer
+    deadline_scale: float = 1.0  # job deadlines x F (the lab's time-scaled jobs finish sooner)
 
 
 @dataclass

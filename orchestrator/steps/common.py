@@ -9,7 +9,7 @@ from orchestrator.steps.base import StepContext
 
 def deadline(ctx: StepContext, minutes: float) -> float:
     """A job's overall deadline in seconds (the engine option can scale it down for the lab)."""
-    return max(5.0, minutes * 60.0 * 3 * dict(ctx.options.extra).get("deadline_scale", 1.0))
+    return max(5.0, minutes * 60.0 * 3 * ctx.options.deadline_scale)
 
 
 def poll_kwargs(ctx: StepContext) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from orchestrator.steps.common import current_domain_version
 def _runner(ctx: StepContext) -> InstallerRunner:
     return InstallerRunner(resolve_installer(ctx.options.installer),
                            log_root=ctx.options.state_dir / ctx.inv.domain / "installer-logs",
-                           ssl_verify=not dict(ctx.options.extra).get("insecure", False))
+                           ssl_verify=not ctx.options.insecure)
 
 
 def _template_and_secrets(ctx: StepContext) -> tuple[dict, dict]:
