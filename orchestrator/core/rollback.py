@@ -17,6 +17,10 @@ from orchestrator.core.validity import judge, judge_all, usable_single
 from orchestrator.errors import RefusedError
 
 
+RESTORE_METHOD = {"snapshot-set": "snapshot-revert", "source-appliance": "source-appliance",
+                  "file": "file-restore", "external": "external-restore"}
+
+
 @dataclass(frozen=True)
 class RollbackAction:
     order: int
@@ -48,8 +52,12 @@ def _asset_for(node: str, hist: DomainHistory, inv: Inventory, to: str, target_d
     """The newest asset of `node` usable in a whole-domain rollback to `to`."""
     cands = [b for b in hist.backups if b.node == node and b.verified]
     if to == "pre":
-        cands = [b for b in cands if b.domain_version == target_domain and b.tag in ("pre", "during")
-                 and (b.method != "source-appliance" or b.node_version == _original(inv)[node])]
+        # A kept installer source is judged by the version it runs (KB 322065 brings every source back together,
+        # PSCs first), not by the domain version at its power-off, which is mixed for all but the first PSC.
+        cands = [b for b in cands
+                 if (b.method == "source-appliance" and b.node_version == _original(inv)[node])
+                 or (b.method != "source-appliance" and b.domain_version == target_domain
+                     and b.tag in ("pre", "during"))]
     else:
         cands = [b for b in cands if b.tag == "during" and b.domain_version == target_domain
                  and b.method != "source-appliance"]
@@ -98,18 +106,24 @@ def plan_domain_rollback(inv: Inventory, hist: DomainHistory, to: str = "pre") -
     k = 0
     vcs = [n for n in inv.vcenters if n.name in assets]
     pscs = [n for n in inv.pscs if n.name in assets]
-    for n in vcs:
+    # Every vCenter with a known VM stops, restored or not, so none talks to a PSC being restored.
+    stopped = [n for n in inv.vcenters if n.vm is not None or n.name in assets]
+    for n in stopped:
         k += 1
         actions.append(RollbackAction(k, n.name, n.role, "stop", "power-off", "", current[n.name],
                                       "vCenters stop first so none talks to a PSC being restored"))
     for n in pscs + vcs:
         a = assets[n.name]
-        method = {"snapshot-set": "snapshot-revert", "source-appliance": "source-appliance",
-                  "file": "file-restore", "external": "external-restore"}[a.method]
+        method = RESTORE_METHOD[a.method]
         k += 1
         actions.append(RollbackAction(k, n.name, n.role, "restore", method, a.set_id or a.backup_id,
                                       want[n.name], f"{'PSCs first' if n.is_psc else 'then vCenters'}: "
                                       f"{a.method} {a.backup_id} taken at domain {a.domain_version}"))
+    for n in stopped:
+        if n.name not in assets:
+            k += 1
+            actions.append(RollbackAction(k, n.name, n.role, "start", "power-on", "", current[n.name],
+                                          "not restored: started again once its PSC is back"))
     for n in pscs + vcs:
         k += 1
         actions.append(RollbackAction(k, n.name, n.role, "verify", "verify-old", "", want[n.name],
@@ -131,7 +145,8 @@ def plan_node_rollback(inv: Inventory, hist: DomainHistory, node: str) -> Rollba
                            f"`invoke rollback`", rule="single-node-rollback", node=node)
     b = usable.backup
     return RollbackPlan(node, "pre", (
-        RollbackAction(1, node, n.role, "restore", "file-restore", b.backup_id, b.node_version, usable.reason),
+        RollbackAction(1, node, n.role, "restore", RESTORE_METHOD[b.method], b.backup_id, b.node_version,
+                       usable.reason),
         RollbackAction(2, node, n.role, "verify", "verify-old", "", b.node_version, "version and instance UUID")))
 
 

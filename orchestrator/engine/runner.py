@@ -96,7 +96,7 @@ class Engine:
         hist = self.history()
         if phase in ("psc", "vcenter"):
             missing = [n.name for n in self.inv.nodes
-                       if not any(b.node == n.name and b.tag == "pre" for b in hist.backups)
+                       if not any(b.node == n.name and b.tag == "pre" and b.verified for b in hist.backups)
                        and (nodes is None or n.name in nodes)]
             if missing and any(s.action == "backup" for s in self.plan.phase("pre").steps):
                 raise RefusedError(f"no verified pre-upgrade backup recorded for {', '.join(missing)}: run "

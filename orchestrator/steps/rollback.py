@@ -47,6 +47,10 @@ class RollbackStep:
                 if ctx.node.vm:
                     _power(ctx, ctx.node.vm.vcenter, _serving_vm(ctx), on=False)
                 return {}
+            if a.method == "power-on":
+                if ctx.node.vm:
+                    _power(ctx, ctx.node.vm.vcenter, _serving_vm(ctx), on=True)
+                return {}
             if a.method == "snapshot-revert":
                 return self._revert_set(ctx)
             if a.method == "source-appliance":
