@@ -99,12 +99,16 @@ class Rehearsal:
             st = status_cmd.status_data(flags)
         return self.summary(st, report, retry.retry_count() - start_retries)
 
+    def _failed_step(self) -> str:
+        lines = self.failed.splitlines()
+        return next((l.strip() for l in lines if l.strip().startswith("FAILED")), lines[0] if lines else "")
+
     def summary(self, st: Any, report: str, retries: int) -> str:
         w = st.window
         usable = sum(1 for n in st.nodes if n["single_restore"])
         lines = ["rehearsal summary",
                  f"  domain {st.domain}: {self.inventory} -> {self.target} (time scale {self.time_scale})",
-                 f"  outcome: {'ROLLED BACK after ' + self.failed.splitlines()[0] if self.rolled_back else 'upgraded'}",
+                 f"  outcome: {'ROLLED BACK after ' + self._failed_step() if self.rolled_back else 'upgraded'}",
                  f"  domain version now: {st.domain_version}",
                  f"  mixed-version window: {w['state']}, {w['length_s']:.2f}s in the lab "
                  f"(~{w['length_s'] / self.time_scale / 60:.0f} min at real speed)",
