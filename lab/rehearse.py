@@ -72,6 +72,15 @@ class Rehearsal:
     def run(self) -> str:
         lab_dir = self.workdir / "lab"
         start_retries = retry.retry_count()
+        # Waits between retries shrink with the lab's clock, as every job duration does (attempts stay as they are).
+        old_policy = retry.set_default_policy(initial_wait=min(0.5, 0.5 * self.time_scale * 200),
+                                              max_wait=min(15.0, 15.0 * self.time_scale * 20))
+        try:
+            return self._run(lab_dir, start_retries)
+        finally:
+            retry.set_default_policy(old_policy)
+
+    def _run(self, lab_dir: Path, start_retries: int) -> str:
         with manage.running(self.inventory, lab_dir, time_scale=self.time_scale, faults=self.faults) as info:
             os.environ[ENV_LAB_DIR] = str(lab_dir.resolve())
             flags = self.flags(info["inventory"])

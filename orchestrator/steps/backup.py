@@ -20,7 +20,7 @@ from orchestrator.core.interop import backup_method_problem
 from orchestrator.core.plan import Step
 from orchestrator.errors import StepFailed
 from orchestrator.steps.base import NOT_DONE, StepContext
-from orchestrator.steps.common import current_domain_version, deadline, poll_kwargs
+from orchestrator.steps.common import current_domain_version, deadline, poll_kwargs, start_once
 
 SNAPSHOT_PREFIX = "vcwave"
 
@@ -49,10 +49,13 @@ class FileBackup:
         client = ctx.conns.appliance(node)
         location = f"{target.location.rstrip('/')}/{ctx.step.tag or 'manual'}-{time.strftime('%Y%m%d-%H%M%S')}"
         try:
-            job_id = client.backup_start(location_type=target.location_type, location=location,
-                                         location_user=ctx.conns.user(target.credentials),
-                                         location_password=ctx.conns.secret(target.credentials),
-                                         comment=f"vcwave {ctx.step.id}")
+            before = set(client.backup_jobs())
+            job_id = start_once(
+                lambda: client.backup_start(location_type=target.location_type, location=location,
+                                            location_user=ctx.conns.user(target.credentials),
+                                            location_password=ctx.conns.secret(target.credentials),
+                                            comment=f"vcwave {ctx.step.id}"),
+                lambda: max(set(client.backup_jobs()) - before, default=None), what="backup.start")
         except ClientError as exc:
             raise StepFailed(f"node {node.name}: backup job refused: {exc}") from exc
         ctx.progress({"job_id": job_id, "location": location})
@@ -113,7 +116,10 @@ class SnapshotSetBackup:
                 self._power(ctx, n, on=False)
             for n in nodes:
                 mg = ctx.conns.management(n.vm.vcenter)
-                mg.create_snapshot(mg.vm_by_name(n.vm.name), set_id, f"vcwave cold snapshot set {set_id}")
+                vm = mg.vm_by_name(n.vm.name)
+                start_once(lambda: mg.create_snapshot(vm, set_id, f"vcwave cold snapshot set {set_id}"),
+                           lambda: _snapshot_named(mg.snapshots(vm), set_id),
+                           what="snapshot.create")
         finally:
             for n in sorted(nodes, key=lambda n: n.role != "psc"):  # PSCs first
                 self._power(ctx, n, on=True)
@@ -141,6 +147,17 @@ class SnapshotSetBackup:
         for n in sorted(nodes, key=lambda n: n.role != "psc"):
             self._power(ctx, n, on=True)
         return NOT_DONE
+
+
+def _snapshot_named(tree: Any, name: str) -> str | None:
+    """The moref of the snapshot called `name` anywhere in a snapshot tree (None if absent)."""
+    for snap in tree:
+        if snap.name == name:
+            return snap.moref
+        found = _snapshot_named(snap.children, name)
+        if found:
+            return found
+    return None
 
 
 class ExternalBackup:

@@ -1,10 +1,14 @@
 """Small helpers the steps share: deadlines scaled for the lab, the pre-upgrade baseline, domain version."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+from orchestrator.clients.retry import Ambiguous
 
 from orchestrator.core.history import domain_version
 from orchestrator.steps.base import StepContext
+
+T = TypeVar("T")
 
 
 def deadline(ctx: StepContext, minutes: float) -> float:
@@ -19,3 +23,23 @@ def poll_kwargs(ctx: StepContext) -> dict[str, Any]:
 
 def current_domain_version(ctx: StepContext) -> str:
     return domain_version(ctx.inv, ctx.history().versions())
+
+
+def start_once(start: Callable[[], T], already_started: Callable[[], T | None], *, what: str,
+               attempts: int = 3) -> T:
+    """Start a job on a node without ever starting it twice.
+
+    The clients refuse to repeat a call that starts work after an ambiguous failure (a reset after the
+    request was sent): it may have happened. Here the step looks at the node (`already_started`) and adopts
+    the job it finds; only when the node shows nothing is the start sent again.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return start()
+        except Ambiguous:
+            found = already_started()
+            if found is not None:
+                return found
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")

@@ -9,7 +9,7 @@ from orchestrator.core.versions import catalogue
 from orchestrator.errors import StepFailed
 from orchestrator.facts.node import appliance_version, gather
 from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext
-from orchestrator.steps.common import deadline, poll_kwargs
+from orchestrator.steps.common import deadline, poll_kwargs, start_once
 
 
 def _target_string(ctx: StepContext) -> str:
@@ -23,7 +23,9 @@ class Stage:
         try:
             staged = client.update_staged()
             if not (staged and staged.version == version and staged.staging_complete):
-                client.update_stage(version)
+                start_once(lambda: client.update_stage(version) or True,
+                           lambda: True if (client.update_state().state == "STAGE_IN_PROGRESS"
+                                            or client.update_staged() is not None) else None, what="update.stage")
                 client.wait_job(client.update_staged, deadline=deadline(ctx, 15), what="stage",
                                 done=lambda s: bool(s and s.version == version and s.staging_complete),
                                 **poll_kwargs(ctx))
@@ -46,7 +48,9 @@ class UpdateInstall:
                 if pre.errors:
                     raise StepFailed(f"node {ctx.node.name}: update precheck refused {version}: "
                                      + "; ".join(pre.errors))
-                client.update_install(version, {"vmdir.password": ctx.conns.secret("sso")})
+                start_once(lambda: client.update_install(version, {"vmdir.password": ctx.conns.secret("sso")}) or True,
+                           lambda: True if client.update_state().state == "INSTALL_IN_PROGRESS" else None,
+                           what="update.install")
                 ctx.progress({"install": version})
         except ClientError as exc:
             raise StepFailed(f"node {ctx.node.name}: update install of {version} refused: {exc}") from exc
