@@ -23,7 +23,7 @@ from orchestrator.commands import waves
 from orchestrator.commands.session import CommonFlags
 from orchestrator.core.inventory import load_inventory
 from orchestrator.core.versions import Version, catalogue
-from orchestrator.errors import InputError, StepFailed, VcwaveError, Where
+from orchestrator.errors import InputError, RefusedError, StepFailed, VcwaveError, Where
 
 
 def default_target(inventory: str | Path) -> str:
@@ -102,8 +102,13 @@ class Rehearsal:
                 if not self.faults:
                     raise
                 self.say(f"== a step failed as the fault file asked: {self.failed.splitlines()[0]}")
-                self._do("rollback", lambda: rollback_cmd.run(flags))
-                self.rolled_back = True
+                try:
+                    self._do("rollback", lambda: rollback_cmd.run(flags))
+                    self.rolled_back = True
+                except RefusedError as exc:
+                    if exc.rule != "rollback-nothing":
+                        raise
+                    self.say("== nothing to roll back: the failure came before any node moved")
             report = _report(flags)
             st = status_cmd.status_data(flags)
         return self.summary(st, report, retry.retry_count() - start_retries)

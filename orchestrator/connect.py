@@ -54,6 +54,11 @@ class Connections:
                 self._secrets[credential] = resolve(self.inv.credential(credential))
             return self._secrets[credential]
 
+    def resolve_all(self) -> None:
+        """Read every declared secret now, so bad credentials stop the command before it changes anything."""
+        for cred in self.inv.credentials:
+            self.secret(cred.name)
+
     def user(self, credential: str) -> str:
         return self.inv.credential(credential).user
 

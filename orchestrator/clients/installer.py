@@ -31,9 +31,10 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Iterable, Callable, Mapping
 
 from orchestrator.core.installer_template import (TemplateError, fill_secrets, no_ssl_flag,
                                                   validate_template, verify_flag)
@@ -168,8 +169,11 @@ class InstallerRunner:
         return self._run(template, secrets, "--precheck-only", on_line)
 
     def upgrade(self, template: dict, secrets: Mapping[str, "str | Secret"], *,
-                on_line: Callable[[str], None] | None = None) -> InstallerResult:
-        return self._run(template, secrets, None, on_line)
+                on_line: Callable[[str], None] | None = None,
+                on_start: Callable[[int, str], None] | None = None) -> InstallerResult:
+        """The real run. `on_start(pid, private_dir)` lets the caller journal the running installer: it runs in
+        its own session and outlives a killed vcwave, which must then wait for it, never start a second one."""
+        return self._run(template, secrets, None, on_line, on_start)
 
     # the work ---------------------------------------------------------------------------------------------
     def command(self, template: dict, mode_flag: str | None, log_dir: Path, template_file: Path) -> list[str]:
@@ -182,7 +186,8 @@ class InstallerRunner:
         return cmd
 
     def _run(self, template: dict, secrets: Mapping[str, "str | Secret"], mode_flag: str | None,
-             on_line: Callable[[str], None] | None) -> InstallerResult:
+             on_line: Callable[[str], None] | None,
+             on_start: Callable[[int, str], None] | None = None) -> InstallerResult:
         problems = validate_template(template)
         if problems:
             raise TemplateError("the installer template is incomplete: " + "; ".join(problems))
@@ -202,19 +207,23 @@ class InstallerRunner:
                 json.dump(filled, f, indent=2)
             del filled
             cmd = self.command(template, mode_flag, log_dir, tfile)
-            try:
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
-                                        env=self.env, start_new_session=True)
-            except OSError as e:
-                raise InstallerNotConfigured(f"cannot run the installer {self.installer}: {e.strerror}; set "
-                                             f"--installer PATH or {ENV_INSTALLER}") from None
-            assert proc.stdout is not None
+            # The installer writes to a file, not a pipe: if vcwave dies, the installer must not die of a
+            # broken pipe halfway through a migration; vcwave follows the file instead.
+            out_path = log_dir / "vcwave-installer-output.log"
+            with open(out_path, "wb") as out:
+                try:
+                    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=self.env, start_new_session=True)
+                except OSError as e:
+                    raise InstallerNotConfigured(f"cannot run the installer {self.installer}: {e.strerror}; set "
+                                                 f"--installer PATH or {ENV_INSTALLER}") from None
+            if on_start:
+                on_start(proc.pid, str(private))
             if self.timeout:
                 watchdog = threading.Timer(self.timeout, _stop, [proc])
                 watchdog.daemon = True
                 watchdog.start()
-            for raw in proc.stdout:
+            for raw in _follow(out_path, proc):
                 line = scrub(raw.rstrip("\r\n"))
                 tail.append(line)
                 if on_line:
@@ -227,13 +236,32 @@ class InstallerRunner:
                 watchdog.cancel()
             if proc is not None and proc.poll() is None:
                 _stop(proc)
-            if proc is not None and proc.stdout is not None:
-                proc.stdout.close()
             shutil.rmtree(private, ignore_errors=True)
         result = InstallerResult(code, log_dir, tuple(tail))
         if code != EXIT_OK:
             raise error_for(result)
         return result
+
+
+def _follow(path: Path, proc: subprocess.Popen, interval: float = 0.05) -> Iterable[str]:
+    """The lines of a growing file until the process has exited and everything it wrote was read."""
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        pending = ""
+        while True:
+            chunk = f.read()
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split("\n")
+                yield from lines
+            elif proc.poll() is not None:
+                rest = f.read()
+                pending += rest
+                if not rest:
+                    break
+            else:
+                time.sleep(interval)
+        if pending:
+            yield pending
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -21,6 +21,8 @@ def render(result: RunResult, what: str) -> str:
         lines.append(f"  PAUSED {step}: {text}")
     if result.untouched:
         lines.append(f"  not started (nothing else was touched): {', '.join(result.untouched)}")
+    elif result.failed or result.manual:
+        lines.append("  nothing else was touched")
     if result.failed:
         lines.append("  safe next: fix the cause and re-run the same command (it resumes; nothing done is redone), "
                      "or `invoke rollback --plan-only` to see the way back")
@@ -56,7 +58,9 @@ def backup(flags: CommonFlags, phase: str = "pre", node: str | None = None, snap
     with session(flags, f"backup --phase {phase}") as engine:
         nodes = _nodes(node, engine)
         result = engine.run_phase(BACKUP_PHASE[phase], nodes=nodes, actions={"backup"})
-        if snapshots and result.ok:
+        planned = [s for s in engine.plan.phase(BACKUP_PHASE[phase]).steps if s.action == "backup"]
+        already_sets = bool(planned) and all(s.method == "snapshot-set" for s in planned)
+        if snapshots and result.ok and not already_sets:  # never two whole-domain outages for one backup
             members = [n for n in engine.inv.nodes if n.vm is not None]
             steps = [Step(f"{phase}/snapshot-set/{n.name}", phase, 0, n.name, n.role, n.site, "backup",
                           "snapshot-set", n.version.release, engine.plan.target, "cold snapshot set", phase)

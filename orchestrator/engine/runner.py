@@ -112,10 +112,11 @@ class Engine:
                                    f"`invoke verify` first", rule=verdict.rule)
 
     # ------------------------------------------------------------------ resume
-    def reconcile(self) -> list[str]:
-        """Steps started but never confirmed (a crash): ask the live node before anything is redone."""
+    def reconcile(self, extra: list[Step] | None = None) -> list[str]:
+        """Steps started but never confirmed (a crash): ask the live node before anything is redone.
+        `extra`: steps outside the saved plan (a standalone snapshot set) that may have been interrupted."""
         out = []
-        plan_steps = {s.id: s for s in self.plan.steps()}
+        plan_steps = {s.id: s for s in [*self.plan.steps(), *(extra or ())]}
         for ev in self.journal.started_unconfirmed():
             step = plan_steps.get(ev.step)
             if step is None:
@@ -175,12 +176,14 @@ class Engine:
 
     def _run_lane(self, lane: list[Step], result: RunResult, as_set: bool = False, impl: Any = None) -> None:
         """A node's steps in order (or, as_set, one domain-wide snapshot-set step over many nodes)."""
-        for step in ([lane[0]] if as_set else lane):
+        steps = [lane[0]] if as_set else lane
+        for i, step in enumerate(steps):
             if result.failed and step.phase in ("psc", "vcenter"):
                 result.untouched.append(step.id)
                 continue
             with bound(domain=self.inv.domain, wave=step.phase, node=step.node, step=step.id):
                 if not self._run_step(step, lane if as_set else [step], result, impl, as_set):
+                    result.untouched += [s.id for s in steps[i + 1:]]
                     return
 
     def _run_step(self, step: Step, members: list[Step], result: RunResult, impl: Any, as_set: bool) -> bool:
@@ -243,9 +246,13 @@ def run_adhoc(engine: Engine, steps: list[Step], label: str) -> RunResult:
     """Steps that are not in the saved plan (a standalone verify, an extra snapshot set): same journal,
     same checkpoints, run as one batch."""
     result = RunResult(label)
+    engine.reconcile(extra=steps)
+    pending = [s for s in steps if engine.journal.step_state(s.id) not in ("succeeded", "skipped")]
+    result.skipped += [s.id for s in steps if s not in pending]
     engine.journal.append("run.start", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase=label,
-                          data={"pid": os.getpid(), "adhoc": [s.id for s in steps]})
-    engine._run_batch(steps, result, None)
+                          data={"pid": os.getpid(), "adhoc": [s.id for s in pending]})
+    if pending:
+        engine._run_batch(pending, result, None)
     engine._maybe_close_window(label)
     engine.journal.append("run.end", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase=label,
                           status="ok" if result.ok else "failed", data={"done": len(result.done)})

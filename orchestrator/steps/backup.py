@@ -80,6 +80,9 @@ class FileBackup:
         job = _last_progress(ctx, "job_id")
         if not job:
             return NOT_DONE
+        recorded = _recorded(ctx, ctx.node.name, job["job_id"])
+        if recorded is not None:
+            return recorded  # it finished and was journaled just before the crash: not recorded twice
         try:
             state = ctx.conns.appliance(ctx.node).backup_job(job["job_id"])
         except ClientError:
@@ -87,6 +90,13 @@ class FileBackup:
         if state.state in ("SUCCEEDED", "INPROGRESS"):
             return self._finish(ctx, job["job_id"], job.get("location", ""))
         return NOT_DONE
+
+
+def _recorded(ctx: StepContext, node: str, backup_id: str) -> dict[str, Any] | None:
+    for e in ctx.events(kind="backup", node=node):
+        if e.data.get("backup_id") == backup_id:
+            return {"backup_id": backup_id, "domain_version": e.data["domain_version"]}
+    return None
 
 
 def _last_progress(ctx: StepContext, key: str) -> dict[str, Any] | None:
@@ -109,7 +119,7 @@ class SnapshotSetBackup:
         if missing:
             raise StepFailed(f"snapshot set: no appliance VM declared for {', '.join(missing)}")
         set_id = f"{SNAPSHOT_PREFIX}-{ctx.step.tag or 'set'}-{uuid.uuid4().hex[:8]}"
-        ctx.progress({"set_id": set_id})
+        ctx.progress({"set_id": set_id, "members": [n.name for n in nodes]})
         order_off = sorted(nodes, key=lambda n: n.role != "vcenter")  # vCenters first
         try:
             for n in order_off:
@@ -142,11 +152,41 @@ class SnapshotSetBackup:
             mg.power_off(vm)
 
     def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
-        """A crash mid-set: power everything back on in the safe order; the set is taken again whole."""
+        """A crash mid-set. Each member step is reconciled on its own: if its snapshot of the interrupted set
+        exists, it is recorded (once) and done; otherwise everything is powered back on in the safe order and
+        the set is taken again. A set is never half-trusted: a member without its snapshot is not done."""
+        set_id, members = self._interrupted_set(ctx)
+        node = ctx.node
+        if set_id and node.vm is not None and node.name in members:
+            key = f"{set_id}:{node.vm.name}"
+            recorded = _recorded(ctx, node.name, key)
+            if recorded is not None:
+                return recorded
+            if all(self._has_snapshot(ctx, ctx.inv.node(m), set_id) for m in members):
+                self._power_all_on(ctx)
+                return _record_backup(ctx, node.name, key, f"{node.vm.vcenter}/{node.vm.name}", "snapshot-set",
+                                      _node_version_now(ctx, node.name), current_domain_version(ctx),
+                                      ctx.step.tag, set_id=set_id, reconciled=True)
+        self._power_all_on(ctx)
+        return NOT_DONE
+
+    def _power_all_on(self, ctx: StepContext) -> None:
         nodes = [n for n in ctx.inv.nodes if n.vm is not None]
         for n in sorted(nodes, key=lambda n: n.role != "psc"):
             self._power(ctx, n, on=True)
-        return NOT_DONE
+
+    @staticmethod
+    def _has_snapshot(ctx: StepContext, n: Any, set_id: str) -> bool:
+        mg = ctx.conns.management(n.vm.vcenter)
+        return _snapshot_named(mg.snapshots(mg.vm_by_name(n.vm.name)), set_id) is not None
+
+    @staticmethod
+    def _interrupted_set(ctx: StepContext) -> tuple[str | None, list[str]]:
+        """The set id and members journaled by the set's first member step (same phase)."""
+        for e in reversed(ctx.events(kind="step", status="started")):
+            if e.phase == ctx.step.phase and e.action == "backup" and "set_id" in e.data:
+                return e.data["set_id"], list(e.data.get("members", ()))
+        return None, []
 
 
 def _snapshot_named(tree: Any, name: str) -> str | None:

@@ -5,6 +5,9 @@ version and instance UUID the node's address answers with — never re-run blind
 """
 from __future__ import annotations
 
+import os
+import shutil
+import time
 from typing import Any
 
 from orchestrator.clients.installer import InstallerError, InstallerRunner, resolve_installer
@@ -13,7 +16,7 @@ from orchestrator.core.installer_template import build_upgrade_template, secret_
 from orchestrator.errors import InputError, StepFailed
 from orchestrator.facts.node import gather
 from orchestrator.steps.base import NOT_DONE, StepContext
-from orchestrator.steps.common import current_domain_version
+from orchestrator.steps.common import current_domain_version, deadline
 
 
 def _runner(ctx: StepContext) -> InstallerRunner:
@@ -52,23 +55,49 @@ def _new_vm_name(template: dict) -> str:
 class InstallerUpgrade:
     def run(self, ctx: StepContext) -> dict[str, Any]:
         node = ctx.node
+        done = self._already_there(ctx)
+        if done is not None:
+            return done
         template, secrets = _template_and_secrets(ctx)
         problems = installer_precheck(ctx)
         if problems:
             raise StepFailed(f"node {node.name}: " + "; ".join(problems))
         source_version = ctx.history().nodes[node.name].version.release
         domain_before = current_domain_version(ctx)
-        ctx.progress({"new_vm": _new_vm_name(template), "source_vm": node.vm.name if node.vm else ""})
+        ctx.progress({"new_vm": _new_vm_name(template), "source_vm": node.vm.name if node.vm else "",
+                      "source_version": source_version})
         try:
-            result = _runner(ctx).upgrade(template, secrets, on_line=lambda l: ctx.log.info("installer.progress",
-                                                                                          line=l))
+            result = _runner(ctx).upgrade(
+                template, secrets, on_line=lambda l: ctx.log.info("installer.progress", line=l),
+                on_start=lambda pid, private: ctx.progress({"installer_pid": pid, "private_dir": private}))
         except InstallerError as exc:
             raise StepFailed(f"node {node.name}: installer: {exc} (log folder {exc.result.log_dir})") from exc
-        ctx.record("source_appliance", status="kept",
-                   data={"vm_name": node.vm.name if node.vm else "", "vm_moref": "", "node_version": source_version,
-                         "domain_version": domain_before, "new_vm_name": _new_vm_name(template),
-                         "log_dir": str(result.log_dir), "exit_code": result.exit_code})
+        self._keep_source(ctx, source_version, domain_before, _new_vm_name(template),
+                          log_dir=str(result.log_dir), exit_code=result.exit_code)
         return self._confirm(ctx)
+
+    @staticmethod
+    def _keep_source(ctx: StepContext, source_version: str, domain_version: str, new_vm: str, **extra: Any) -> None:
+        """Journal the powered-off source appliance as a rollback asset, once."""
+        if any(e.node == ctx.node.name for e in ctx.events(kind="source_appliance")):
+            return
+        ctx.record("source_appliance", status="kept",
+                   data={"vm_name": ctx.node.vm.name if ctx.node.vm else "", "vm_moref": "",
+                         "node_version": source_version, "domain_version": domain_version, "new_vm_name": new_vm,
+                         **extra})
+
+    def _already_there(self, ctx: StepContext) -> dict[str, Any] | None:
+        """The node answers at the target already (an earlier installer run finished): never run it again."""
+        try:
+            facts = gather(ctx.conns, ctx.node, fingerprint=False, health=False)
+        except ClientError:
+            return None
+        if facts.version is None or not facts.version.same_release(ctx.target):
+            return None
+        started = _last_progress(ctx, "new_vm")
+        self._keep_source(ctx, ctx.step.from_, current_domain_version(ctx),
+                          (started or {}).get("new_vm", ""), reconciled=True)
+        return {"version_after": facts.version.release, "build_after": facts.version.build}
 
     def _confirm(self, ctx: StepContext) -> dict[str, Any]:
         facts = gather(ctx.conns, ctx.node, fingerprint=False, health=False)
@@ -78,23 +107,48 @@ class InstallerUpgrade:
         return {"version_after": facts.version.release, "build_after": facts.version.build}
 
     def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
+        """vcwave died during the installer step. The installer runs in its own session and may still be
+        migrating: wait for it, remove its secrets file, then look at the node — never start a second one."""
         node = ctx.node
-        try:
-            facts = gather(ctx.conns, node, fingerprint=False, health=False)
-        except ClientError:
-            facts = None
-        if facts and facts.version and facts.version.same_release(ctx.target):
-            if not any(e.node == node.name for e in ctx.events(kind="source_appliance")):
-                ctx.record("source_appliance", status="kept",
-                           data={"vm_name": node.vm.name if node.vm else "", "vm_moref": "",
-                                 "node_version": ctx.step.from_, "domain_version": current_domain_version(ctx),
-                                 "new_vm_name": "", "reconciled": True})
-            return {"version_after": facts.version.release, "build_after": facts.version.build}
-        if node.vm is not None:
-            states = ctx.conns.management(node.vm.vcenter).vm_power_states([node.vm.name])
-            if states.get(node.vm.name) == "poweredOff":
-                raise StepFailed(f"node {node.name}: the installer was interrupted after it powered the source "
-                                 f"appliance off, and the node does not answer at {ctx.target.release}. Do not "
-                                 f"re-run blindly: finish or roll back by hand (power the source {node.vm.name} on, "
-                                 f"the new appliance off), then `invoke upgrade` again")
+        run = _last_progress(ctx, "installer_pid") or {}
+        pid = run.get("installer_pid")
+        end = time.monotonic() + deadline(ctx, 120)
+        while pid and _alive(pid) and time.monotonic() < end:
+            ctx.log.info("installer.still_running", pid=pid)
+            time.sleep(max(ctx.options.poll_interval, 0.05))
+        if pid and _alive(pid):
+            raise StepFailed(f"node {node.name}: the installer (pid {pid}) is still running after the deadline; "
+                             f"let it finish, then run the same command again")
+        if run.get("private_dir"):
+            shutil.rmtree(run["private_dir"], ignore_errors=True)  # the 0600 template with secrets
+        done = self._already_there(ctx)
+        if done is not None:
+            return done
+        if pid or (node.vm is not None and ctx.conns.management(node.vm.vcenter).vm_power_states(
+                [node.vm.name]).get(node.vm.name) == "poweredOff"):
+            raise StepFailed(f"node {node.name}: the installer was interrupted and the node does not answer at "
+                             f"{ctx.target.release}. Do not re-run blindly: look at the installer log folder, then "
+                             f"finish by hand or roll back (source {node.vm.name if node.vm else '?'} on, the new "
+                             f"appliance off), then `invoke upgrade` again")
         return NOT_DONE
+
+
+def _last_progress(ctx: StepContext, key: str) -> dict[str, Any] | None:
+    for e in reversed(ctx.step_events()):
+        if e.status == "started" and key in e.data:
+            return e.data
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
