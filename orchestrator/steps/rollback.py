@@ -3,16 +3,14 @@ node again. The order comes from orchestrator.core.rollback; these only act on w
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from orchestrator.clients.retry import BadRequest, ClientError
 from orchestrator.core.rollback import RollbackAction
 from orchestrator.errors import StepFailed
-from orchestrator.facts.node import gather
 from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext
 from orchestrator.steps.common import deadline, poll_kwargs
-from orchestrator.steps.verify import problems_of
+from orchestrator.steps.verify import settled_facts
 
 
 def _power(ctx: StepContext, vcenter: str, vm_name: str, on: bool) -> None:
@@ -118,15 +116,8 @@ class RollbackStep:
         return {"version_after": self.action.to_version, "backup_id": self.action.asset}
 
     def _verify_old(self, ctx: StepContext) -> dict[str, Any]:
-        """The node may still be booting after a revert or a power-on: ask again until the deadline."""
-        end = time.monotonic() + deadline(ctx, 10)
-        while True:
-            facts = gather(ctx.conns, ctx.node)
-            problems = problems_of(ctx, facts, self.action.to_version)
-            if not problems or time.monotonic() >= end:
-                break
-            ctx.log.info("rollback.waiting_for_node", problems=len(problems))
-            time.sleep(max(ctx.options.poll_interval, 0.05))
+        """The node may still be booting after a revert or a power-on: `settled_facts` asks until the deadline."""
+        facts, problems = settled_facts(ctx, self.action.to_version)
         if problems:
             raise StepFailed(f"node {ctx.node.name}: after rollback:\n  - " + "\n  - ".join(problems))
         return {"version_after": self.action.to_version, "instance_uuid": facts.instance_uuid}

@@ -6,12 +6,14 @@ pre-upgrade baseline — a rebuilt vCenter (new UUID, new morefs) breaks backup 
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from orchestrator.core.versions import parse_version
 from orchestrator.errors import StepFailed
 from orchestrator.facts.node import NodeFacts, gather
 from orchestrator.steps.base import NOT_DONE, StepContext
+from orchestrator.steps.common import deadline
 
 
 def problems_of(ctx: StepContext, facts: NodeFacts, expected: str) -> list[str]:
@@ -27,7 +29,7 @@ def problems_of(ctx: StepContext, facts: NodeFacts, expected: str) -> list[str]:
         out.append(f"health is {facts.health or 'unknown'}, not green")
     if facts.services_down:
         out.append(f"services down: {', '.join(facts.services_down)}")
-    if node.role == "vcenter":
+    if node.role == "vcenter" and not facts.errors:  # identity is judged only from a node that answered
         psc = ctx.inv.node(node.psc)
         if facts.psc_host and facts.psc_host != psc.host.lower():
             out.append(f"uses PSC {facts.psc_host}, expected {psc.host}")
@@ -47,11 +49,23 @@ def problems_of(ctx: StepContext, facts: NodeFacts, expected: str) -> list[str]:
     return out
 
 
+def settled_facts(ctx: StepContext, expected: str) -> tuple[NodeFacts, list[str]]:
+    """Ask until the node answers without problems or the deadline passes: right after an install, a revert or
+    a power-on, vpxd and the REST API take a while to come back, and that is not a failure yet."""
+    end = time.monotonic() + deadline(ctx, 10)
+    while True:
+        facts = gather(ctx.conns, ctx.node)
+        problems = problems_of(ctx, facts, expected)
+        if not problems or time.monotonic() >= end:
+            return facts, problems
+        ctx.log.info("verify.waiting_for_node", problems=len(problems))
+        time.sleep(max(ctx.options.poll_interval, 0.05))
+
+
 class Verify:
     def run(self, ctx: StepContext) -> dict[str, Any]:
         expected = ctx.step.to if ctx.step.action == "verify" else ctx.step.from_
-        facts = gather(ctx.conns, ctx.node)
-        problems = problems_of(ctx, facts, expected)
+        facts, problems = settled_facts(ctx, expected)
         if problems:
             raise StepFailed(f"node {ctx.node.name}: verification failed:\n  - " + "\n  - ".join(problems))
         data: dict[str, Any] = {"instance_uuid": facts.instance_uuid}
