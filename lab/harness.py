@@ -37,7 +37,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -281,18 +280,6 @@ def lab_versions(lab_dir: str | Path) -> dict[str, str]:
 
 
 _lab_versions = lab_versions
-
-
-def vcsim_or_skip(pytest: Any) -> Path:
-    """For tests: the vcsim binary; in CI (CI=true) a missing vcsim FAILS the test, elsewhere it skips."""
-    in_ci = os.environ.get("CI", "").lower() == "true"
-    try:
-        from lab import vcsim
-        return vcsim.ensure_vcsim_binary()
-    except Exception as exc:  # noqa: BLE001 - ImportError, VcsimUnavailable: reported the same way
-        if in_ci:
-            pytest.fail(f"vcsim unavailable in CI: {exc}")
-        pytest.skip(f"vcsim unavailable: {exc}")
 
 
 @contextlib.contextmanager

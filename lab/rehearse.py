@@ -22,8 +22,8 @@ from orchestrator.commands import status as status_cmd
 from orchestrator.commands import waves
 from orchestrator.commands.session import CommonFlags
 from orchestrator.core.inventory import load_inventory
-from orchestrator.core.versions import Version, catalogue
-from orchestrator.errors import InputError, RefusedError, StepFailed, VcwaveError, Where
+from orchestrator.core.versions import catalogue
+from orchestrator.errors import InputError, RefusedError, StepFailed, Where
 
 
 def default_target(inventory: str | Path) -> str:
@@ -126,7 +126,7 @@ class Rehearsal:
                  f"  domain version now: {st.domain_version}",
                  f"  mixed-version window: {w['state']}, {w['length_s']:.2f}s in the lab "
                  f"(~{w['length_s'] / self.time_scale / 60:.0f} min at real speed)",
-                 f"  steps: " + "; ".join(self.steps),
+                 "  steps: " + "; ".join(self.steps),
                  f"  retries of transient faults: {retries}",
                  f"  backups usable alone at the end: {usable}/{len(st.nodes)} nodes",
                  f"  report: {report}"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Any, Callable
+from typing import Any
 
 from pyVmomi import vim, vmodl
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from orchestrator.clients.appliance import ApplianceClient
 from orchestrator.clients.vsphere import VSphereClient

@@ -6,15 +6,14 @@ must match the inventory it was made from, and only one changing command runs pe
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from orchestrator.commands.plan import DEFAULT_PLAN
 from orchestrator.connect import Connections, TlsOptions
 from orchestrator.core.inventory import Inventory, load_inventory
 from orchestrator.core.plan import Plan, check_plan_matches, file_sha256, load_plan
-from orchestrator.engine.journal import Journal
 from orchestrator.engine.runner import Engine, EngineOptions, lock_for, open_journal
 from orchestrator.log import get_logger
 from orchestrator.steps.registry import impl_for

@@ -1,7 +1,6 @@
 """`invoke precheck | backup | stage | upgrade | verify`: thin wrappers that run parts of the saved plan."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 from orchestrator.commands.session import CommonFlags, session
 from orchestrator.core.plan import Step

@@ -7,8 +7,8 @@ data), keeps the journal the single source of truth and this logic testable with
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from dataclasses import dataclass
+from typing import Iterable, Protocol
 
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.versions import Version, parse_version

@@ -4,7 +4,6 @@ failure does. Loading refuses any playbook that breaks a rule of the seed, namin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from orchestrator.core.history import Backup, DomainHistory, domain_version
 from orchestrator.core.inventory import Inventory
-from orchestrator.core.validity import judge, judge_all, usable_single
+from orchestrator.core.validity import judge_all, usable_single
 from orchestrator.errors import RefusedError
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orchestrator.core import rules
-from orchestrator.core.history import DomainHistory, domain_version, fold
+from orchestrator.core.history import DomainHistory, fold
 from orchestrator.core.inventory import Inventory
-from orchestrator.core.plan import Plan, Step, check_plan_matches, file_sha256
+from orchestrator.core.plan import Plan, Step
 from orchestrator.core.versions import parse_version
 from orchestrator.engine.journal import Journal, journal_path
 from orchestrator.engine.lock import DomainLock

@@ -6,10 +6,10 @@ vim25: a missing source is a fact too ("no appliance API"), never an error by it
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.clients.retry import ClientError, NotFound, TransientError
+from orchestrator.clients.retry import ClientError, NotFound
 from orchestrator.core.inventory import Node
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_appliance_version, parse_version
 from orchestrator.facts.compare import actual_version

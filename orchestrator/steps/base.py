@@ -6,7 +6,7 @@ backup repeated) or not done (so it is safe to run again). Like kubeadm's phases
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from orchestrator.core.inventory import Inventory, Node

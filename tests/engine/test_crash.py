@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.harness import CrashPoint, crash_points, vcsim_or_skip
+from tests.conftest import require_vcsim
+
+from lab.harness import CrashPoint, crash_points
 
 ROOT = Path(__file__).resolve().parents[2]
 TWO_SITE = str(ROOT / "examples" / "two-site.yml")
@@ -39,7 +41,7 @@ RECORD_POINTS = [
 
 @pytest.fixture(scope="module", autouse=True)
 def _vcsim():
-    vcsim_or_skip(pytest)
+    require_vcsim()
 
 
 def _by_label(result):

@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.conftest import require_vcsim
 
 from lab import manage
-from lab.harness import JournalWatch, cli_env, journal_file, lab_versions, run_cli, vcsim_or_skip
+from lab.harness import JournalWatch, cli_env, journal_file, lab_versions, run_cli
 from lab.installer_standin import ENV_LAB_DIR, standin_path
 from orchestrator.commands import plan as plan_cmd
 from orchestrator.commands import rollback as rollback_cmd
@@ -38,7 +39,7 @@ SCALE = 0.0005
 
 @pytest.fixture(scope="module", autouse=True)
 def _vcsim():
-    vcsim_or_skip(pytest)
+    require_vcsim()
 
 
 class Domain:

@@ -10,13 +10,14 @@ Needs the vcsim binary: FAILS when it is unavailable with CI=true, skipped other
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import stat
 import types
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import require_vcsim
 
 from lab import manage
 from lab.installer_standin import ENV_LAB_DIR, standin_path
@@ -35,14 +36,7 @@ TIME_SCALE = 0.0005
 
 @pytest.fixture(scope="module")
 def vcsim_ok():
-    in_ci = os.environ.get("CI", "").lower() == "true"
-    try:
-        from lab import vcsim
-        return vcsim.ensure_vcsim_binary()
-    except Exception as e:  # ImportError or VcsimUnavailable
-        if in_ci:
-            pytest.fail(f"vcsim unavailable in CI: {e}")
-        pytest.skip(f"vcsim unavailable: {e}")
+    return require_vcsim()
 
 
 @contextlib.contextmanager

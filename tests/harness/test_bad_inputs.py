@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from lab.harness import BAD_DIR, bad_inputs, load_cases, vcsim_or_skip
+from tests.conftest import require_vcsim
+
+from lab.harness import BAD_DIR, bad_inputs, load_cases
 
 CASES = load_cases()
 
@@ -22,7 +24,7 @@ def test_corpus_is_large_and_complete():
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    vcsim_or_skip(pytest)
+    require_vcsim()
     res = bad_inputs(tmp_path_factory.mktemp("bad"))
     print("\n" + res.table())
     return {r.name: r for r in res.results}

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+
+from tests.conftest import require_vcsim
 
 from lab import harness
-from lab.harness import CrashPoint, JournalWatch, spread, transient, transient_spec, vcsim_or_skip
+from lab.harness import CrashPoint, JournalWatch, spread, transient, transient_spec
 from lab.faults import Faults
 from orchestrator.engine.journal import Journal
 
@@ -64,7 +65,7 @@ def test_transient_faults_rehearsal_completes(tmp_path):
     at the node's backup jobs to adopt the one it may have started; under ~20 % faults some backup step
     fails on every seed tried (1, 2, 3, 7), and lab/rehearse.py then calls rollback, which raises
     RefusedError 'nothing to roll back' when the failure was before the window."""
-    vcsim_or_skip(pytest)
+    require_vcsim()
     retries = transient(ROOT / "examples" / "two-site.yml", tmp_path / "transient", 0.2)
     print(f"\nretries under ~20% transient faults: {retries}")
     assert retries > 0

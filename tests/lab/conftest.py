@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -22,23 +21,6 @@ from lab.daemon import Lab
 ROOT = Path(__file__).resolve().parents[2]
 TWO_SITE = ROOT / "examples" / "two-site.yml"
 TINY = 1e-4
-
-
-@pytest.fixture(scope="session")
-def vcsim_binary() -> Path:
-    in_ci = os.environ.get("CI", "").lower() == "true"
-    try:
-        from lab import vcsim
-    except ImportError as e:  # the module is part of the lab: missing it is a failure in CI
-        if in_ci:
-            pytest.fail(f"lab.vcsim cannot be imported: {e}")
-        pytest.skip(f"lab.vcsim cannot be imported: {e}")
-    try:
-        return vcsim.ensure_vcsim_binary()
-    except vcsim.VcsimUnavailable as e:
-        if in_ci:
-            pytest.fail(f"vcsim unavailable in CI: {e}")
-        pytest.skip(f"vcsim unavailable: {e}")
 
 
 def inventory(tmp_path: Path, name: str, text: str) -> Path:

@@ -18,16 +18,6 @@ PASSWORD = "Lab-Secret-1!"
 UUID_A = "6c1f7c36-0a45-4f5b-9a5e-0d4c2a7b1e01"
 
 
-@pytest.fixture(scope="session")
-def vcsim_binary(tmp_path_factory):
-    try:
-        return ensure_vcsim_binary()
-    except VcsimUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-
-
 def make_spec(**overrides) -> VcsimSpec:
     base = dict(
         name="vc-a", version="6.7.0", build=14367737, api_version="6.7.3",
