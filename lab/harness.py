@@ -751,6 +751,27 @@ def bad_inputs(workdir: str | Path, *, corpus: Path = BAD_DIR, only: Iterable[st
 
 
 # ----------------------------------------------------------------------------------------------- CLI
+def main_report(limit: int | None = None, as_json: bool = False, workdir: str | Path = ".vcwave/harness") -> str:
+    """`invoke bench.faults`: crash points on the update path and the installer path, transient faults at 20 %,
+    and the bad-inputs corpus. Raises (non-zero exit) when any of them fails; prints the figures."""
+    from orchestrator.errors import StepFailed
+    wd = Path(workdir)
+    crash = {name: crash_points(ROOT / "examples" / inv, target, wd / f"crash-{name}", limit=limit, say=print)
+             for name, inv, target in (("update", "two-site.yml", "6.7 U3"),
+                                       ("installer", "two-site-6.0.yml", "6.5 U1"))}
+    retries = transient(ROOT / "examples" / "two-site.yml", wd / "transient", 0.2)
+    bad = bad_inputs(wd / "bad")
+    figures = {f"crash points survived ({k})": f"{sum(p.ok for p in r.points)}/{len(r.points)}"
+               for k, r in crash.items()}
+    figures["transient faults at 20 %: rehearsal completed, retries"] = str(retries)
+    figures["bad inputs refused (exit 2, nothing changed)"] = f"{sum(c.ok for c in bad.results)}/{len(bad.results)}"
+    text = json.dumps(figures, indent=1) if as_json else "\n".join(
+        [r.summary() for r in crash.values()] + [bad.table()] + [f"{k}: {v}" for k, v in figures.items()])
+    if not (all(r.ok for r in crash.values()) and bad.ok):
+        raise StepFailed(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["invoke"]:
