@@ -55,7 +55,7 @@ def session(flags: CommonFlags, command: str, *, mutate: bool = True) -> Iterato
         conns = Connections(inv, TlsOptions(insecure=flags.insecure, ca_bundle=flags.ca_bundle))
         try:
             conns.resolve_all()  # a missing env var or a 0644 password file is bad input: exit 2 before any step
-            yield Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for)
+            yield Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
         finally:
             conns.close()
             journal.close()

@@ -62,8 +62,9 @@ class Engine:
     """Applies a plan to a domain. One instance per command run."""
 
     def __init__(self, inv: Inventory, plan: Plan, journal: Journal, conns: Any, log: Any,
-                 options: EngineOptions, impls: Callable[[Step], Any]) -> None:
+                 options: EngineOptions, impls: Callable[[Step], Any], locked: bool = True) -> None:
         self.inv, self.plan, self.journal, self.conns, self.log = inv, plan, journal, conns, log
+        self.locked = locked  # False for read-only commands (precheck): they never reconcile
         self.options, self.impls = options, impls
         self.run_id = uuid.uuid4().hex[:12]
         self.target = parse_version(plan.target)
@@ -138,9 +139,10 @@ class Engine:
         result = RunResult(phase)
         self.guard(phase, nodes)
         if not check:
-            self.reconcile()
-        self.journal.append("run.start", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
-                            data={"pid": os.getpid(), "check": check}) if not check else None
+            if self.locked:  # only the lock holder may decide about another run's unconfirmed steps
+                self.reconcile()
+            self.journal.append("run.start", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
+                                data={"pid": os.getpid()})
         for batch, steps in self.plan.phase(phase).batches():
             todo = [s for s in steps if (nodes is None or s.node in nodes) and (actions is None or s.action in actions)]
             pending = [s for s in todo if self.journal.step_state(s.id) not in ("succeeded", "skipped")]
@@ -246,7 +248,8 @@ def run_adhoc(engine: Engine, steps: list[Step], label: str) -> RunResult:
     """Steps that are not in the saved plan (a standalone verify, an extra snapshot set): same journal,
     same checkpoints, run as one batch."""
     result = RunResult(label)
-    engine.reconcile(extra=steps)
+    if engine.locked:
+        engine.reconcile(extra=steps)
     pending = [s for s in steps if engine.journal.step_state(s.id) not in ("succeeded", "skipped")]
     result.skipped += [s.id for s in steps if s not in pending]
     engine.journal.append("run.start", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase=label,
