@@ -563,7 +563,7 @@ def standin_path(target: str | None = None, bin_dir: str | Path | None = None) -
             f"PYTHONPATH='{root}'${{PYTHONPATH:+:$PYTHONPATH}}\nexport PYTHONPATH\n{env}"
             f"exec '{sys.executable}' -m lab.installer_standin \"$@\"\n")
     if not p.exists() or p.read_text() != text:
-        tmp = p.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp = p.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")  # threads share a pid
         tmp.write_text(text)
         os.chmod(tmp, 0o755)
         os.replace(tmp, p)

@@ -7,6 +7,7 @@ whether it can still restore its node (orchestrator.core.validity).
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shlex
 import subprocess
@@ -79,7 +80,15 @@ class FileBackup:
         """A crash mid-backup: adopt the job we started if the node knows it, never start a second one."""
         job = _last_progress(ctx, "job_id")
         if not job:
-            return NOT_DONE
+            # Killed between the POST and journaling its id: a job the node started since this step began is
+            # ours. Adopt it rather than start a second one (the node would refuse: one job at a time).
+            try:
+                adopted = _job_started_since(ctx.conns.appliance(ctx.node), started.ts)
+            except ClientError:
+                return NOT_DONE
+            if adopted is None:
+                return NOT_DONE
+            job = {"job_id": adopted, "location": ""}
         recorded = _recorded(ctx, ctx.node.name, job["job_id"])
         if recorded is not None:
             return recorded  # it finished and was journaled just before the crash: not recorded twice
@@ -90,6 +99,15 @@ class FileBackup:
         if state.state in ("SUCCEEDED", "INPROGRESS"):
             return self._finish(ctx, job["job_id"], job.get("location", ""))
         return NOT_DONE
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _recorded(ctx: StepContext, node: str, backup_id: str) -> dict[str, Any] | None:
@@ -103,6 +121,16 @@ def _last_progress(ctx: StepContext, key: str) -> dict[str, Any] | None:
     for e in reversed(ctx.step_events()):
         if e.status == "started" and key in e.data:
             return e.data
+    return None
+
+
+def _job_started_since(client: Any, since: float, slack: float = 5.0) -> str | None:
+    """The newest backup job that started after `since` (clock slack allowed), or None."""
+    for job_id in sorted(client.backup_jobs(), reverse=True):
+        job = client.backup_job(job_id)
+        t = _parse_time(job.start_time)
+        if job.state == "INPROGRESS" or (t is not None and t >= since - slack):
+            return job_id
     return None
 
 
