@@ -494,29 +494,25 @@ class ApplianceServer:
 _EMPTY = object()
 
 
-def _send(h: BaseHTTPRequestHandler, status: int, body: Any) -> None:
-    data = b"" if body is None else json.dumps(body).encode()
+def send_bytes(h: BaseHTTPRequestHandler, status: int, data: bytes, content_type: str = "application/json") -> None:
+    """One answer; a client that went away (a reset, a killed caller) only closes the connection."""
     try:
         h.send_response(status)
         if data:
-            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Type", content_type)
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         h.wfile.write(data)
     except OSError:
         h.close_connection = True
+
+
+def _send(h: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+    send_bytes(h, status, b"" if body is None else json.dumps(body).encode())
 
 
 def _send_text(h: BaseHTTPRequestHandler, status: int, text: str) -> None:
-    data = text.encode()
-    try:
-        h.send_response(status)
-        h.send_header("Content-Type", "text/html")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
-    except OSError:
-        h.close_connection = True
+    send_bytes(h, status, text.encode(), "text/html")
 
 
 def _reset(h: BaseHTTPRequestHandler) -> None:

@@ -26,6 +26,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from .appliance import send_bytes
 from .faults import FaultSpecError
 from .state import LabError
 
@@ -143,12 +144,4 @@ def _req(body: dict, key: str) -> Any:
 
 
 def _send(h: BaseHTTPRequestHandler, status: int, body: Any) -> None:
-    data = json.dumps(body, default=str).encode()
-    try:
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
-    except OSError:
-        h.close_connection = True
+    send_bytes(h, status, json.dumps(body, default=str).encode())

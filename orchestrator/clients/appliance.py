@@ -78,14 +78,10 @@ class Service:
     startup_type: str = ""
 
 
-@dataclass(frozen=True)
-class BackupJob:
-    id: str
-    state: str            # INPROGRESS|SUCCEEDED|FAILED|NONE
-    progress: int
-    messages: tuple[str, ...] = ()
-    start_time: str | None = None
-    end_time: str | None = None
+class _JobState:
+    """Backup and restore jobs share VMware's states: INPROGRESS | SUCCEEDED | FAILED | NONE."""
+
+    state: str
 
     @property
     def done(self) -> bool:
@@ -97,20 +93,22 @@ class BackupJob:
 
 
 @dataclass(frozen=True)
-class RestoreJob:
+class BackupJob(_JobState):
+    id: str
     state: str
     progress: int
     messages: tuple[str, ...] = ()
     start_time: str | None = None
     end_time: str | None = None
 
-    @property
-    def done(self) -> bool:
-        return self.state in JOB_TERMINAL
 
-    @property
-    def succeeded(self) -> bool:
-        return self.state == "SUCCEEDED"
+@dataclass(frozen=True)
+class RestoreJob(_JobState):
+    state: str
+    progress: int
+    messages: tuple[str, ...] = ()
+    start_time: str | None = None
+    end_time: str | None = None
 
 
 @dataclass(frozen=True)
