@@ -33,6 +33,7 @@ class EngineOptions:
     job_deadline_s: float = 6 * 3600
     installer: str | None = None
     break_stale_lock: bool = False
+    max_backup_age_h: float = 24.0  # the psc wave (the window) opens only with pre backups younger than this
     insecure: bool = False  # TLS verification off (an explicit, logged flag): also tells the installer
     deadline_scale: float = 1.0  # job deadlines x F (the lab's time-scaled jobs finish sooner)
 
@@ -102,6 +103,12 @@ class Engine:
             if missing and any(s.action == "backup" for s in self.plan.phase("pre").steps):
                 raise RefusedError(f"no verified pre-upgrade backup recorded for {', '.join(missing)}: run "
                                    f"`invoke backup --phase pre` first", rule="backup-before-upgrade")
+        if phase == "psc" and hist.window_opened is None:
+            stale = stale_backups(hist, self.inv, self.options.max_backup_age_h, time.time())
+            if stale:
+                raise RefusedError(f"pre-upgrade backups older than {self.options.max_backup_age_h:g} h: "
+                                   f"{', '.join(stale)}; the window opens with fresh backups: run `invoke backup "
+                                   f"--phase pre` again", rule="fresh-backup-before-window")
         if phase == "vcenter":
             pscs = {p.name: hist.nodes[p.name].version for p in self.inv.pscs}
             verdict = rules.vcenter_wave_may_start(pscs, self.target)
@@ -234,6 +241,16 @@ class Engine:
         if all(h.verified_at == self.target.release for h in hist.nodes.values()):
             self.journal.append("window", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
                                 status="closed", data={"length_s": round(time.time() - hist.window_opened, 3)})
+
+
+def stale_backups(hist: DomainHistory, inv: Inventory, max_age_h: float, now: float) -> list[str]:
+    """Nodes whose newest verified pre-upgrade backup is older than `max_age_h` hours."""
+    out = []
+    for n in inv.nodes:
+        ts = [b.ts for b in hist.backups if b.node == n.name and b.tag == "pre" and b.verified]
+        if ts and now - max(ts) > max_age_h * 3600:
+            out.append(f"{n.name} ({(now - max(ts)) / 3600:.0f} h)")
+    return out
 
 
 def open_journal(options: EngineOptions, domain: str) -> Journal:

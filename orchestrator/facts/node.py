@@ -23,6 +23,7 @@ class NodeFacts:
     version_source: str = ""  # "appliance" | "vim25" | ""
     has_rest: bool | None = None
     health: str = ""
+    health_items_not_green: tuple[str, ...] = ()  # storage, database-storage, swap...: free space among them
     services_down: tuple[str, ...] = ()
     instance_uuid: str = ""
     psc_host: str = ""
@@ -57,13 +58,15 @@ def gather(conns: Any, node: Node, *, fingerprint: bool = True, health: bool = T
     """Ask the node. Unreachable parts are recorded in `errors`, so callers decide what matters."""
     errors: list[str] = []
     version, has_rest, source = None, None, ""
-    health_level, down = "", ()
+    health_level, down, not_green = "", (), ()
     try:
         version, has_rest = appliance_version(conns, node)
         source = "appliance" if version else ""
         if has_rest and health:
             client = conns.appliance(node)
-            health_level = client.health().system
+            health = client.health()
+            health_level = health.system
+            not_green = tuple(f"{k}={v}" for k, v in health.items if v not in ("green", ""))
             down = tuple(s.name for s in client.services()
                          if s.state != "STARTED" and s.startup_type.upper() == "AUTOMATIC")
     except ClientError as exc:
@@ -86,5 +89,5 @@ def gather(conns: Any, node: Node, *, fingerprint: bool = True, health: bool = T
         except ClientError as exc:
             errors.append(f"vim25: {exc}")
     reachable = source != "" or (has_rest is False and node.role == "psc" and not errors)
-    return NodeFacts(node.name, reachable, version, source, has_rest, health_level, down, uuid, psc_host,
-                     hosts, vms, dss, tuple(errors))
+    return NodeFacts(node.name, reachable, version, source, has_rest, health_level, not_green, down, uuid,
+                     psc_host, hosts, vms, dss, tuple(errors))

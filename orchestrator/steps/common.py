@@ -1,4 +1,4 @@
-"""Small helpers the steps share: deadlines scaled for the lab, the pre-upgrade baseline, domain version."""
+"""Small helpers the steps share: deadlines scaled for the lab, polling, the domain version, starting a job once."""
 from __future__ import annotations
 
 from typing import Any, Callable, TypeVar

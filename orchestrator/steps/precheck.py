@@ -38,6 +38,8 @@ def check_node(ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
             problems.append(f"PSC pointer: declared {psc.name} ({psc.host}), node uses {facts.psc_host}")
     if facts.has_rest and facts.health not in ("green", ""):
         problems.append(f"health: {facts.health}")
+    if facts.health_items_not_green:
+        problems.append(f"health items not green (free space among them): {', '.join(facts.health_items_not_green)}")
     if facts.services_down:
         problems.append(f"services down: {', '.join(facts.services_down)}")
     if facts.has_rest is False and interop.has_rest_api(current):
