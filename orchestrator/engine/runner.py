@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from orchestrator.clients.scrub import scrub_text
 from orchestrator.core import rules
 from orchestrator.core.history import DomainHistory, fold
 from orchestrator.core.inventory import Inventory
@@ -208,12 +209,12 @@ class Engine:
             runner = impl or self.impls(step)
             data = runner.run_set(ctx, members) if as_set else runner.run(ctx)
         except ManualStepRequired as exc:
-            self._fail(members, {"manual": True, "instructions": exc.instructions})
+            self._fail(members, {"manual": True, "instructions": scrub_text(exc.instructions)})
             result.manual.append((step.id, str(exc)))
             ctx.log.warning("step.manual", instructions=exc.instructions)
             return False
         except Exception as exc:  # StepFailed, or an unexpected error: journaled either way, the lane stops
-            text = str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
+            text = scrub_text(str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}")
             self._fail(members, {"error": text})
             result.failed.append((step.id, text))
             ctx.log.error("step.failed", error=text, duration_s=round(time.monotonic() - t0, 3))
