@@ -78,7 +78,7 @@ class FileBackup:
 
     def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
         """A crash mid-backup: adopt the job we started if the node knows it, never start a second one."""
-        job = _last_progress(ctx, "job_id")
+        job = ctx.last_progress("job_id")
         if not job:
             # Killed between the POST and journaling its id: a job the node started since this step began is
             # ours. Adopt it rather than start a second one (the node would refuse: one job at a time).
@@ -114,13 +114,6 @@ def _recorded(ctx: StepContext, node: str, backup_id: str) -> dict[str, Any] | N
     for e in ctx.events(kind="backup", node=node):
         if e.data.get("backup_id") == backup_id:
             return {"backup_id": backup_id, "domain_version": e.data["domain_version"]}
-    return None
-
-
-def _last_progress(ctx: StepContext, key: str) -> dict[str, Any] | None:
-    for e in reversed(ctx.step_events()):
-        if e.status == "started" and key in e.data:
-            return e.data
     return None
 
 

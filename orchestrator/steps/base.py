@@ -47,6 +47,14 @@ class StepContext:
     def step_events(self) -> list:
         return self.events(kind="step", step=self.step.id, node=self.step.node)
 
+    def last_progress(self, key: str) -> dict[str, Any] | None:
+        """The newest mid-step fact journaled under `key` (a job id, the installer's pid): what a resumed
+        step must look at before it decides anything."""
+        for e in reversed(self.step_events()):
+            if e.status == "started" and key in e.data:
+                return e.data
+        return None
+
     def baseline(self) -> dict[str, Any] | None:
         """The node's first recorded identity (pre-upgrade facts), for continuity checks."""
         facts = self.events(kind="fact", node=self.node.name)

@@ -94,7 +94,7 @@ class InstallerUpgrade:
             return None
         if facts.version is None or not facts.version.same_release(ctx.target):
             return None
-        started = _last_progress(ctx, "new_vm")
+        started = ctx.last_progress("new_vm")
         self._keep_source(ctx, ctx.step.from_, current_domain_version(ctx),
                           (started or {}).get("new_vm", ""), reconciled=True)
         return {"version_after": facts.version.release, "build_after": facts.version.build}
@@ -110,7 +110,7 @@ class InstallerUpgrade:
         """vcwave died during the installer step. The installer runs in its own session and may still be
         migrating: wait for it, remove its secrets file, then look at the node — never start a second one."""
         node = ctx.node
-        run = _last_progress(ctx, "installer_pid") or {}
+        run = ctx.last_progress("installer_pid") or {}
         pid = run.get("installer_pid")
         end = time.monotonic() + deadline(ctx, 120)
         while pid and _alive(pid) and time.monotonic() < end:
@@ -131,13 +131,6 @@ class InstallerUpgrade:
                              f"finish by hand or roll back (source {node.vm.name if node.vm else '?'} on, the new "
                              f"appliance off), then `invoke upgrade` again")
         return NOT_DONE
-
-
-def _last_progress(ctx: StepContext, key: str) -> dict[str, Any] | None:
-    for e in reversed(ctx.step_events()):
-        if e.status == "started" and key in e.data:
-            return e.data
-    return None
 
 
 def _alive(pid: int) -> bool:
