@@ -11,45 +11,28 @@ Needs the vcsim binary: FAILS when it is unavailable with CI=true, skipped other
 """
 from __future__ import annotations
 
-import contextlib
-import types
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_vcsim
+from tests.engine.labkit import TIME_SCALE, lab_domain  # noqa: F401
 
 from lab import manage
-from lab.installer_standin import ENV_LAB_DIR, standin_path
-from orchestrator.commands import plan as plan_cmd
 from orchestrator.commands import rollback as rollback_cmd
 from orchestrator.commands import status as status_cmd
 from orchestrator.commands import waves
-from orchestrator.commands.session import CommonFlags
 from orchestrator.engine.journal import Journal, journal_path
 from orchestrator.errors import RefusedError, StepFailed
 
 REPO = Path(__file__).resolve().parents[2]
 EX = REPO / "examples"
-TIME_SCALE = 0.0005
 NODES = ("psc-a", "psc-b", "vc-a", "vc-b")
 
 
 @pytest.fixture(scope="module")
 def vcsim_ok():
     return require_vcsim()
-
-
-@contextlib.contextmanager
-def lab_domain(tmp_path: Path, monkeypatch, inventory: Path, target: str, faults: str | None = None):
-    lab_dir = tmp_path / "lab"
-    with manage.running(inventory, lab_dir, time_scale=TIME_SCALE, faults=faults) as info:
-        monkeypatch.setenv(ENV_LAB_DIR, str(lab_dir.resolve()))
-        flags = CommonFlags(inventory=info["inventory"], plan=str(tmp_path / "plan.json"),
-                            state_dir=str(tmp_path / "state"), installer=str(standin_path(target)),
-                            poll_interval=0.02, deadline_scale=0.01)
-        plan_cmd.run(info["inventory"], target, flags.plan, False, None, None)
-        yield types.SimpleNamespace(flags=flags, info=info, lab_dir=lab_dir, domain="vsphere.local")
 
 
 def lab_state(d) -> dict:

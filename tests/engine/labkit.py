@@ -1,0 +1,28 @@
+"""A planned lab domain for engine tests: the lab twin of an inventory, a plan for `target`, and the flags the
+production commands take (fast polls, scaled deadlines, the installer stand-in of the target's ISO)."""
+from __future__ import annotations
+
+import contextlib
+import types
+from pathlib import Path
+from typing import Iterator
+
+from lab import manage
+from lab.installer_standin import ENV_LAB_DIR, standin_path
+from orchestrator.commands import plan as plan_cmd
+from orchestrator.commands.session import CommonFlags
+
+TIME_SCALE = 0.0005
+
+
+@contextlib.contextmanager
+def lab_domain(tmp_path: Path, monkeypatch, inventory: Path, target: str,
+               faults: str | None = None) -> Iterator[types.SimpleNamespace]:
+    lab_dir = tmp_path / "lab"
+    with manage.running(inventory, lab_dir, time_scale=TIME_SCALE, faults=faults) as info:
+        monkeypatch.setenv(ENV_LAB_DIR, str(lab_dir.resolve()))
+        flags = CommonFlags(inventory=info["inventory"], plan=str(tmp_path / "plan.json"),
+                            state_dir=str(tmp_path / "state"), installer=str(standin_path(target)),
+                            poll_interval=0.02, deadline_scale=0.01)
+        plan_cmd.run(info["inventory"], target, flags.plan, False, None, None)
+        yield types.SimpleNamespace(flags=flags, info=info, lab_dir=lab_dir, domain="vsphere.local")
