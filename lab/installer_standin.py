@@ -47,6 +47,7 @@ from typing import Any
 
 from orchestrator.core.interop import interop_data
 from orchestrator.core.installer_template import DEPLOYMENT_OPTIONS, DOTTED_KEYS, SCHEMAS
+from orchestrator.hosts import is_loopback
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_version
 
 EXIT_OK, EXIT_FAILED, EXIT_TEMPLATE, EXIT_PRECHECK, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
@@ -54,7 +55,6 @@ ENV_VERSION = "VCWAVE_STANDIN_VERSION"
 ENV_LAB_DIR = "VCWAVE_LAB_DIR"
 ENV_SCALE = "VCWAVE_STANDIN_TIME_SCALE"
 STAGE1_SECONDS = 1200.0   # real-world stage 1 (OVF deploy + first boot); stage 2 is the lab's "upgrade" job
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 # Template versions of the installer releases the stand-in plays (see orchestrator/core/installer_template.py
 # for where they come from). dotted: the 6.5 naming (new.vcsa, ssh.enable, user-options...).
@@ -257,7 +257,7 @@ class Lab:
 
     def find_node(self, host: str, port: int | None) -> str | None:
         infos = self.nodes_info()
-        if host.lower() in LOOPBACK:
+        if is_loopback(host):
             cands = [n for n, i in infos.items()
                      if port is None or port in (i.get("rest_port"), i.get("sdk_port"))]
             return cands[0] if len(cands) == 1 else None

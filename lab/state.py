@@ -481,20 +481,23 @@ class LabState:
             changed = self._advance(name)
             if changed:
                 self.save()
-            job = node["backup_jobs"].get(bid)
-            if job is None:
-                raise LabError(f"Backup job {bid} not found", "not_found", 404)
+            job = self._backup_job(node, bid)
             out = copy.deepcopy(job)
         self._fire()
         return out
+
+    @staticmethod
+    def _backup_job(node: dict, bid: str) -> dict:
+        job = node["backup_jobs"].get(bid)
+        if job is None:
+            raise LabError(f"Backup job {bid} not found", "not_found", 404)
+        return job
 
     def cancel_backup(self, name: str, bid: str) -> dict:
         with self.lock:
             node = self.node(name)
             self._advance(name)
-            job = node["backup_jobs"].get(bid)
-            if job is None:
-                raise LabError(f"Backup job {bid} not found", "not_found", 404)
+            job = self._backup_job(node, bid)
             if job["state"] != "INPROGRESS":
                 raise LabError(f"Backup job {bid} is not running", "not_allowed_in_current_state", 400)
             self._finish(job, False, "Backup job was canceled by the user.")

@@ -13,21 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import ipaddress
 import socket
 import ssl
 
 from orchestrator.clients.retry import TlsError
-
-
-def is_loopback(host: str) -> bool:
-    h = host.strip("[]")
-    if h == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(h).is_loopback
-    except ValueError:
-        return False
+from orchestrator.hosts import is_loopback  # noqa: F401 (re-exported for callers of tls)
 
 
 def check_scheme(scheme: str, host: str, *, node: str = "") -> None:

@@ -7,7 +7,6 @@ variable or a 0600 file to read at run time (`orchestrator.secrets`).
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_version
 from orchestrator.core.yamlsrc import Located, load_yaml, loads_yaml
 from orchestrator.errors import InputError, Where
+from orchestrator.hosts import is_loopback
 
 ROLES = ("psc", "vcenter")
 PLATFORMS = ("appliance", "windows")
@@ -191,15 +191,6 @@ class _Checker:
                 self.fail(f"unknown field '{k}' in {what} (allowed: {', '.join(sorted(allowed))})", m, k, node)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def parse_inventory(data: Any, filename: str) -> Inventory:
     """Validate YAML data into an Inventory. All checks are pure."""
     c = _Checker(filename)
@@ -292,7 +283,7 @@ def _scheme(c: _Checker, m: Located, host: str, node: str) -> str:
     scheme = c.text(m, "scheme", required=False, default="https")
     if scheme not in ("https", "http"):
         c.fail(f"scheme must be https (or http for the loopback lab), got '{scheme}'", m, "scheme", node)
-    if scheme == "http" and not _is_loopback(host):
+    if scheme == "http" and not is_loopback(host):
         c.fail(f"plain http is only allowed for the loopback lab, not for host '{host}'", m, "scheme", node)
     return scheme
 
