@@ -17,7 +17,7 @@ import socket
 import ssl
 
 from orchestrator.clients.retry import TlsError
-from orchestrator.hosts import is_loopback  # noqa: F401 (re-exported for callers of tls)
+from orchestrator.hosts import is_loopback
 
 
 def check_scheme(scheme: str, host: str, *, node: str = "") -> None:

@@ -13,7 +13,7 @@ from orchestrator.core.versions import catalogue, parse_version
 
 DEPLOY = ("{datacenter: DC0, datastore: LocalDS_0, network: VM Network, deployment_size: small, target: DC0_C0, "
           "temporary_network: {ip: 10.0.0.50, prefix: 24, gateway: 10.0.0.1, dns_servers: [10.0.0.2, 10.0.0.3]}}")
-INV = f"""
+PSC_ONLY = f"""
 domain: vsphere.local
 credentials:
   sso:  {{user: administrator@vsphere.local, password_env: T_SSO}}
@@ -25,6 +25,8 @@ management:
 nodes:
   - {{name: p1, role: psc, site: s1, host: p1.corp.example, version: "@P@", vm: {{vcenter: mgmt-vc, name: p1}},
       deploy: {DEPLOY}}}
+"""
+INV = PSC_ONLY + f"""\
   - {{name: v1, role: vcenter, site: s1, host: v1.corp.example, version: "6.0 U3", psc: p1,
       vm: {{vcenter: mgmt-vc, name: v1}}, deploy: {DEPLOY}}}
   - {{name: v2, role: vcenter, site: s1, host: v2.corp.example, version: "@V2@", psc: p1,

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.core.test_installer_template import PSC_ONLY
+
 from lab.installer_standin import standin_path
 from orchestrator.clients.installer import (InstallerFailed, InstallerNotConfigured, InstallerPrecheckRefused,
                                             InstallerRunner, InstallerTemplateRefused, InstallerUnreachable,
@@ -38,19 +40,7 @@ def V(s: str):
 # Part 1: the runner with a fake installer
 # ----------------------------------------------------------------------------------------------------------
 SECRETS = {"sso": "Sso-Secret#1x", "root": 'Root"Secret#2x', "mgmt": "Mgmt-Secret#3x"}
-RUNNER_INV = f"""
-domain: vsphere.local
-credentials:
-  sso:  {{user: administrator@vsphere.local, password_env: T_SSO}}
-  root: {{user: root, password_env: T_ROOT}}
-  mgmt: {{user: admin@mgmt.local, password_env: T_MGMT}}
-sites: [s1]
-management:
-  - {{name: mgmt-vc, host: mgmt.corp.example, credentials: mgmt}}
-nodes:
-  - {{name: p1, role: psc, site: s1, host: p1.corp.example, version: "@V@", vm: {{vcenter: mgmt-vc, name: p1}},
-      deploy: {DEPLOY}}}
-"""
+RUNNER_INV = PSC_ONLY.replace("@P@", "@V@")  # one PSC: the template test's own inventory
 
 FAKE = r'''
 import json, os, sys, time
