@@ -5,8 +5,9 @@ which method and why. It never calls out. The engine later applies exactly the s
 it if the plan file was edited or the inventory changed since (hashes).
 
 Batches: steps of one batch may run concurrently across nodes; a node's steps within a batch run in
-order. PSCs are always one per batch; vCenters follow the playbook's `serial` (default: the vCenters
-that share a PSC together, as VMware's guide allows).
+order. PSCs are always one per batch; vCenters follow the playbook's `serial` (default `per-psc`: the
+vCenters that share a PSC together, as VMware's guide allows, and the groups side by side, since once every
+PSC is at the target the groups share nothing that VMware's upgrade order constrains).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any, Iterable
 
 from orchestrator.core import interop, rules
 from orchestrator.core.inventory import Inventory, Node
-from orchestrator.core.playbook import PER_PSC, Play, Playbook
+from orchestrator.core.playbook import PER_PSC, PER_PSC_IN_TURN, Play, Playbook
 from orchestrator.core.versions import Version
 from orchestrator.errors import InputError, RefusedError, Where
 
@@ -154,13 +155,26 @@ def _node_lane(node: Node, play: Play, target: Version, phase: str, batch: int, 
 
 
 def _vcenter_batches(inv: Inventory, serial: int | str) -> tuple[list[list[Node]], str]:
+    """The vCenter wave's batches and the rule that made them (the plan prints it).
+
+    VMware: "vCenter Server instances that point to the same Platform Services Controller can be upgraded or
+    migrated concurrently" — that is where the groups come from. The order rules (all PSCs first, PSCs one at
+    a time) are already met when this wave starts, and two groups never share a PSC, so `per-psc` runs the
+    groups side by side: the window then holds one vCenter batch, not one per PSC. `per-psc-in-turn` keeps
+    the groups apart in time for administrators who read VMware's sentence as the only concurrency allowed.
+    """
     vcs = list(inv.vcenters)
-    if serial == PER_PSC:
+    if serial in (PER_PSC, PER_PSC_IN_TURN):
         groups = [list(inv.vcenters_of(p.name)) for p in _psc_order(inv)]
         groups += [[vc] for vc in vcs if not vc.psc]  # embedded-PSC vCenters: each its own group
-        return [g for g in groups if g], ("per-psc: vCenter Server instances that point to the same Platform "
-                                          "Services Controller are upgraded concurrently (VMware upgrade order "
-                                          "guide); groups one after another")
+        groups = [g for g in groups if g]
+        words = ("per-psc: vCenter Server instances that point to the same Platform Services Controller are "
+                 "upgraded concurrently (VMware upgrade order guide); ")
+        if serial == PER_PSC_IN_TURN:
+            return groups, words.replace("per-psc:", "per-psc-in-turn:") + "groups one after another"
+        side_by_side = [vc for g in groups for vc in g]
+        return ([side_by_side] if side_by_side else []), (
+            words + f"the {len(groups)} groups share no PSC and run side by side")
     if serial == 0:
         return ([vcs] if vcs else []), "all vCenters at once (playbook serial: 0)"
     return [vcs[i:i + serial] for i in range(0, len(vcs), serial)], f"{serial} vCenter(s) at a time"

@@ -14,7 +14,9 @@ from orchestrator.errors import InputError, Where
 PHASES = ("pre", "psc", "vcenter", "post")
 TASKS = ("precheck", "backup", "stage", "upgrade", "verify")
 HOSTS = ("psc", "vcenter", "all")
-PER_PSC = "per-psc"
+PER_PSC = "per-psc"                  # vCenters grouped by their PSC; the groups side by side (the default)
+PER_PSC_IN_TURN = "per-psc-in-turn"  # the same groups, one group after another (narrower, longer window)
+SERIAL_WORDS = (PER_PSC, PER_PSC_IN_TURN)
 _PLAY_FIELDS = {"name", "phase", "hosts", "serial", "tasks", "any_errors_fatal", "backup_first",
                 "max_fail_percentage"}
 
@@ -25,7 +27,7 @@ class Play:
     phase: str
     hosts: str
     tasks: tuple[str, ...]
-    serial: int | str = 1  # int, or "per-psc", or 0 = all at once
+    serial: int | str = 1  # int (0 = all at once), or one of SERIAL_WORDS
     any_errors_fatal: bool = True
     backup_first: bool = False
     line: int = 0
@@ -96,9 +98,9 @@ def _play(raw: Any, index: int, file: str) -> Play:
     if len(set(tasks)) != len(tasks):
         _fail(f"play '{name}': a task is listed twice", file, raw, "tasks")
     serial = raw.get("serial", 1)
-    if not (serial == PER_PSC or (isinstance(serial, int) and not isinstance(serial, bool) and serial >= 0)):
-        _fail(f"play '{name}': serial must be a whole number >= 0 (0 = all at once) or '{PER_PSC}'", file, raw,
-              "serial")
+    if not (serial in SERIAL_WORDS or (isinstance(serial, int) and not isinstance(serial, bool) and serial >= 0)):
+        _fail(f"play '{name}': serial must be a whole number >= 0 (0 = all at once), '{PER_PSC}' or "
+              f"'{PER_PSC_IN_TURN}'", file, raw, "serial")
     fatal = raw.get("any_errors_fatal", True)
     if fatal is not True and "upgrade" in tasks:
         _fail(f"play '{name}': a wave that upgrades must stop at the first failure (any_errors_fatal: true)",

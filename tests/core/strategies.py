@@ -141,7 +141,7 @@ def playbooks(draw) -> GenPlaybook:
     lane_stage = [] if stage_pre else (["stage"] if draw(st.booleans()) else [])
     psc = (["precheck"] if draw(st.booleans()) else []) + (["backup"] if where != "pre" else []) + lane_stage
     plays.append(_play("psc", "psc", psc + ["upgrade", "verify"], serial=1))
-    vc_serial = draw(st.one_of(st.integers(0, 6), st.just("per-psc")))
+    vc_serial = draw(st.one_of(st.integers(0, 6), st.just("per-psc"), st.just("per-psc-in-turn")))
     backup_first = where == "lanes+first" or (where == "pre" and draw(st.booleans()))
     vc = (["backup"] if where == "lanes" else []) + lane_stage
     plays.append(_play("vcenter", "vcenter", vc + ["upgrade", "verify"], serial=vc_serial, backup_first=backup_first))

@@ -188,16 +188,27 @@ def vc_batches(plan):
             for _, steps in plan.phase("vcenter").batches() if any(s.action == "upgrade" for s in steps)]
 
 
-def test_per_psc_batching_on_large():
+def test_per_psc_groups_run_side_by_side_on_large():
+    """Default: one vCenter batch; the rule names the 10 PSC groups (every PSC serves 1-2 vCenters)."""
     plan = plan_for(EX / "large.yml", "6.7 U3")
     inv = load_inventory(EX / "large.yml")
+    assert vc_batches(plan) == [sorted(n.name for n in inv.vcenters)]
+    assert plan.concurrency_rule.startswith("per-psc:") and "10 groups" in plan.concurrency_rule
+    assert "side by side" in plan.concurrency_rule
+
+
+def test_per_psc_in_turn_is_one_batch_per_psc_group():
+    pb_text = Path(load_playbook().path).read_text().replace("serial: per-psc", "serial: per-psc-in-turn")
+    inv = load_inventory(EX / "large.yml")
+    plan = build_plan(inv, loads_playbook(pb_text, "p.yml"), parse_version("6.7 U3"))
     batches = vc_batches(plan)
-    assert len(batches) == 10  # one batch per PSC, every PSC serves 1-2 vCenters
+    assert len(batches) == 10
     for b in batches:
         assert len({inv.node(n).psc for n in b}) == 1
         assert sorted(n.name for n in inv.vcenters_of(inv.node(b[0]).psc)) == b
     assert sorted(n for b in batches for n in b) == sorted(n.name for n in inv.vcenters)
-    assert "per-psc" in plan.concurrency_rule
+    assert plan.concurrency_rule.startswith("per-psc-in-turn:") and "one after another" in plan.concurrency_rule
+    assert plan.window_estimate_min > plan_for(EX / "large.yml", "6.7 U3").window_estimate_min
 
 
 def test_psc_wave_is_one_per_batch_in_site_order():

@@ -87,7 +87,8 @@ MINIMAL = """\
 """
 
 
-@pytest.mark.parametrize("serial, expected", [("0", 0), ("3", 3), ("per-psc", PER_PSC)])
+@pytest.mark.parametrize("serial, expected", [("0", 0), ("3", 3), ("per-psc", PER_PSC),
+                                             ("per-psc-in-turn", "per-psc-in-turn")])
 def test_minimal_playbook_and_serials(serial, expected):
     pb = loads_playbook(MINIMAL % serial, "m.yml")
     assert pb.play("vcenter").serial == expected

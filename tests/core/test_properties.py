@@ -83,6 +83,8 @@ def test_batches(dom, gpb):
     vc_batches = [b for b in vc_batches if b]
     for b in vc_batches:
         if serial == "per-psc":
+            assert len(vc_batches) == 1  # the PSC groups side by side
+        elif serial == "per-psc-in-turn":
             assert len({psc_of[n] for n in b}) == 1
             assert b == {vc for vc, p in dom.psc_of if p == psc_of[next(iter(b))]}
         elif serial == 0:
@@ -119,7 +121,7 @@ def test_unreachable_targets_refused(dom, data):
 
 
 @FAST
-@given(playbooks(), st.integers(2, 9) | st.just(0) | st.just("per-psc"))
+@given(playbooks(), st.integers(2, 9) | st.just(0) | st.just("per-psc") | st.just("per-psc-in-turn"))
 def test_concurrent_psc_wave_always_refused(gpb, serial):
     text = gpb.text.replace("phase: psc\n  hosts: psc\n  serial: 1\n", f"phase: psc\n  hosts: psc\n  serial: {serial}\n")
     with pytest.raises(InputError) as info:
