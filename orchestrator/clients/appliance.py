@@ -22,7 +22,8 @@ from urllib.parse import quote, urlencode, urlsplit
 from orchestrator.clients import tls
 from orchestrator.clients.retry import (BadRequest, ClientError, DeadlineExceeded, NotFound, RetryPolicy,
                                         ServerError, ServiceUnavailable, SessionExpired, TransientError,
-                                        Unauthorized, Unsupported, call_with_retry)
+                                        Unauthorized, Unsupported, RETRIES, call_with_retry,
+                                        polling)
 from orchestrator.log import get_logger
 from orchestrator.secrets import Secret, as_secret
 
@@ -574,8 +575,10 @@ def wait_job(get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[
     while True:
         elapsed = clock() - start
         try:
-            job = get_fn()
+            with polling():
+                job = get_fn()
         except TransientError as exc:
+            RETRIES.add(f"{what}.poll")
             log.info("job.poll_failed", node=node, what=what, elapsed=round(elapsed, 2), error=exc.message)
             job = None
         if job is not None:

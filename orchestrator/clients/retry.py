@@ -12,6 +12,8 @@ a permanent error telling the caller to look at the node before repeating.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import http.client
 import socket
@@ -20,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity import wait_exponential
@@ -182,6 +184,30 @@ def retry_count() -> int:
     return RETRIES.total
 
 
+# -- polling ----------------------------------------------------------------------------------------
+_POLLING: contextvars.ContextVar[bool] = contextvars.ContextVar("vcwave_polling", default=False)
+
+
+@contextlib.contextmanager
+def polling() -> Iterator[None]:
+    """Calls made inside are polls of a job loop that has its own cadence and deadline (`wait_job`).
+
+    Such a loop already comes back; backing off here as well would stack a second, slower clock on top of
+    it: an appliance that ends its reboot 10 ms after a 503 would be seen only after the next retry wait
+    (up to `max_wait`), which in the lab made every install 0.5 s longer than its job. So inside a poll a
+    transient failure is raised at once to the loop, which tolerates it; an expired session is still
+    re-logged-in and the call repeated right away, since the loop cannot do that itself."""
+    token = _POLLING.set(True)
+    try:
+        yield
+    finally:
+        _POLLING.reset(token)
+
+
+def in_poll() -> bool:
+    return _POLLING.get()
+
+
 # -- classification ----------------------------------------------------------------------------------
 def classify(exc: BaseException, *, node: str = "", what: str = "", sent: bool = True) -> BaseException:
     """Map a raw transport exception to a ClientError; ClientErrors and others pass through unchanged."""
@@ -223,7 +249,8 @@ def call_with_retry(fn: Callable[[], T], *, what: str, node: str = "", attempts:
                     relogin: Callable[[], None] | None = None, sleep: Callable[[float], None] = time.sleep) -> T:
     """Run `fn()`; retry transient failures with capped exponential backoff, at most `attempts` times and
     within `deadline` seconds. `relogin` (if given) is called once on SessionExpired, then the call repeats;
-    a second SessionExpired after the re-login is raised as Unauthorized (permanent)."""
+    a second SessionExpired after the re-login is raised as Unauthorized (permanent). Inside `polling()`
+    only the re-login is retried here; other transient failures go straight back to the poll loop."""
     pol = policy or _policy
     attempts = attempts or pol.attempts
     deadline = pol.deadline if deadline is None else deadline
@@ -273,10 +300,12 @@ def call_with_retry(fn: Callable[[], T], *, what: str, node: str = "", attempts:
             return 0.0
         return backoff(state)
 
+    retryable = ((lambda e: isinstance(e, SessionExpired)) if _POLLING.get()
+                 else (lambda e: isinstance(e, TransientError)))
     retrying = Retrying(
         stop=stop_after_attempt(attempts) | stop_after_delay(deadline),
         wait=wait,
-        retry=retry_if_exception(lambda e: isinstance(e, TransientError)),
+        retry=retry_if_exception(retryable),
         before_sleep=before_sleep,
         reraise=True,
         sleep=sleep,

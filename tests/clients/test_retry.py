@@ -184,3 +184,51 @@ def test_plain_404_means_no_rest_api():
     with ScriptServer(s) as srv:
         with pytest.raises(NotFound, match="no appliance REST API on this node"):
             client(srv).version()
+
+
+# -- polls inside a job loop (wait_job has its own cadence) -----------------------------------------------
+def test_inside_a_poll_a_transient_failure_goes_straight_back_to_the_loop():
+    """A 503 in a poll is not backed off here: the loop polls again at its own pace (a reboot that ends
+    10 ms later is seen 10 ms later, not after a retry wait)."""
+    fn = flaky(ServiceUnavailable("503"), "ok")
+    with retry.polling():
+        with pytest.raises(ServiceUnavailable):
+            call_with_retry(fn, what="t", attempts=5)
+    assert len(fn.calls) == 1 and not retry.in_poll()
+    assert call_with_retry(fn, what="t", attempts=5) == "ok"  # outside a poll: retried as before
+
+
+def test_inside_a_poll_an_expired_session_is_still_relogged_in_once():
+    relogins = []
+    fn = flaky(SessionExpired("401"), "ok")
+    with retry.polling():
+        assert call_with_retry(fn, what="t", relogin=lambda: relogins.append(1)) == "ok"
+    assert relogins == [1]
+
+
+def test_wait_job_sees_the_end_of_a_reboot_at_its_own_cadence():
+    """The job loop tolerates the reboot's 503s and counts them; no client backoff is stacked on top."""
+    from orchestrator.clients.appliance import wait_job
+
+    class Job:
+        def __init__(self, done):
+            self.done, self.state, self.progress = done, "X", 100 if done else 50
+
+    answers = iter([Job(False), ServiceUnavailable("503"), ServiceUnavailable("503"), Job(True)])
+    slept, calls = [], []
+
+    def get():
+        calls.append(retry.in_poll())
+        a = next(answers)
+        if isinstance(a, BaseException):
+            return call_with_retry(lambda: (_ for _ in ()).throw(a), what="update.get", attempts=5,
+                                   sleep=lambda s: slept.append(("client", s)))
+        return a
+
+    retry.RETRIES.reset()
+    t = [0.0]
+    job = wait_job(get, deadline=60, initial=0.01, cap=0.01, sleep=lambda s: (slept.append(("loop", s)),
+                   t.__setitem__(0, t[0] + s)), clock=lambda: t[0])
+    assert job.done and calls == [True] * 4
+    assert [k for k, _ in slept] == ["loop"] * 3  # never a client retry wait
+    assert retry.RETRIES.by_what() == {"job.poll": 2}
