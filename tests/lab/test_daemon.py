@@ -143,7 +143,7 @@ def test_update_install_and_repoint_restart_vcsim(vcsim_binary, make_lab, labkit
                 return False
             try:
                 return n != "vc-a" or about_and_morefs(lab, "vc-a")["build"] == "13010631"
-            except OSError:  # vcsim restarting
+            except (OSError, vim.fault.HostConnectFault):  # vcsim restarting (pyVmomi may wrap the refusal)
                 return False
         end = time.monotonic() + 20
         while not done():
