@@ -72,13 +72,15 @@ def _plan(inventory, playbook: str, target: str = "6.7 U3"):
 
 
 def test_window_model_and_minimum_of_two_site():
-    """Two-site, 6.7 U1 -> U3: two PSC installs, then the vCenters per PSC (two batches), 'during' backups."""
+    """Two-site, 6.7 U1 -> U3: two PSC installs, 'during' backups, then both PSC groups side by side."""
     d = bench.lab_durations(1.0)
     default = _plan(bench.TWO_SITE, "default")
-    assert bench.theoretical_minimum(default, d) == pytest.approx(3 * d["install"])
+    assert bench.theoretical_minimum(default, d) == pytest.approx(3 * d["install"] + d["backup"])
+    assert bench.theoretical_minimum(default, d, in_domain_backup=False) == pytest.approx(3 * d["install"])
     m = bench.window_model(default, d)
     assert m["psc_installs"] == pytest.approx(2 * d["install"])
-    assert m["vcenter_batches"] == pytest.approx(2 * d["install"])
+    assert m["vcenter_batches"] == pytest.approx(d["install"])
+    assert m["total"] == pytest.approx(bench.theoretical_minimum(default, d))  # the plan is the minimum
     assert m["backups_inside"] == pytest.approx(d["backup"])  # all nodes' 'during' backups, together
     assert m["staging_inside"] == 0
     serial = bench.window_model(_plan(bench.TWO_SITE, "serial"), d)
@@ -154,8 +156,9 @@ def test_bench_window_single_site(vcsim_binary, tmp_path):
     assert by_name(rows, "vcwave (default playbook)")[0]["upgraded"] == "3/3"
     assert by_name(rows, "serial playbook, journal")[0]["upgraded"] == "3/3"
     d = bench.lab_durations(1e-4)
-    # one PSC, then its two vCenters together: minimum = two installs (verify has no lab job)
-    assert by_name(rows, "theoretical minimum")[0]["value"] == pytest.approx(2 * d["install"])
+    # one PSC, then its two vCenters together after their in-domain backups (verify has no lab job)
+    assert by_name(rows, "theoretical minimum")[0]["value"] == pytest.approx(2 * d["install"] + d["backup"])
+    assert by_name(rows, "installs only")[0]["value"] == pytest.approx(2 * d["install"])
     for pb in ("default", "serial"):
         for p in bench.lab_pids(manage.read_lab(tmp_path / "w" / pb / pb / "lab")):
             assert not manage._alive(p)
