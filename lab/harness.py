@@ -396,8 +396,14 @@ RECORD_KINDS = ("backup", "source_appliance")
 
 def enumerate_points(inventory: str, target: str, workdir: Path, *, mid_job: bool = True,
                      records_too: bool = True, time_scale: float = DEFAULT_SCALE) -> tuple[list[CrashPoint], list[str]]:
-    """A clean run of the sequence; counts each command's boundaries / mid-job events / installs."""
+    """A clean run of the sequence; counts each command's boundaries / mid-job events / installs.
+
+    The run starts from an empty workdir: a plan and journal left by an earlier sweep would make every
+    command "already done" and leave nothing to count (a second `invoke bench.faults` once reported 0/0)."""
     wd = Path(workdir)
+    if wd.exists():
+        shutil.rmtree(wd)
+    wd.mkdir(parents=True)
     lab_dir = wd / "lab"
     points: list[CrashPoint] = []
     with _lab(inventory, lab_dir, time_scale) as info:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 
 from tests.conftest import require_vcsim
 
@@ -69,3 +70,24 @@ def test_transient_faults_rehearsal_completes(tmp_path):
     retries = transient(ROOT / "examples" / "two-site.yml", tmp_path / "transient", 0.2)
     print(f"\nretries under ~20% transient faults: {retries}")
     assert retries > 0
+
+
+def test_enumeration_starts_from_an_empty_workdir(tmp_path, monkeypatch):
+    """Regression: a journal left by an earlier sweep made every command 'already done' (0 of 0 points)."""
+    import contextlib
+
+    stale = tmp_path / "clean" / "state" / "vsphere.local" / "journal.db"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("left by an earlier sweep")
+    seen = []
+
+    @contextlib.contextmanager
+    def no_lab(inventory, lab_dir, time_scale, faults=None):
+        seen.append(stale.exists())
+        raise RuntimeError("stop here")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(harness, "_lab", no_lab)
+    with pytest.raises(RuntimeError, match="stop here"):
+        harness.enumerate_points("examples/two-site.yml", "6.7 U3", tmp_path / "clean")
+    assert seen == [False]
