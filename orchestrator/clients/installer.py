@@ -44,6 +44,7 @@ from orchestrator.secrets import Secret, reveal
 
 ENV_INSTALLER = "VCWAVE_INSTALLER"
 TAIL_LINES = 40
+OUTPUT_LOG = "vcwave-installer-output.log"  # the installer writes here (a file, never a pipe), vcwave follows it
 REDACTED = "********"
 
 EXIT_OK = 0
@@ -170,10 +171,13 @@ class InstallerRunner:
 
     def upgrade(self, template: dict, secrets: Mapping[str, "str | Secret"], *,
                 on_line: Callable[[str], None] | None = None,
-                on_start: Callable[[int, str], None] | None = None) -> InstallerResult:
+                on_start: Callable[[int, str], None] | None = None,
+                on_launch: Callable[[str, str], None] | None = None) -> InstallerResult:
         """The real run. `on_start(pid, private_dir)` lets the caller journal the running installer: it runs in
-        its own session and outlives a killed vcwave, which must then wait for it, never start a second one."""
-        return self._run(template, secrets, None, on_line, on_start)
+        its own session and outlives a killed vcwave, which must then wait for it, never start a second one.
+        `on_launch(log_dir, private_dir)` comes just before the process is started, so that a vcwave killed
+        between the start and `on_start` can still find it (`installer_processes(private_dir)`)."""
+        return self._run(template, secrets, None, on_line, on_start, on_launch)
 
     # the work ---------------------------------------------------------------------------------------------
     def command(self, template: dict, mode_flag: str | None, log_dir: Path, template_file: Path) -> list[str]:
@@ -187,7 +191,8 @@ class InstallerRunner:
 
     def _run(self, template: dict, secrets: Mapping[str, "str | Secret"], mode_flag: str | None,
              on_line: Callable[[str], None] | None,
-             on_start: Callable[[int, str], None] | None = None) -> InstallerResult:
+             on_start: Callable[[int, str], None] | None = None,
+             on_launch: Callable[[str, str], None] | None = None) -> InstallerResult:
         problems = validate_template(template)
         if problems:
             raise TemplateError("the installer template is incomplete: " + "; ".join(problems))
@@ -209,7 +214,9 @@ class InstallerRunner:
             cmd = self.command(template, mode_flag, log_dir, tfile)
             # The installer writes to a file, not a pipe: if vcwave dies, the installer must not die of a
             # broken pipe halfway through a migration; vcwave follows the file instead.
-            out_path = log_dir / "vcwave-installer-output.log"
+            out_path = log_dir / OUTPUT_LOG
+            if on_launch:
+                on_launch(str(log_dir), str(private))
             with open(out_path, "wb") as out:
                 try:
                     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -241,6 +248,36 @@ class InstallerRunner:
         if code != EXIT_OK:
             raise error_for(result)
         return result
+
+
+def installer_processes(private_dir: str | Path, proc_root: str | Path = "/proc") -> list[int]:
+    """Live processes whose command line names a file of `private_dir` (the installer's template lives
+    there, and that directory is unique to one run). How a resumed vcwave finds an installer whose pid it
+    never journaled. Empty where /proc cannot be read."""
+    needle = str(private_dir).encode()
+    if not needle:
+        return []
+    pids = []
+    try:
+        entries = [e for e in os.listdir(proc_root) if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            with open(os.path.join(proc_root, entry, "cmdline"), "rb") as f:
+                if needle in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def installer_output_started(log_dir: str | Path) -> bool:
+    """Whether the installer of that run wrote anything at all (VMware's installer prints its banner first)."""
+    try:
+        return (Path(log_dir) / OUTPUT_LOG).stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _follow(path: Path, proc: subprocess.Popen, interval: float = 0.05) -> Iterable[str]:

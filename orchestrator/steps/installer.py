@@ -10,7 +10,8 @@ import shutil
 import time
 from typing import Any
 
-from orchestrator.clients.installer import InstallerError, InstallerRunner, resolve_installer
+from orchestrator.clients.installer import (InstallerError, InstallerRunner, installer_output_started,
+                                            installer_processes, resolve_installer)
 from orchestrator.clients.retry import ClientError
 from orchestrator.core.installer_template import build_upgrade_template, secret_names
 from orchestrator.errors import InputError, StepFailed
@@ -69,6 +70,8 @@ class InstallerUpgrade:
         try:
             result = _runner(ctx).upgrade(
                 template, secrets, on_line=lambda l: ctx.log.info("installer.progress", line=l),
+                on_launch=lambda log_dir, private: ctx.progress({"installer_log_dir": log_dir,
+                                                                 "private_dir": private}),
                 on_start=lambda pid, private: ctx.progress({"installer_pid": pid, "private_dir": private}))
         except InstallerError as exc:
             raise StepFailed(f"node {node.name}: installer: {exc} (log folder {exc.result.log_dir})") from exc
@@ -86,12 +89,20 @@ class InstallerUpgrade:
                          "node_version": source_version, "domain_version": domain_version, "new_vm_name": new_vm,
                          **extra})
 
-    def _already_there(self, ctx: StepContext) -> dict[str, Any] | None:
-        """The node answers at the target already (an earlier installer run finished): never run it again."""
-        try:
-            facts = gather(ctx.conns, ctx.node, fingerprint=False, health=False)
-        except ClientError:
-            return None
+    def _already_there(self, ctx: StepContext, patience: float = 0.0) -> dict[str, Any] | None:
+        """The node answers at the target already (an earlier installer run finished): never run it again.
+        With `patience` (seconds), a node that does not answer yet is asked again until then: right after an
+        installer run the address is passing from the source to the new appliance."""
+        end = time.monotonic() + patience
+        while True:
+            try:
+                facts = gather(ctx.conns, ctx.node, fingerprint=False, health=False)
+                break
+            except ClientError as exc:
+                if time.monotonic() >= end:
+                    return None
+                ctx.log.info("installer.node_not_answering", error=str(exc))
+                time.sleep(max(ctx.options.poll_interval, 0.05))
         if facts.version is None or not facts.version.same_release(ctx.target):
             return None
         started = ctx.last_progress("new_vm")
@@ -108,29 +119,47 @@ class InstallerUpgrade:
 
     def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
         """vcwave died during the installer step. The installer runs in its own session and may still be
-        migrating: wait for it, remove its secrets file, then look at the node — never start a second one."""
+        migrating: wait for it, remove its secrets file, then look at the node — never start a second one.
+
+        vcwave may have died between starting the installer and journaling its pid: the run's private
+        directory, journaled just before the start, names the process (its template lives there)."""
         node = ctx.node
-        run = ctx.last_progress("installer_pid") or {}
-        pid = run.get("installer_pid")
+        run = _installer_run(ctx)
+        private = run.get("private_dir", "")
+        pids = ([int(run["installer_pid"])] if run.get("installer_pid")
+                else installer_processes(private) if private else [])
         end = time.monotonic() + deadline(ctx, 120)
-        while pid and _alive(pid) and time.monotonic() < end:
-            ctx.log.info("installer.still_running", pid=pid)
+        while any(_alive(p) for p in pids) and time.monotonic() < end:
+            ctx.log.info("installer.still_running", pids=pids)
             time.sleep(max(ctx.options.poll_interval, 0.05))
-        if pid and _alive(pid):
-            raise StepFailed(f"node {node.name}: the installer (pid {pid}) is still running after the deadline; "
-                             f"let it finish, then run the same command again")
-        if run.get("private_dir"):
-            shutil.rmtree(run["private_dir"], ignore_errors=True)  # the 0600 template with secrets
-        done = self._already_there(ctx)
+        if any(_alive(p) for p in pids):
+            raise StepFailed(f"node {node.name}: the installer (pid {', '.join(map(str, pids))}) is still running "
+                             f"after the deadline; let it finish, then run the same command again")
+        if private:
+            shutil.rmtree(private, ignore_errors=True)  # the 0600 template with secrets
+        ran = bool(pids) or bool(run.get("installer_log_dir")) and installer_output_started(run["installer_log_dir"])
+        done = self._already_there(ctx, patience=deadline(ctx, 10) if ran else 0.0)
         if done is not None:
             return done
-        if pid or (node.vm is not None and ctx.conns.management(node.vm.vcenter).vm_power_states(
+        if ran or (node.vm is not None and ctx.conns.management(node.vm.vcenter).vm_power_states(
                 [node.vm.name]).get(node.vm.name) == "poweredOff"):
             raise StepFailed(f"node {node.name}: the installer was interrupted and the node does not answer at "
                              f"{ctx.target.release}. Do not re-run blindly: look at the installer log folder, then "
                              f"finish by hand or roll back (source {node.vm.name if node.vm else '?'} on, the new "
                              f"appliance off), then `invoke upgrade` again")
         return NOT_DONE
+
+
+def _installer_run(ctx: StepContext) -> dict[str, Any]:
+    """The newest installer run of this step: its launch record (log and private dirs) with its pid record,
+    if any — a pid journaled by an earlier, finished attempt of the step belongs to another private dir."""
+    launch = ctx.last_progress("private_dir") or {}
+    out = dict(launch)
+    for key in ("installer_log_dir", "installer_pid"):
+        rec = ctx.last_progress(key)
+        if rec and rec.get("private_dir") == launch.get("private_dir"):
+            out.update(rec)
+    return out
 
 
 def _alive(pid: int) -> bool:
