@@ -21,7 +21,7 @@ from orchestrator.core.interop import backup_method_problem
 from orchestrator.core.plan import Step
 from orchestrator.errors import StepFailed
 from orchestrator.steps.base import NOT_DONE, StepContext
-from orchestrator.steps.common import current_domain_version, deadline, poll_kwargs, start_once
+from orchestrator.steps.common import current_domain_version, deadline, poll_kwargs, start_once, wait_answering
 
 SNAPSHOT_PREFIX = "vcwave"
 
@@ -142,6 +142,7 @@ class SnapshotSetBackup:
         set_id = f"{SNAPSHOT_PREFIX}-{ctx.step.tag or 'set'}-{uuid.uuid4().hex[:8]}"
         ctx.progress({"set_id": set_id, "members": [n.name for n in nodes]})
         order_off = sorted(nodes, key=lambda n: n.role != "vcenter")  # vCenters first
+        taken = False
         try:
             for n in order_off:
                 self._power(ctx, n, on=False)
@@ -151,9 +152,16 @@ class SnapshotSetBackup:
                 start_once(lambda: mg.create_snapshot(vm, set_id, f"vcwave cold snapshot set {set_id}"),
                            lambda: _snapshot_named(mg.snapshots(vm), set_id),
                            what="snapshot.create")
+            taken = True
         finally:
-            for n in sorted(nodes, key=lambda n: n.role != "psc"):  # PSCs first
-                self._power(ctx, n, on=True)
+            if not taken:  # something failed: everything back on at once, PSCs first
+                for n in sorted(nodes, key=lambda n: n.role != "psc"):
+                    self._power(ctx, n, on=True)
+        silent = self._bring_back(ctx, nodes)
+        if silent:
+            raise StepFailed(f"snapshot set {set_id}: taken, but {', '.join(silent)} did not answer after "
+                             f"power-on; look at {'them' if len(silent) > 1 else 'it'} (console, services), then "
+                             f"run the same command again once every node answers")
         dv = current_domain_version(ctx)
         out = {}
         for n in nodes:
@@ -161,6 +169,18 @@ class SnapshotSetBackup:
                                          "snapshot-set", _node_version_now(ctx, n.name), dv, ctx.step.tag,
                                          set_id=set_id, members=[m.node for m in members])
         return out
+
+    def _bring_back(self, ctx: StepContext, nodes: list[Any]) -> list[str]:
+        """Power the set back on in VMware's order: PSCs, and only once they answer, the vCenters (their
+        services need the PSC at boot); then wait for the vCenters too, so that the next command finds a
+        domain in service. Returns the nodes that did not answer in time."""
+        silent: list[str] = []
+        for role in ("psc", "vcenter"):
+            group = [n for n in nodes if n.role == role]
+            for n in group:
+                self._power(ctx, n, on=True)
+            silent += wait_answering(ctx, group, minutes=20)
+        return silent
 
     @staticmethod
     def _power(ctx: StepContext, n: Any, on: bool) -> None:

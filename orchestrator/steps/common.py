@@ -1,11 +1,13 @@
 """Small helpers the steps share: deadlines scaled for the lab, polling, the domain version, starting a job once."""
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+import time
+from typing import Any, Callable, Iterable, TypeVar
 
 from orchestrator.clients.retry import Ambiguous
 
 from orchestrator.core.history import domain_version
+from orchestrator.facts.node import gather
 from orchestrator.steps.base import StepContext
 
 T = TypeVar("T")
@@ -43,3 +45,17 @@ def start_once(start: Callable[[], T], already_started: Callable[[], T | None], 
             if attempt == attempts:
                 raise
     raise AssertionError("unreachable")
+
+
+def wait_answering(ctx: StepContext, nodes: Iterable[Any], minutes: float) -> list[str]:
+    """Ask each node until it answers on every API it has (an appliance takes minutes to bring its services
+    back after a power-on), within `minutes` (scaled like every deadline). Returns the nodes still silent."""
+    waiting = list(nodes)
+    end = time.monotonic() + deadline(ctx, minutes)
+    while waiting:
+        waiting = [n for n in waiting if gather(ctx.conns, n, fingerprint=False, health=False).errors]
+        if not waiting or time.monotonic() >= end:
+            break
+        ctx.log.info("nodes.waiting_to_answer", nodes=[n.name for n in waiting])
+        time.sleep(max(ctx.options.poll_interval, 0.05))
+    return [n.name for n in waiting]
