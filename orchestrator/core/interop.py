@@ -31,6 +31,7 @@ class InteropData:
     lines: dict[str, LineFeatures]
     location_types_since: dict[str, Version]
     durations_min: dict[str, float]
+    configuration_maximums: dict[str, int]
 
     def features(self, v: Version) -> LineFeatures:
         key = f"{v.major}.{v.minor}"
@@ -47,6 +48,7 @@ def interop_data() -> InteropData:
         lines={k: LineFeatures(**v) for k, v in raw["lines"].items()},
         location_types_since={k: parse_version(v) for k, v in raw["location_types_since"].items()},
         durations_min={k: float(v) for k, v in raw["durations_min"].items()},
+        configuration_maximums={k: int(v) for k, v in raw["configuration_maximums"].items()},
     )
 
 

@@ -248,6 +248,11 @@ def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory
                                                  n.backup.location_type if n.backup else ""))
         if problem:
             warnings.append(f"{n.name}: {problem} (the precheck will fail)")
+    per_site = {site: sum(1 for p in inv.pscs if p.site == site) for site in inv.sites}
+    for verdict in rules.within_configuration_maximums(per_site, len(inv.vcenters),
+                                                       interop.interop_data().configuration_maximums):
+        warnings.append(f"domain {inv.domain}: {verdict.reason} (unsupported topology, before and after the "
+                        f"upgrade)")
     plan = Plan(inv.domain, target.release, inv.path, inventory_sha256, playbook.path, playbook_sha256,
                 rule_text, 0.0, tuple(phases), tuple(warnings))
     plan = _with_window(plan)

@@ -116,3 +116,26 @@ def external_psc_target_allowed(has_external_pscs: bool, target_supports_externa
                        f"their vCenters first (vCenter 6.7 U2+ converge tool), decommission the PSCs, then plan "
                        f"the upgrade of the resulting embedded vCenters. vcwave does not plan the convergence")
     return Verdict(True, "no-external-psc-in-target")
+
+
+def within_configuration_maximums(pscs_per_site: Mapping[str, int], vcenters: int,
+                                  maximums: Mapping[str, int]) -> list[Verdict]:
+    """The domain's size against VMware's configuration maximums (external PSCs per domain and per site,
+    vCenters per domain). Beyond them the domain is unsupported before and after the upgrade: vcwave says
+    so in the plan rather than guess how VMware support would see it. Empty list: within every maximum."""
+    out = []
+    total = sum(pscs_per_site.values())
+    if total > maximums["psc_per_domain"]:
+        out.append(Verdict(False, "configuration-maximums",
+                           f"{total} external PSCs in one SSO domain; VMware supports at most "
+                           f"{maximums['psc_per_domain']}"))
+    if vcenters > maximums["vcenter_per_domain"]:
+        out.append(Verdict(False, "configuration-maximums",
+                           f"{vcenters} vCenters in one SSO domain; VMware supports at most "
+                           f"{maximums['vcenter_per_domain']}"))
+    for site, n in sorted(pscs_per_site.items()):
+        if n > maximums["psc_per_site"]:
+            out.append(Verdict(False, "configuration-maximums",
+                               f"site {site} has {n} PSCs; VMware supports at most {maximums['psc_per_site']} "
+                               f"per site"))
+    return out

@@ -295,3 +295,14 @@ def test_embedded_topology_per_psc_plans_every_vcenter_upgrade():
     `topology: embedded` inventory still upgrades every vCenter."""
     plan = build_plan(loads_inventory(EMBEDDED, "emb.yml"), load_playbook(), parse_version("6.7 U3"))
     assert sorted(s.node for s in upgrades(plan, "vcenter")) == ["vc1", "vc2"]
+
+
+def test_a_domain_beyond_vmwares_maximums_is_planned_with_a_warning(tmp_path):
+    """Seven PSCs in one site: unsupported before and after; the plan says so (it does not refuse: the
+    administrator's domain already runs that way, and the upgrade does not make it worse)."""
+    text = (EX / "large.yml").read_text().replace("site: site-b", "site: site-a")
+    inv = loads_inventory(text, "big.yml")
+    plan = build_plan(inv, load_playbook(), parse_version("6.7 U3"))
+    assert any("site site-a has 7 PSCs" in w and "unsupported" in w for w in plan.warnings), plan.warnings
+    assert not any("maximum" in w or "at most" in w
+                   for w in plan_for(EX / "large.yml", "6.7 U3").warnings)

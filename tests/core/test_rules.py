@@ -124,3 +124,28 @@ def test_7_0_target_with_external_pscs_refused():
     assert not v and v.rule == "no-external-psc-in-target" and "converge" in v.reason
     assert rules.external_psc_target_allowed(False, False, V("7.0"))
     assert rules.external_psc_target_allowed(True, True, V("6.7 U3"))
+
+
+# ---------------------------------------------------------------- configuration maximums
+MAXIMA = {"psc_per_domain": 10, "vcenter_per_domain": 15, "psc_per_site": 4}
+
+
+def test_large_example_is_at_the_maximums_not_beyond():
+    assert rules.within_configuration_maximums({"a": 4, "b": 3, "c": 3}, 15, MAXIMA) == []
+
+
+@pytest.mark.parametrize("per_site, vcenters, fragments", [
+    ({"a": 4, "b": 4, "c": 3}, 15, ["11 external PSCs", "at most 10"]),
+    ({"a": 4}, 16, ["16 vCenters", "at most 15"]),
+    ({"a": 5, "b": 1}, 2, ["site a has 5 PSCs", "at most 4 per site"]),
+])
+def test_beyond_a_maximum_is_named(per_site, vcenters, fragments):
+    verdicts = rules.within_configuration_maximums(per_site, vcenters, MAXIMA)
+    assert len(verdicts) == 1 and not verdicts[0] and verdicts[0].rule == "configuration-maximums"
+    for f in fragments:
+        assert f in verdicts[0].reason
+
+
+def test_the_shipped_maximums_are_vmwares():
+    from orchestrator.core.interop import interop_data
+    assert interop_data().configuration_maximums == MAXIMA
