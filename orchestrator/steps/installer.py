@@ -97,13 +97,16 @@ class InstallerUpgrade:
         while True:
             try:
                 facts = gather(ctx.conns, ctx.node, fingerprint=False, health=False)
-                break
-            except ClientError as exc:
-                if time.monotonic() >= end:
-                    return None
+            except ClientError as exc:  # gather records what it cannot reach; this is a client it cannot build
+                facts = None
                 ctx.log.info("installer.node_not_answering", error=str(exc))
-                time.sleep(max(ctx.options.poll_interval, 0.05))
-        if facts.version is None or not facts.version.same_release(ctx.target):
+            answered = facts is not None and (facts.version is not None or not facts.errors)
+            if answered or time.monotonic() >= end:
+                break
+            if facts is not None:
+                ctx.log.info("installer.node_not_answering", errors=list(facts.errors))
+            time.sleep(max(ctx.options.poll_interval, 0.05))
+        if facts is None or facts.version is None or not facts.version.same_release(ctx.target):
             return None
         started = ctx.last_progress("new_vm")
         self._keep_source(ctx, ctx.step.from_, current_domain_version(ctx),

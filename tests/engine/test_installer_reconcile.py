@@ -104,3 +104,25 @@ def test_a_pid_from_an_earlier_attempt_is_not_this_runs_pid(tmp_path, monkeypatc
                 {"installer_pid": 999999, "private_dir": "/tmp/old-run"},
                 {"installer_log_dir": str(tmp_path / "new"), "private_dir": str(tmp_path / "new-run")}])
     assert InstallerUpgrade().reconcile(ctx, None) == NOT_DONE
+
+
+def test_after_an_installer_run_a_silent_address_is_asked_again_until_it_answers(monkeypatch):
+    """Right after the installer, the address passes from the source to the new appliance: with patience
+    the step waits for an answer instead of calling the node 'not at target' at its first refusal."""
+    from orchestrator.core.versions import parse_version
+    from orchestrator.steps import installer as step_mod
+
+    target = parse_version("6.5 U1")
+    answers = [SimpleNamespace(version=None, errors=["appliance: connection refused"]),
+               SimpleNamespace(version=None, errors=["appliance: connection refused"]),
+               SimpleNamespace(version=target, errors=[])]
+    monkeypatch.setattr(step_mod, "gather", lambda conns, node, fingerprint, health: answers.pop(0))
+    monkeypatch.setattr(step_mod, "current_domain_version", lambda ctx: "6.5 U1")
+    monkeypatch.setattr(InstallerUpgrade, "_keep_source", staticmethod(lambda *a, **k: None))
+    ctx = _ctx([])
+    ctx.target, ctx.conns, ctx.step = target, None, SimpleNamespace(from_="6.0 U3")
+    assert InstallerUpgrade()._already_there(ctx, patience=5.0)["version_after"] == "6.5 U1"
+    assert answers == []
+    answers[:] = [SimpleNamespace(version=None, errors=["appliance: connection refused"])] * 3
+    assert InstallerUpgrade()._already_there(ctx) is None  # no patience: one question only
+    assert len(answers) == 2
