@@ -148,3 +148,15 @@ def running(inventory: str | Path, lab_dir: str | Path, **kw: Any) -> Iterator[d
         yield info
     finally:
         down(lab_dir)
+
+
+def write_session_env(lab_dir: str | Path = DEFAULT_DIR) -> Path:
+    """Write `<lab>/env.sh` for a by-hand session: sourcing it points the production commands at the lab's
+    installer stand-in (VCWAVE_INSTALLER) and tells the stand-in where its lab lives (VCWAVE_LAB_DIR), so
+    `vcwave precheck`, `vcwave upgrade --wave psc`, ... run unchanged against the twin."""
+    from lab.installer_standin import ENV_LAB_DIR, standin_path
+    d = Path(lab_dir).resolve()
+    env = d / "env.sh"
+    env.write_text(f"# vcwave lab session: . {env}\nexport {ENV_LAB_DIR}='{d}'\n"
+                   f"export VCWAVE_INSTALLER='{standin_path()}'\n")
+    return env

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from lab import manage
 from lab.installer_standin import ENV_LAB_DIR, standin_path
+from orchestrator import log
 from orchestrator.clients import retry
 from orchestrator.commands import plan as plan_cmd
 from orchestrator.commands import rollback as rollback_cmd
@@ -52,6 +53,7 @@ class Rehearsal:
     steps: list[str] = field(default_factory=list)
     failed: str = ""
     rolled_back: bool = False
+    expected_before: int = 0
 
     def flags(self, lab_inventory: str) -> CommonFlags:
         return CommonFlags(inventory=lab_inventory, plan=str(self.workdir / "plan.json"),
@@ -63,15 +65,15 @@ class Rehearsal:
         try:
             out = fn()
         except StepFailed as exc:
-            self.steps.append(f"{name}: FAILED ({time.monotonic() - t0:.2f}s)")
+            self.steps.append(f"{name} FAILED {time.monotonic() - t0:.2f}s")
             self.failed = f"{name}: {exc}"
             raise
-        self.steps.append(f"{name}: ok ({time.monotonic() - t0:.2f}s)")
-        self.say(f"== {name}\n{out.splitlines()[0] if out else ''}")
+        self.steps.append(f"{name} ok {time.monotonic() - t0:.2f}s")  # the console showed its steps
 
     def run(self) -> str:
         lab_dir = self.workdir / "lab"
         start_retries = retry.retry_count()
+        self.expected_before = retry.RETRIES.expected
         # Waits between retries shrink with the lab's clock, as every job duration does (attempts stay as they are).
         old_policy = retry.set_default_policy(initial_wait=min(0.5, 0.5 * self.time_scale * 200),
                                               max_wait=min(15.0, 15.0 * self.time_scale * 20))
@@ -84,6 +86,8 @@ class Rehearsal:
         with manage.running(self.inventory, lab_dir, time_scale=self.time_scale, faults=self.faults) as info:
             os.environ[ENV_LAB_DIR] = str(lab_dir.resolve())
             flags = self.flags(info["inventory"])
+            log.record_to(flags.state_dir, load_inventory(info["inventory"]).domain)  # one event log, all commands
+            log.describe_run(None, time_scale=self.time_scale)
             self._do("plan", lambda: plan_cmd.run(info["inventory"], self.target, flags.plan, False, self.playbook,
                                                   self.concurrency))
             sequence = [
@@ -120,16 +124,17 @@ class Rehearsal:
     def summary(self, st: Any, report: str, retries: int) -> str:
         w = st.window
         usable = sum(1 for n in st.nodes if n["single_restore"])
-        lines = ["rehearsal summary",
-                 f"  domain {st.domain}: {self.inventory} -> {self.target} (time scale {self.time_scale})",
-                 f"  outcome: {'ROLLED BACK after ' + self._failed_step() if self.rolled_back else 'upgraded'}",
-                 f"  domain version now: {st.domain_version}",
+        lines = [f"rehearsal summary: domain {st.domain}, {self.inventory} -> {self.target} "
+                 f"(time scale {self.time_scale})",
+                 f"  outcome: {'ROLLED BACK after ' + self._failed_step() if self.rolled_back else 'upgraded'}; "
+                 f"domain version now {st.domain_version}; backups usable alone at the end: {usable}/{len(st.nodes)}",
+                 "  commands: " + "; ".join(self.steps),
                  f"  mixed-version window: {w['state']}, {w['length_s']:.2f}s in the lab "
                  f"(~{w['length_s'] / self.time_scale / 60:.0f} min at real speed)",
-                 "  steps: " + "; ".join(self.steps),
-                 f"  retries of transient faults: {retries}",
-                 f"  backups usable alone at the end: {usable}/{len(st.nodes)} nodes",
-                 f"  report: {report}"]
+                 f"  retries of transient faults: {retries} (waits while nodes were down on purpose: "
+                 f"{retry.RETRIES.expected - self.expected_before})",
+                 f"  report: {', '.join(l.strip() for l in report.splitlines()[1:]) or report}",
+                 f"  event log: {log.event_log_path() or '(not recorded: rehearsal called outside a command)'}"]
         return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from orchestrator.clients import tls
 from orchestrator.clients.retry import (BadRequest, ClientError, DeadlineExceeded, NotFound, RetryPolicy,
                                         ServerError, ServiceUnavailable, SessionExpired, TransientError,
-                                        Unauthorized, Unsupported, RETRIES, call_with_retry,
+                                        Unauthorized, Unsupported, RETRIES, call_with_retry, outage_reason,
                                         polling)
 from orchestrator.log import get_logger
 from orchestrator.secrets import Secret, as_secret
@@ -579,14 +579,16 @@ def wait_job(get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[
                 job = get_fn()
         except TransientError as exc:
             RETRIES.add(f"{what}.poll")
-            log.info("job.poll_failed", node=node, what=what, elapsed=round(elapsed, 2), error=exc.message)
+            log.info("job.poll_failed", node=node, what=what, elapsed=round(elapsed, 2), deadline_s=round(deadline),
+                     error=exc.message, **({"expected": outage_reason()} if outage_reason() else {}))
             job = None
         if job is not None:
             key = (getattr(job, "state", None), getattr(job, "progress", None))
             if key != last:
                 last = key
-                log.info("job.progress", node=node, what=what, state=key[0], percent=key[1],
-                         elapsed=round(elapsed, 2))
+                if key != (None, None):  # a job that reports neither state nor percent has no progress to show
+                    log.info("job.progress", node=node, what=what, state=key[0], percent=key[1],
+                             elapsed=round(elapsed, 2), deadline_s=round(deadline))
                 if on_progress:
                     on_progress(job)
             if is_done(job):

@@ -142,16 +142,27 @@ def set_default_policy(policy: RetryPolicy | None = None, **changes: Any) -> Ret
 
 
 class RetryCounter:
-    """Counts retries per (what) and re-logins; the rehearsal summary prints `total`."""
+    """Counts retries of transient faults per (what) and re-logins; the rehearsal summary prints `total`.
+    Retries inside an `expected_outage` (a node rebooting or powering on because we asked it to) are
+    counted apart, in `expected`: they are the plan working, not faults."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_what: Counter[str] = Counter()
+        self._expected = 0
         self._relogins = 0
 
     def add(self, what: str) -> None:
         with self._lock:
-            self._by_what[what] += 1
+            if _EXPECTED.get():
+                self._expected += 1
+            else:
+                self._by_what[what] += 1
+
+    @property
+    def expected(self) -> int:
+        with self._lock:
+            return self._expected
 
     def add_relogin(self) -> None:
         with self._lock:
@@ -174,6 +185,7 @@ class RetryCounter:
     def reset(self) -> None:
         with self._lock:
             self._by_what.clear()
+            self._expected = 0
             self._relogins = 0
 
 
@@ -182,6 +194,28 @@ RETRIES = RetryCounter()
 
 def retry_count() -> int:
     return RETRIES.total
+
+
+# -- expected outages -------------------------------------------------------------------------------
+_EXPECTED: contextvars.ContextVar[str] = contextvars.ContextVar("vcwave_expected_outage", default="")
+
+
+@contextlib.contextmanager
+def expected_outage(reason: str) -> Iterator[None]:
+    """Calls made inside may fail because the node is down on purpose (`reason`: "rebooting", "powering
+    on"): an update reboots the appliance, a snapshot set power-cycles every VM. Their retries are still
+    bounded by the same policy, but they are reported as the wait they are (info, `expected=reason`) and
+    not counted as transient faults."""
+    token = _EXPECTED.set(reason)
+    try:
+        yield
+    finally:
+        _EXPECTED.reset(token)
+
+
+def outage_reason() -> str:
+    """The current expected outage's reason, or "" outside one."""
+    return _EXPECTED.get()
 
 
 # -- polling ----------------------------------------------------------------------------------------
@@ -289,8 +323,11 @@ def call_with_retry(fn: Callable[[], T], *, what: str, node: str = "", attempts:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         RETRIES.add(what)
-        log.warning("client.retry", node=node, what=what, attempt=state.attempt_number, max_attempts=attempts,
-                    wait=round(wait, 3), error=type(exc).__name__, reason=getattr(exc, "message", str(exc)))
+        expected = _EXPECTED.get()
+        emit = log.info if expected else log.warning
+        emit("client.retry", node=node, what=what, attempt=state.attempt_number, max_attempts=attempts,
+             wait=round(wait, 3), deadline_s=deadline, error=type(exc).__name__,
+             reason=getattr(exc, "message", str(exc)), **({"expected": expected} if expected else {}))
 
     backoff = wait_exponential(multiplier=pol.initial_wait, min=pol.initial_wait, max=pol.max_wait)
 

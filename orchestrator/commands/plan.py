@@ -10,6 +10,7 @@ from orchestrator.core.playbook import load_playbook
 from orchestrator.core.rules import SITE_BY_SITE
 from orchestrator.core.versions import VersionError, parse_version
 from orchestrator.errors import InputError, RefusedError, Where
+from orchestrator.log import record_to
 
 DEFAULT_PLAN = Path(".vcwave/plan.json")
 
@@ -36,6 +37,7 @@ def run(inventory: str, target: str, out: str | None = None, as_json: bool = Fal
         concurrency: int | None = None, site: str | None = None) -> str:
     plan = make_plan(inventory, target, playbook, concurrency, site)
     out_path = Path(out) if out else DEFAULT_PLAN
+    record_to(out_path.parent, plan.domain)  # the plan's state folder (.vcwave by default)
     save_plan(plan, out_path)
     if as_json:
         return json.dumps(plan.to_json(), indent=2, sort_keys=True)

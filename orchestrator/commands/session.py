@@ -15,7 +15,7 @@ from orchestrator.connect import Connections, TlsOptions
 from orchestrator.core.inventory import Inventory, load_inventory
 from orchestrator.core.plan import Plan, check_plan_matches, file_sha256, load_plan
 from orchestrator.engine.runner import Engine, EngineOptions, lock_for, open_journal
-from orchestrator.log import get_logger
+from orchestrator.log import describe_run, get_logger, record_to
 from orchestrator.steps.registry import impl_for
 
 
@@ -51,11 +51,14 @@ def session(flags: CommonFlags, command: str, *, mutate: bool = True) -> Iterato
     options = flags.options()
     lock = lock_for(options, inv.domain, command) if mutate else contextlib.nullcontext()
     with lock:
+        record_to(options.state_dir, inv.domain)
         journal = open_journal(options, inv.domain)
         conns = Connections(inv, TlsOptions(insecure=flags.insecure, ca_bundle=flags.ca_bundle))
         try:
             conns.resolve_all()  # a missing env var or a 0644 password file is bad input: exit 2 before any step
-            yield Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
+            engine = Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
+            describe_run(plan, engine.history().window_opened)
+            yield engine
         finally:
             conns.close()
             journal.close()

@@ -4,6 +4,7 @@ failure does. Loading refuses any playbook that breaks a rule of the seed, namin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,9 @@ class Playbook:
 
 
 def bundled_playbook_path(name: str = "default") -> Path:
-    """Path of a playbook shipped in playbooks/ (the repo's), by name."""
-    here = Path(__file__).resolve().parents[2] / "playbooks" / f"{name}.yml"
-    return here
+    """Path of a playbook shipped with the package (orchestrator/playbooks/, package data), by name: found the
+    same way from a checkout and from an installed wheel."""
+    return Path(str(resources.files("orchestrator") / "playbooks" / f"{name}.yml"))
 
 
 def load_playbook(path: str | Path | None = None) -> Playbook:

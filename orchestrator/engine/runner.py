@@ -204,7 +204,8 @@ class Engine:
         for m in members:
             self._step_event(m, "started")
         t0 = time.monotonic()
-        ctx.log.info("step.start", action=step.action, method=step.method, frm=step.from_, to=step.to)
+        ctx.log.info("step.start", action=step.action, method=step.method, frm=step.from_, to=step.to,
+                     **({"members": [m.node for m in members]} if as_set else {}))
         try:
             runner = impl or self.impls(step)
             data = runner.run_set(ctx, members) if as_set else runner.run(ctx)
@@ -234,6 +235,7 @@ class Engine:
         if self.history().window_opened is None:
             self.journal.append("window", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=step.phase,
                                 node=step.node, status="opened", data={"by": step.id})
+            self.log.info("window.opened", by=step.id)
 
     def _maybe_close_window(self, phase: str) -> None:
         hist = self.history()
@@ -242,6 +244,7 @@ class Engine:
         if all(h.verified_at == self.target.release for h in hist.nodes.values()):
             self.journal.append("window", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
                                 status="closed", data={"length_s": round(time.time() - hist.window_opened, 3)})
+            self.log.info("window.closed", length_s=round(time.time() - hist.window_opened, 3))
 
 
 def stale_backups(hist: DomainHistory, inv: Inventory, max_age_h: float, now: float) -> list[str]:

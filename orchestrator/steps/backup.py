@@ -66,9 +66,7 @@ class FileBackup:
         client = ctx.conns.appliance(ctx.node)
         try:
             job: BackupJob = client.wait_job(lambda: client.backup_job(job_id), deadline=deadline(ctx, 30),
-                                             what="backup", on_progress=lambda j: ctx.log.info(
-                                                 "backup.progress", percent=j.progress, state=j.state),
-                                             **poll_kwargs(ctx))
+                                             what="backup", **poll_kwargs(ctx))  # job.progress: the client
         except ClientError as exc:
             raise StepFailed(f"node {ctx.node.name}: backup job {job_id}: {exc}") from exc
         if not job.succeeded:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterable, TypeVar
 
-from orchestrator.clients.retry import Ambiguous
+from orchestrator.clients.retry import Ambiguous, expected_outage
 
 from orchestrator.core.history import domain_version
 from orchestrator.facts.node import gather
@@ -51,11 +51,13 @@ def wait_answering(ctx: StepContext, nodes: Iterable[Any], minutes: float) -> li
     """Ask each node until it answers on every API it has (an appliance takes minutes to bring its services
     back after a power-on), within `minutes` (scaled like every deadline). Returns the nodes still silent."""
     waiting = list(nodes)
-    end = time.monotonic() + deadline(ctx, minutes)
-    while waiting:
-        waiting = [n for n in waiting if gather(ctx.conns, n, fingerprint=False, health=False).errors]
-        if not waiting or time.monotonic() >= end:
-            break
-        ctx.log.info("nodes.waiting_to_answer", nodes=[n.name for n in waiting])
-        time.sleep(max(ctx.options.poll_interval, 0.05))
+    limit = deadline(ctx, minutes)
+    end = time.monotonic() + limit
+    with expected_outage("powering on"):  # the nodes are down because we powered them off: not a fault
+        while waiting:
+            waiting = [n for n in waiting if gather(ctx.conns, n, fingerprint=False, health=False).errors]
+            if not waiting or time.monotonic() >= end:
+                break
+            ctx.log.info("nodes.waiting_to_answer", nodes=[n.name for n in waiting], deadline_s=round(limit))
+            time.sleep(max(ctx.options.poll_interval, 0.05))
     return [n.name for n in waiting]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.clients.retry import ClientError
+from orchestrator.clients.retry import ClientError, expected_outage
 from orchestrator.core.versions import catalogue
 from orchestrator.errors import StepFailed
 from orchestrator.facts.node import appliance_version, gather
@@ -59,11 +59,11 @@ class UpdateInstall:
     def _wait(self, ctx: StepContext) -> dict[str, Any]:
         client = ctx.conns.appliance(ctx.node)
         try:
-            state = client.wait_job(client.update_state, deadline=deadline(ctx, 60), what="install",
-                                    done=lambda s: s.state in ("UP_TO_DATE", "UPDATES_PENDING", "INSTALL_FAILED")
-                                    and not (s.task and s.task.status == "RUNNING"),
-                                    on_progress=lambda s: ctx.log.info("install.progress", state=s.state,
-                                                                       percent=s.progress), **poll_kwargs(ctx))
+            with expected_outage("rebooting"):  # its 503s are the update, not faults
+                state = client.wait_job(client.update_state, deadline=deadline(ctx, 60), what="install",
+                                        done=lambda s: s.state in ("UP_TO_DATE", "UPDATES_PENDING",
+                                                                   "INSTALL_FAILED")
+                                        and not (s.task and s.task.status == "RUNNING"), **poll_kwargs(ctx))
             if state.state == "INSTALL_FAILED":
                 err = state.task.error if state.task else ""
                 raise StepFailed(f"node {ctx.node.name}: install failed: {err or state.state}")

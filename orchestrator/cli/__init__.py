@@ -1,0 +1,1 @@
+"""The command line: the product's Invoke tasks (`tasks`) and the `vcwave` console script (`program`)."""

@@ -1,0 +1,100 @@
+"""The `vcwave` console script: Invoke's `Program` over the product's task namespace.
+
+Why a subclass: Invoke exits 1 on a parse error and prints one terse line. An administrator (and a CI job
+or AWX template) must be able to tell "you typed it wrong" from "the run failed", so every parse error
+(unknown flag, a flag without its value, a missing required flag) exits 2 and shows the command's usage.
+The checkout's `invoke` gets the same behaviour through `exit_2_on_parse_errors` (tasks.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from typing import Any
+
+from invoke import Program
+from invoke.exceptions import Exit, ParseError
+
+from orchestrator.cli.tasks import REQUIRED, ns
+
+PARSE_ERROR_EXIT = 2
+_PARSE_TASKS, _PARSE_CLEANUP = Program.parse_tasks, Program.parse_cleanup  # Invoke's own, before any patch
+
+
+def _missing_required(tasks: Any) -> None:
+    """Raise ParseError for a required flag that was not given (Invoke only knows required positionals,
+    and a positional would swallow `--help`)."""
+    for ctx in tasks:
+        for flag in REQUIRED.get(ctx.name, ()):
+            if ctx.args[flag].value in (None, ""):
+                raise ParseError(f"'{ctx.name}' needs --{flag.replace('_', '-')}", ctx)
+
+
+def _message(error: ParseError) -> str:
+    """Invoke's message, with a flag named the way it is typed (`--inventory`, not `<Argument: ...>`)."""
+    return re.sub(r"Flag <Argument: (\w+)[^>]*> needed value and was not given one!",
+                  lambda m: f"--{m.group(1).replace('_', '-')} needs a value", str(error))
+
+
+def _usage(program: Program, error: ParseError) -> None:
+    """The failing command's help (or the program's) on stderr, after the error itself."""
+    print(f"{program.binary}: error: {_message(error)}", file=sys.stderr)
+    name = getattr(error.context, "name", None)
+    with contextlib.redirect_stdout(sys.stderr):
+        if name and name in getattr(program, "parser", None).contexts:
+            print()
+            program.print_task_help(name)
+        else:
+            print(f"run `{program.binary} --list` for the commands, `{program.binary} <command> --help` for one")
+
+
+def parse_tasks_exit_2(program: Program) -> None:
+    """`Program.parse_tasks`, then the required-flag check; a parse error exits 2 with the usage."""
+    try:
+        _PARSE_TASKS(program)
+        if not program.args.help.value:  # `plan --help` shows the help, whatever is missing
+            _missing_required(program.tasks)
+    except ParseError as exc:
+        _usage(program, exc)
+        raise Exit(code=PARSE_ERROR_EXIT) from None
+
+
+def parse_cleanup_exit_2(program: Program) -> None:
+    """`--help nosuchcommand` is a parse error too."""
+    try:
+        _PARSE_CLEANUP(program)
+    except ParseError as exc:
+        _usage(program, exc)
+        raise Exit(code=PARSE_ERROR_EXIT) from None
+
+
+class VcwaveProgram(Program):
+    """Invoke's Program with exit code 2 and the command's usage on every parse error."""
+
+    def parse_tasks(self) -> None:
+        parse_tasks_exit_2(self)
+
+    def parse_cleanup(self) -> None:
+        parse_cleanup_exit_2(self)
+
+
+def exit_2_on_parse_errors(program_cls: type[Program] = Program) -> None:
+    """For the checkout's `invoke` (tasks.py): the running Invoke program gets the same parse behaviour."""
+    program_cls.parse_tasks = parse_tasks_exit_2  # type: ignore[method-assign]
+    program_cls.parse_cleanup = parse_cleanup_exit_2  # type: ignore[method-assign]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("vcwave")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+program = VcwaveProgram(namespace=ns, name="vcwave", binary="vcwave", version=_version())
+
+
+def main() -> None:
+    """Entry point of the `vcwave` console script ([project.scripts])."""
+    program.run()

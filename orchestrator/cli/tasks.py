@@ -1,0 +1,193 @@
+"""vcwave's commands as Invoke tasks (`vcwave --list`, `vcwave <command> --help`).
+
+Each task parses flags, calls one orchestrator function, prints. Flags only, never positionals: a required
+positional would swallow `--help`; the flags a command cannot do without are listed in REQUIRED and
+checked by the program (orchestrator.cli.program), which exits 2 with the usage when one is missing.
+The repository's tasks.py adds the lab, benchmark and cassette tasks to this namespace; the product never
+imports the lab.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+from invoke import Collection, Exit, task
+
+from orchestrator.errors import InputError, VcwaveError, Where
+
+COMMON_HELP = {
+    "inventory": "domain inventory YAML (default: the one the plan was made from)",
+    "plan": "saved plan file (default .vcwave/plan.json)",
+    "state_dir": "where journals, locks and event logs live (default .vcwave)",
+    "insecure": "turn TLS verification OFF (logged; never the default)",
+    "ca_bundle": "CA bundle to verify the nodes' certificates",
+    "installer": "VMware's vcsa-deploy (or env VCWAVE_INSTALLER)",
+    "json": "log JSON lines instead of the console view",
+    "verbose": "show every event (the full stream) instead of the console view",
+    "break_stale_lock": "take over a lock whose holder process is dead (never a live one)",
+}
+
+# Flags a command cannot run without (checked at parse time: exit 2 with the usage).
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "plan": ("inventory", "target"),
+    "upgrade": ("wave",),
+    "repoint": ("vcenter", "psc"),
+}
+
+
+def helps(params: str, **extra: str) -> dict[str, str]:
+    """Help text for the common flags a task takes (Invoke refuses help for absent parameters)."""
+    return {**{k: COMMON_HELP[k] for k in params.split()}, **extra}
+
+
+def cli(fn: Callable[..., str | None]) -> Callable[..., None]:
+    """Set up the console (or JSON lines, or the full event stream with -v) and map vcwave errors to a clear
+    message on stderr and the right exit code (2 = bad input/refused), never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(c: Any, *args: Any, **kwargs: Any) -> None:
+        from orchestrator import log
+        log.configure(json=bool(kwargs.get("json")), verbose=bool(kwargs.get("verbose")), human=True)
+        try:
+            out = fn(c, *args, **kwargs)
+        except VcwaveError as exc:
+            log.finish()
+            print(f"vcwave: error: {exc}", file=sys.stderr)
+            raise Exit(code=exc.exit_code) from None
+        log.finish()
+        if out:
+            print(out)
+    return wrapper
+
+
+def whole_number(v: Any, flag: str) -> int | None:
+    """A flag's whole-number value, or a clear input error naming the flag."""
+    if v in (None, ""):
+        return None
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        raise InputError(f"{flag} must be a whole number, got {v!r}", Where(field=flag)) from None
+
+
+def _flags(inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, installer=None,
+           break_stale_lock=False):
+    from orchestrator.commands.session import CommonFlags
+    return CommonFlags(inventory=inventory, plan=plan, state_dir=state_dir, insecure=insecure, ca_bundle=ca_bundle,
+                       installer=installer, break_stale_lock=break_stale_lock)
+
+
+@task(help={"inventory": "domain inventory YAML (required)", "target": "target release, e.g. '6.7 U3' (required)",
+            "out": "where to save the plan (default .vcwave/plan.json)", "json": "print the plan as JSON",
+            "playbook": "playbook file or bundled name: default, wide, serial (default: default)",
+            "concurrency": "vCenters upgraded at once (overrides the playbook)",
+            "site": "refused: upgrading site by site is not supported", "verbose": COMMON_HELP["verbose"]})
+@cli
+def plan(c, inventory=None, target=None, out=None, json=False, playbook=None, concurrency=None, site=None,
+         verbose=False):
+    """Compute and save the wave plan: prechecks/backups/staging, every PSC, then vCenters, then verify."""
+    from orchestrator.commands import plan as cmd
+    return cmd.run(inventory, target, out, json, playbook, whole_number(concurrency, "--concurrency"), site)
+
+
+@task(help=helps("inventory plan state_dir insecure ca_bundle installer json verbose",
+                 node="only these nodes (comma-separated)"))
+@cli
+def precheck(c, inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, installer=None,
+             node=None, json=False, verbose=False):
+    """Read-only checks before the window: paths, declared vs live facts, health, backup method, method prechecks."""
+    from orchestrator.commands import waves
+    return waves.precheck(_flags(inventory, plan, state_dir, insecure, ca_bundle, installer), node)
+
+
+@task(help=helps("inventory plan state_dir insecure ca_bundle json verbose break_stale_lock",
+                 phase="pre | during | post (default pre)", node="only these nodes",
+                 snapshots="also take a cold snapshot set of ALL appliance VMs, together"))
+@cli
+def backup(c, phase="pre", node=None, snapshots=False, inventory=None, plan=None, state_dir=".vcwave",
+           insecure=False, ca_bundle=None, json=False, verbose=False, break_stale_lock=False):
+    """Back up every node (file-based job, snapshot set or external, as planned) and record it with its domain version."""
+    from orchestrator.commands import waves
+    return waves.backup(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), phase, node,
+                        snapshots)
+
+
+@task(help=helps("inventory plan state_dir insecure ca_bundle json verbose break_stale_lock", node="only these nodes"))
+@cli
+def stage(c, node=None, inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, json=False,
+          verbose=False, break_stale_lock=False):
+    """Stage the update bits on every node that the update API will patch, before the window opens."""
+    from orchestrator.commands import waves
+    return waves.stage(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), node)
+
+
+@task(help=helps("inventory plan state_dir insecure ca_bundle installer json verbose break_stale_lock",
+                 wave="psc | vcenter (required)", check="print what would happen; change nothing",
+                 concurrency="vCenters at once (vcenter wave)", node="only these nodes"))
+@cli
+def upgrade(c, wave=None, check=False, concurrency=None, node=None, inventory=None, plan=None, state_dir=".vcwave",
+            insecure=False, ca_bundle=None, installer=None, json=False, verbose=False, break_stale_lock=False):
+    """Run one wave of the saved plan: psc (every PSC of every site, one at a time) or vcenter (only after all PSCs)."""
+    from orchestrator.commands import waves
+    return waves.upgrade(_flags(inventory, plan, state_dir, insecure, ca_bundle, installer, break_stale_lock), wave,
+                         check, whole_number(concurrency, "--concurrency"), node)
+
+
+@task(help=helps("inventory plan state_dir insecure ca_bundle json verbose break_stale_lock",
+                 node="only these nodes (confirms a paused manual step)"))
+@cli
+def verify(c, node=None, inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, json=False,
+           verbose=False, break_stale_lock=False):
+    """Verify version/build, health, SSO, PSC pointer and continuity (instance UUID, morefs) of every node."""
+    from orchestrator.commands import waves
+    return waves.verify(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), node)
+
+
+@task(name="status", help=helps("inventory plan state_dir verbose", json="print status as JSON"))
+@cli
+def status_(c, inventory=None, plan=None, state_dir=".vcwave", json=False, verbose=False):
+    """Where every node is, which waves are done, the mixed-version window clock, usable backups, next command."""
+    from orchestrator.commands import status as cmd
+    return cmd.run(_flags(inventory, plan, state_dir), as_json=json)
+
+
+@task(help=helps("inventory plan state_dir insecure ca_bundle json verbose break_stale_lock",
+                 plan_only="print the rollback plan; change nothing", to="pre (before the window) | during",
+                 node="roll back one node alone (only when provably safe)"))
+@cli
+def rollback(c, plan_only=False, to="pre", node=None, inventory=None, plan=None, state_dir=".vcwave",
+             insecure=False, ca_bundle=None, json=False, verbose=False, break_stale_lock=False):
+    """Roll the whole domain back (vCenters stopped, PSCs restored, then vCenters, then verified), resumable."""
+    from orchestrator.commands import rollback as cmd
+    return cmd.run(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), to, node,
+                   plan_only)
+
+
+@task(help=helps("inventory plan state_dir verbose", vcenter="the vCenter to move (required)",
+                 psc="the PSC to move it to (required)", check="only say whether it is allowed",
+                 down="PSCs known to be down (comma-separated)"))
+@cli
+def repoint(c, vcenter=None, psc=None, check=False, down="", inventory=None, plan=None, state_dir=".vcwave",
+            verbose=False):
+    """Repoint a vCenter to another PSC: only the same version, in the same SSO site, and running."""
+    from orchestrator.commands import repoint as cmd
+    return cmd.run(_flags(inventory, plan, state_dir), vcenter, psc, check, down)
+
+
+@task(help=helps("inventory plan state_dir verbose", out="output folder (default .vcwave/<domain>/report)"))
+@cli
+def report(c, out=None, inventory=None, plan=None, state_dir=".vcwave", verbose=False):
+    """Write report.md and a self-contained report.html (SVG timeline: waves, steps, backups, window, rollbacks)."""
+    from orchestrator.commands import report as cmd
+    return cmd.run(_flags(inventory, plan, state_dir), out)
+
+
+PRODUCT_TASKS = (plan, precheck, backup, stage, upgrade, verify, status_, rollback, repoint, report)
+
+
+def product_namespace() -> Collection:
+    """A fresh namespace of the product's commands (tasks.py adds the repository's own to its copy)."""
+    return Collection(*PRODUCT_TASKS)
+
+
+ns = product_namespace()

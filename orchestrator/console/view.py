@@ -1,0 +1,125 @@
+"""The console a person follows: a structlog sink that prints what `RunView` folds from the events.
+
+On a terminal a rich `Live` view redraws, in place, one row per running step (percent, phase, elapsed,
+expected remaining, folded retries) under the window clock, while finished steps and warnings scroll above
+it as permanent lines. Anywhere else (a pipe, CI, AWX) the same lines are printed plainly, time-stamped,
+with no cursor movement; a batch of steps that start together is one line there.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, TextIO
+
+from rich.console import Console as RichConsole
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.console.model import Running, RunView, duration
+
+
+class Console:
+    """structlog sink (see orchestrator.log): `console(event)` for every event, `close()` at the end."""
+
+    START_DELAY_S = 1.0  # plain mode: a start line waits this long for its batch (and for a quick end)
+
+    def __init__(self, stream: TextIO, *, live: bool | None = None, refresh_per_second: float = 4.0) -> None:
+        self.stream = stream
+        self.view = RunView()
+        self._lock = threading.RLock()
+        self.live_mode = stream.isatty() if live is None else live
+        self._starts: list[Running] = []  # plain mode: started, not printed yet
+        self._timer: threading.Timer | None = None
+        self._live: Live | None = None
+        if self.live_mode:
+            self._rich = RichConsole(file=stream, force_terminal=True, highlight=False, soft_wrap=True)
+            self._live = Live(_Board(self.view), console=self._rich, refresh_per_second=refresh_per_second,
+                              transient=True, redirect_stdout=True, redirect_stderr=True)
+            self._live.start()
+
+    # ---------------------------------------------------------------- sink
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            name = event.get("event")
+            run = self.view.running.get(str(event.get("step")))
+            lines = self.view.apply(event)
+            if name == "step.start":
+                self._started(self.view.running[str(event.get("step"))])
+                return
+            if run is not None and run in self._starts and name in ("step.done", "step.failed", "step.manual"):
+                self._starts.remove(run)  # ended before its start line was due: the end line says it all
+            elif lines:
+                self._flush_starts()  # anything else printed: the steps running meanwhile are named first
+            for line in lines:
+                self._print(line)
+
+    def _started(self, run: Running) -> None:
+        if self.live_mode:
+            for line in self.view.start_line([run]):
+                self._print(line)
+            return
+        self._starts.append(run)
+        if self._timer is None:
+            self._timer = threading.Timer(self.START_DELAY_S, self._flush_due)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _flush_due(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._flush_starts()
+
+    def use_plan(self, plan: Any, window_opened: float | None = None) -> None:
+        with self._lock:
+            self.view.use_plan(plan, window_opened)
+
+    def close(self) -> None:
+        """The summary line; the live view (transient) disappears, leaving the permanent lines."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._flush_starts()
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
+            t = self.view.tally
+            if t.ok or t.changed or t.failed or t.paused:
+                self._print(self.view.summary())
+
+    # ---------------------------------------------------------------- output
+    def _flush_starts(self) -> None:
+        """Plain mode: the steps that started since the last printed line, one line per kind of step."""
+        starts, self._starts = self._starts, []
+        for line in self.view.start_line(starts) if starts else ():
+            self._print(line)
+
+    def _print(self, line: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        if self._live is not None:
+            self._rich.print(Text(f"{stamp} {line}"))
+        else:
+            print(f"{stamp} {line}", file=self.stream, flush=True)
+
+
+class _Board:
+    """The live part: the window clock and one row per running step, recomputed at every refresh."""
+
+    def __init__(self, view: RunView) -> None:
+        self.view = view
+
+    def __rich__(self) -> Group:
+        now = self.view.clock()
+        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1))
+        for run in list(self.view.running.values()):
+            pct = f"{run.percent:.0f}%" if run.percent is not None else "  -"
+            remaining = run.remaining(now)
+            left = f"~{duration(remaining)} left" if remaining is not None else ""
+            table.add_row(Text(f"  {run.who()}"), Text(run.label()), Text(pct, justify="right"),
+                          Text(run.phase or "running"), Text(f"{duration(run.elapsed(now))} elapsed"), Text(left),
+                          Text(run.waiting_text(), style="yellow"))
+        clock = self.view.window_text()
+        header = Text(f"running {len(self.view.running)} step(s)" + (f" · {clock}" if clock else ""), style="bold")
+        return Group(header, table)
