@@ -10,7 +10,8 @@ from orchestrator.core.playbook import load_playbook
 from orchestrator.core.rules import SITE_BY_SITE
 from orchestrator.core.versions import VersionError, parse_version
 from orchestrator.errors import InputError, RefusedError, Where
-from orchestrator.log import record_to
+from orchestrator.commands.plan_table import render_table
+from orchestrator.log import get_logger, record_to
 
 DEFAULT_PLAN = Path(".vcwave/plan.json")
 
@@ -39,27 +40,8 @@ def run(inventory: str, target: str, out: str | None = None, as_json: bool = Fal
     out_path = Path(out) if out else DEFAULT_PLAN
     record_to(out_path.parent, plan.domain)  # the plan's state folder (.vcwave by default)
     save_plan(plan, out_path)
+    get_logger("vcwave.plan").info("plan.saved", domain=plan.domain, target=plan.target, path=str(out_path),
+                                   plan_hash=plan.plan_hash, steps=sum(1 for _ in plan.steps()))
     if as_json:
         return json.dumps(plan.to_json(), indent=2, sort_keys=True)
     return render_table(plan) + f"\nplan saved to {out_path} (plan_hash {plan.plan_hash[:12]})"
-
-
-def render_table(plan: Plan) -> str:
-    """Human view: phases, batches, nodes, from -> to, method, and the expected window."""
-    lines = [f"domain {plan.domain} -> {plan.target}   playbook {Path(plan.playbook).name}",
-             f"{'phase':<8} {'batch':>5}  {'node':<14} {'role':<8} {'site':<10} {'action':<9} {'method':<13} "
-             f"{'from':<8} -> to"]
-    for phase in plan.phases:
-        for s in phase.steps:
-            lines.append(f"{phase.name:<8} {s.batch:>5}  {s.node:<14} {s.role:<8} {s.site:<10} "
-                         f"{s.action + ('/' + s.tag if s.tag and s.action == 'backup' else ''):<9} "
-                         f"{s.method or '-':<13} {s.from_:<8} -> {s.to}")
-    lines.append(f"vcenter concurrency: {plan.concurrency_rule}")
-    lines.append(f"expected mixed-version window: {plan.window_estimate_min:.0f} min "
-                 f"({plan.window_estimate_min / 60:.1f} h), from the first PSC install to the last vCenter verified")
-    for s in plan.steps():
-        if s.action == "upgrade" and s.method in ("installer", "manual"):
-            lines.append(f"  {s.node}: {s.method} — {s.reason}")
-            break
-    lines += [f"warning: {w}" for w in plan.warnings]
-    return "\n".join(lines)
