@@ -75,10 +75,10 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
             hist = engine.history()
             if hist.window_opened is not None and hist.window_closed is None and not is_mixed(
                     hist.versions().values()):
+                length = round(time.time() - hist.window_opened, 3)
                 engine.journal.append("window", run_id=engine.run_id, plan_hash=engine.plan.plan_hash,
-                                      phase="rollback", status="closed",
-                                      data={"length_s": round(time.time() - hist.window_opened, 3),
-                                            "by": "rollback"})
+                                      phase="rollback", status="closed", data={"length_s": length, "by": "rollback"})
+                engine.log.info("window.closed", length_s=length, by="rollback")
         out = text + "\n" + render_result(result, "rollback")
         if not result.ok:
             raise StepFailed(out)

@@ -254,7 +254,8 @@ class RunView:
 
     def _on_window_closed(self, ev: dict) -> list[str]:
         self.window_closed_after = float(ev.get("length_s") or 0.0)
-        return [f"window   closed after {duration(self.window_closed_after)}: every node verified at the target"]
+        how = "the domain is back on one version" if ev.get("by") == "rollback" else "every node verified at the target"
+        return [f"window   closed after {duration(self.window_closed_after)}: {how}"]
 
     # ---------------------------------------------------------------- end
     def summary(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from html import escape
 
+from orchestrator.report.legend import CHAR_W, bar_text, kind, legend
 from orchestrator.report.model import Report, fmt_duration, fmt_ts, stopped_text
 
 WIDTH = 1240
@@ -42,12 +43,16 @@ svg text{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 .o-skipped{fill:#9aa5b1}.o-not_done{fill:#cfd6de}.o-running{fill:#1e88e5}
 .t-pre{fill:#1565c0}.t-during{fill:#00897b}.t-post{fill:#6d4c41}.t-{fill:#546e7a}
 .ph-pre{fill:#e3f2fd}.ph-psc{fill:#ede7f6}.ph-vcenter{fill:#e0f2f1}.ph-post{fill:#f1f8e9}.ph-rollback{fill:#fdecea}
+.bar-label{font-weight:600;pointer-events:none}
+@media print{
+@page{size:A4 landscape;margin:10mm}
+body{margin:0;font-size:11px;-webkit-print-color-adjust:exact;print-color-adjust:exact}
+.tl{overflow:visible;border:none;break-inside:avoid}svg#timeline{width:100%;height:auto;max-width:none!important}
+.legend{break-inside:avoid;font-size:11px}h2{break-after:avoid}tr{break-inside:avoid}table{font-size:10px}
+th,td{padding:2px 4px}td{word-break:break-word}
+}
 """
 
-LEGEND = [("o-succeeded", "#2e7d32", "succeeded"), ("o-failed", "#c62828", "failed"),
-          ("o-reconciled", "#7b1fa2", "reconciled after a crash"), ("o-manual", "#ef6c00", "manual step"),
-          ("o-running", "#1e88e5", "not finished"), ("t-pre", "#1565c0", "backup pre ◆"),
-          ("t-during", "#00897b", "backup during ◆"), ("t-post", "#6d4c41", "backup post ◆")]
 
 
 def e(value: object) -> str:
@@ -68,8 +73,8 @@ def render_svg(r: Report) -> str:
     rows_h = max(nrows, 1) * ROW_H
     height = ROWS_TOP + rows_h + AXIS_H
     pw = WIDTH - LEFT - RIGHT
-    out = [f'<svg id="timeline" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img" '
-           f'aria-labelledby="timeline-title">',
+    out = [f'<svg id="timeline" width="100%" viewBox="0 0 {WIDTH} {height}" preserveAspectRatio="xMinYMin meet" '
+           f'role="img" aria-labelledby="timeline-title" style="max-width:{WIDTH}px">',
            f'<title id="timeline-title">Timeline of domain {e(r.domain)}</title>',
            f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#fbfcfd"/>']
     ypos = {row.name: ROWS_TOP + i * ROW_H for i, row in enumerate(r.rows)}
@@ -115,7 +120,7 @@ def render_svg(r: Report) -> str:
                        f'height="{ROWS_TOP - band_y + rows_h}" fill="#ffca28" fill-opacity="0.16" stroke="#f9a825" '
                        f'stroke-dasharray="4 3"/><title>{e(label)}: opened {e(fmt_ts(w.opened))}, '
                        f'closed {e(fmt_ts(w.closed))}</title>'
-                       f'<text x="{x0 + 4}" y="{band_y + 14}" font-size="12" fill="#8d6e00">{e(label)}</text></g>')
+                       f'{_label(x0, x1, band_y + 14, label, 12, "#8d6e00")}</g>')
         # rollbacks: a red band over every row
         for rb in r.rollbacks:
             end = rb.end if rb.end is not None else t1
@@ -124,7 +129,7 @@ def render_svg(r: Report) -> str:
             out.append(f'<g class="rollback"><rect x="{x0}" y="{band_y}" width="{max(x1 - x0, 2)}" '
                        f'height="{ROWS_TOP - band_y + rows_h}" fill="#e53935" fill-opacity="0.10" stroke="#e53935" '
                        f'stroke-width="1"/><title>{e(label)}: {e(fmt_ts(rb.start))} → {e(fmt_ts(rb.end))}</title>'
-                       f'<text x="{x0 + 4}" y="{band_y + 28}" font-size="12" fill="#b71c1c">{e(label)}</text></g>')
+                       f'{_label(x0, x1, band_y + 28, label, 12, "#b71c1c")}</g>')
 
     # one row per node
     for row in r.rows:
@@ -140,9 +145,14 @@ def render_svg(r: Report) -> str:
             tip = (f"{b.step} on {b.node}: {OUTCOME_LABEL.get(b.outcome, b.outcome)}\n{fmt_ts(b.start)} → "
                    f"{fmt_ts(b.end)} ({fmt_duration(b.duration)})" +
                    "".join(f"\n{k}: {v}" for k, v in b.detail))
+            text = bar_text(b, x1 - x0)
+            width = round(max(x1 - x0, len(text) * CHAR_W + 4), 2)  # a short bar still shows its code
+            ink = "#1d2530" if b.outcome in ("skipped", "not_done") else "#ffffff"
             out.append(f'<rect class="bar o-{e(b.outcome)}" data-outcome="{e(b.outcome)}" data-step="{e(b.step)}" '
-                       f'x="{x0}" y="{y + 10}" width="{max(x1 - x0, 2)}" height="16" rx="2">'
-                       f'<title>{e(tip)}</title></rect>')
+                       f'data-action="{e(kind(b))}" x="{x0}" y="{y + 10}" width="{width}" height="16" rx="2">'
+                       f'<title>{e(tip)}</title></rect>'
+                       f'<text class="bar-label" x="{round(x0 + width / 2, 2)}" y="{y + 22}" font-size="11" '
+                       f'text-anchor="middle" fill="{ink}">{e(text)}</text>')
         for bk in r.backups_of(row.name):
             bx = x(bk.ts)
             # dotted while it can restore its node alone; a cross each time it stops being able to
@@ -167,7 +177,7 @@ def render_svg(r: Report) -> str:
                    f"usable alone now: {'yes' if bk.usable_alone_now else 'no'}; stopped: {stopped_text(bk)}\n"
                    f"{bk.reason}")
             out.append(f'<path class="backup t-{e(bk.tag)}" data-backup="{e(bk.backup_id)}" '
-                       f'd="M{bx},{mid - 8} L{bx + 6},{mid} L{bx},{mid + 8} L{bx - 6},{mid} Z" stroke="#fff" '
+                       f'data-method="{e(bk.method)}" d="{_backup_shape(bk.method, bx, mid)}" stroke="#fff" '
                        f'stroke-width="1"><title>{e(tip)}</title></path>')
         for f in r.failures:
             if f.node != row.name:
@@ -177,6 +187,8 @@ def render_svg(r: Report) -> str:
                        f'fill="#d50000"><title>{e(("manual step: " if f.manual else "FAILED: ") + f.step)} at '
                        f'{e(fmt_ts(f.ts))}: {e(f.error)}</title></path>')
         out.append('</g>')
+
+    out += _snapshot_sets(r, ypos, x)
 
     # time axis
     ay = ROWS_TOP + rows_h
@@ -197,6 +209,44 @@ def render_svg(r: Report) -> str:
                    f'text-anchor="middle" fill="#5a6675">No events in the journal yet: nothing has run.</text>')
     out.append('</svg>')
     return "\n".join(out)
+
+
+def _label(x0: float, x1: float, y: float, text: str, size: int, fill: str) -> str:
+    """A band's label, inside the drawing whatever the band's position: from the band's left edge when it
+    fits before the right edge of the SVG, else ending at the band's right edge (or the SVG's)."""
+    width = len(text) * size * 0.6
+    if x0 + 4 + width <= WIDTH - RIGHT:
+        return f'<text x="{x0 + 4}" y="{y}" font-size="{size}" fill="{fill}">{e(text)}</text>'
+    end = max(min(x1, WIDTH - RIGHT) - 4, width + 4)
+    return f'<text x="{round(end, 2)}" y="{y}" font-size="{size}" fill="{fill}" text-anchor="end">{e(text)}</text>'
+
+
+def _backup_shape(method: str, bx: float, mid: float) -> str:
+    """A file backup is a diamond, a snapshot set a square, an external backup a circle: told apart in
+    black and white too."""
+    if method == "snapshot-set":
+        return f"M{bx - 6},{mid - 6} L{bx + 6},{mid - 6} L{bx + 6},{mid + 6} L{bx - 6},{mid + 6} Z"
+    if method == "external":
+        return f"M{bx - 7},{mid} a7,7 0 1,0 14,0 a7,7 0 1,0 -14,0 Z"
+    return f"M{bx},{mid - 8} L{bx + 6},{mid} L{bx},{mid + 8} L{bx - 6},{mid} Z"
+
+
+def _snapshot_sets(r: Report, ypos: dict[str, float], x) -> list[str]:
+    """One vertical line through the squares of each snapshot set: its members were taken together."""
+    sets: dict[str, list] = {}
+    for bk in r.backups:
+        if bk.method == "snapshot-set" and bk.node in ypos:
+            sets.setdefault(bk.backup_id.split(":")[0], []).append(bk)
+    out = []
+    for set_id, members in sets.items():
+        if len(members) < 2:
+            continue
+        ys = [ypos[m.node] + ROW_H / 2 for m in members]
+        bx = x(min(m.ts for m in members))
+        out.append(f'<line class="snapshot-set" data-set="{e(set_id)}" x1="{bx}" y1="{min(ys)}" x2="{bx}" '
+                   f'y2="{max(ys)}" stroke="#37474f" stroke-width="2"><title>snapshot set {e(set_id)}: '
+                   f'{e(", ".join(m.node for m in members))}, taken together</title></line>')
+    return out
 
 
 def _usable_line(x0: float, x1: float, y: float) -> str:
@@ -242,13 +292,10 @@ def render_html(r: Report) -> str:
         parts.append('<div class="problems"><strong>Problems</strong><ul>' +
                      "".join(f"<li>{e(p)}</li>" for p in r.problems) + "</ul></div>")
     parts += ["<h2>Timeline</h2>", f'<div class="tl">{render_svg(r)}</div>', '<div class="legend">']
-    parts += [f'<span><span class="sw" style="background:{color}"></span>{e(label)}</span>'
-              for _, color, label in LEGEND]
-    parts += ['<span><span style="color:#b71c1c;font-weight:700">✕</span> backup stops being usable alone '
-              '(dotted: usable alone)</span>',
-              '<span><span style="color:#d50000">▼</span> failure</span>',
-              '<span><span class="sw" style="background:#ffe082"></span>mixed-version window</span>',
-              '<span><span class="sw" style="background:#f8bbbb"></span>rollback</span></div>']
+    for entry in legend(r):
+        swatch = "" if entry.glyph else f'<span class="sw" style="background:{e(entry.swatch)}"></span>'
+        parts.append(f"<span>{swatch}{e(entry.text)}</span>")
+    parts.append("</div>")
 
     parts += ["<h2>Nodes</h2>", _table(
         ["node", "role", "site", "version before → now", "verified at", "upgrades", "last step"],
