@@ -1,0 +1,82 @@
+"""The command line as a user meets it: `vcwave` (the console script's program) and `invoke` in the checkout.
+Every command's --help exits 0; every parse error (unknown flag, a flag without its value, a missing required
+flag, an unknown command) exits 2 with the error and the command's usage on stderr, never a traceback."""
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli.tasks import REQUIRED, ns
+
+ROOT = Path(__file__).resolve().parents[2]
+VCWAVE = [sys.executable, "-c", "from orchestrator.cli.program import main; main()"]
+INVOKE = [sys.executable, "-m", "invoke", "-r", str(ROOT)]
+COMMANDS = sorted(ns.task_names)
+
+
+def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(cwd)}
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_every_product_command_is_in_the_namespace_and_the_lab_is_not():
+    assert {"plan", "precheck", "backup", "stage", "upgrade", "verify", "status", "rollback", "repoint",
+            "report"} == set(COMMANDS)
+    assert not any(name.startswith(("lab", "bench", "cassettes")) for name in ns.task_names)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_of_every_command_exits_0(tmp_path, command):
+    r = run([*VCWAVE, command, "--help"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"vcwave [--core-opts] {command}" in r.stdout
+    assert "--verbose" in r.stdout  # -v: the full event stream
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["plan", "--nope"], "No idea what '--nope' is"),
+    (["plan", "--inventory"], "--inventory needs a value"),
+    (["plan", "--inventory", "site.yml"], "'plan' needs --target"),
+    (["plan", "--target", "6.7 U3"], "'plan' needs --inventory"),
+    (["upgrade"], "'upgrade' needs --wave"),
+    (["repoint", "--vcenter", "vc-a"], "'repoint' needs --psc"),
+])
+@pytest.mark.parametrize("tool", ["vcwave", "invoke"])
+def test_parse_errors_exit_2_with_the_usage(tmp_path, tool, argv, message):
+    r = run([*(VCWAVE if tool == "vcwave" else INVOKE), *argv], tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr
+    assert f"[--core-opts] {argv[0]} [--options]" in r.stderr  # the command's usage
+    assert "Options:" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / ".vcwave").exists()  # nothing written
+
+
+def test_unknown_command_exits_2(tmp_path):
+    r = run([*VCWAVE, "nosuch"], tmp_path)
+    assert r.returncode == 2 and "No idea what 'nosuch' is" in r.stderr and "vcwave --list" in r.stderr
+
+
+def test_required_flags_are_declared_parameters():
+    """A REQUIRED entry that names no parameter would never be checked (and a typo would pass silently)."""
+    for command, flags in REQUIRED.items():
+        params = inspect.signature(ns[command].body).parameters
+        assert set(flags) <= set(params), (command, flags, params)
+
+
+def test_lab_up_help_says_time_scale_takes_a_value(tmp_path):
+    r = run([*INVOKE, "lab.up", "--help"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "--time-scale=STRING" in r.stdout
+
+
+def test_plan_from_elsewhere_uses_the_bundled_playbook(tmp_path):
+    """No checkout-relative path: the default playbook comes with the package."""
+    r = run([*VCWAVE, "plan", "--inventory", str(ROOT / "examples" / "two-site.yml"), "--target", "6.7 U3"],
+            tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "playbook default.yml" in r.stdout and (tmp_path / ".vcwave" / "plan.json").is_file()
+    assert (tmp_path / ".vcwave" / "vsphere.local" / "events.jsonl").is_file()  # the event log, always

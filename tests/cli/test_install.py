@@ -1,0 +1,75 @@
+"""`pip install` of vcwave into a fresh virtualenv (no system site-packages), then, from a folder outside the
+checkout, `vcwave --help`, `vcwave plan --help`, `vcwave upgrade --help` and a plan from an inventory given
+by absolute path. Proves the console script, the package data (bundled playbooks, release data) and that
+nothing reaches back into the checkout.
+
+The wheel and its dependencies are built into a wheelhouse with this interpreter's pip (from its cache or
+the package index, as `pip install .` would), then installed with `--no-index` from that wheelhouse."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sh(argv: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600):
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("install")
+    src = tmp / "src"  # a copy, so that building leaves no build/ or egg-info in the checkout
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".vcwave", "build", "*.egg-info", "__pycache__",
+                                                              ".pytest_cache", "bin"))
+    wheels = tmp / "wheels"
+    r = _sh([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
+             "-w", str(wheels), str(src)], tmp)
+    assert r.returncode == 0, f"building the wheelhouse failed (needs pip's cache or the index):\n{r.stderr[-3000:]}"
+    env_dir = tmp / "venv"
+    venv.EnvBuilder(with_pip=True, system_site_packages=False, clear=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    r = _sh([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index", "--find-links",
+             str(wheels), "vcwave"], tmp)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return env_dir
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": os.environ.get("LANG", "C.UTF-8")}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["plan", "--help"], ["upgrade", "--help"]])
+def test_help_from_anywhere(installed, tmp_path, argv):
+    r = _sh([str(installed / "bin" / "vcwave"), *argv], tmp_path, _clean_env(tmp_path), 60)
+    assert r.returncode == 0, r.stderr
+    assert "Usage: vcwave" in r.stdout
+
+
+def test_plan_from_anywhere(installed, tmp_path):
+    site = tmp_path / "inventories" / "site.yml"
+    site.parent.mkdir()
+    shutil.copy(ROOT / "examples" / "two-site.yml", site)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    r = _sh([str(installed / "bin" / "vcwave"), "plan", "--inventory", str(site), "--target", "6.7 U3"], work,
+            _clean_env(tmp_path), 60)
+    assert r.returncode == 0, r.stderr
+    assert "playbook default.yml" in r.stdout and "expected mixed-version window" in r.stdout
+    assert (work / ".vcwave" / "plan.json").is_file()
+    # the installed package, not the checkout, answered
+    r = _sh([str(installed / "bin" / "python"), "-c", "import orchestrator; print(orchestrator.__file__)"], work,
+            _clean_env(tmp_path), 60)
+    assert str(installed) in r.stdout and str(ROOT) not in r.stdout
+
+
+def test_parse_error_exits_2_when_installed(installed, tmp_path):
+    r = _sh([str(installed / "bin" / "vcwave"), "plan", "--target", "6.7 U3"], tmp_path, _clean_env(tmp_path), 60)
+    assert r.returncode == 2 and "'plan' needs --inventory" in r.stderr
