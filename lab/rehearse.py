@@ -133,7 +133,7 @@ class Rehearsal:
                  f"(~{w['length_s'] / self.time_scale / 60:.0f} min at real speed)",
                  f"  retries of transient faults: {retries} (waits while nodes were down on purpose: "
                  f"{retry.RETRIES.expected - self.expected_before})",
-                 f"  report: {', '.join(l.strip() for l in report.splitlines()[1:]) or report}",
+                 *[f"  report: {l.strip()}" for l in (report.splitlines()[1:] or [report])],
                  f"  event log: {log.event_log_path() or '(not recorded: rehearsal called outside a command)'}"]
         return "\n".join(lines)
 
