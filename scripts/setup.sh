@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything vcwave and its lab need on a fresh Debian machine (root) or an existing one:
-# Go + govmomi sources (to build the lab's vcsim), Chromium (report check), and the Python package.
+# Go + govmomi sources (to build the lab's vcsim), Chromium and poppler-utils (report checks: HTML, printed
+# PDF), and the Python package.
 # Idempotent: quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,7 @@ need_apt=()
 command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator ] || need_apt+=(golang-github-vmware-govmomi-dev)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v pdftotext >/dev/null 2>&1 || need_apt+=(poppler-utils)  # the report's printed-PDF check
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${need_apt[*]} (apt)" >&2
