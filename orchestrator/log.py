@@ -191,16 +191,18 @@ def event_log_path() -> Path | None:
     return _event_file.path if _event_file else None
 
 
-def describe_run(plan: Any, window_opened: float | None = None, time_scale: float | None = None) -> None:
-    """Give the console view the saved plan (expected durations, the window estimate) and the window's state;
-    `time_scale`: the lab's clock, so that expected durations shrink like its jobs. No-op without a console."""
+def describe_run(plan: Any, window: tuple[float | None, float | None] = (None, None),
+                 time_scale: float | None = None) -> None:
+    """Give the console view the saved plan (expected durations, the window estimate) and the window's state
+    (opened, closed: journal timestamps); `time_scale`: the lab's clock, so that expected durations shrink like
+    its jobs. No-op without a console."""
     from orchestrator.console import Console
     for sink in _sinks:
         if isinstance(sink, Console):
             if time_scale is not None:
                 sink.view.time_scale = time_scale
             if plan is not None:
-                sink.use_plan(plan, window_opened)
+                sink.use_plan(plan, window)
 
 
 def finish() -> None:

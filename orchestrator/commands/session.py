@@ -57,7 +57,8 @@ def session(flags: CommonFlags, command: str, *, mutate: bool = True) -> Iterato
         try:
             conns.resolve_all()  # a missing env var or a 0644 password file is bad input: exit 2 before any step
             engine = Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
-            describe_run(plan, engine.history().window_opened)
+            hist = engine.history()
+            describe_run(plan, (hist.window_opened, hist.window_closed))
             yield engine
         finally:
             conns.close()

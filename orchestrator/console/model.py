@@ -108,11 +108,14 @@ class RunView:
         self.time_scale = 1.0  # the lab's clock (job durations x F): expected durations shrink with it
 
     # ---------------------------------------------------------------- context
-    def use_plan(self, plan: Plan, window_opened: float | None = None) -> None:
-        """The saved plan gives every step its expected duration and the window its expected length."""
+    def use_plan(self, plan: Plan, window: tuple[float | None, float | None] = (None, None)) -> None:
+        """The saved plan gives every step its expected duration and the window its expected length;
+        `window` (opened, closed) is where an earlier command left the window clock."""
         self.plan = plan
-        if window_opened is not None:
-            self.window_opened = window_opened
+        opened, closed = window
+        if opened is not None:
+            self.window_opened = opened
+            self.window_closed_after = closed - opened if closed is not None else None
 
     def expected_s(self, step_id: str) -> float:
         if self.plan is None:

@@ -71,9 +71,9 @@ class Console:
             self._timer = None
             self._flush_starts()
 
-    def use_plan(self, plan: Any, window_opened: float | None = None) -> None:
+    def use_plan(self, plan: Any, window: tuple[float | None, float | None] = (None, None)) -> None:
         with self._lock:
-            self.view.use_plan(plan, window_opened)
+            self.view.use_plan(plan, window)
 
     def close(self) -> None:
         """The summary line; the live view (transient) disappears, leaving the permanent lines."""

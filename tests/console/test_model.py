@@ -115,3 +115,13 @@ def test_a_batch_that_starts_together_is_one_start_line():
         v.apply(start(f"pre/precheck/{n}", n, "precheck"))
     lines = RunView.start_line(list(v.running.values()))
     assert lines == ["start    psc-a, psc-b, vc-a  precheck  6.7 U1 -> 6.7 U3"]
+
+
+def test_a_later_command_knows_where_the_window_clock_stands():
+    inv = load_inventory(ROOT / "examples" / "two-site.yml")
+    plan = build_plan(inv, load_playbook(), parse_version("6.7 U3"))
+    v, clock = view()
+    v.use_plan(plan, (clock() - 300, None))
+    assert v.window_text().startswith("window open 5 min of ~")
+    v.use_plan(plan, (clock() - 300, clock() - 60))
+    assert v.window_text() == "window closed after 4 min"
