@@ -206,11 +206,8 @@ def expected_outage(reason: str) -> Iterator[None]:
     on"): an update reboots the appliance, a snapshot set power-cycles every VM. Their retries are still
     bounded by the same policy, but they are reported as the wait they are (info, `expected=reason`) and
     not counted as transient faults."""
-    token = _EXPECTED.set(reason)
-    try:
+    with _set(_EXPECTED, reason):
         yield
-    finally:
-        _EXPECTED.reset(token)
 
 
 def outage_reason() -> str:
@@ -231,11 +228,18 @@ def polling() -> Iterator[None]:
     (up to `max_wait`), which in the lab made every install 0.5 s longer than its job. So inside a poll a
     transient failure is raised at once to the loop, which tolerates it; an expired session is still
     re-logged-in and the call repeated right away, since the loop cannot do that itself."""
-    token = _POLLING.set(True)
+    with _set(_POLLING, True):
+        yield
+
+
+@contextlib.contextmanager
+def _set(var: contextvars.ContextVar[Any], value: Any) -> Iterator[None]:
+    """`var` is `value` for the block (this task/thread only), whatever happens inside."""
+    token = var.set(value)
     try:
         yield
     finally:
-        _POLLING.reset(token)
+        var.reset(token)
 
 
 def in_poll() -> bool:

@@ -160,3 +160,15 @@ def write_rollback_run(w: Writer) -> None:
     w.at(124).ev("note", "rollback:done", phase="rollback", status="rollback-done", data={"scope": "domain", "to": "pre"})
     w.step("", "rollback-domain-pre", "rollback", "rollback", "succeeded", scope="domain")
     w.ev("run.end", phase="rollback", status="ok")
+
+
+def journal_of(tmp_path: Path, monkeypatch, writer_fn):
+    """Run `writer_fn` on a fresh journal; return (inventory, plan, events, head, writer)."""
+    inv, plan = inventory_and_plan()
+    j, w = open_journal(tmp_path / "journal.sqlite", monkeypatch)
+    try:
+        writer_fn(w)
+        events, head = j.events(), j.head()
+    finally:
+        j.close()
+    return inv, plan, events, head, w

@@ -15,7 +15,7 @@ from orchestrator.core.plan import save_plan
 from orchestrator.engine.journal import journal_path
 from orchestrator.report import build_report, render_html, render_markdown
 
-from . import (BASE, ERROR_TEXT, INVENTORY, NODES, inventory_and_plan, open_journal, write_rollback_run,
+from . import (BASE, ERROR_TEXT, INVENTORY, NODES, inventory_and_plan, journal_of, open_journal, write_rollback_run,
                write_upgrade_run)
 
 
@@ -44,27 +44,18 @@ def parse(html: str) -> Page:
     return p
 
 
-def _build(tmp_path: Path, monkeypatch, writer_fn):
-    inv, plan = inventory_and_plan()
-    j, w = open_journal(tmp_path / "journal.sqlite", monkeypatch)
-    try:
-        writer_fn(w)
-        events, head = j.events(), j.head()
-    finally:
-        j.close()
-    return inv, plan, events, head, w
 
 
 @pytest.fixture
 def upgrade(tmp_path, monkeypatch):
-    inv, plan, events, head, w = _build(tmp_path, monkeypatch, write_upgrade_run)
+    inv, plan, events, head, w = journal_of(tmp_path, monkeypatch, write_upgrade_run)
     report = build_report(inv, plan, events, head=head, generated=BASE + 300 * 60)
     return report, w, head
 
 
 @pytest.fixture
 def rollback(tmp_path, monkeypatch):
-    inv, plan, events, head, w = _build(tmp_path, monkeypatch, write_rollback_run)
+    inv, plan, events, head, w = journal_of(tmp_path, monkeypatch, write_rollback_run)
     return build_report(inv, plan, events, head=head, generated=BASE + 130 * 60), w
 
 
@@ -234,7 +225,7 @@ def test_secret_values_never_reach_the_report(tmp_path, monkeypatch):
             write_upgrade_run(w)
             w.upgrade("vc-b", "vcenter", 290, 295, ok=False,
                       error=f'login failed {{"password": "{secret}"}} with {secret}', label="failed:secret")
-        inv, plan, events, head, _ = _build(tmp_path, monkeypatch, run)
+        inv, plan, events, head, _ = journal_of(tmp_path, monkeypatch, run)
         report = build_report(inv, plan, events, head=head, generated=BASE + 300 * 60)
         md, html = render_markdown(report), render_html(report)
         assert secret not in md and secret not in html

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.report import build_report, render_html
 
-from . import BASE, NODES, inventory_and_plan, open_journal, write_rollback_run, write_upgrade_run
+from . import BASE, NODES, journal_of, write_rollback_run, write_upgrade_run
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 TIMEOUT_S = 60
@@ -66,13 +66,7 @@ class Dom(HTMLParser):
 
 
 def _report_file(tmp_path: Path, monkeypatch, writer) -> tuple[Path, int]:
-    inv, plan = inventory_and_plan()
-    j, w = open_journal(tmp_path / "journal.sqlite", monkeypatch)
-    try:
-        writer(w)
-        events, head = j.events(), j.head()
-    finally:
-        j.close()
+    inv, plan, events, head, _ = journal_of(tmp_path, monkeypatch, writer)
     report = build_report(inv, plan, events, head=head, generated=BASE + 300 * 60)
     out = tmp_path / "report.html"
     out.write_text(render_html(report), encoding="utf-8")

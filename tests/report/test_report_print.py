@@ -16,7 +16,7 @@ from orchestrator.report import build_report, render_html
 from orchestrator.report.html import RIGHT, WIDTH
 from orchestrator.report.legend import ACTIONS, legend
 
-from . import BASE, NODES, inventory_and_plan, open_journal, write_pre, write_rollback_run, write_upgrade_run
+from . import BASE, NODES, journal_of, write_rollback_run, write_upgrade_run
 from .test_report_browser import _run, chromium
 
 
@@ -65,13 +65,7 @@ def corners(d: str) -> list[tuple[float, float]]:
 
 
 def report_of(tmp_path, monkeypatch, writer, minutes: float = 300):
-    inv, plan = inventory_and_plan()
-    j, w = open_journal(tmp_path / "journal.sqlite", monkeypatch)
-    try:
-        writer(w)
-        events, head = j.events(), j.head()
-    finally:
-        j.close()
+    inv, plan, events, head, _ = journal_of(tmp_path, monkeypatch, writer)
     return build_report(inv, plan, events, head=head, generated=BASE + minutes * 60)
 
 
