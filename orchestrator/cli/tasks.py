@@ -49,12 +49,13 @@ def cli(fn: Callable[..., str | None]) -> Callable[..., None]:
         from orchestrator import log
         log.configure(json=bool(kwargs.get("json")), verbose=bool(kwargs.get("verbose")), human=True)
         try:
-            out = fn(c, *args, **kwargs)
+            try:
+                out = fn(c, *args, **kwargs)
+            finally:
+                log.finish()  # whatever happened: the live view gives the terminal back, the summary is printed
         except VcwaveError as exc:
-            log.finish()
             print(f"vcwave: error: {exc}", file=sys.stderr)
             raise Exit(code=exc.exit_code) from None
-        log.finish()
         if out:
             print(out)
     return wrapper
@@ -167,8 +168,8 @@ def rollback(c, plan_only=False, to="pre", node=None, inventory=None, plan=None,
                  psc="the PSC to move it to (required)", check="only say whether it is allowed",
                  down="PSCs known to be down (comma-separated)"))
 @cli
-def repoint(c, vcenter=None, psc=None, check=False, down="", inventory=None, plan=None, state_dir=".vcwave",
-            verbose=False):
+def repoint(c, verbose=False, vcenter=None, psc=None, check=False, down="", inventory=None, plan=None,
+            state_dir=".vcwave"):  # verbose first: it takes -v, as in every other command
     """Repoint a vCenter to another PSC: only the same version, in the same SSO site, and running."""
     from orchestrator.commands import repoint as cmd
     return cmd.run(_flags(inventory, plan, state_dir), vcenter, psc, check, down)
