@@ -121,5 +121,7 @@ class _Board:
                           Text(run.phase or "running"), Text(f"{duration(run.elapsed(now))} elapsed"), Text(left),
                           Text(run.waiting_text(), style="yellow"))
         clock = self.view.window_text()
+        if not self.view.running and not clock:
+            return Group()  # between steps: nothing to draw
         header = Text(f"running {len(self.view.running)} step(s)" + (f" · {clock}" if clock else ""), style="bold")
         return Group(header, table)

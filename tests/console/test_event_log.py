@@ -1,0 +1,80 @@
+"""The commands' logging (orchestrator.log, human=True): the full event stream lands, scrubbed, in one 0600
+JSON-lines file per domain, rotated; events from before the domain was known are kept; the console view
+and the file see the same events; -v and --json are views of the same stream."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from orchestrator import log as olog
+from orchestrator.secrets import Secret
+from orchestrator.log import EventFile
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    yield
+    olog.finish()
+    olog.configure()
+
+
+def read(path) -> list[dict]:
+    return [json.loads(l) for l in path.read_text().splitlines()]
+
+
+def test_full_stream_scrubbed_in_a_0600_file_per_domain(tmp_path):
+    out = io.StringIO()
+    olog.configure(human=True, stream=out)
+    Secret("Event-Secret-42")
+    olog.get_logger().debug("early.debug", password="Event-Secret-42")  # before the domain is known
+    path = olog.record_to(tmp_path / "state", "vsphere.local")
+    assert path == tmp_path / "state" / "vsphere.local" / "events.jsonl"
+    olog.get_logger().info("step.start", node="psc-a", step="psc/upgrade/psc-a", action="upgrade", method="update",
+                           detail="token Event-Secret-42")
+    olog.get_logger().info("step.done", node="psc-a", step="psc/upgrade/psc-a", duration_s=1.0)
+    olog.finish()
+    events = read(path)
+    assert [e["event"] for e in events] == ["early.debug", "step.start", "step.done"]
+    assert list(events[1])[:3] == ["timestamp", "level", "event"]
+    assert "Event-Secret-42" not in path.read_text() and "Event-Secret-42" not in out.getvalue()
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert "changed  psc-a    upgrade (update)" in out.getvalue()  # the console saw the same stream
+    assert "early.debug" not in out.getvalue()
+
+
+def test_the_first_file_named_is_kept_for_the_whole_run(tmp_path):
+    olog.configure(human=True, stream=io.StringIO())
+    first = olog.record_to(tmp_path / "a", "d")
+    assert olog.record_to(tmp_path / "b", "d") == first
+    olog.get_logger().info("x")
+    olog.finish()
+    assert [e["event"] for e in read(first)] == ["x"] and not (tmp_path / "b").exists()
+
+
+def test_rotation_keeps_a_bounded_number_of_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(EventFile, "MAX_BYTES", 2000)
+    monkeypatch.setattr(EventFile, "BACKUPS", 2)
+    olog.configure(human=True, stream=io.StringIO())
+    path = olog.record_to(tmp_path, "d")
+    for i in range(200):
+        olog.get_logger().info("job.progress", node="vc-a", percent=i % 100)
+    olog.finish()
+    files = sorted(p.name for p in tmp_path.joinpath("d").iterdir())
+    assert files == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
+    assert all(len(p.read_bytes()) <= 2300 for p in tmp_path.joinpath("d").iterdir())
+    assert read(path)[-1]["percent"] == 99
+
+
+@pytest.mark.parametrize("flag", ["json", "verbose"])
+def test_json_and_verbose_stream_every_info_event(tmp_path, flag):
+    err = io.StringIO()
+    olog.configure(human=True, stream=err, **{flag: True})
+    olog.get_logger().info("job.progress", node="vc-a", percent=5)
+    olog.get_logger().debug("appliance.session_created", node="vc-a")
+    olog.finish()
+    text = err.getvalue()
+    assert "job.progress" in text and "session_created" not in text
+    if flag == "json":
+        assert json.loads(text.splitlines()[0])["percent"] == 5
