@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from orchestrator.core.plan import Plan, lane_minutes
 
+NOTE_EVERY_S = 300.0  # a long step's "still running" line, at most this often
 READ_ONLY_ACTIONS = ("precheck", "verify")  # they look and change nothing: "ok", never "changed"
 RETRY_EVENTS = ("client.retry", "job.poll_failed", "nodes.waiting_to_answer", "installer.node_not_answering")
 QUIET = ("step.start", "step.done", "step.failed", "step.manual", "job.progress", "installer.progress",
@@ -39,6 +40,7 @@ class Running:
     waits: dict[str, int] = field(default_factory=dict)  # node -> retries while down on purpose
     outage: str = ""  # why the node is expected to be down ("rebooting", "powering on")
     deadline_s: float = 0.0
+    noted: float = 0.0  # when the last "still running" line was printed (0: not yet, counts from `started`)
 
     def label(self) -> str:
         """`upgrade (update)`, `backup (snapshot-set)`, `precheck`."""
@@ -210,17 +212,33 @@ class RunView:
 
     def _on_job_progress(self, ev: dict) -> list[str]:
         run = self.running.get(str(ev.get("step")))
-        if run is not None:
-            if ev.get("percent") is not None:
-                run.percent = float(ev["percent"])
-            run.phase = f"{ev.get('what', '')} {str(ev.get('state') or '').lower()}".strip()
-        return []
+        if run is None:
+            return []
+        if ev.get("percent") is not None:
+            run.percent = float(ev["percent"])
+        run.phase = f"{ev.get('what', '')} {str(ev.get('state') or '').lower()}".strip()
+        return self._still_running(run)
 
     def _on_installer_progress(self, ev: dict) -> list[str]:
         run = self.running.get(str(ev.get("step")))
-        if run is not None:
-            run.phase = str(ev.get("line", ""))[:60]
-        return []
+        if run is None:
+            return []
+        run.phase = str(ev.get("line", ""))[:60]
+        return self._still_running(run)
+
+    def _still_running(self, run: Running) -> list[str]:
+        """A long step says where it is every NOTE_EVERY_S, so that a log without a terminal (CI, AWX)
+        shows a 40-minute install or a 20-minute outage moving, not one start line and silence."""
+        now = self.clock()
+        if now - (run.noted or run.started) < NOTE_EVERY_S:
+            return []
+        run.noted = now
+        pct = f" {run.percent:.0f}%" if run.percent is not None else ""
+        remaining = run.remaining(now)
+        left = f", ~{duration(remaining)} left" if remaining is not None else ""
+        waited = run.waiting_text()
+        state = waited or (run.phase or "running")
+        return [f"running  {run.who():<8} {run.label()}{pct}: {state}; {duration(run.elapsed(now))} elapsed{left}"]
 
     def _retry(self, ev: dict) -> list[str]:
         """Fold a retry/failed poll/still-waiting event into its step; the first fault of a node in a step
@@ -247,7 +265,7 @@ class RunView:
                 reason = ev.get("reason") or ev.get("error") or "not answering"
                 lines.append(f"retry    {node:<8} {str(reason).splitlines()[0][:100]} (retrying, folded from now on)")
             run.retries[node] = run.retries.get(node, 0) + 1
-        return lines
+        return lines or self._still_running(run)
 
     def _on_window_opened(self, ev: dict) -> list[str]:
         self.window_opened = self.wall()

@@ -125,3 +125,27 @@ def test_a_later_command_knows_where_the_window_clock_stands():
     assert v.window_text().startswith("window open 5 min of ~")
     v.use_plan(plan, (clock() - 300, clock() - 60))
     assert v.window_text() == "window closed after 4 min"
+
+
+def test_a_long_wait_says_where_it_is_every_five_minutes():
+    v, clock = view()
+    v.apply(start("psc/upgrade/psc-a", "psc-a", "upgrade", "update"))
+    notes = []
+    for minute in range(1, 31):  # a node down for 30 minutes, retried every minute
+        clock.t += 60
+        notes += v.apply({"event": "job.poll_failed", "level": "info", "step": "psc/upgrade/psc-a", "node": "psc-a",
+                          "expected": "rebooting", "deadline_s": 3600, "error": "HTTP 503"})
+    assert len(notes) == 6  # every 5 minutes, not 30 lines, not silence
+    assert notes[0].startswith("running  psc-a    upgrade (update): psc-a: rebooting, retried 5x, waiting up to 60 min")
+    assert notes[-1].endswith("30 min elapsed")
+
+
+def test_progress_of_a_long_job_is_noted_not_streamed():
+    v, clock = view()
+    v.apply(start("psc/upgrade/psc-a", "psc-a", "upgrade", "update"))
+    lines = []
+    for pct in range(0, 100, 2):  # 50 progress changes over 25 minutes
+        clock.t += 30
+        lines += v.apply({"event": "job.progress", "level": "info", "step": "psc/upgrade/psc-a", "node": "psc-a",
+                          "what": "install", "state": "INSTALL_IN_PROGRESS", "percent": pct})
+    assert len(lines) == 5 and "install install_in_progress" in lines[0] and "%" in lines[0]
