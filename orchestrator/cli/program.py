@@ -68,14 +68,29 @@ def parse_cleanup_exit_2(program: Program) -> None:
         raise Exit(code=PARSE_ERROR_EXIT) from None
 
 
+# Invoke's core options that mean something for vcwave; the others (--pty, --dry, --echo, ...) concern shell
+# commands run by tasks, which vcwave's commands never run: they are accepted but not advertised.
+SHOWN_CORE_OPTIONS = ("--help", "--list", "--version", "--debug", "--complete", "--print-completion-script")
+
+
 class VcwaveProgram(Program):
-    """Invoke's Program with exit code 2 and the command's usage on every parse error."""
+    """Invoke's Program with exit code 2 and the command's usage on every parse error, and a help page that
+    shows the commands and the core options that apply to them."""
 
     def parse_tasks(self) -> None:
         parse_tasks_exit_2(self)
 
     def parse_cleanup(self) -> None:
         parse_cleanup_exit_2(self)
+
+    def print_help(self) -> None:
+        print(f"Usage: {self.binary} [--help|--list|--version] <command> [--flags]   ({self.binary} <command> --help)")
+        print("")
+        print("Options:")
+        print("")
+        self.print_columns([t for t in self.initial_context.help_tuples()
+                            if set(re.findall(r"--[\w-]+", t[0])) & set(SHOWN_CORE_OPTIONS)])
+        self.list_tasks()
 
 
 def exit_2_on_parse_errors(program_cls: type[Program] = Program) -> None:

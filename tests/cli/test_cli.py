@@ -80,3 +80,11 @@ def test_plan_from_elsewhere_uses_the_bundled_playbook(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "playbook default.yml" in r.stdout and (tmp_path / ".vcwave" / "plan.json").is_file()
     assert (tmp_path / ".vcwave" / "vsphere.local" / "events.jsonl").is_file()  # the event log, always
+
+
+def test_help_page_lists_the_commands_and_only_options_that_apply(tmp_path):
+    r = run([*VCWAVE, "--help"], tmp_path)
+    assert r.returncode == 0
+    for command in COMMANDS:
+        assert f"  {command} " in r.stdout
+    assert "--version" in r.stdout and "--pty" not in r.stdout and "sudo" not in r.stdout
