@@ -136,9 +136,10 @@ def render_svg(r: Report) -> str:
         y = ypos[row.name]
         mid = y + ROW_H / 2
         out.append(f'<g class="row" data-node="{e(row.name)}">')
-        out.append(f'<text x="10" y="{y + 15}" font-size="13" font-weight="600" fill="#1d2530">{e(row.name)}</text>'
-                   f'<text x="10" y="{y + 29}" font-size="11" fill="#5a6675">{e(row.role)} · {e(row.site)} · '
-                   f'{e(row.version_before)} → {e(row.version_now)}</text>')
+        about = f"{row.role} · {row.site} · {row.version_before} → {row.version_now}"
+        out.append(f'<text x="10" y="{y + 15}" font-size="{_fit(row.name, 13)}" font-weight="600" '
+                   f'fill="#1d2530">{e(row.name)}</text>'
+                   f'<text x="10" y="{y + 29}" font-size="{_fit(about, 11)}" fill="#5a6675">{e(about)}</text>')
         out.append(f'<line x1="{LEFT}" y1="{mid}" x2="{WIDTH - RIGHT}" y2="{mid}" stroke="#dfe4ea"/>')
         for b in r.bars_of(row.name):
             x0, x1 = x(b.start), x(b.end)
@@ -219,6 +220,12 @@ def _label(x0: float, x1: float, y: float, text: str, size: int, fill: str) -> s
         return f'<text x="{x0 + 4}" y="{y}" font-size="{size}" fill="{fill}">{e(text)}</text>'
     end = max(min(x1, WIDTH - RIGHT) - 4, width + 4)
     return f'<text x="{round(end, 2)}" y="{y}" font-size="{size}" fill="{fill}" text-anchor="end">{e(text)}</text>'
+
+
+def _fit(text: str, size: float) -> float:
+    """A font size at which `text` fits the label column (a long node or site name shrinks, never runs
+    under the bars)."""
+    return round(min(size, (LEFT - 16) / max(len(text) * 0.62, 1)), 1)
 
 
 def _backup_shape(method: str, bx: float, mid: float) -> str:

@@ -8,12 +8,13 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import pytest
 
 from orchestrator.report import build_report, render_html
-from orchestrator.report.html import RIGHT, WIDTH
+from orchestrator.report.html import LEFT, RIGHT, WIDTH
 from orchestrator.report.legend import ACTIONS, legend
 
 from . import BASE, NODES, journal_of, write_rollback_run, write_upgrade_run
@@ -131,6 +132,17 @@ def test_no_label_runs_off_the_drawing(tmp_path, monkeypatch, writer, minutes):
         anchor = attrs.get("text-anchor", "start")
         left, right = {"start": (x, x + width), "end": (x - width, x), "middle": (x - width / 2, x + width / 2)}[anchor]
         assert left >= 0 and right <= WIDTH - RIGHT + 12, (text, attrs)
+        if x == 10:  # the label column: never under the bars
+            assert right <= LEFT, (text, attrs)
+
+
+def test_long_names_shrink_to_fit_the_label_column(tmp_path, monkeypatch):
+    report = report_of(tmp_path, monkeypatch, write_upgrade_run)
+    long = replace(report.rows[0], name="psc-" + "x" * 40, site="a-very-long-site-name-in-the-inventory")
+    svg = svg_of(render_html(replace(report, rows=(long, *report.rows[1:]))))
+    for attrs, text in svg.texts:
+        if float(attrs["x"]) == 10 and text.startswith(("psc-x", "psc ·")):
+            assert len(text) * float(attrs["font-size"]) * 0.6 <= LEFT - 10, (text, attrs)
 
 
 def poppler(tool: str) -> str:
