@@ -238,7 +238,9 @@ class RunView:
         left = f", ~{duration(remaining)} left" if remaining is not None else ""
         waited = run.waiting_text()
         state = waited or (run.phase or "running")
-        return [f"running  {run.who():<8} {run.label()}{pct}: {state}; {duration(run.elapsed(now))} elapsed{left}"]
+        window = self.window_text()
+        return [f"running  {run.who():<8} {run.label()}{pct}: {state}; {duration(run.elapsed(now))} elapsed{left}"
+                + (f"; {window}" if window else "")]
 
     def _retry(self, ev: dict) -> list[str]:
         """Fold a retry/failed poll/still-waiting event into its step; the first fault of a node in a step

@@ -138,6 +138,11 @@ def test_a_long_wait_says_where_it_is_every_five_minutes():
     assert len(notes) == 6  # every 5 minutes, not 30 lines, not silence
     assert notes[0].startswith("running  psc-a    upgrade (update): psc-a: rebooting, retried 5x, waiting up to 60 min")
     assert notes[-1].endswith("30 min elapsed")
+    v.apply({"event": "window.opened", "level": "info", "by": "psc/upgrade/psc-a"})
+    clock.t += 300
+    note = v.apply({"event": "job.poll_failed", "level": "info", "step": "psc/upgrade/psc-a", "node": "psc-a",
+                    "expected": "rebooting", "deadline_s": 3600, "error": "HTTP 503"})
+    assert note[0].endswith("35 min elapsed; window open 5 min")  # the window clock, in a plain log too
 
 
 def test_progress_of_a_long_job_is_noted_not_streamed():
