@@ -28,6 +28,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from orchestrator.core.playbook import bundled_playbook_path
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 LARGE = EXAMPLES / "large.yml"
@@ -528,7 +530,7 @@ def _steps_per_command(timings: list[tuple[str, float]], events: list[Any]) -> d
 
 # ------------------------------------------------------------------------------------------------ window
 def _bundled(name: str) -> str:
-    return str(ROOT / "playbooks" / f"{name}.yml")
+    return str(bundled_playbook_path(name))
 
 
 def measure_window(inventory: str | Path, playbook: str, time_scale: float, target: str | None = None,

@@ -133,9 +133,18 @@ class Rehearsal:
                  f"(~{w['length_s'] / self.time_scale / 60:.0f} min at real speed)",
                  f"  retries of transient faults: {retries} (waits while nodes were down on purpose: "
                  f"{retry.RETRIES.expected - self.expected_before})",
-                 *[f"  report: {l.strip()}" for l in (report.splitlines()[1:] or [report])],
-                 f"  event log: {log.event_log_path() or '(not recorded: rehearsal called outside a command)'}"]
+                 f"  files: {_files(report, log.event_log_path())}"]
         return "\n".join(lines)
+
+
+def _files(report: str, event_log: Path | None) -> str:
+    """The report's files and the event log, on one line: relative to their common folder when they share one."""
+    paths = [Path(l.strip()) for l in report.splitlines()[1:]] + ([event_log] if event_log else [])
+    if not paths:
+        return report
+    base = Path(os.path.commonpath([str(p) for p in paths]))
+    return f"{base}/: " + ", ".join(str(p.relative_to(base)) for p in paths) + ("" if event_log else
+                                                                                 " (no event log: not a command)")
 
 
 def _report(flags: CommonFlags) -> str:

@@ -41,5 +41,5 @@ def test_two_site_rehearsal_console_is_short_and_complete(tmp_path):
     # the snapshot set's power cycle and the update reboots are waits, not faults
     waits = re.search(r"retries of transient faults: \d+ \(waits while nodes were down on purpose: (\d+)\)", r.stdout)
     assert waits and int(waits.group(1)) > 0
-    assert f"event log: {log}" in r.stdout
+    assert f"files: {log.parent}/: report/report.md, report/report.html, events.jsonl" in r.stdout
     assert oct(log.stat().st_mode & 0o777) == "0o600"
