@@ -131,6 +131,17 @@ class EventFile:
             self._early.clear()
 
 
+class _CurrentStderr:
+    """`sys.stderr` as it is at each write, not as it was when logging was configured: a test harness, a
+    daemon or a redirection may have replaced (and closed) the one there was."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 _sinks: list[Callable[[dict], None]] = []
 _event_file: EventFile | None = None
 
@@ -156,14 +167,14 @@ def configure(json: bool = False, stream: TextIO | None = None, level: str | int
         structlog.configure(
             processors=processors(json),
             wrapper_class=structlog.make_filtering_bound_logger(lvl),
-            logger_factory=structlog.PrintLoggerFactory(file=stream if stream is not None else sys.stderr),
+            logger_factory=structlog.PrintLoggerFactory(file=stream if stream is not None else _CurrentStderr()),
             cache_logger_on_first_use=False,
         )
         _configured = True
         return
     _event_file = EventFile()
     if json or verbose:
-        view: Any = _Stream(json, stream if stream is not None else sys.stderr, lvl)
+        view: Any = _Stream(json, stream if stream is not None else _CurrentStderr(), lvl)
     else:
         from orchestrator.console import Console
         view = Console(stream if stream is not None else sys.stdout)
@@ -171,7 +182,7 @@ def configure(json: bool = False, stream: TextIO | None = None, level: str | int
     structlog.configure(
         processors=[*_enrich(), _fan_out],
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),  # the event file keeps everything
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # prints nothing (see _fan_out)
         cache_logger_on_first_use=False,
     )
     _configured = True
