@@ -84,6 +84,15 @@ class _Stream:
         pass
 
 
+class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
+    """A rotating file whose every generation is created 0600, like the journal (never world-readable,
+    even for an instant, whatever the umask)."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+
 class EventFile:
     """The full event stream as JSON lines in one rotated file per domain (`<state>/<domain>/events.jsonl`),
     0600 like the journal. Events emitted before the domain is known are kept and written once it is."""
@@ -102,9 +111,8 @@ class EventFile:
             if self.path is not None:
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))  # 0600 from the start
-            self._handler = logging.handlers.RotatingFileHandler(path, maxBytes=self.MAX_BYTES,
-                                                                 backupCount=self.BACKUPS, encoding="utf-8")
+            self._handler = _PrivateRotatingFile(path, maxBytes=self.MAX_BYTES, backupCount=self.BACKUPS,
+                                                 encoding="utf-8")
             self.path = path
             for line in self._early:
                 self._write(line)

@@ -65,6 +65,7 @@ def test_rotation_keeps_a_bounded_number_of_files(tmp_path, monkeypatch):
     assert files == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
     assert all(len(p.read_bytes()) <= 2300 for p in tmp_path.joinpath("d").iterdir())
     assert read(path)[-1]["percent"] == 99
+    assert {oct(p.stat().st_mode & 0o777) for p in tmp_path.joinpath("d").iterdir()} == {"0o600"}
 
 
 @pytest.mark.parametrize("flag", ["json", "verbose"])
