@@ -75,7 +75,8 @@ def rehearse(c, inventory="examples/two-site.yml", target=None, faults=None, tim
              workdir=".vcwave/rehearsal", playbook=None, concurrency=None, json=False, verbose=False):
     """Rehearse the whole upgrade on a lab twin of the inventory, through the production code paths."""
     from lab.rehearse import rehearse as run
-    return run(inventory, target, faults, _number(time_scale, "--time-scale"), workdir, playbook, whole_number(concurrency, "--concurrency"))
+    return run(inventory, target, faults, _number(time_scale, "--time-scale"), workdir, playbook,
+               whole_number(concurrency, "--concurrency"))
 
 
 @task(name="record", help={"out": "cassette folder (default cassettes)"})

@@ -107,7 +107,7 @@ def precheck(c, inventory=None, plan=None, state_dir=".vcwave", insecure=False, 
 @cli
 def backup(c, phase="pre", node=None, snapshots=False, inventory=None, plan=None, state_dir=".vcwave",
            insecure=False, ca_bundle=None, json=False, verbose=False, break_stale_lock=False):
-    """Back up every node (file-based job, snapshot set or external, as planned) and record it with its domain version."""
+    """Back up every node (file job, snapshot set or external, as planned), recorded with its domain version."""
     from orchestrator.commands import waves
     return waves.backup(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), phase, node,
                         snapshots)

@@ -133,8 +133,13 @@ class RunView:
             return f"window closed after {duration(self.window_closed_after)}"
         if self.window_opened is None:
             return ""
-        expected = f" of ~{duration(self.plan.window_estimate_min * 60 * self.time_scale)} expected" if self.plan else ""
-        return f"window open {duration(self.wall() - self.window_opened)}{expected}"
+        return f"window open {duration(self.wall() - self.window_opened)}{self._window_expected(' of ~')}"
+
+    def _window_expected(self, lead: str) -> str:
+        """The plan's window estimate (on the lab's clock), or "" without a plan."""
+        if self.plan is None:
+            return ""
+        return f"{lead}{duration(self.plan.window_estimate_min * 60 * self.time_scale)} expected"
 
     # ---------------------------------------------------------------- events
     def apply(self, ev: dict[str, Any]) -> list[str]:
@@ -271,9 +276,7 @@ class RunView:
 
     def _on_window_opened(self, ev: dict) -> list[str]:
         self.window_opened = self.wall()
-        expected = (f", ~{duration(self.plan.window_estimate_min * 60 * self.time_scale)} expected"
-                    if self.plan else "")
-        return [f"window   mixed-version window opened by {ev.get('by')}{expected}"]
+        return [f"window   mixed-version window opened by {ev.get('by')}{self._window_expected(', ~')}"]
 
     def _on_window_closed(self, ev: dict) -> list[str]:
         self.window_closed_after = float(ev.get("length_s") or 0.0)

@@ -22,6 +22,7 @@ BAND_H = 22
 ROWS_TOP = 66
 ROW_H = 36
 AXIS_H = 34
+BACKUP_MARK_W = 8.0  # half a backup mark's width plus a gap: a bar's label keeps clear of it
 
 OUTCOME_LABEL = {"succeeded": "succeeded", "failed": "failed", "reconciled": "reconciled after a crash",
                  "manual": "manual step required", "skipped": "skipped", "not_done": "reconciled: not done",
@@ -146,13 +147,14 @@ def render_svg(r: Report) -> str:
             tip = (f"{b.step} on {b.node}: {OUTCOME_LABEL.get(b.outcome, b.outcome)}\n{fmt_ts(b.start)} → "
                    f"{fmt_ts(b.end)} ({fmt_duration(b.duration)})" +
                    "".join(f"\n{k}: {v}" for k, v in b.detail))
-            text = bar_text(b, x1 - x0)
-            width = round(max(x1 - x0, len(text) * CHAR_W + 4), 2)  # a short bar still shows its code
+            mark = BACKUP_MARK_W if b.action == "backup" else 0.0  # the backup's mark sits on the bar's end
+            text = bar_text(b, x1 - x0 - mark)
+            width = round(max(x1 - x0, len(text) * CHAR_W + 4 + mark), 2)  # a short bar still shows its code
             ink = "#1d2530" if b.outcome in ("skipped", "not_done") else "#ffffff"
             out.append(f'<rect class="bar o-{e(b.outcome)}" data-outcome="{e(b.outcome)}" data-step="{e(b.step)}" '
                        f'data-action="{e(kind(b))}" x="{x0}" y="{y + 10}" width="{width}" height="16" rx="2">'
                        f'<title>{e(tip)}</title></rect>'
-                       f'<text class="bar-label" x="{round(x0 + width / 2, 2)}" y="{y + 22}" font-size="11" '
+                       f'<text class="bar-label" x="{round(x0 + (width - mark) / 2, 2)}" y="{y + 22}" font-size="11" '
                        f'text-anchor="middle" fill="{ink}">{e(text)}</text>')
         for bk in r.backups_of(row.name):
             bx = x(bk.ts)

@@ -26,7 +26,8 @@ OUTCOME_STYLE = {"succeeded": ("#2e7d32", "succeeded"), "failed": ("#c62828", "f
                  "running": ("#1e88e5", "not finished …"), "skipped": ("#9aa5b1", "skipped"),
                  "not_done": ("#cfd6de", "reconciled: not done ↺")}
 BACKUP_STYLE = {"file": "◆ file backup (appliance backup job)",
-                "snapshot-set": "■ snapshot set: cold snapshots of every appliance VM, taken together (joined by a line)",
+                "snapshot-set": "■ snapshot set: cold snapshots of every appliance VM, taken together "
+                                "(joined by a line)",
                 "external": "● external backup (your backup product)"}
 TAG_STYLE = {"pre": ("#1565c0", "before the window"), "during": ("#00897b", "during the window"),
              "post": ("#6d4c41", "after the window")}
