@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator, TextIO
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, merge_contextvars, unbind_contextvars
 
+from orchestrator.clients.retry import outage_reason
 from orchestrator.clients.scrub import scrub_event
 
 CONTEXT_KEYS = ("domain", "wave", "node", "step")
@@ -43,6 +44,15 @@ def _scrub(logger: Any, method: str, event: dict) -> dict:
     return scrub_event(event)
 
 
+def _outage(logger: Any, method: str, event: dict) -> dict:
+    """An event emitted while a node is down on purpose (orchestrator.clients.retry.expected_outage) says
+    so: `expected="rebooting"`. The console counts such retries as waits, not faults."""
+    reason = outage_reason()
+    if reason:
+        event.setdefault("expected", reason)
+    return event
+
+
 def processors(json: bool) -> list:
     """The processor chain (also used by tests that need the same pipeline)."""
     return [*_enrich(), _renderer(json)]
@@ -53,6 +63,7 @@ def _enrich() -> list:
     return [
         merge_contextvars,
         _defaults,
+        _outage,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),

@@ -22,8 +22,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from orchestrator.clients import tls
 from orchestrator.clients.retry import (BadRequest, ClientError, DeadlineExceeded, NotFound, RetryPolicy,
                                         ServerError, ServiceUnavailable, SessionExpired, TransientError,
-                                        Unauthorized, Unsupported, RETRIES, call_with_retry, outage_reason,
-                                        polling)
+                                        Unauthorized, Unsupported, RETRIES, call_with_retry, polling)
 from orchestrator.log import get_logger
 from orchestrator.secrets import Secret, as_secret
 
@@ -580,7 +579,7 @@ def wait_job(get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[
         except TransientError as exc:
             RETRIES.add(f"{what}.poll")
             log.info("job.poll_failed", node=node, what=what, elapsed=round(elapsed, 2), deadline_s=round(deadline),
-                     error=exc.message, **({"expected": outage_reason()} if outage_reason() else {}))
+                     error=exc.message)
             job = None
         if job is not None:
             key = (getattr(job, "state", None), getattr(job, "progress", None))

@@ -327,11 +327,10 @@ def call_with_retry(fn: Callable[[], T], *, what: str, node: str = "", attempts:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         RETRIES.add(what)
-        expected = _EXPECTED.get()
-        emit = log.info if expected else log.warning
+        emit = log.info if _EXPECTED.get() else log.warning  # a wait while a node is down on purpose: no warning
         emit("client.retry", node=node, what=what, attempt=state.attempt_number, max_attempts=attempts,
              wait=round(wait, 3), deadline_s=deadline, error=type(exc).__name__,
-             reason=getattr(exc, "message", str(exc)), **({"expected": expected} if expected else {}))
+             reason=getattr(exc, "message", str(exc)))
 
     backoff = wait_exponential(multiplier=pol.initial_wait, min=pol.initial_wait, max=pol.max_wait)
 

@@ -251,7 +251,7 @@ class RunView:
         """Fold a retry/failed poll/still-waiting event into its step; the first fault of a node in a step
         is printed once (warnings stay visible), the rest only count."""
         run = self.running.get(str(ev.get("step")))
-        expected = ev.get("expected") or (ev.get("event") == "nodes.waiting_to_answer" and "powering on")
+        expected = ev.get("expected")  # set on every event emitted during an expected outage (orchestrator.log)
         nodes = ev.get("nodes") if ev.get("event") == "nodes.waiting_to_answer" else [ev.get("node")]
         if ev.get("deadline_s") and run is not None:
             run.deadline_s = float(ev["deadline_s"])

@@ -12,12 +12,14 @@ from typing import Any
 
 from orchestrator.clients.installer import (InstallerError, InstallerRunner, installer_output_started,
                                             installer_processes, resolve_installer)
-from orchestrator.clients.retry import ClientError
+from orchestrator.clients.retry import ClientError, expected_outage
 from orchestrator.core.installer_template import build_upgrade_template, secret_names
 from orchestrator.errors import InputError, StepFailed
 from orchestrator.facts.node import gather
 from orchestrator.steps.base import NOT_DONE, StepContext
 from orchestrator.steps.common import current_domain_version, deadline
+
+SWITCHING = "switching to the new appliance"  # the installer moves the address from source to new VM
 
 
 def _runner(ctx: StepContext) -> InstallerRunner:
@@ -77,7 +79,8 @@ class InstallerUpgrade:
             raise StepFailed(f"node {node.name}: installer: {exc} (log folder {exc.result.log_dir})") from exc
         self._keep_source(ctx, source_version, domain_before, _new_vm_name(template),
                           log_dir=str(result.log_dir), exit_code=result.exit_code)
-        return self._confirm(ctx)
+        with expected_outage(SWITCHING):  # the session to the source appliance is gone with it: not a fault
+            return self._confirm(ctx)
 
     @staticmethod
     def _keep_source(ctx: StepContext, source_version: str, domain_version: str, new_vm: str, **extra: Any) -> None:
@@ -141,7 +144,8 @@ class InstallerUpgrade:
         if private:
             shutil.rmtree(private, ignore_errors=True)  # the 0600 template with secrets
         ran = bool(pids) or bool(run.get("installer_log_dir")) and installer_output_started(run["installer_log_dir"])
-        done = self._already_there(ctx, patience=deadline(ctx, 10) if ran else 0.0)
+        with expected_outage(SWITCHING):
+            done = self._already_there(ctx, patience=deadline(ctx, 10) if ran else 0.0)
         if done is not None:
             return done
         if ran or (node.vm is not None and ctx.conns.management(node.vm.vcenter).vm_power_states(

@@ -79,3 +79,32 @@ def test_json_and_verbose_stream_every_info_event(tmp_path, flag):
     assert "job.progress" in text and "session_created" not in text
     if flag == "json":
         assert json.loads(text.splitlines()[0])["percent"] == 5
+
+
+def test_events_during_an_expected_outage_say_so(tmp_path):
+    from orchestrator.clients.retry import (RETRIES, ConnectionFailed, call_with_retry, expected_outage,
+                                            set_default_policy)
+    olog.configure(human=True, stream=io.StringIO())
+    path = olog.record_to(tmp_path, "d")
+    old = set_default_policy(initial_wait=0.001, max_wait=0.001)
+    calls = {"n": 0}
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise ConnectionFailed("connection refused", node="psc-a", what="system.version")
+        return "up"
+
+    try:
+        faults, waits = RETRIES.total, RETRIES.expected
+        with expected_outage("rebooting"):
+            assert call_with_retry(flaky, what="system.version", node="psc-a") == "up"
+        assert (RETRIES.total - faults, RETRIES.expected - waits) == (0, 2)  # waits, not faults
+        calls["n"] = 0
+        assert call_with_retry(flaky, what="system.version", node="psc-a") == "up"
+        assert RETRIES.total - faults == 2
+    finally:
+        set_default_policy(old)
+        olog.finish()
+    retries = [e for e in read(path) if e["event"] == "client.retry"]
+    assert [(e.get("expected"), e["level"]) for e in retries] == [("rebooting", "info")] * 2 + [(None, "warning")] * 2
