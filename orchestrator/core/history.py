@@ -65,6 +65,7 @@ class DomainHistory:
     rollbacks: int = 0
     events: int = 0
     prechecks: dict[str, tuple[str, float]] = field(default_factory=dict)  # node -> newest (outcome, ts)
+    paused: tuple[str, ...] = ()  # steps paused for a manual change (`invoke verify --node N` confirms it)
 
     def versions(self) -> dict[str, Version]:
         return {n: h.version for n, h in self.nodes.items()}
@@ -90,6 +91,7 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     rollbacks = 0
     count = 0
     prechecks: dict[str, tuple[str, float]] = {}
+    paused: dict[str, str] = {}
     for e in events:
         count += 1
         if e.kind == "step":
@@ -105,8 +107,11 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
                 prechecks[e.node] = (status, e.ts)
             if status == "failed":
                 failed[key] = e.step
+                if e.data.get("manual"):
+                    paused[key] = e.step
             elif status in ("succeeded", "skipped"):
                 failed.pop(key, None)
+                paused.pop(key, None)
             if status == "succeeded" and e.data.get("version_after") and e.node in versions:
                 versions[e.node] = parse_version(e.data["version_after"], e.data.get("build_after"))
                 if e.action == "upgrade":
@@ -132,4 +137,4 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     nodes = {n.name: NodeHistory(n.name, versions[n.name], *last[n.name], upgraded[n.name], verified[n.name])
              for n in inv.nodes}
     return DomainHistory(nodes, tuple(backups), opened, closed, tuple(failed.values()), tuple(running.values()),
-                         rollbacks, count, prechecks)
+                         rollbacks, count, prechecks, tuple(paused.values()))

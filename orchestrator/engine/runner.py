@@ -22,7 +22,7 @@ from orchestrator.core.live import DISAGREEMENT_KIND, DomainState, fold_live, in
 from orchestrator.core.plan import Plan, Step
 from orchestrator.core.versions import parse_version
 from orchestrator.engine.journal import Journal, journal_path
-from orchestrator.engine.lock import DomainLock
+from orchestrator.engine.lock import DomainLock, inspect_lock
 from orchestrator.errors import RefusedError, StepFailed
 from orchestrator.facts.domain import DEFAULT_DEADLINE_S, observe
 from orchestrator.log import bound
@@ -318,6 +318,11 @@ def stale_backups(hist: DomainHistory, inv: Inventory, max_age_h: float, now: fl
 
 def open_journal(options: EngineOptions, domain: str) -> Journal:
     return Journal.open(journal_path(options.state_dir, domain))
+
+
+def lock_state(options: EngineOptions, domain: str) -> tuple[str, str]:
+    """("", "") | ("held", who) | ("stale", who): the domain lock as `status` shows it (read-only)."""
+    return inspect_lock(Path(options.state_dir) / domain / "lock")
 
 
 def lock_for(options: EngineOptions, domain: str, command: str) -> DomainLock:
