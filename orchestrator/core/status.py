@@ -32,8 +32,8 @@ class Status:
 
     def to_json(self) -> dict[str, Any]:
         return {"domain": self.domain, "target": self.target, "domain_version": self.domain_version,
-                "nodes": list(self.nodes), "phases": self.phases, "window": self.window,
-                "next_command": self.next_command, "problems": list(self.problems),
+                "problems": list(self.problems), "nodes": list(self.nodes), "phases": self.phases,
+                "window": self.window, "next_command": self.next_command,
                 "if_a_psc_fails": list(self.failover), "whole_domain_restore_from": list(self.whole_domain)}
 
 

@@ -7,6 +7,7 @@ dead node costs the deadline once, and it is reported as "not answering" with th
 """
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
@@ -21,8 +22,10 @@ DEFAULT_DEADLINE_S = 8.0
 
 
 def _why(facts: NodeFacts) -> str:
-    """The first error, short enough for one status line."""
-    text = facts.errors[0] if facts.errors else "no version from any API"
+    """The first error, short enough for one status line: 'appliance: node vc-b: system.version: connection
+    refused: ...' -> 'appliance: connection refused: ...' (the node is named by the line already)."""
+    text = re.sub(r"^(appliance|vim25): node [^:]+: [^:]+: ", r"\1: ", facts.errors[0]) if facts.errors \
+        else "no version from any API"
     return text if len(text) <= 160 else text[:157] + "..."
 
 
