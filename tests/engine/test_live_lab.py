@@ -54,6 +54,9 @@ def two_pscs_in_site_a(tmp_path: Path) -> Path:
 def test_silent_psc_refuses_repoint_and_unchecked_or_edited_plans_are_refused(vcsim_ok, tmp_path, monkeypatch):
     with lab_domain(tmp_path, monkeypatch, two_pscs_in_site_a(tmp_path), "6.7 U3") as d:
         assert "is allowed" in repoint_cmd.run(d.flags, "vc-a", "psc-a2", check=True)
+        # the management vCenter says which VM holds each identity: the source appliances, powered on
+        assert {n["node"]: n["identity_vm"] for n in status_cmd.status_data(d.flags).nodes} == dict.fromkeys(
+            ("psc-a", "psc-a2", "psc-b", "vc-a", "vc-b"), "source")
 
         manage.control(d.lab_dir, "/lab/node/psc-a2/fail", {"reason": "powered off by the test"})
         t0 = time.monotonic()
