@@ -43,7 +43,7 @@ def _restore_mode(conns: Any, node: Node, facts: NodeFacts) -> bool:
 
 def ask_node(conns: Any, node: Node) -> NodeSeen:
     """One node: version, services down, PSC pointer, restore mode (VMs come from the management vCenter)."""
-    facts = gather(conns, node, fingerprint=False)
+    facts = gather(conns, node, fingerprint=False, health=False, services=True)
     vim_down = node.role == "vcenter" and any(e.startswith("vim25") for e in facts.errors)
     answering = facts.reachable and not vim_down
     return NodeSeen(node.name, answering, "" if answering else _why(facts), facts.version, facts.services_down,
