@@ -185,3 +185,15 @@ def window_may_open(prechecks: Mapping[str, tuple[str, float] | None], now: floa
                        "the window opens only after a successful precheck of every node: " + "; ".join(problems)
                        + ". Run `invoke precheck` first")
     return Verdict(True, "precheck-before-window")
+
+
+def nodes_answer_before_change(silent: Mapping[str, str]) -> Verdict:
+    """A wave (or its next batch) starts only when every node it will touch answers (`silent`: node -> why
+    not). A node that does not answer is unknown: a backup or an install started against it fails halfway
+    inside the window, or finds a node that is not what the journal thinks."""
+    if silent:
+        return Verdict(False, "node-answers-before-change",
+                       "these nodes do not answer: " + "; ".join(f"{n} ({why})" for n, why in sorted(silent.items()))
+                       + ". Bring them back, then run `invoke status`; if they cannot come back, `invoke rollback "
+                       "--plan-only` shows the way back")
+    return Verdict(True, "node-answers-before-change")

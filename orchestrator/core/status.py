@@ -69,16 +69,17 @@ def _next_after_trouble(inv: Inventory, plan: Plan, hist: DomainHistory, live: D
         return f"a vcwave command was killed holding the domain lock ({who}): re-run it with --break-stale-lock"
     if kind == "held":
         return f"wait: {who} is acting on the domain; run `invoke status` again when it ends"
-    if live is not None and live.lost():
-        waiting = [n for n in live.lost() if live.nodes[n].state == RESTORE_MODE]
+    interrupted = {s.node for s in plan.steps() if s.id in hist.running_steps}
+    lost = [n for n in live.lost() if n not in interrupted] if live is not None else []
+    if lost:
+        waiting = [n for n in lost if live.nodes[n].state == RESTORE_MODE]
         if waiting:
             single = [n for n in waiting if usable_single(verdicts[n])]
             return (f"invoke rollback --node {single[0]}" if single else "invoke rollback --plan-only") + \
                 f" ({', '.join(waiting)}: a fresh appliance waits for a restore)"
-        silent = [n for n in live.lost() if n not in waiting]
-        return (f"bring {', '.join(silent)} back (not answering: {live.nodes[silent[0]].why or 'unknown'}), then "
+        return (f"bring {', '.join(lost)} back (not answering: {live.nodes[lost[0]].why or 'unknown'}), then "
                 f"`invoke status`; if it cannot come back: `invoke rollback --plan-only` shows the way back")
-    if hist.running_steps:
+    if hist.running_steps:  # a node silent mid-step (rebooting?) is the interrupted step's to reconcile
         phases = sorted({s.phase for s in plan.steps() if s.id in hist.running_steps})
         cmd = PHASE_COMMAND.get(phases[0], "the interrupted command") if phases else "the interrupted command"
         return (f"re-run `{cmd}`: a command stopped during {', '.join(hist.running_steps)}; it first asks the "

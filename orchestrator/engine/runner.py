@@ -149,14 +149,24 @@ class Engine:
             if unverified:
                 raise RefusedError(f"PSCs at {self.target.release} but not verified: {', '.join(unverified)}; run "
                                    f"`invoke verify` first", rule=verdict.rule)
-            vcs = {s.node for s in self.plan.phase(phase).steps if s.action == "upgrade"
-                   and (nodes is None or s.node in nodes) and self.journal.step_state(s.id) != "succeeded"}
-            refused = self.live_verdict(vcs, self.state or self.observe())
+        if phase in ("psc", "vcenter"):
+            pending = [s for s in self.plan.phase(phase).steps if (nodes is None or s.node in nodes)
+                       and self.journal.step_state(s.id) not in ("succeeded", "skipped")]
+            refused = self.live_verdict(pending, self.state or self.observe())
             if not refused.ok:
                 raise RefusedError(refused.reason, rule=refused.rule)
 
-    def live_verdict(self, vcenters: set[str], state: DomainState) -> rules.Verdict:
-        """The core's rule for each vCenter about to be installed, asked with the PSCs as they answer now."""
+    def live_verdict(self, steps: list[Step], state: DomainState) -> rules.Verdict:
+        """The core's live rules for steps about to run: every node they touch answers (a node whose step was
+        interrupted is left to that step's reconciliation, which waits out a reboot), and no vCenter is
+        installed beside a PSC it depends on that is silent or behind."""
+        interrupted = {s.node for s in self.plan.steps() if s.id in state.history.running_steps}
+        silent = {s.node: state.nodes[s.node].why or state.nodes[s.node].state for s in steps
+                  if not state.nodes[s.node].answering and s.node not in interrupted}
+        verdict = rules.nodes_answer_before_change(silent)
+        if not verdict:
+            return verdict
+        vcenters = {s.node for s in steps if s.role == "vcenter" and s.action == "upgrade"}
         psc_sites = {p.name: p.site for p in self.inv.pscs}
         for vc in sorted(vcenters):
             node = self.inv.node(vc)
@@ -227,8 +237,7 @@ class Engine:
     def _check_batch(self, batch: int, steps: list[Step], result: RunResult) -> None:
         """Before each later batch of a wave, look at the domain again: a PSC lost since the wave started
         stops the wave here (the steps are left untouched), named with the rule."""
-        state = self.observe()
-        verdict = self.live_verdict({s.node for s in steps if s.role == "vcenter" and s.action == "upgrade"}, state)
+        verdict = self.live_verdict(steps, self.observe())
         if not verdict:
             result.failed.append((f"{steps[0].phase} batch {batch}", f"{verdict.reason} [rule: {verdict.rule}]"))
             self.log.error("wave.stopped", batch=batch, rule=verdict.rule, reason=verdict.reason)

@@ -284,3 +284,20 @@ def test_a_plan_with_concurrency_is_rebuilt_with_it(inv, tmp_path):
     assert saved.concurrency == 1
     _check(inv, saved, f)
     assert replace(saved, concurrency=None).body() != saved.body()
+
+
+def test_status_a_node_silent_during_its_interrupted_step_is_left_to_the_rerun(inv, plan):
+    """Killed while psc-b reboots into its update: the re-run reconciles (and waits out the reboot); status
+    does not send the administrator to 'bring psc-b back'."""
+    s = after_psc_wave().step("psc-b", "upgrade", "started", "psc/upgrade/psc-b", "psc")
+    hist = fold(inv, s.events)
+    live = fold_live(inv, hist, seen(ALL_AFTER_PSC, {"psc-b": "HTTP 503: rebooting"}))
+    st_ = compute_status(inv, plan, hist, {}, 5000.0, live)
+    assert st_.next_command.startswith("re-run `invoke upgrade --wave psc`")
+    assert any(p.startswith("psc-b: journal says") for p in st_.problems)
+
+
+def test_a_wave_is_refused_while_a_node_it_touches_does_not_answer():
+    v = rules.nodes_answer_before_change({"vc-b": "connection refused"})
+    assert not v and v.rule == "node-answers-before-change" and "vc-b (connection refused)" in v.reason
+    assert rules.nodes_answer_before_change({})

@@ -92,3 +92,17 @@ def test_the_window_needs_a_precheck_of_every_node(engine, monkeypatch):
         engine.run_phase("psc")
     assert exc.value.rule == "precheck-before-window" and "never prechecked: psc-a, psc-b, vc-a, vc-b" in str(exc.value)
     assert not engine.journal.events(kind="window")
+
+
+def test_a_wave_touching_a_silent_node_is_refused_unless_its_step_was_interrupted(engine, monkeypatch):
+    _after_psc_wave(engine.journal)
+    monkeypatch.setattr(runner, "observe", lambda *a, **kw: _seen({"vc-b"}))
+    engine.observe()
+    with pytest.raises(RefusedError) as exc:
+        engine.run_phase("vcenter")
+    assert exc.value.rule == "node-answers-before-change" and "vc-b" in str(exc.value)
+    # killed mid-install: vc-b reboots; its step's reconciliation decides, the guard does not refuse
+    engine.journal.append("step", node="vc-b", step="vcenter/backup-during/vc-b", action="backup",
+                          status="started", phase="vcenter")
+    engine.observe()
+    engine.guard("vcenter", {"vc-b"})
