@@ -103,9 +103,6 @@ class DomainState:
         """Nodes that do not answer (unknown) or wait for a restore: no decision may assume them fine."""
         return tuple(n for n, s in self.nodes.items() if not s.answering)
 
-    def live_versions(self) -> dict[str, Version | None]:
-        return {n: s.version for n, s in self.nodes.items()}
-
 
 def clock(ts: float) -> str:
     """'10:42 UTC': how a disagreement's start is shown (an administrator compares it with other logs)."""
