@@ -4,7 +4,8 @@
 * psc-a lost after the psc wave: `upgrade --wave vcenter --node vc-a` is refused (exit 2, rule named), vc-a
   untouched.
 * `repoint --check` to a PSC that does not answer is refused with no flag; allowed while it answers.
-* A PSC wave with no precheck ever run is refused; an edited plan whose SHA-256 was recomputed is refused.
+* A PSC wave with no precheck ever run is refused; an edited plan whose SHA-256 was recomputed is refused
+  (the `invoke` CLI: exit 2, the rule named, no traceback).
 
 Needs the vcsim binary: FAILS when it is unavailable with CI=true, skipped otherwise.
 """
@@ -23,6 +24,7 @@ from orchestrator.commands import waves
 from orchestrator.core.plan import content_hash
 from orchestrator.errors import InputError, RefusedError
 from tests.conftest import require_vcsim
+from tests.core.test_repoint import invoke
 from tests.engine.labkit import lab_domain
 from tests.engine.test_scenarios_lab import events, lab_state, through_psc_wave
 
@@ -67,10 +69,10 @@ def test_silent_psc_refuses_repoint_and_unchecked_or_edited_plans_are_refused(vc
         manage.control(d.lab_dir, "/lab/node/psc-a2/revive", {})
 
         before = len(events(d, kind="step"))
-        with pytest.raises(RefusedError) as exc:
-            waves.upgrade(d.flags, "psc")
-        assert exc.value.exit_code == 2 and exc.value.rule == "precheck-before-window"
-        assert "never prechecked" in str(exc.value)
+        cli = ("--inventory", d.flags.inventory, "--plan", d.flags.plan, "--state-dir", d.flags.state_dir)
+        r = invoke("upgrade", "--wave", "psc", *cli, cwd=tmp_path)
+        assert r.returncode == 2 and "[rule: precheck-before-window]" in r.stderr, (r.stdout, r.stderr)
+        assert "never prechecked" in r.stderr and "Traceback" not in r.stderr
         assert len(events(d, kind="step")) == before and not events(d, kind="window")
 
         plan_file = Path(d.flags.plan)
@@ -82,6 +84,8 @@ def test_silent_psc_refuses_repoint_and_unchecked_or_edited_plans_are_refused(vc
         with pytest.raises(InputError) as exc:
             waves.upgrade(d.flags, "psc")
         assert exc.value.exit_code == 2 and exc.value.rule == "psc-one-at-a-time"
+        r = invoke("precheck", *cli, cwd=tmp_path)
+        assert r.returncode == 2 and "[rule: psc-one-at-a-time]" in r.stderr and str(plan_file) in r.stderr
         assert {n: s["version"] for n, s in lab_state(d).items() if n.startswith("psc")} == dict.fromkeys(
             ("psc-a", "psc-a2", "psc-b"), "6.7 U1")
 
@@ -102,8 +106,11 @@ def test_lost_nodes_after_the_psc_wave(vcsim_ok, tmp_path, monkeypatch):
 
         manage.control(d.lab_dir, "/lab/node/vc-b/fail", {"reason": "powered off by the test"})
         t0 = time.monotonic()
-        text = status_cmd.run(d.flags)
-        print(f"status with vc-b down: {time.monotonic() - t0:.2f} s")
+        r = invoke("status", "--inventory", d.flags.inventory, "--plan", d.flags.plan, "--state-dir",
+                   d.flags.state_dir, cwd=tmp_path)
+        print(f"invoke status with vc-b down (a new process): {time.monotonic() - t0:.2f} s")
+        assert r.returncode == 0, r.stderr
+        text = r.stdout
         st = status_cmd.status_data(d.flags)
         assert st.problems[0].startswith("vc-b: journal says verified at 6.7 U1; live: not answering")
         assert "upgrade --wave vcenter" not in st.next_command and st.next_command.startswith("bring vc-b back")
