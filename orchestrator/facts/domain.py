@@ -30,22 +30,22 @@ def _why(facts: NodeFacts) -> str:
 
 
 def _restore_mode(conns: Any, node: Node, facts: NodeFacts) -> bool:
-    """A freshly deployed appliance waiting for a restore has no SSO yet: it refuses the SSO login and
-    answers root. That is a node to restore, not a node that is down."""
-    if facts.reachable or not any("login refused" in e for e in facts.errors):
+    """A freshly deployed appliance waiting for a restore has no SSO yet: it refuses the SSO login, answers
+    root, and its health is unknown (gray) until it is configured. That is a node to restore, not a node
+    that is down; a wrong SSO password on a running node (health known) is not mistaken for it."""
+    if not any(e.startswith("appliance") and "login refused" in e for e in facts.errors):
         return False
     try:
-        conns.appliance(node, "root").version()
+        return conns.appliance(node, "root").health(items=()).system == "gray"
     except (ClientError, KeyError):
         return False
-    return True
 
 
 def ask_node(conns: Any, node: Node) -> NodeSeen:
     """One node: version, services down, PSC pointer, restore mode (VMs come from the management vCenter)."""
     facts = gather(conns, node, fingerprint=False, health=False, services=True)
     vim_down = node.role == "vcenter" and any(e.startswith("vim25") for e in facts.errors)
-    answering = facts.reachable and not vim_down
+    answering = facts.reachable and not vim_down and not any("login refused" in e for e in facts.errors)
     return NodeSeen(node.name, answering, "" if answering else _why(facts), facts.version, facts.services_down,
                     facts.psc_host, _restore_mode(conns, node, facts))
 

@@ -68,6 +68,12 @@ def test_silent_psc_refuses_repoint_and_unchecked_or_edited_plans_are_refused(vc
         assert exc.value.exit_code == 2 and exc.value.rule == "repoint-target-up"
         manage.control(d.lab_dir, "/lab/node/psc-a2/revive", {})
 
+        # a freshly deployed appliance waiting for its restore is neither fine nor simply down
+        manage.control(d.lab_dir, "/lab/node/psc-a2/restore-mode", {"version": "6.7 U1"})
+        st = status_cmd.status_data(d.flags)
+        assert {n["node"]: n["live"] for n in st.nodes}["psc-a2"] == "restore-mode"
+        assert st.next_command.startswith("invoke rollback") and "waits for a restore" in st.next_command
+
         before = len(events(d, kind="step"))
         cli = ("--inventory", d.flags.inventory, "--plan", d.flags.plan, "--state-dir", d.flags.state_dir)
         r = invoke("upgrade", "--wave", "psc", *cli, cwd=tmp_path)
