@@ -259,8 +259,8 @@ class RunView:
             self.tally.expected_waits += 1
         else:
             self.tally.fault_retries += 1
-        if run is None:
-            return [] if expected else [f"retry    {_where(ev)}{ev.get('reason') or ev.get('error', '')}"]
+        if run is None:  # an observation of the domain: what does not answer is its result (status, guards)
+            return []
         lines = []
         for node in nodes or [run.node]:
             node = str(node)

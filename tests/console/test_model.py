@@ -154,3 +154,12 @@ def test_progress_of_a_long_job_is_noted_not_streamed():
         lines += v.apply({"event": "job.progress", "level": "info", "step": "psc/upgrade/psc-a", "node": "psc-a",
                           "what": "install", "state": "INSTALL_IN_PROGRESS", "percent": pct})
     assert len(lines) == 5 and "install install_in_progress" in lines[0] and "%" in lines[0]
+
+
+def test_retries_outside_a_step_are_counted_not_printed():
+    """Observing the domain (every command starts so) asks a dead node: the observation's result names it
+    (status lists it first, guards refuse); the console does not print into `status` output."""
+    v, _ = view()
+    assert v.apply({"event": "client.retry", "level": "warning", "node": "vc-b", "step": "-",
+                    "reason": "connection refused"}) == []
+    assert v.tally.fault_retries == 1
