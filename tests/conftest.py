@@ -22,3 +22,23 @@ def require_vcsim() -> Path:
 @pytest.fixture(scope="session")
 def vcsim_binary() -> Path:
     return require_vcsim()
+
+
+# -- tiers ---------------------------------------------------------------------------------------------------
+# The default run (`python3 -m pytest -q`, what CI runs) covers every behaviour once; `--full` adds the sweep
+# (every crash point, every bad input, the benchmarks). Full-only tests are deselected, not skipped: a skip
+# would read as "something is missing", and nothing is.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true", default=False,
+                     help="the full sweep: also the tests marked `full` (every crash point, the benchmarks)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--full"):
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("full") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
