@@ -33,12 +33,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="the full sweep: also the tests marked `full` (every crash point, the benchmarks)")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups it adds
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--full"):
-        return
-    keep, drop = [], []
+    if not config.getoption("--full"):
+        keep, drop = [], []
+        for item in items:
+            (drop if item.get_closest_marker("full") else keep).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
     for item in items:
-        (drop if item.get_closest_marker("full") else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+        group = module_fixture_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def module_fixture_group(item: pytest.Item) -> str | None:
+    """Tests that share a module fixture which builds something on disk (a lab, a prepared domain, a whole
+    run observed once: it asks for tmp_path_factory) go to one xdist worker, so it is built once, as without
+    xdist. Cheap module fixtures ("vcsim is there", a parsed inventory) do not group: those tests are handed
+    out one by one, so a module's slow lab tests run side by side."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    shared = sorted(name for name, defs in info.name2fixturedefs.items()
+                    if name in info.argnames and defs and defs[-1].scope == "module"
+                    and "tmp_path_factory" in defs[-1].argnames)
+    return f"{item.module.__name__}::{shared[0]}" if shared else None

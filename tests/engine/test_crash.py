@@ -27,7 +27,12 @@ UPDATE, INSTALLER = (TWO_SITE, "6.7 U3"), (TWO_SITE_60, "6.5 U1")
 
 # indices into lab.harness.sequence(): 2 backup pre, 4 upgrade psc, 5 upgrade vcenter
 PSC, VC = 4, 5
+# The lab clock: no duration is asserted here, so a 40-minute install lasts 0.5 s (the harness's own default,
+# 0.0005, is what `invoke bench.faults` measures with).
+SCALE = 0.0002
 full = pytest.mark.full
+# one point = a lab and the whole command sequence (~15 s on a loaded 2-CPU machine): more than the default
+pytestmark = pytest.mark.timeout(180)
 UPDATE_POINTS = [
     pytest.param(CrashPoint(PSC, "upgrade psc", "mid", 2), id="psc-b-update-install-running"),  # default
     pytest.param(CrashPoint(PSC, "upgrade psc", "boundary", 1), id="psc-a-started-nothing-done", marks=full),
@@ -53,7 +58,7 @@ def _vcsim():
 
 def _survive(path: tuple[str, str], point: CrashPoint, tmp_path: Path):
     inventory, target = path
-    r = run_point(inventory, target, tmp_path / "point", point)
+    r = run_point(inventory, target, tmp_path / "point", point, time_scale=SCALE)
     print("\n" + r.line())
     return r
 
@@ -92,7 +97,7 @@ def test_every_enumerated_crash_point_survives(path, tmp_path):
     """The whole sweep: a clean run counts every boundary, mid-job event, install and record of the
     sequence; each one is then a kill -9 point of its own (hundreds of labs: `--full` only)."""
     inventory, target = path
-    res = crash_points(inventory, target, tmp_path / "sweep", say=print)
+    res = crash_points(inventory, target, tmp_path / "sweep", time_scale=SCALE, say=print)
     print("\n" + res.summary())
     assert res.total == res.enumerated > 0
     assert res.ok, res.summary()
