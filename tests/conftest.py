@@ -25,12 +25,26 @@ def vcsim_binary() -> Path:
 
 
 # -- tiers ---------------------------------------------------------------------------------------------------
+FULL_SWEEP = {"on": False}  # set from --full before collection; read by examples()
+
+
+def examples(n: int) -> int:
+    """Hypothesis examples per property: n in the full sweep, a third by default. Every property still runs on
+    every default run (each rule checked), on fewer random domains; the sweep searches the space harder."""
+    return n if FULL_SWEEP["on"] else max(10, n // 3)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    FULL_SWEEP["on"] = bool(config.getoption("--full"))
+
+
 # The default run (`python3 -m pytest -q`, what CI runs) covers every behaviour once; `--full` adds the sweep
 # (every crash point, every bad input, the benchmarks). Full-only tests are deselected, not skipped: a skip
 # would read as "something is missing", and nothing is.
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--full", action="store_true", default=False,
-                     help="the full sweep: also the tests marked `full` (every crash point, the benchmarks)")
+                     help="the full sweep: also the tests marked `full` (every crash point, the benchmarks) "
+                          "and 3x the Hypothesis examples")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups it adds
