@@ -305,7 +305,7 @@ _lab_versions = lab_versions
 @contextlib.contextmanager
 def _lab(inventory: str, lab_dir: Path, time_scale: float, faults: str | None = None):
     from lab import manage
-    with manage.running(inventory, lab_dir, time_scale=time_scale, faults=faults) as info:
+    with manage.running(inventory, lab_dir, time_scale=time_scale, faults=faults, warm=forked()) as info:
         yield info
 
 

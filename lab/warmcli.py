@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import json
 import os
 import selectors
@@ -34,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PRELOAD = ("invoke", "invoke.main", "yaml", "orchestrator.connect", "orchestrator.commands.session",
            "orchestrator.commands.waves", "orchestrator.commands.plan", "orchestrator.commands.status",
            "orchestrator.commands.rollback", "orchestrator.commands.repoint", "orchestrator.commands.report",
-           "orchestrator.log", "lab.harness")
+           "orchestrator.log", "lab.harness", "lab.daemon", "lab.vmwatch", "lab.mgmt", "lab.vcsim")
+ENTRY_POINTS = ("lab.harness", "lab.daemon")  # modules whose main(argv) a child may run
 MAX_MSG = 1 << 20
 
 
@@ -57,9 +59,11 @@ def _child(header: dict, fds: list[int], server_fds: tuple[int, ...]) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the only handler the server changed: the rest (SIGPIPE
         # ignored, SIGINT -> KeyboardInterrupt) is what a fresh interpreter has too
         sys.stdout.reconfigure(write_through=True)
-        sys.argv = ["python -m lab.harness", *header["argv"]]
-        from lab import harness
-        code = harness.main(list(header["argv"]))
+        module = header["module"]
+        if module not in ENTRY_POINTS:
+            raise SystemExit(f"warmcli: {module} is not an entry point it runs")
+        sys.argv = [f"python -m {module}", *header["argv"]]
+        code = importlib.import_module(module).main(list(header["argv"]))
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, (int, type(None))):
@@ -205,21 +209,23 @@ class WarmCli:
                 cls._instance = cls()
             return cls._instance
 
-    def spawn(self, argv: list[str], cwd: str | Path, env: dict[str, str], *, capture_stdout: bool = True,
-              capture_stderr: bool = True) -> WarmProcess:
-        """Start `python -m lab.harness ARGV` as a forked child; stdin is /dev/null, captured output is text."""
-        out = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") if capture_stdout else None
-        err = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") if capture_stderr else None
+    def spawn(self, argv: list[str], cwd: str | Path, env: dict[str, str], *, module: str = "lab.harness",
+              stdout: IO | None = None, capture_stdout: bool = True, capture_stderr: bool = True) -> WarmProcess:
+        """Start `python -m MODULE ARGV` as a forked child in its own session; stdin is /dev/null. Output goes
+        to `stdout` when given (stderr with it), else to text files read back after exit, or nowhere."""
+        out = stdout or (tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") if capture_stdout else None)
+        err = None if stdout else (tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+                                   if capture_stderr else None)
         devnull = os.open(os.devnull, os.O_RDWR)
         try:
-            fds = [devnull, out.fileno() if out else devnull, err.fileno() if err else devnull]
+            fds = [devnull, out.fileno() if out else devnull, (err or out).fileno() if (err or stdout) else devnull]
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             conn.connect(self.sock)
-            header = json.dumps({"argv": list(argv), "cwd": str(cwd), "env": dict(env)}).encode()
+            header = json.dumps({"module": module, "argv": list(argv), "cwd": str(cwd), "env": dict(env)}).encode()
             socket.send_fds(conn, [header], fds)
         finally:
             os.close(devnull)
-        return WarmProcess(conn, out, err)
+        return WarmProcess(conn, None if stdout else out, err)
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -98,7 +98,7 @@ def _domain(tmp: Path, inventory: Path, target: str, **kw):
     old = os.environ.get(ENV_LAB_DIR)
     os.environ[ENV_LAB_DIR] = str(lab_dir.resolve())
     try:
-        with manage.running(str(inventory), lab_dir, time_scale=SCALE, **kw) as info:
+        with manage.running(str(inventory), lab_dir, time_scale=SCALE, warm=True, **kw) as info:
             yield Domain(tmp, info, target)
     finally:
         if old is None:
