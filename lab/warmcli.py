@@ -63,7 +63,7 @@ def _child(header: dict, fds: list[int], server_fds: tuple[int, ...]) -> None:
         if module not in ENTRY_POINTS:
             raise SystemExit(f"warmcli: {module} is not an entry point it runs")
         sys.argv = [f"python -m {module}", *header["argv"]]
-        code = importlib.import_module(module).main(list(header["argv"]))
+        code = int(importlib.import_module(module).main(list(header["argv"])) or 0)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, (int, type(None))):
