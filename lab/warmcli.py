@@ -87,8 +87,9 @@ def _exit_code(status: int) -> int:
 
 def serve(sock_path: str) -> None:
     """Accept spawn requests until the parent goes away (stdin closes)."""
-    for name in PRELOAD:
-        __import__(name)
+    for name in PRELOAD:  # only a head start: a module that moved is imported by the child when it needs it
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(sock_path)
     srv.listen(64)
