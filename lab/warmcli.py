@@ -41,14 +41,17 @@ MAX_MSG = 1 << 20
 
 
 # ------------------------------------------------------------------------------------------------- server
-def _child(header: dict, fds: list[int], server_fds: tuple[int, ...]) -> None:
-    """In the forked child: become the command (own session, its stdio, cwd, env), run it, exit with its code."""
+def _child(header: dict, fds: list[int], server_fds: tuple[int, ...], in_session: int) -> None:
+    """In the forked child: become the command (own session, its stdio, cwd, env), run it, exit with its code.
+    `in_session` is closed once the session exists: only then does the caller learn the pid (a kill -9 of the
+    process group sent earlier would find no group)."""
     code = 1
     try:
+        os.setsid()
+        os.close(in_session)
         signal.set_wakeup_fd(-1)
         for fd in server_fds:
             os.close(fd)
-        os.setsid()
         for target, fd in zip((0, 1, 2), fds):
             os.dup2(fd, target)
         for fd in fds:
@@ -113,9 +116,14 @@ def serve(sock_path: str) -> None:
                 conn, _ = srv.accept()
                 msg, fds, _flags, _addr = socket.recv_fds(conn, MAX_MSG, 3)
                 sys.stdout.flush()
+                session_r, session_w = os.pipe()
                 pid = os.fork()
                 if pid == 0:
-                    _child(json.loads(msg), fds, (srv.fileno(), conn.fileno(), wake_r, wake_w))
+                    os.close(session_r)
+                    _child(json.loads(msg), fds, (srv.fileno(), conn.fileno(), wake_r, wake_w), session_w)
+                os.close(session_w)
+                os.read(session_r, 1)  # EOF once the child has its own session
+                os.close(session_r)
                 for fd in fds:
                     os.close(fd)
                 conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
