@@ -24,6 +24,20 @@ def vcsim_binary() -> Path:
     return require_vcsim()
 
 
+@pytest.fixture(autouse=True)
+def structlog_reset():
+    """Every test leaves logging as it found it. A command run in-process configures structlog with the
+    sys.stderr of that moment, pytest's capture file for that test, closed afterwards: a later test on the
+    same worker that logs (e.g. the lock's stale_broken warning) then failed with "I/O operation on closed
+    file", depending on the order the tests ran in."""
+    yield
+    import structlog
+
+    import orchestrator.log as olog
+    structlog.reset_defaults()
+    olog._configured = False
+
+
 # -- tiers ---------------------------------------------------------------------------------------------------
 FULL_SWEEP = {"on": False}  # set from --full before collection; read by examples()
 
