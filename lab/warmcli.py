@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PRELOAD = ("invoke", "invoke.main", "yaml", "orchestrator.connect", "orchestrator.commands.session",
            "orchestrator.commands.waves", "orchestrator.commands.plan", "orchestrator.commands.status",
            "orchestrator.commands.rollback", "orchestrator.commands.repoint", "orchestrator.commands.report",
-           "orchestrator.log", "orchestrator.cli.program", "orchestrator.console", "lab.harness", "lab.daemon", "lab.vmwatch", "lab.mgmt", "lab.vcsim")
+           "orchestrator.log", "orchestrator.cli.program", "orchestrator.console", "lab.harness", "lab.daemon",
+           "lab.vmwatch", "lab.mgmt", "lab.vcsim")
 ENTRY_POINTS = ("lab.harness", "lab.daemon")  # modules whose main(argv) a child may run
 MAX_MSG = 1 << 20
 
