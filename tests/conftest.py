@@ -34,6 +34,7 @@ def structlog_reset():
     import structlog
 
     import orchestrator.log as olog
+    olog.finish()  # a command's console and event file, if a test left them open
     structlog.reset_defaults()
     olog._configured = False
 
