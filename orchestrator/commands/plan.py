@@ -24,8 +24,8 @@ def parse_target(text: str) -> "object":
 def make_plan(inventory: str, target: str, playbook: str | None = None, concurrency: int | None = None,
               site: str | None = None) -> Plan:
     """Compute (not save) the plan. `site` exists only to refuse site-by-site requests with the seed's reason."""
-    if site:
-        raise RefusedError(f"--site {site}: {SITE_BY_SITE}", rule="pscs-first")
+    if site is not None:  # even `--site ""`: there is no site-scoped plan to fall back to
+        raise RefusedError(f"--site {site!r}: {SITE_BY_SITE}", rule="pscs-first")
     inv = load_inventory(inventory)
     pb = load_playbook(playbook)
     return build_plan(inv, pb, parse_target(target), inventory_sha256=file_sha256(inventory),

@@ -189,7 +189,11 @@ def _psc_order(inv: Inventory) -> list[Node]:
 
 
 def check_target(inv: Inventory, target: Version) -> None:
-    """Refuse a target that any node cannot reach directly, or that drops external PSCs (7.0+)."""
+    """Refuse a target that any node cannot reach directly, that drops external PSCs (7.0+), or that every
+    node already runs (a plan of no-op steps would open and close a window for nothing)."""
+    if inv.nodes and all(n.version.same_release(target) for n in inv.nodes):
+        raise InputError(f"nothing to do: every node of {inv.domain} already runs {target.release}",
+                         Where(field="--target"))
     problems = []
     for n in inv.nodes:
         verdict = interop.check_path(n.version, target)
