@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 
 from orchestrator.core.inventory import load_inventory
-from orchestrator.core.plan import Plan, build_plan, file_sha256, save_plan
+from orchestrator.commands.paths import check_file, write_atomic
+from orchestrator.core.plan import Plan, build_plan, file_sha256, plan_text
 from orchestrator.core.playbook import load_playbook
 from orchestrator.core.rules import SITE_BY_SITE
 from orchestrator.core.versions import VersionError, parse_version
@@ -34,9 +35,9 @@ def make_plan(inventory: str, target: str, playbook: str | None = None, concurre
 
 def run(inventory: str, target: str, out: str | None = None, as_json: bool = False, playbook: str | None = None,
         concurrency: int | None = None, site: str | None = None) -> str:
+    out_path = check_file("--out", out or DEFAULT_PLAN)
     plan = make_plan(inventory, target, playbook, concurrency, site)
-    out_path = Path(out) if out else DEFAULT_PLAN
-    save_plan(plan, out_path)
+    write_atomic("--out", out_path, plan_text(plan))
     if as_json:
         return json.dumps(plan.to_json(), indent=2, sort_keys=True)
     return render_table(plan) + f"\nplan saved to {out_path} (plan_hash {plan.plan_hash[:12]})"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from orchestrator.commands.paths import check_folder
 from orchestrator.commands.plan import DEFAULT_PLAN
 from orchestrator.connect import Connections, TlsOptions
 from orchestrator.core.inventory import Inventory, load_inventory
@@ -38,6 +39,8 @@ class CommonFlags:
 
 
 def load_checked(flags: CommonFlags) -> tuple[Inventory, Plan]:
+    """The inventory and the saved plan, checked against each other, and a usable --state-dir."""
+    check_folder("--state-dir", flags.state_dir)
     plan = load_plan(flags.plan or DEFAULT_PLAN)
     inv_path = flags.inventory or plan.inventory
     inv = load_inventory(inv_path)
@@ -49,12 +52,12 @@ def load_checked(flags: CommonFlags) -> tuple[Inventory, Plan]:
 def session(flags: CommonFlags, command: str, *, mutate: bool = True) -> Iterator[Engine]:
     inv, plan = load_checked(flags)
     options = flags.options()
+    conns = Connections(inv, TlsOptions(insecure=flags.insecure, ca_bundle=flags.ca_bundle))
+    conns.resolve_all()  # a missing env var or a 0644 password file is bad input: exit 2 before the lock is taken
     lock = lock_for(options, inv.domain, command) if mutate else contextlib.nullcontext()
     with lock:
         journal = open_journal(options, inv.domain)
-        conns = Connections(inv, TlsOptions(insecure=flags.insecure, ca_bundle=flags.ca_bundle))
         try:
-            conns.resolve_all()  # a missing env var or a 0644 password file is bad input: exit 2 before any step
             yield Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
         finally:
             conns.close()

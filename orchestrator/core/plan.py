@@ -308,11 +308,16 @@ def _sealed(plan: Plan) -> Plan:
 
 # ---------------------------------------------------------------- saved plans
 
+def plan_text(plan: Plan) -> str:
+    """The saved form of a plan (sorted keys: the same plan is the same file)."""
+    return json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n"
+
+
 def save_plan(plan: Plan, path: str | Path) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n")
+    tmp.write_text(plan_text(plan))
     tmp.replace(p)
 
 

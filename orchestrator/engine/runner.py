@@ -255,7 +255,8 @@ def stale_backups(hist: DomainHistory, inv: Inventory, max_age_h: float, now: fl
 
 
 def open_journal(options: EngineOptions, domain: str) -> Journal:
-    return Journal.open(journal_path(options.state_dir, domain))
+    """The domain's journal, created on its first event: a command refused before that writes nothing."""
+    return Journal.open_lazy(journal_path(options.state_dir, domain))
 
 
 def lock_for(options: EngineOptions, domain: str, command: str) -> DomainLock:
