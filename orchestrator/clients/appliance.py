@@ -316,8 +316,8 @@ class ApplianceClient:
         """The socket timeout for the next read: the per-read timeout, never past the request's deadline."""
         left = end - time.monotonic()
         if left <= 0:
-            raise BadAnswer(f"no complete answer to {method} {path} within {self.total_timeout:g}s (a body "
-                            f"trickling in, or a stalled proxy)", node=self.node, what=f"{method} {path}")
+            raise BadAnswer(f"no complete answer within {self.total_timeout:g}s (a body trickling in, or a "
+                            f"stalled proxy)", node=self.node, what=f"{method} {path}")
         return min(self.timeout, left)
 
     def _read_body(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, end: float,
@@ -327,7 +327,7 @@ class ApplianceClient:
         where = f"{method} {path}"
         announced = resp.getheader("Content-Length", "") or ""
         if announced.isdigit() and int(announced) > self.max_body:
-            raise BadAnswer(f"answer to {where} of {int(announced)} bytes refused (at most {self.max_body})",
+            raise BadAnswer(f"answer of {int(announced)} bytes refused (at most {self.max_body})",
                             node=self.node, what=where)
         chunks: list[bytes] = []
         size = 0
@@ -338,7 +338,7 @@ class ApplianceClient:
                 return b"".join(chunks)
             size += len(chunk)
             if size > self.max_body:
-                raise BadAnswer(f"answer to {where} exceeds {self.max_body} bytes: refused", node=self.node,
+                raise BadAnswer(f"answer exceeds {self.max_body} bytes: refused", node=self.node,
                                 what=where)
             chunks.append(chunk)
 
@@ -378,12 +378,12 @@ class ApplianceClient:
         if not payload:
             return None
         if "json" not in ctype.lower():
-            raise BadAnswer(f"answer to {where} is {ctype or 'untyped'}, not JSON: "
+            raise BadAnswer(f"answer is {ctype or 'untyped'}, not JSON: "
                             f"{payload[:80].decode('utf-8', 'replace')!r}", node=self.node, what=where)
         try:
             return json.loads(payload)
         except ValueError as exc:
-            raise BadAnswer(f"answer to {where} is not valid JSON ({exc}; truncated?)", node=self.node,
+            raise BadAnswer(f"answer is not valid JSON ({exc}; truncated?)", node=self.node,
                             what=where) from None
 
     def _expect(self, value: Any, expect: tuple[type, ...], method: str, path: str) -> Any:
@@ -392,7 +392,7 @@ class ApplianceClient:
         if not isinstance(value, expect) or isinstance(value, bool) and bool not in expect:
             names = " or ".join("nothing" if t is NONE else {dict: "an object", list: "a list", str: "a string"}
                                 .get(t, t.__name__) for t in expect)
-            raise BadAnswer(f"answer to {method} {path} is {type(value).__name__} {json.dumps(value)[:60]}, "
+            raise BadAnswer(f"answer is {type(value).__name__} {json.dumps(value)[:60]}, "
                             f"expected {names}", node=self.node, what=f"{method} {path}")
         return value
 
@@ -412,7 +412,7 @@ class ApplianceClient:
         try:
             return convert(doc)
         except (AttributeError, TypeError, ValueError, KeyError) as exc:
-            raise BadAnswer(f"answer to {method} {path} lacks the documented fields ({type(exc).__name__}: "
+            raise BadAnswer(f"answer lacks the documented fields ({type(exc).__name__}: "
                             f"{exc})", node=self.node, what=f"{method} {path}") from None
 
     def _call(self, method: str, rest_path: str, what: str, *, body: Any = None,

@@ -1,0 +1,83 @@
+"""Garbage server answers, served by the lab's REST twin (lab/faults.py `garbage`): each ends as a BadAnswer
+naming the node and the path, quickly (a 10 MB body is refused unread, a trickle ends within the request's
+total deadline); a GET that got garbage once is asked again; a POST is never re-sent after one."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from orchestrator.clients import retry
+from orchestrator.clients.appliance import ApplianceVersion
+from orchestrator.clients.retry import Ambiguous, BadAnswer
+
+VERSION = "/rest/appliance/system/version"
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    ("truncated", "not valid JSON"),
+    ("list", "is list [1, 2, \"three\"], expected an object"),
+    ("html", "is text/html, not JSON"),
+    ("huge", "10485760 bytes refused"),
+    ("huge-unannounced", "exceeds"),
+])
+def test_garbage_to_a_get_names_node_and_path(fresh_lab, answer, fragment):
+    c = fresh_lab.client("psc-a")
+    c.login()
+    fresh_lab.faults({"type": "garbage", "node": "psc-a", "answer": answer, "path": "system/version",
+                      "count": 99})
+    t0 = time.monotonic()
+    with pytest.raises(BadAnswer) as ei:
+        c.version()
+    assert fragment in str(ei.value)
+    assert str(ei.value).startswith(f"node psc-a: GET {VERSION}: answer")
+    assert ei.value.exit_code == 2
+    assert time.monotonic() - t0 < 10  # the huge bodies are refused, not read whole
+
+
+def test_list_as_login_reply(fresh_lab):
+    fresh_lab.faults({"type": "garbage", "node": "psc-b", "answer": "list", "path": "cis/session", "count": 99})
+    with pytest.raises(BadAnswer, match=r"node psc-b: POST /rest/com/vmware/cis/session: answer is list"):
+        fresh_lab.client("psc-b").version()
+
+
+def test_trickled_body_ends_within_the_total_deadline(fresh_lab):
+    c = fresh_lab.client("vc-a", total_timeout=1.5, timeout=5.0)
+    c.login()
+    fresh_lab.faults({"type": "garbage", "node": "vc-a", "answer": "trickle", "path": "system/version",
+                      "count": 1})
+    t0 = time.monotonic()
+    with pytest.raises(BadAnswer, match=f"GET {VERSION}: no complete answer within 1.5s"):
+        _once(c)
+    elapsed = time.monotonic() - t0
+    print(f"\ntrickle at 1 KB/s stopped after {elapsed:.2f}s (total deadline 1.5 s)")
+    assert elapsed < 4
+
+
+def _once(c):
+    """One attempt of version(): the deadline of a single request, without the policy's retries."""
+    old = retry.set_default_policy(attempts=1)
+    try:
+        return c.version()
+    finally:
+        retry.set_default_policy(old)
+
+
+def test_garbage_once_then_good_is_survived_by_a_get(fresh_lab):
+    c = fresh_lab.client("psc-a")
+    fresh_lab.faults({"type": "garbage", "node": "psc-a", "answer": "html", "path": "system/version", "count": 1})
+    retry.RETRIES.reset()
+    assert isinstance(c.version(), ApplianceVersion)
+    assert retry.RETRIES.by_what() == {"system.version": 1}
+
+
+def test_garbage_to_a_post_is_never_resent(fresh_lab):
+    c = fresh_lab.client("psc-a")
+    c.login()
+    fresh_lab.faults({"type": "garbage", "node": "psc-a", "answer": "truncated", "method": "POST",
+                      "path": "backup/job", "count": 1})
+    before = c.backup_jobs()
+    with pytest.raises(Ambiguous, match="may have been processed") as ei:
+        c.backup_start(location_type="SFTP", location="sftp://backup.example/vcwave/psc-a", location_user="b")
+    assert ei.value.exit_code == 2
+    assert c.backup_jobs() == before  # one POST reached the node (answered with garbage), none was repeated
