@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from xml.etree.ElementTree import ParseError
+from xml.parsers.expat import ExpatError
 from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import urlsplit
 
@@ -24,7 +26,7 @@ from pyVim import connect as pyvim_connect
 from pyVmomi import vim, vmodl
 
 from orchestrator.clients import tls
-from orchestrator.clients.retry import (BadRequest, ClientError, DeadlineExceeded, NotFound, PermanentError,
+from orchestrator.clients.retry import (BadAnswer, BadRequest, ClientError, DeadlineExceeded, NotFound, PermanentError,
                                         RetryPolicy, SessionExpired, Unauthorized, call_with_retry, classify)
 from orchestrator.log import get_logger
 from orchestrator.secrets import Secret, as_secret
@@ -93,6 +95,9 @@ def map_fault(exc: BaseException, *, node: str = "", what: str = "") -> BaseExce
         return BadRequest(_fault_text(exc), error_type=type(exc).__name__, node=node, what=what)
     if isinstance(exc, vmodl.MethodFault):
         return PermanentError(_fault_text(exc), node=node, what=what)
+    if isinstance(exc, (ParseError, ExpatError)):  # an HTML page, truncated or non-SOAP XML with a 200
+        return BadAnswer(f"answer is not the SOAP/XML of the vSphere API ({exc})", node=node,
+                         what=f"{what} /sdk")
     return classify(exc, node=node, what=what)
 
 

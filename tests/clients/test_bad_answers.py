@@ -3,13 +3,16 @@ naming the node and the path, quickly (a 10 MB body is refused unread, a trickle
 total deadline); a GET that got garbage once is asked again; a POST is never re-sent after one."""
 from __future__ import annotations
 
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from orchestrator.clients import retry
 from orchestrator.clients.appliance import ApplianceVersion
 from orchestrator.clients.retry import Ambiguous, BadAnswer
+from orchestrator.clients.vsphere import VSphereClient
 
 VERSION = "/rest/appliance/system/version"
 
@@ -81,3 +84,37 @@ def test_garbage_to_a_post_is_never_resent(fresh_lab):
         c.backup_start(location_type="SFTP", location="sftp://backup.example/vcwave/psc-a", location_user="b")
     assert ei.value.exit_code == 2
     assert c.backup_jobs() == before  # one POST reached the node (answered with garbage), none was repeated
+
+
+class _Sdk(BaseHTTPRequestHandler):
+    """A 'vCenter' behind a broken proxy: every /sdk request gets the same garbage 200."""
+
+    body = b""
+
+    def log_message(self, *a):  # quiet
+        pass
+
+    def do_GET(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    do_POST = do_GET
+
+
+@pytest.mark.parametrize("body", [b'<?xml version="1.0"?><Envelope><Body><RetrieveServiceContentResponse',
+                                  b'[1, 2, "three"]'])
+def test_vsphere_garbage_is_a_bad_answer_naming_the_node(body):
+    handler = type("H", (_Sdk,), {"body": body})
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        c = VSphereClient("127.0.0.1", srv.server_address[1], "u", "p", scheme="http", node="vc-x")
+        with pytest.raises(BadAnswer, match=r"^node vc-x: connect /sdk: answer is not the SOAP/XML"):
+            c.connect()
+    finally:
+        srv.shutdown()
+        srv.server_close()
