@@ -22,7 +22,7 @@ from orchestrator.core.plan import Plan, Step
 from orchestrator.core.versions import parse_version
 from orchestrator.engine.journal import Journal, journal_path
 from orchestrator.engine.lock import DomainLock
-from orchestrator.errors import RefusedError, StepFailed
+from orchestrator.errors import RefusedError, StepFailed, exit_code_of
 from orchestrator.log import bound
 from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext, lane_of
 
@@ -48,10 +48,15 @@ class RunResult:
     planned: list[str] = field(default_factory=list)  # --check: what would run
     untouched: list[str] = field(default_factory=list)
     manual: list[tuple[str, str]] = field(default_factory=list)
+    exit_codes: list[int] = field(default_factory=list)  # per failed step: 2 = a bad server answer
 
     @property
     def ok(self) -> bool:
         return not self.failed and not self.manual
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.exit_codes and all(c == 2 for c in self.exit_codes) else 1
 
 
 def state_dir_for(options: EngineOptions, domain: str) -> Path:
@@ -217,6 +222,7 @@ class Engine:
             text = scrub_text(str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}")
             self._fail(members, {"error": text})
             result.failed.append((step.id, text))
+            result.exit_codes.append(exit_code_of(exc))
             ctx.log.error("step.failed", error=text, duration_s=round(time.monotonic() - t0, 3))
             return False
         for m in members:
