@@ -15,7 +15,7 @@ from orchestrator.errors import InputError, Where
 
 
 def _refuse(flag: str, path: Path, why: str) -> InputError:
-    return InputError(f"{flag} {path}: {why}", Where(field=flag))
+    return InputError(f"{path}: {why}", Where(field=flag))
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -26,16 +26,18 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
-def check_folder(flag: str, path: str | Path) -> Path:
-    """A folder vcwave may create and write into: not a file, not under a file, in a writable place."""
+def check_folder(flag: str, path: str | Path, *, shown: Path | None = None) -> Path:
+    """A folder vcwave may create and write into: not a file, not under a file, in a writable place.
+    `shown` is the path the user gave, when `path` is its folder (`check_file`)."""
     p = Path(path)
+    shown = shown or p
     base = _nearest_existing(p)
-    if base == p.absolute() and not p.is_dir():
-        raise _refuse(flag, p, "is a file, not a folder")
     if not base.is_dir():
-        raise _refuse(flag, p, f"{base} is a file, so no folder can be made under it")
+        why = ("is a file, not a folder" if base == shown.absolute()
+               else f"{base} is a file, so nothing can be made under it")
+        raise _refuse(flag, shown, why)
     if not os.access(base, os.W_OK | os.X_OK):
-        raise _refuse(flag, p, f"{base} is not writable")
+        raise _refuse(flag, shown, f"{base} is not writable")
     return p
 
 
@@ -44,7 +46,7 @@ def check_file(flag: str, path: str | Path) -> Path:
     p = Path(path)
     if p.is_dir():
         raise _refuse(flag, p, f"is a folder; name a file in it instead (e.g. {p / 'plan.json'})")
-    check_folder(flag, p.parent)
+    check_folder(flag, p.parent, shown=p)
     return p
 
 

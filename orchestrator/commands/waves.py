@@ -39,6 +39,8 @@ def _nodes(node: str | None, engine) -> set[str] | None:
     if not node:
         return None
     names = {n.strip() for n in node.split(",") if n.strip()}
+    if not names:
+        raise InputError(f"--node {node!r} names no node", Where(field="--node"))
     unknown = sorted(names - {n.name for n in engine.inv.nodes})
     if unknown:
         raise InputError(f"unknown node(s): {', '.join(unknown)}", Where(field="--node"))

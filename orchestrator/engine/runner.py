@@ -59,12 +59,6 @@ class RunResult:
         return 2 if self.exit_codes and all(c == 2 for c in self.exit_codes) else 1
 
 
-def state_dir_for(options: EngineOptions, domain: str) -> Path:
-    d = Path(options.state_dir) / domain
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 class Engine:
     """Applies a plan to a domain. One instance per command run."""
 
@@ -266,7 +260,7 @@ def open_journal(options: EngineOptions, domain: str) -> Journal:
 
 
 def lock_for(options: EngineOptions, domain: str, command: str) -> DomainLock:
-    return DomainLock(state_dir_for(options, domain) / "lock", command, break_stale=options.break_stale_lock)
+    return DomainLock(Path(options.state_dir) / domain / "lock", command, break_stale=options.break_stale_lock)
 
 
 def run_adhoc(engine: Engine, steps: list[Step], label: str) -> RunResult:
