@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from orchestrator.clients import tls
+from orchestrator.clients.answers import bounded_response
 from orchestrator.clients.retry import (BadAnswer, BadRequest, ClientError, DeadlineExceeded, NotFound, RetryPolicy,
                                         ServerError, ServiceUnavailable, SessionExpired, TransientError,
                                         Unauthorized, Unsupported, RETRIES, call_with_retry,
@@ -215,13 +216,6 @@ def _task(raw: Any) -> UpdateTask | None:
     return UpdateTask(str(raw.get("operation", "")), str(raw.get("status", "")), pct, message, str(err or ""))
 
 
-def _settimeout(conn: http.client.HTTPConnection, seconds: float) -> None:
-    """Bound the next socket operation (a recorded cassette's stand-in connection has no socket)."""
-    sock = getattr(conn, "sock", None)
-    if sock is not None:
-        sock.settimeout(seconds)
-
-
 def _text(v: Any) -> str:
     """An id or a name: a string or a number, never a structure (that would be a garbage answer)."""
     if isinstance(v, (dict, list)) or v is None:
@@ -300,47 +294,15 @@ class ApplianceClient:
             hdrs["Content-Type"] = "application/json"
         hdrs.update(headers or {})
         conn = self._connection()
-        end = time.monotonic() + self.total_timeout
+        conn.response_class = bounded_response(self.node, f"{method} {path}", max_body=self.max_body,
+                                               total=self.total_timeout, per_read=self.timeout)
         try:
             self.requests += 1
-            conn.connect()
-            _settimeout(conn, self._budget(end, method, path))
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
-            payload = self._read_body(conn, resp, end, method, path)
-            return resp.status, payload, resp.getheader("Content-Type", "") or ""
+            return resp.status, resp.read(), resp.getheader("Content-Type", "") or ""
         finally:
             conn.close()
-
-    def _budget(self, end: float, method: str, path: str) -> float:
-        """The socket timeout for the next read: the per-read timeout, never past the request's deadline."""
-        left = end - time.monotonic()
-        if left <= 0:
-            raise BadAnswer(f"no complete answer within {self.total_timeout:g}s (a body trickling in, or a "
-                            f"stalled proxy)", node=self.node, what=f"{method} {path}")
-        return min(self.timeout, left)
-
-    def _read_body(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, end: float,
-                   method: str, path: str) -> bytes:
-        """Read the body in pieces, each within the request's deadline, refusing one over `max_body`
-        (announced or not): a 10 MB answer is never read whole."""
-        where = f"{method} {path}"
-        announced = resp.getheader("Content-Length", "") or ""
-        if announced.isdigit() and int(announced) > self.max_body:
-            raise BadAnswer(f"answer of {int(announced)} bytes refused (at most {self.max_body})",
-                            node=self.node, what=where)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            _settimeout(conn, self._budget(end, method, path))
-            chunk = resp.read1(64 * 1024)
-            if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > self.max_body:
-                raise BadAnswer(f"answer exceeds {self.max_body} bytes: refused", node=self.node,
-                                what=where)
-            chunks.append(chunk)
 
     def _error(self, status: int, payload: bytes, ctype: str, method: str, path: str, what: str,
                with_session: bool) -> ClientError:

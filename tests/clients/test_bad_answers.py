@@ -114,3 +114,16 @@ def test_vsphere_garbage_is_a_bad_answer_naming_the_node(body):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_vsphere_answers_are_read_within_the_cap(vcsim):
+    """After the login every SOAP answer goes through the bounded reader: a cap below a real answer turns
+    vcsim's own reply into a BadAnswer naming the node (and the normal cap reads it fine)."""
+    ok = VSphereClient("127.0.0.1", vcsim.port, vcsim.user, vcsim.password, scheme="http", node="vc-a").connect()
+    assert ok.fingerprint().count("vms") >= 4
+    ok.disconnect()
+    tight = VSphereClient("127.0.0.1", vcsim.port, vcsim.user, vcsim.password, scheme="http", node="vc-a",
+                          retry_policy=retry.RetryPolicy(attempts=1)).connect()
+    tight._si._stub.scheme.response_class.max_body = 512  # the class this client swapped into pyVmomi
+    with pytest.raises(BadAnswer, match=r"^node vc-a: .*/sdk: answer (of \d+ bytes refused|exceeds 512)"):
+        tight.fingerprint()
