@@ -6,9 +6,9 @@ Why here: retries hide faults, so they must be few, visible and bounded. Every c
 a refused precheck, an unsupported path, a TLS failure). Each retry is a structlog event `client.retry` with
 the attempt number and the wait; the process-wide `RETRIES` counter feeds the rehearsal summary.
 
-Non-idempotent calls (starting a backup job, an update install) are not repeated after an ambiguous failure
-(a reset, a timeout or a garbage answer after the request was sent): the server may have acted on it. They raise `Ambiguous`,
-a permanent error telling the caller to look at the node before repeating.
+Non-idempotent calls (starting a backup job, an update install) are not repeated after an ambiguous
+failure (a reset, a timeout or a garbage answer after the request was sent): the server may have acted.
+They raise `Ambiguous`, a permanent error telling the caller to look at the node before repeating.
 """
 from __future__ import annotations
 
