@@ -24,7 +24,7 @@ from orchestrator.clients.answers import bounded_response
 from orchestrator.clients.retry import (BadAnswer, BadRequest, ClientError, DeadlineExceeded, NotFound, RetryPolicy,
                                         ServerError, ServiceUnavailable, SessionExpired, TransientError,
                                         Unauthorized, Unsupported, RETRIES, call_with_retry,
-                                        polling)
+                                        default_policy, polling)
 from orchestrator.log import get_logger
 from orchestrator.secrets import Secret, as_secret
 
@@ -621,18 +621,24 @@ def wait_job(get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[
     """Poll `get_fn()` with capped exponential backoff until `done(job)` (default: `job.done`), within an
     overall `deadline` (seconds). Emits a `job.progress` event (percent, elapsed, node) on each change.
     Transient failures of a poll (503 while the appliance reboots, a refused connection) are tolerated until
-    the deadline; permanent ones are raised."""
+    the deadline; permanent ones are raised, and so is a garbage answer repeated as many times in a row as
+    the retry policy has attempts (a rebooting node refuses or answers 503; it does not answer garbage)."""
     log = get_logger("vcwave.appliance")
     is_done = done or (lambda j: bool(getattr(j, "done")))
     start = clock()
     interval = initial
     last: tuple | None = None
+    garbage = 0
     while True:
         elapsed = clock() - start
         try:
             with polling():
                 job = get_fn()
+            garbage = 0
         except TransientError as exc:
+            garbage = garbage + 1 if isinstance(exc, BadAnswer) else 0
+            if garbage >= default_policy().attempts:
+                raise
             RETRIES.add(f"{what}.poll")
             log.info("job.poll_failed", node=node, what=what, elapsed=round(elapsed, 2), error=exc.message)
             job = None

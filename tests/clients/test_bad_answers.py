@@ -127,3 +127,17 @@ def test_vsphere_answers_are_read_within_the_cap(vcsim):
     tight._si._stub.scheme.response_class.max_body = 512  # the class this client swapped into pyVmomi
     with pytest.raises(BadAnswer, match=r"^node vc-a: .*/sdk: answer (of \d+ bytes refused|exceeds 512)"):
         tight.fingerprint()
+
+
+def test_a_poll_survives_garbage_once_and_stops_on_garbage_that_persists(fresh_lab):
+    """A job poll tolerates what a rebooting node does (503, refused), and one garbage answer; garbage in a
+    row, as often as the retry policy has attempts, ends the wait at once instead of at the job's deadline."""
+    c = fresh_lab.client("psc-a")
+    jid = c.backup_start(location_type="SFTP", location="sftp://backup.example/vcwave/psc-a", location_user="b")
+    fresh_lab.faults({"type": "garbage", "node": "psc-a", "answer": "html", "path": f"backup/job/{jid}",
+                      "count": 1})
+    assert c.wait_job(lambda: c.backup_job(jid), deadline=60, initial=0.005, cap=0.02).succeeded
+    fresh_lab.faults({"type": "garbage", "node": "psc-a", "answer": "truncated", "path": f"backup/job/{jid}",
+                      "count": 1000})
+    with pytest.raises(BadAnswer, match=f"GET /rest/appliance/recovery/backup/job/{jid}: answer is not valid"):
+        c.wait_job(lambda: c.backup_job(jid), deadline=3600, initial=0.005, cap=0.02)
