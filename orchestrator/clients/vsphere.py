@@ -155,6 +155,9 @@ class VSphereClient:
                 if "thumbprint" in text.lower():
                     raise tls.TlsError(f"server certificate does not match the pinned thumbprint: {text}",
                                        node=self.node, what="connect") from exc
+                if "not a VIM server" in text:  # /sdk answered, but an HTML page or XML of something else
+                    raise BadAnswer(f"answer is not the vSphere API's ({text})", node=self.node,
+                                    what="connect /sdk") from exc
                 raise PermanentError(text, node=self.node, what="connect") from exc
             raise mapped from exc
         stub = si._stub

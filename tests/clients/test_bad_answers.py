@@ -102,14 +102,14 @@ class _Sdk(BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("body", [b'<?xml version="1.0"?><Envelope><Body><RetrieveServiceContentResponse',
-                                  b'[1, 2, "three"]'])
+                                  b'[1, 2, "three"]', b"<html><body>Please sign in</body></html>"])
 def test_vsphere_garbage_is_a_bad_answer_naming_the_node(body):
     handler = type("H", (_Sdk,), {"body": body})
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         c = VSphereClient("127.0.0.1", srv.server_address[1], "u", "p", scheme="http", node="vc-x")
-        with pytest.raises(BadAnswer, match=r"^node vc-x: connect /sdk: answer is not the SOAP/XML"):
+        with pytest.raises(BadAnswer, match=r"^node vc-x: connect /sdk: answer is not the (SOAP/XML|vSphere API)"):
             c.connect()
     finally:
         srv.shutdown()
