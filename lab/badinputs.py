@@ -91,7 +91,14 @@ def _tuned() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _environment(cwd: Path, env: dict[str, str]) -> Iterator[None]:
+    """The command's folder and environment, and afterwards the caller's, logging configuration included
+    (a command configures structlog to print to the stderr it was given: the captured one)."""
+    import structlog
+
+    from orchestrator import log
+
     old_cwd, old_env = os.getcwd(), dict(os.environ)
+    old_log, old_configured = structlog.get_config(), log._configured
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
@@ -101,6 +108,8 @@ def _environment(cwd: Path, env: dict[str, str]) -> Iterator[None]:
         os.chdir(old_cwd)
         os.environ.clear()
         os.environ.update(old_env)
+        structlog.configure(**old_log)
+        log._configured = old_configured
 
 
 def run_inprocess(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
