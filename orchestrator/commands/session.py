@@ -14,7 +14,8 @@ from orchestrator.commands.paths import check_folder
 from orchestrator.commands.plan import DEFAULT_PLAN
 from orchestrator.connect import Connections, TlsOptions
 from orchestrator.core.inventory import Inventory, load_inventory
-from orchestrator.core.plan import Plan, check_plan_matches, file_sha256, load_plan
+from orchestrator.core.plan import Plan, check_applied, check_plan_matches, file_sha256, load_plan
+from orchestrator.core.playbook import load_playbook
 from orchestrator.engine.runner import Engine, EngineOptions, lock_for, open_journal
 from orchestrator.log import get_logger
 from orchestrator.steps.registry import impl_for
@@ -39,17 +40,24 @@ class CommonFlags:
 
 
 def load_checked(flags: CommonFlags) -> tuple[Inventory, Plan]:
-    """The inventory and the saved plan, checked against each other, and a usable --state-dir."""
+    """The saved plan, its inventory, and proof that the plan is still the one they give: a matching
+    inventory hash, then the plan rebuilt from inventory + playbook and compared (an edited plan whose
+    SHA-256 was recomputed is refused with the rule it breaks). And a usable --state-dir."""
     check_folder("--state-dir", flags.state_dir)
-    plan = load_plan(flags.plan or DEFAULT_PLAN)
+    plan_file = str(flags.plan or DEFAULT_PLAN)
+    plan = load_plan(plan_file)
     inv_path = flags.inventory or plan.inventory
     inv = load_inventory(inv_path)
     check_plan_matches(plan, file_sha256(inv_path), inv.domain)
+    playbook = load_playbook(plan.playbook)
+    check_applied(plan, plan_file, inv, playbook, file_sha256(playbook.path))
     return inv, plan
 
 
 @contextlib.contextmanager
-def session(flags: CommonFlags, command: str, *, mutate: bool = True) -> Iterator[Engine]:
+def session(flags: CommonFlags, command: str, *, mutate: bool = True, record: bool = True) -> Iterator[Engine]:
+    """Every command starts here, and starts by looking at the domain (`engine.observe`): its decisions are
+    taken from the nodes as they answer now. `record=False` (status) journals nothing."""
     inv, plan = load_checked(flags)
     options = flags.options()
     conns = Connections(inv, TlsOptions(insecure=flags.insecure, ca_bundle=flags.ca_bundle))
@@ -58,7 +66,9 @@ def session(flags: CommonFlags, command: str, *, mutate: bool = True) -> Iterato
     with lock:
         journal = open_journal(options, inv.domain)
         try:
-            yield Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
+            engine = Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
+            engine.observe(record=record)
+            yield engine
         finally:
             conns.close()
             journal.close()
