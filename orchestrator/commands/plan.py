@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 
 from orchestrator.core.inventory import load_inventory
-from orchestrator.core.plan import Plan, build_plan, file_sha256, save_plan
+from orchestrator.commands.paths import check_file, write_atomic
+from orchestrator.core.plan import Plan, build_plan, file_sha256, plan_text
 from orchestrator.core.playbook import load_playbook
 from orchestrator.core.rules import SITE_BY_SITE
 from orchestrator.core.versions import VersionError, parse_version
@@ -26,8 +27,8 @@ def parse_target(text: str) -> "object":
 def make_plan(inventory: str, target: str, playbook: str | None = None, concurrency: int | None = None,
               site: str | None = None) -> Plan:
     """Compute (not save) the plan. `site` exists only to refuse site-by-site requests with the seed's reason."""
-    if site:
-        raise RefusedError(f"--site {site}: {SITE_BY_SITE}", rule="pscs-first")
+    if site is not None:  # even `--site ""`: there is no site-scoped plan to fall back to
+        raise RefusedError(f"--site {site!r}: {SITE_BY_SITE}", rule="pscs-first")
     inv = load_inventory(inventory)
     pb = load_playbook(playbook)
     return build_plan(inv, pb, parse_target(target), inventory_sha256=file_sha256(inventory),
@@ -36,10 +37,10 @@ def make_plan(inventory: str, target: str, playbook: str | None = None, concurre
 
 def run(inventory: str, target: str, out: str | None = None, as_json: bool = False, playbook: str | None = None,
         concurrency: int | None = None, site: str | None = None) -> str:
+    out_path = check_file("--out", out or DEFAULT_PLAN)
     plan = make_plan(inventory, target, playbook, concurrency, site)
-    out_path = Path(out) if out else DEFAULT_PLAN
     record_to(out_path.parent, plan.domain)  # the plan's state folder (.vcwave by default)
-    save_plan(plan, out_path)
+    write_atomic("--out", out_path, plan_text(plan))
     get_logger("vcwave.plan").info("plan.saved", domain=plan.domain, target=plan.target, path=str(out_path),
                                    plan_hash=plan.plan_hash, steps=sum(1 for _ in plan.steps()))
     if as_json:
