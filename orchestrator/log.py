@@ -91,7 +91,7 @@ class _Stream:
         with self._lock:
             print(line, file=self.stream, flush=True)
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
         pass
 
 
@@ -106,7 +106,11 @@ class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
 
 class EventFile:
     """The full event stream as JSON lines in one rotated file per domain (`<state>/<domain>/events.jsonl`),
-    0600 like the journal. Events emitted before the domain is known are kept and written once it is."""
+    0600 like the journal. Like the journal, the file is written only once the command acts (its first
+    step, window or run event) or ends without being refused: a command refused for bad input writes
+    nothing. Until then the events are kept in memory."""
+
+    OPENING = ("step.", "window.", "run.")  # events of a command that acts on the domain
 
     MAX_BYTES, BACKUPS = 20 * 1024 * 1024, 5
 
@@ -119,15 +123,19 @@ class EventFile:
     def attach(self, path: Path) -> None:
         """The first file named wins: one command run (or one rehearsal) keeps one event log."""
         with self._lock:
-            if self.path is not None:
-                return
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._handler = _PrivateRotatingFile(path, maxBytes=self.MAX_BYTES, backupCount=self.BACKUPS,
-                                                 encoding="utf-8")
-            self.path = path
-            for line in self._early:
-                self._write(line)
-            self._early.clear()
+            if self.path is None:
+                self.path = path
+
+    def _open(self) -> None:
+        """Create (or append to) the file and write what was kept. Under the lock."""
+        if self._handler is not None or self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handler = _PrivateRotatingFile(self.path, maxBytes=self.MAX_BYTES, backupCount=self.BACKUPS,
+                                             encoding="utf-8")
+        for line in self._early:
+            self._write(line)
+        self._early.clear()
 
     def _write(self, line: str) -> None:
         assert self._handler is not None
@@ -137,13 +145,18 @@ class EventFile:
         head = {k: event[k] for k in ("timestamp", "level", "event") if k in event}
         line = _json.dumps({**head, **event}, default=str, sort_keys=False)
         with self._lock:
+            if self._handler is None and str(event.get("event", "")).startswith(self.OPENING):
+                self._open()
             if self._handler is None:
                 self._early.append(line)
             else:
                 self._write(line)
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
+        """`keep=False`: the command was refused; what was only kept in memory is dropped."""
         with self._lock:
+            if keep:
+                self._open()
             if self._handler:
                 self._handler.close()
             self._handler, self.path = None, None
@@ -235,11 +248,12 @@ def describe_run(plan: Any, window: tuple[float | None, float | None] = (None, N
                 sink.use_plan(plan, window)
 
 
-def finish() -> None:
-    """End the command's views: the console prints its summary, the event file is closed."""
+def finish(keep: bool = True) -> None:
+    """End the command's views: the console prints its summary, the event file is closed (`keep=False`: the
+    command was refused for bad input, and an event file it never needed to open is not created)."""
     global _event_file
     for sink in list(_sinks):
-        sink.close()  # type: ignore[attr-defined]
+        sink.close(keep=keep)  # type: ignore[attr-defined]
     _sinks.clear()
     _event_file = None
 

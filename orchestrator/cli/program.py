@@ -26,7 +26,7 @@ def _missing_required(tasks: Any) -> None:
     and a positional would swallow `--help`)."""
     for ctx in tasks:
         for flag in REQUIRED.get(ctx.name, ()):
-            if ctx.args[flag].value in (None, ""):
+            if ctx.args[flag].value is None:  # given but empty: the command names what is wrong with it
                 raise ParseError(f"'{ctx.name}' needs --{flag.replace('_', '-')}", ctx)
 
 

@@ -49,13 +49,15 @@ def cli(fn: Callable[..., str | None]) -> Callable[..., None]:
         from orchestrator import log
         log.configure(json=bool(kwargs.get("json")), verbose=bool(kwargs.get("verbose")), human=True)
         try:
-            try:
-                out = fn(c, *args, **kwargs)
-            finally:
-                log.finish()  # whatever happened: the live view gives the terminal back, the summary is printed
+            out = fn(c, *args, **kwargs)
         except VcwaveError as exc:
+            log.finish(keep=exc.exit_code != 2)  # refused (bad input): nothing written
             print(f"vcwave: error: {exc}", file=sys.stderr)
             raise Exit(code=exc.exit_code) from None
+        except BaseException:
+            log.finish()  # whatever happened: the live view gives the terminal back, the log is kept
+            raise
+        log.finish()
         if out:
             print(out)
     return wrapper

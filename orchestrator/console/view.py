@@ -75,7 +75,7 @@ class Console:
         with self._lock:
             self.view.use_plan(plan, window)
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
         """The summary line; the live view (transient) disappears, leaving the permanent lines."""
         with self._lock:
             if self._timer is not None:

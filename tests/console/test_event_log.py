@@ -108,3 +108,12 @@ def test_events_during_an_expected_outage_say_so(tmp_path):
         olog.finish()
     retries = [e for e in read(path) if e["event"] == "client.retry"]
     assert [(e.get("expected"), e["level"]) for e in retries] == [("rebooting", "info")] * 2 + [(None, "warning")] * 2
+
+
+def test_a_refused_command_writes_no_event_log(tmp_path):
+    """Like the journal: bad input refused before anything acted leaves no file behind."""
+    olog.configure(human=True, stream=io.StringIO())
+    olog.record_to(tmp_path, "d")
+    olog.get_logger().info("plan.loaded")
+    olog.finish(keep=False)
+    assert not (tmp_path / "d").exists()
