@@ -18,6 +18,31 @@ Spec (YAML file or dict):
 
 `node` is a node name or "*". `fail_step` steps: precheck, backup, stage, install, restore, validate.
 A bare list is accepted as `faults`. `times` (fail_step) defaults to 1; 0 means every time.
+
+What happens to a whole node, and replies lost after the action was accepted (issue 14):
+
+      - {type: lost_reply, node: psc-a, action: install, mode: reset}   # install starts; the client sees RST
+      - {type: lost_reply, node: vc-a, action: backup, mode: timeout, seconds: 40}  # held, then closed
+      - {type: down, node: vc-b, after: {event: install_completed, role: psc, count: all}}
+      - {type: down, node: psc-b, after: {event: install_started, node: vc-a}}  # a PSC down in the vCenter wave
+      - {type: corrupt, node: vc-a, reason: "vpxd database corrupt"}
+      - {type: delete, node: psc-a}
+
+* `lost_reply`: the call does what it asks (the job starts, the session opens...) and then the socket is
+  closed without an answer (`mode: reset`, default) or held silent until the client gives up or `seconds`
+  (default 35, beyond the product's 30 s read timeout) pass (`mode: timeout`). `action` names the call:
+  LOST_REPLY_ACTIONS below (`any` = every call); `times` as for fail_step. The installer stand-in honours
+  `action: installer`: the upgrade happens, the installer then exits 1 as if its connection dropped.
+* `down`: the node stops answering (REST refused, vcsim stopped); `POST /lab/node/{name}/revive` brings it
+  back. `corrupt`: it answers, but health is red and its key services are stopped (vpxd; vmdird and
+  vmware-stsd on a PSC); revive does nothing — only a restore (onto an appliance in restore mode) or a
+  snapshot revert brings it back. `delete`: its appliance VM is gone from the management vCenter; it never
+  answers again until `POST /lab/node/{name}/restore-mode` deploys a new appliance to restore onto.
+* `after` (any of the three; optional — without it the fault bites as soon as it is loaded): when the lab's
+  own record (lab/ledger.py, `GET /lab/record`) holds `count` (default 1; `all` = at least one per matching
+  node) events `event` of `node` (a name or "*") or of every node of `role` (psc | vcenter). Events:
+  EVENTS in lab/ledger.py (install_started, reboot_started, install_completed, backup_started,
+  restore_completed, revert, power_on, ...).
 """
 from __future__ import annotations
 
@@ -29,8 +54,17 @@ from typing import Any
 
 import yaml
 
+from .ledger import EVENTS
+
 STEPS = ("precheck", "backup", "stage", "install", "restore", "validate")
 TYPES = ("fail_step", "http_503", "reset", "slow", "expire_sessions", "down_mid_install")
+# -- labfault: whole-node faults and lost replies (issue 14) --
+NODE_FAULTS = ("down", "corrupt", "delete")
+LOST_REPLY_ACTIONS = ("any", "login", "version", "health", "services", "backup", "backup_job", "restore",
+                      "restore_job", "update_state", "pending", "staged", "precheck", "validate", "stage",
+                      "install", "stage-and-install", "installer")
+LOST_REPLY_MODES = ("reset", "timeout")
+TYPES += NODE_FAULTS + ("lost_reply",)
 
 
 class FaultSpecError(ValueError):
@@ -47,8 +81,12 @@ class Fault:
     probability: float = 0.0       # http_503/reset
     factor: float = 1.0            # slow
     after_calls: int | None = None  # expire_sessions
-    times: int = 1                 # fail_step / down_mid_install: remaining (0 = unlimited)
+    times: int = 1                 # fail_step / down_mid_install / lost_reply: remaining (0 = unlimited)
     spent: bool = False
+    action: str = ""               # lost_reply
+    mode: str = "reset"            # lost_reply
+    seconds: float = 35.0          # lost_reply, mode timeout
+    after: dict[str, Any] | None = None  # down / corrupt / delete: when the lab's record says so
 
     def matches(self, node: str) -> bool:
         return not self.spent and (self.node == "*" or self.node == node)
@@ -66,8 +104,12 @@ class Fault:
             d["factor"] = self.factor
         if self.after_calls is not None:
             d["after_calls"] = self.after_calls
-        if self.type in ("fail_step", "down_mid_install"):
+        if self.type in ("fail_step", "down_mid_install", "lost_reply"):
             d["times"] = self.times
+        if self.type == "lost_reply":
+            d.update(action=self.action, mode=self.mode, seconds=self.seconds)
+        if self.after is not None:
+            d["after"] = dict(self.after)
         d["spent"] = self.spent
         return d
 
@@ -105,7 +147,55 @@ def _parse_entry(i: int, e: Any) -> Fault:
         f.after_calls = int(e.get("after_calls", 0))
     elif t == "down_mid_install":
         f.times = int(e.get("times", 1))
+    elif t == "lost_reply":
+        _parse_lost_reply(where, e, f)
+    elif t in NODE_FAULTS:
+        _parse_node_fault(where, e, f)
     return f
+
+
+def _parse_lost_reply(where: str, e: dict, f: Fault) -> None:
+    f.action = str(e.get("action", ""))
+    if f.action not in LOST_REPLY_ACTIONS:
+        raise FaultSpecError(f"{where}: action must be one of {', '.join(LOST_REPLY_ACTIONS)}, got {f.action!r}")
+    f.mode = str(e.get("mode", "reset"))
+    if f.mode not in LOST_REPLY_MODES:
+        raise FaultSpecError(f"{where}: mode must be reset or timeout, got {f.mode!r}")
+    f.seconds = float(e.get("seconds", 35.0))
+    if f.seconds <= 0:
+        raise FaultSpecError(f"{where}: seconds must be > 0")
+    f.times = int(e.get("times", 1))
+
+
+def _parse_node_fault(where: str, e: dict, f: Fault) -> None:
+    """A whole-node fault names one node (a fault that downs every node at once is no scenario)."""
+    if f.node == "*":
+        raise FaultSpecError(f"{where}: {f.type} needs a node name, not '*'")
+    f.message = str(e.get("reason", e.get("message", "")))
+    after = e.get("after")
+    if after is None:
+        return
+    if not isinstance(after, dict) or after.get("event") not in EVENTS:
+        raise FaultSpecError(f"{where}: after must be a mapping with an event among {', '.join(EVENTS)}, "
+                             f"got {after!r}")
+    unknown = set(after) - {"event", "node", "role", "count"}
+    if unknown:
+        raise FaultSpecError(f"{where}: after: unknown keys {', '.join(sorted(unknown))}")
+    if after.get("role") not in (None, "psc", "vcenter"):
+        raise FaultSpecError(f"{where}: after.role must be psc or vcenter, got {after['role']!r}")
+    count = after.get("count", 1)
+    if count != "all" and (not isinstance(count, int) or count < 1):
+        raise FaultSpecError(f"{where}: after.count must be a positive number or 'all', got {count!r}")
+    f.after = {"event": after["event"], "node": str(after.get("node", "*")), "role": after.get("role"),
+               "count": count}
+
+
+def _use(f: Fault) -> None:
+    """One use of a counted fault (`times` 0 = unlimited, never spent)."""
+    if f.times > 0:
+        f.times -= 1
+        if f.times == 0:
+            f.spent = True
 
 
 class Faults:
@@ -184,10 +274,7 @@ class Faults:
         with self._lock:
             for f in self.faults:
                 if f.matches(node) and f.type == "fail_step" and f.step == step:
-                    if f.times > 0:
-                        f.times -= 1
-                        if f.times == 0:
-                            f.spent = True
+                    _use(f)
                     return f.message or f"lab fault: {step} failed on {node}"
             return None
 
@@ -195,10 +282,7 @@ class Faults:
         with self._lock:
             for f in self.faults:
                 if f.matches(node) and f.type == "down_mid_install":
-                    if f.times > 0:
-                        f.times -= 1
-                        if f.times == 0:
-                            f.spent = True
+                    _use(f)
                     return True
             return False
 
@@ -209,3 +293,23 @@ class Faults:
                 if f.matches(node) and f.type == "slow":
                     factor *= f.factor
             return factor
+
+
+    # -- labfault: whole-node faults and lost replies (issue 14) -----------------------------------
+    def pending_node_faults(self) -> list[Fault]:
+        """down / corrupt / delete faults not applied yet (the state decides when their `after` is met)."""
+        with self._lock:
+            return [f for f in self.faults if f.type in NODE_FAULTS and not f.spent]
+
+    def spend(self, fault: Fault) -> None:
+        with self._lock:
+            fault.spent = True
+
+    def lost_reply(self, node: str, action: str) -> Fault | None:
+        """The lost_reply fault that swallows the answer to `action` on node now (consumes one `times`)."""
+        with self._lock:
+            for f in self.faults:
+                if f.matches(node) and f.type == "lost_reply" and f.action in ("any", action):
+                    _use(f)
+                    return f
+            return None
