@@ -425,6 +425,8 @@ class Lab:
         if not mgmt_name:
             return
         states = self._mgmt_call(mgmt_name, "vm_power_states") or {}
+        if states:
+            self.state.set_vm_power(mgmt_name, states)
         cur = states.get(node["vm"]["name"])
         prev = (node.get("previous") or {}).get("vm", {}).get("name")
         if prev and states.get(prev) == "poweredOn" and cur == "poweredOff":

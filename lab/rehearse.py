@@ -38,6 +38,17 @@ def default_target(inventory: str | Path) -> str:
     return best.release
 
 
+def deadline_scale(time_scale: float) -> float:
+    """The engine's job deadlines on the lab: 20x its clock, so a deadline still means "far too long"."""
+    return max(time_scale * 20, 0.001)
+
+
+def retry_waits(time_scale: float) -> dict[str, float]:
+    """Waits between retries shrink with the lab's clock, as every job duration does (attempts stay as they
+    are): a retry budget of seconds against a 15-minute reboot stays a small share of it in the lab too."""
+    return {"initial_wait": min(0.5, 0.5 * time_scale * 200), "max_wait": min(15.0, 15.0 * time_scale * 20)}
+
+
 @dataclass
 class Rehearsal:
     inventory: str
@@ -56,7 +67,7 @@ class Rehearsal:
     def flags(self, lab_inventory: str) -> CommonFlags:
         return CommonFlags(inventory=lab_inventory, plan=str(self.workdir / "plan.json"),
                            state_dir=str(self.workdir / "state"), installer=str(standin_path(self.target)),
-                           poll_interval=0.02, deadline_scale=max(self.time_scale * 20, 0.001))
+                           poll_interval=0.02, deadline_scale=deadline_scale(self.time_scale))
 
     def _do(self, name: str, fn: Callable[[], str]) -> None:
         t0 = time.monotonic()
@@ -72,9 +83,7 @@ class Rehearsal:
     def run(self) -> str:
         lab_dir = self.workdir / "lab"
         start_retries = retry.retry_count()
-        # Waits between retries shrink with the lab's clock, as every job duration does (attempts stay as they are).
-        old_policy = retry.set_default_policy(initial_wait=min(0.5, 0.5 * self.time_scale * 200),
-                                              max_wait=min(15.0, 15.0 * self.time_scale * 20))
+        old_policy = retry.set_default_policy(**retry_waits(self.time_scale))
         try:
             return self._run(lab_dir, start_retries)
         finally:

@@ -409,7 +409,7 @@ class LabState:
     def _start_boot(self, node: dict, seconds: float, why: str) -> None:
         node["booting"] = {**boot.start(self.now(), seconds, why), "phase": "os"}
         node["boot"] += 1  # sessions do not survive a reboot
-        self._record(node["name"], "boot_started", why=why)
+        self._record(node["name"], "boot_started", why=why, seconds=seconds)
         self._changed(node["name"])
 
     def _advance_boot(self, node: dict) -> bool:
@@ -872,6 +872,12 @@ class LabState:
             out = copy.deepcopy(node)
         self._fire()
         return out
+
+    def set_vm_power(self, mgmt: str, states: dict[str, str]) -> None:
+        """What the management vCenter says of its VMs (the lab restarts with them as they were)."""
+        with self.lock:
+            self.data["vms"][mgmt] = dict(states)
+            self.save()
 
     def set_data(self, name: str, values: dict) -> dict:
         with self.lock:

@@ -22,7 +22,19 @@ from orchestrator.core.inventory import load_inventory
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def answering(lab, node, timeout=30.0):
+    """Wait until the node's appliance has booted (lab/boot.py) and, for a vCenter, its vcsim runs again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lab.state.reachability(node) == "up" and (lab.state.nodes[node]["role"] != "vcenter"
+                                                      or node in lab.vcsims):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{node} does not answer after {timeout}s ({lab.state.reachability(node)})")
+
+
 def vim25(lab, node):
+    answering(lab, node)
     u = urlsplit(lab.vcsims[node].url)
     return SmartConnect(protocol="http", host=u.hostname, port=u.port, user=lab.state.data["sso_user"],
                         pwd=lab.state.data["sso_password"], disableSslCertValidation=True)
