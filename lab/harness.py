@@ -21,10 +21,10 @@ and judging the outcome from outside (the journal opened read-only, the lab's `/
   nothing changed (lab versions and journal event count identical).
 
 Commands run through ``python -m lab.harness invoke ARGS`` = ``invoke -r <repo> ARGS`` with one tuning:
-the engine's poll interval, job deadlines and the waits between retries are scaled with the lab's clock,
-exactly as the rehearsal scales them (lab/rehearse.py; the CLI has no flag for them: the production default
-polls every 2 s, which would make a lab job of 0.3 s cost seconds, and retries for ~7 s, which would ride
-out a whole lab reboot that really lasts 15 minutes). Everything else — argument parsing, the `_cli` error
+the engine's poll interval, job deadlines and the waits between retries are scaled with the lab's clock
+(:func:`retry_waits`; the CLI has no flag for them: the production default polls every 2 s, which would make
+a lab job of 0.3 s cost seconds, and retries for ~7 s, which would ride out a whole lab reboot that really
+lasts 15 minutes). Everything else — argument parsing, the `_cli` error
 mapping, exit codes, the commands — is the production path.
 
 CLI: ``python -m lab.harness crash [--inventory F] [--target T] [--limit N] [--no-mid-job] [--workdir D]
@@ -62,7 +62,7 @@ ENV_POLL = "VCWAVE_HARNESS_POLL"
 ENV_TIME_SCALE = "VCWAVE_HARNESS_TIME_SCALE"
 ENV_KILL_AFTER = "VCWAVE_HARNESS_KILL_AFTER"  # "KIND:N": SIGKILL ourselves right after the N-th KIND event
 DEFAULT_SCALE = 0.0005
-REBOOT_SCALE = 0.003  # an install's reboot lasts 2.7 s (900 s real), the install 7.2 s: a kill can aim inside it
+REBOOT_SCALE = 0.004  # an install's reboot lasts 3.6 s (900 s real), the install 9.6 s: a kill can aim inside it
 DEFAULT_POLL = 0.02
 CMD_TIMEOUT = 180.0
 LAB_POLL = 0.01  # lab-side points read the lab's record this often
@@ -74,7 +74,7 @@ ROLLBACK_FAULTS = {"seed": 1, "faults": [{"type": "fail_step", "node": "vc-b", "
 # ----------------------------------------------------------------------------------------------- commands
 def _fast_invoke(argv: list[str]) -> None:
     """`invoke -r ROOT argv` in this process, with the engine's polling scaled for the lab (see module doc)."""
-    from lab.rehearse import deadline_scale, retry_waits
+    from lab.rehearse import deadline_scale
     from orchestrator.clients import retry
     from orchestrator.commands import session
 
@@ -91,6 +91,18 @@ def _fast_invoke(argv: list[str]) -> None:
         _kill_after(os.environ[ENV_KILL_AFTER])
     from invoke.main import program
     program.run(["invoke", "-r", str(ROOT), *argv])
+
+
+def retry_waits(time_scale: float) -> dict[str, float]:
+    """The production retry waits (0.5 s doubling to 15 s: ~7.5 s over 5 attempts) scaled like the deadlines.
+
+    Why not the rehearsal's (lab/rehearse.py, which must complete as a demo): its waits keep a floor that
+    makes the retry budget as long as a whole lab reboot at any clock, so a killed command's resume rides
+    the reboot out on retries alone. Really it is ~7.5 s against a 15-minute reboot; here ~17 % of it: the
+    resume meets a node that does not answer, as an administrator's would."""
+    from lab.rehearse import deadline_scale
+    k = deadline_scale(time_scale)
+    return {"initial_wait": 0.5 * k, "max_wait": 15.0 * k}
 
 
 def _kill_after(spec: str) -> None:

@@ -43,12 +43,6 @@ def deadline_scale(time_scale: float) -> float:
     return max(time_scale * 20, 0.001)
 
 
-def retry_waits(time_scale: float) -> dict[str, float]:
-    """Waits between retries shrink with the lab's clock, as every job duration does (attempts stay as they
-    are): a retry budget of seconds against a 15-minute reboot stays a small share of it in the lab too."""
-    return {"initial_wait": min(0.5, 0.5 * time_scale * 200), "max_wait": min(15.0, 15.0 * time_scale * 20)}
-
-
 @dataclass
 class Rehearsal:
     inventory: str
@@ -83,7 +77,9 @@ class Rehearsal:
     def run(self) -> str:
         lab_dir = self.workdir / "lab"
         start_retries = retry.retry_count()
-        old_policy = retry.set_default_policy(**retry_waits(self.time_scale))
+        # Waits between retries shrink with the lab's clock, as every job duration does (attempts stay as they are).
+        old_policy = retry.set_default_policy(initial_wait=min(0.5, 0.5 * self.time_scale * 200),
+                                              max_wait=min(15.0, 15.0 * self.time_scale * 20))
         try:
             return self._run(lab_dir, start_retries)
         finally:

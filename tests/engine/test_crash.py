@@ -31,7 +31,7 @@ TWO_SITE_POINTS = [
 ]
 INSTALLER_POINTS = [
     CrashPoint(VC, "upgrade vcenter", "mid", 1),      # installer about to run (progress journaled)
-    CrashPoint(PSC, "upgrade psc", "install", 1),     # killed while the installer's stage 2 is in flight
+    CrashPoint(PSC, "upgrade psc", "lab:install_started", 1),  # killed while the installer's stage 2 is in flight
 ]
 RECORD_POINTS = [
     CrashPoint(2, "backup pre", "after:backup", 1),   # a file backup recorded, its step not yet succeeded
