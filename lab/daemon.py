@@ -35,7 +35,7 @@ from orchestrator.core.versions import Version, catalogue, parse_version
 from .appliance import ApplianceServer
 from .control import ControlServer
 from .faults import Faults
-from .state import LabError, LabState, atomic_write, version_of
+from .state import POWERED_OFF, LabError, LabState, atomic_write, version_of
 
 MGMT_VERSION = "6.7 U3"  # the management vCenter(s) holding the appliance VMs
 
@@ -433,8 +433,8 @@ class Lab:
             self.state.apply_rollback(name)
             self.log(f"vmwatch: {name}: source {prev} on, {node['vm']['name']} off: the source answers again")
         elif cur == "poweredOff" and not node["down"]:
-            self.state.set_down(name, True, "appliance VM powered off", event="power_off")
-        elif cur == "poweredOn" and node["down"] and node.get("down_reason") == "appliance VM powered off":
+            self.state.set_down(name, True, POWERED_OFF, event="power_off")
+        elif cur == "poweredOn" and node["down"] and node.get("down_reason") == POWERED_OFF:
             self.state.set_down(name, False, event="power_on")  # it boots: refused, then 503, then answers
         else:
             return

@@ -33,8 +33,9 @@ What happens to a whole node, and replies lost after the action was accepted (is
   (default 35, beyond the product's 30 s read timeout) pass (`mode: timeout`). `action` names the call:
   LOST_REPLY_ACTIONS below (`any` = every call); `times` as for fail_step. The installer stand-in honours
   `action: installer`: the upgrade happens, the installer then exits 1 as if its connection dropped.
-* `down`: the node stops answering (REST refused, vcsim stopped); `POST /lab/node/{name}/revive` brings it
-  back. `corrupt`: it answers, but health is red and its key services are stopped (vpxd; vmdird and
+* `down`: the node stops answering (REST refused, vcsim stopped), as a crashed appliance: a power cycle
+  alone does not bring it back; `POST /lab/node/{name}/revive` (the administrator repairs it) does, and so
+  does a snapshot revert of its VM then a power-on (it boots from the snapshot) or a restore. `corrupt`: it answers, but health is red and its key services are stopped (vpxd; vmdird and
   vmware-stsd on a PSC); revive does nothing — only a restore (onto an appliance in restore mode) or a
   snapshot revert brings it back. `delete`: its appliance VM is gone from the management vCenter; it never
   answers again until `POST /lab/node/{name}/restore-mode` deploys a new appliance to restore onto.

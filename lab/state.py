@@ -35,6 +35,7 @@ DURATIONS = {
     "rollback": 600.0,   # installer rollback (power operations)
     "power_on": boot.POWER_ON_SECONDS,
 }
+POWERED_OFF = "appliance VM powered off"
 # What a corrupted appliance no longer runs (it answers, health red): vCenter's vpxd, a PSC's directory + STS.
 CORRUPT_SERVICES = {"vcenter": ("vpxd",), "psc": ("vmdird", "vmware-stsd")}
 LOCATION_TYPES = ("FTP", "HTTP", "FTPS", "HTTPS", "SCP", "SFTP")
@@ -979,6 +980,8 @@ class LabState:
             if which == "current":
                 broken = persona.get("broken") or ""
                 node.update(broken=broken, health="red" if broken else "green")
+                if node["down"]:  # a crashed appliance reverted: off, as a non-memory snapshot leaves it, and
+                    node["down_reason"] = POWERED_OFF  # it boots from the snapshot at the next power-on
                 if not broken:
                     node["services"] = {s: "STARTED" for s in node["services"]}
                 node["boot"] += 1
