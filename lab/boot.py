@@ -9,6 +9,12 @@ connection refused), then the reverse proxy answers 503 until the API services a
 or a kill is most likely to land there, so the twin makes it last: 15 of the install's 40 minutes, and 10
 minutes after a power-on (snapshot revert, rollback, a powered-off node).
 
+Not after the installer: its stage 2 ends with the new appliance CONFIGURED, services up (vSphere Automation
+SDK programming guide, "upgrade stage 2" workflow: "If stage 2 of the upgrade process is successful, the
+appliance enters in a CONFIGURED state ... you can check its services"), so the installer stand-in reports
+success when the node answers; its own first boot is inside stage 1 and 2's 80 minutes. The source brought
+back by an installer rollback (KB 322065) is powered on, so it boots.
+
 A boot is ``{"start", "until", "os_until", "why"}`` (epoch seconds) on the node; times are scaled by the
 lab's time scale by the caller.
 """
