@@ -66,6 +66,9 @@ REBOOT_SCALE = 0.004  # an install's reboot lasts 3.6 s (900 s real), the instal
 DEFAULT_POLL = 0.02
 CMD_TIMEOUT = 180.0
 LAB_POLL = 0.01  # lab-side points read the lab's record this often
+# psc-a and vc-b 16x slower at the default clock: their reboots last 7.2 s (a re-run started 1-3 s after a kill
+# still meets them rebooting) while the rest of the domain keeps its pace.
+SLOW_REBOOTS = ({"type": "slow", "node": "psc-a", "factor": 16}, {"type": "slow", "node": "vc-b", "factor": 16})
 # The bad day of the rollback sweep: vc-b's install fails in the vCenter wave (examples/faults/).
 ROLLBACK_FAULTS = {"seed": 1, "faults": [{"type": "fail_step", "node": "vc-b", "step": "install",
                                           "message": "vpxd failed to start after the update", "times": 1}]}
@@ -329,12 +332,14 @@ def _lab(inventory: str, lab_dir: Path, time_scale: float, faults: str | None = 
         yield info
 
 
-def _faults_file(workdir: Path, rollback: bool) -> str | None:
-    """The rollback sweep's fault spec, written beside its run (the lab reads a file)."""
-    if not rollback:
+def _faults_file(workdir: Path, sw: "Sweep") -> str | None:
+    """The sweep's fault spec (the rollback's failing vCenter install, slowed nodes), written beside its run
+    (the lab reads a file)."""
+    entries = (ROLLBACK_FAULTS["faults"] if sw.rollback else []) + list(sw.faults)
+    if not entries:
         return None
     path = workdir / "faults.yml"
-    path.write_text(yaml.safe_dump(ROLLBACK_FAULTS))
+    path.write_text(yaml.safe_dump({"seed": sw.seed, "faults": entries}))
     return str(path)
 
 
@@ -473,7 +478,9 @@ RECORD_KINDS = ("backup", "source_appliance")
 @dataclass(frozen=True)
 class Sweep:
     """What a sweep runs and where it aims: the inventory's sequence (or the bad day's, `rollback`), the lab's
-    clock, which kinds of point (None = all), `randoms` seeded random moments per command."""
+    clock, which kinds of point (None = all), `randoms` seeded random moments per command, and lab faults
+    (e.g. `slow` on one node: its install, reboot included, lasts longer, in real proportions, while the rest
+    of the domain keeps the fast clock)."""
 
     inventory: str
     target: str
@@ -483,6 +490,7 @@ class Sweep:
     mid_job: bool = True
     seed: int = 0
     randoms: int = 1
+    faults: tuple[dict, ...] = ()
 
     def wants(self, p: CrashPoint) -> bool:
         if not self.mid_job and p.kind not in ("boundary",) and not p.kind.startswith("after:"):
@@ -505,7 +513,7 @@ def enumerate_points(inventory: str, target: str, workdir: Path, *, mid_job: boo
     lab_dir = wd / "lab"
     points: list[CrashPoint] = []
     rng = random.Random(sw.seed)
-    with _lab(sw.inventory, lab_dir, sw.time_scale, _faults_file(wd, sw.rollback)) as info:
+    with _lab(sw.inventory, lab_dir, sw.time_scale, _faults_file(wd, sw)) as info:
         env = cli_env(lab_dir, sw.time_scale)
         cmds = sequence(info["inventory"], wd, sw.target, _standin(sw.target), sw.rollback)
         watch = JournalWatch(journal_file(wd))
@@ -550,7 +558,7 @@ def run_point(inventory: str, target: str, workdir: Path, point: CrashPoint, *,
     wd.mkdir(parents=True)
     lab_dir = wd / "lab"
     try:
-        with _lab(sw.inventory, lab_dir, sw.time_scale, _faults_file(wd, sw.rollback)) as info:
+        with _lab(sw.inventory, lab_dir, sw.time_scale, _faults_file(wd, sw)) as info:
             env = cli_env(lab_dir, sw.time_scale)
             cmds = sequence(info["inventory"], wd, sw.target, _standin(sw.target), sw.rollback)
             watch = JournalWatch(journal_file(wd))
@@ -611,12 +619,12 @@ def crash_points(inventory: str | Path, target: str, workdir: str | Path, *, lim
                  mid_job: bool = True, points: Iterable[CrashPoint] | None = None, workers: int = 2,
                  time_scale: float = DEFAULT_SCALE, say: Callable[[str], None] | None = None,
                  rollback: bool = False, kinds: Iterable[str] | None = None, seed: int = 0,
-                 randoms: int = 1, name: str = "") -> HarnessResult:
+                 randoms: int = 1, name: str = "", faults: Iterable[dict] = ()) -> HarnessResult:
     """Kill the rehearsal's commands at each crash point, resume, check; see the module docstring."""
     wd = Path(workdir).resolve()
     wd.mkdir(parents=True, exist_ok=True)
     sw = Sweep(str(Path(inventory).resolve()), target, time_scale, rollback,
-               frozenset(kinds) if kinds is not None else None, mid_job, seed, randoms)
+               frozenset(kinds) if kinds is not None else None, mid_job, seed, randoms, tuple(faults))
     if points is not None:  # given points: no enumerating clean run (CI keeps it short)
         enumerated = chosen = list(points)
     else:
@@ -873,6 +881,8 @@ def sweeps(limit: int | None = None) -> list[dict[str, Any]]:
         {"name": "installer", "inventory": ex / "two-site-6.0.yml", "target": "6.5 U1", "limit": limit},
         {"name": "reboots", "inventory": ex / "two-site.yml", "target": "6.7 U3", "time_scale": REBOOT_SCALE,
          "kinds": (kills.REBOOT, kills.RANDOM), "randoms": 1, "seed": 14, "limit": limit},
+        {"name": "long reboots", "inventory": ex / "two-site.yml", "target": "6.7 U3", "faults": SLOW_REBOOTS,
+         "kinds": (kills.REBOOT,), "seed": 14, "limit": limit},
         {"name": "rollback", "inventory": ex / "two-site.yml", "target": "6.7 U3", "rollback": True,
          "randoms": 2, "seed": 14, "limit": limit},
     ]
@@ -920,6 +930,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--rollback", action="store_true", help="the bad day: kill points in the rollback")
     c.add_argument("--kinds", help="comma-separated kinds of point (boundary,mid,after,lab,reboot,random)")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--slow-reboots", action="store_true", help="psc-a and vc-b 16x slower (7.2 s reboots)")
     t = sub.add_parser("transient")
     t.add_argument("--inventory", default=str(ROOT / "examples" / "two-site.yml"))
     t.add_argument("--probability", type=float, default=0.2)
@@ -930,7 +941,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.what == "crash":
         res = crash_points(a.inventory, a.target, a.workdir, limit=a.limit, mid_job=not a.no_mid_job,
                            workers=a.workers, say=print, time_scale=a.time_scale, rollback=a.rollback,
-                           kinds=a.kinds.split(",") if a.kinds else None, seed=a.seed)
+                           kinds=a.kinds.split(",") if a.kinds else None, seed=a.seed,
+                           faults=SLOW_REBOOTS if a.slow_reboots else ())
         print(res.summary())
         return 0 if res.ok else 1
     if a.what == "transient":
