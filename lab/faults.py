@@ -13,6 +13,7 @@ Spec (YAML file or dict):
       - {type: http_503, node: "*", probability: 0.1}     # 10% of calls (seeded)
       - {type: reset, node: vc-b, count: 1}               # close the socket without an answer
       - {type: slow, node: "*", factor: 5}                # jobs take 5x longer
+      - {type: slow, node: psc-a, factor: 24, jobs: [install]}  # only its installs (reboot included)
       - {type: expire_sessions, node: vc-a, after_calls: 0}   # 0 = now; N = after N more calls
       - {type: down_mid_install, node: vc-a}              # install FAILED at 50%, node unreachable until revived
 
@@ -81,6 +82,7 @@ class Fault:
     count: int | None = None       # http_503/reset: remaining calls
     probability: float = 0.0       # http_503/reset
     factor: float = 1.0            # slow
+    jobs: tuple[str, ...] = ()     # slow: only these job kinds (lab/state.py DURATIONS); empty = all
     after_calls: int | None = None  # expire_sessions
     times: int = 1                 # fail_step / down_mid_install / lost_reply: remaining (0 = unlimited)
     spent: bool = False
@@ -103,6 +105,8 @@ class Fault:
             d["probability"] = self.probability
         if self.type == "slow":
             d["factor"] = self.factor
+            if self.jobs:
+                d["jobs"] = list(self.jobs)
         if self.after_calls is not None:
             d["after_calls"] = self.after_calls
         if self.type in ("fail_step", "down_mid_install", "lost_reply"):
@@ -144,6 +148,10 @@ def _parse_entry(i: int, e: Any) -> Fault:
         f.factor = float(e.get("factor", 1.0))
         if f.factor <= 0:
             raise FaultSpecError(f"{where}: factor must be > 0")
+        jobs = e.get("jobs", [])
+        if not isinstance(jobs, list) or not all(isinstance(j, str) for j in jobs):
+            raise FaultSpecError(f"{where}: jobs must be a list of job kinds, got {jobs!r}")
+        f.jobs = tuple(jobs)
     elif t == "expire_sessions":
         f.after_calls = int(e.get("after_calls", 0))
     elif t == "down_mid_install":
@@ -287,11 +295,11 @@ class Faults:
                     return True
             return False
 
-    def slow_factor(self, node: str) -> float:
+    def slow_factor(self, node: str, job: str = "") -> float:
         with self._lock:
             factor = 1.0
             for f in self.faults:
-                if f.matches(node) and f.type == "slow":
+                if f.matches(node) and f.type == "slow" and (not f.jobs or job in f.jobs):
                     factor *= f.factor
             return factor
 

@@ -232,7 +232,7 @@ class LabState:
         return self.clock()
 
     def duration(self, node: str, kind: str) -> float:
-        return DURATIONS[kind] * self.time_scale * self.faults.slow_factor(node)
+        return DURATIONS[kind] * self.time_scale * self.faults.slow_factor(node, kind)
 
     def snapshot(self) -> dict:
         with self.lock:

@@ -176,3 +176,12 @@ def test_a_powered_on_appliance_boots_refused_then_503_then_answers(make_lab, re
     assert seen == ["refused", 503, 200], seen
     assert [e["event"] for e in lab.state.ledger_view()["events"]] == [
         "power_off", "power_on", "boot_started", "boot_completed"]
+
+
+def test_slow_can_aim_at_one_kind_of_job():
+    f = Faults([{"type": "slow", "node": "psc-a", "factor": 24, "jobs": ["install"]},
+                {"type": "slow", "node": "*", "factor": 2}])
+    assert (f.slow_factor("psc-a", "install"), f.slow_factor("psc-a", "backup"), f.slow_factor("vc-a", "install")) \
+        == (48.0, 2.0, 2.0)
+    with pytest.raises(FaultSpecError, match="jobs must be a list"):
+        Faults([{"type": "slow", "node": "psc-a", "factor": 2, "jobs": "install"}])
