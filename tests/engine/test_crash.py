@@ -72,6 +72,9 @@ def test_update_api_waves_survive_sigkill(two_site, label):
     assert r.ok, r.line()
 
 
+@pytest.mark.xfail(strict=True, reason="needs steps branch: the installer path's in-window snapshot set powers "
+                                       "the kept source VMs on beside the new appliances (two VMs, one identity), "
+                                       "which the harness now checks from the lab, killed or not")
 @pytest.mark.parametrize("label", [p.label for p in INSTALLER_POINTS])
 def test_installer_path_survives_sigkill_without_a_second_install(installer, label):
     """Product bug (the install point): InstallerUpgrade.reconcile answers NOT_DONE while the killed
