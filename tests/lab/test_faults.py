@@ -35,7 +35,7 @@ def user_data(lab) -> dict:
 
 def test_every_scenario_fault_file_loads():
     files = sorted((ROOT / "examples" / "faults").glob("*.yml"))
-    assert len(files) >= 6
+    assert len(files) >= 7
     for f in files:
         assert Faults.from_file(f).faults, f
 
