@@ -24,8 +24,10 @@ Commands run through ``python -m lab.harness invoke ARGS`` = ``invoke -r <repo> 
 the engine's poll interval, job deadlines and the waits between retries are scaled with the lab's clock
 (:func:`retry_waits`; the CLI has no flag for them: the production default polls every 2 s, which would make
 a lab job of 0.3 s cost seconds, and retries for ~7 s, which would ride out a whole lab reboot that really
-lasts 15 minutes). Everything else — argument parsing, the `_cli` error
-mapping, exit codes, the commands — is the production path.
+lasts 15 minutes). Everything else — argument parsing, the `_cli` error mapping, exit codes, the commands —
+is the production path. Each such command is a real process in its own session, forked from a warm process
+that has imported vcwave once (lab/warmcli.py: a fresh interpreter spends ~0.6 s of CPU on imports;
+VCWAVE_HARNESS_FORK=0 turns it off).
 
 CLI: ``python -m lab.harness crash [--inventory F] [--target T] [--limit N] [--no-mid-job] [--workdir D]
 [--time-scale S] [--rollback] [--kinds K,K]``,
@@ -60,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BAD_DIR = ROOT / "tests" / "harness" / "bad"
 ENV_POLL = "VCWAVE_HARNESS_POLL"
 ENV_TIME_SCALE = "VCWAVE_HARNESS_TIME_SCALE"
+ENV_FORK = "VCWAVE_HARNESS_FORK"  # "0": every tuned command a fresh interpreter (see lab/warmcli.py)
 ENV_KILL_AFTER = "VCWAVE_HARNESS_KILL_AFTER"  # "KIND:N": SIGKILL ourselves right after the N-th KIND event
 DEFAULT_SCALE = 0.0005
 REBOOT_SCALE = 0.004  # an install's reboot lasts 3.6 s (900 s real), the install 9.6 s: a kill can aim inside it
@@ -148,10 +151,27 @@ def invoke_argv(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "invoke", "-r", str(ROOT), *args]
 
 
+def forked() -> bool:
+    """Tuned commands are forked from a warm process (lab/warmcli.py) unless VCWAVE_HARNESS_FORK=0."""
+    return os.environ.get(ENV_FORK, "1") != "0"
+
+
 def run_cli(args: list[str], cwd: str | Path, env: dict[str, str], *, fast: bool = True,
             timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess:
+    if fast and forked():
+        from lab import warmcli
+        return warmcli.run(["invoke", *args], cwd, env, timeout)
     return subprocess.run(fast_argv(args) if fast else invoke_argv(args), cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def spawn(args: list[str], cwd: str | Path, env: dict[str, str]) -> Any:
+    """A tuned command started in its own session (a Popen, or its warm twin), stdout discarded, stderr kept."""
+    if forked():
+        from lab import warmcli
+        return warmcli.WarmCli.shared().spawn(["invoke", *args], cwd, env, capture_stdout=False)
+    return subprocess.Popen(fast_argv(args), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
 
 
 @dataclass(frozen=True)
@@ -332,7 +352,7 @@ _lab_versions = lab_versions
 @contextlib.contextmanager
 def _lab(inventory: str, lab_dir: Path, time_scale: float, faults: str | None = None):
     from lab import manage
-    with manage.running(inventory, lab_dir, time_scale=time_scale, faults=faults) as info:
+    with manage.running(inventory, lab_dir, time_scale=time_scale, faults=faults, warm=forked()) as info:
         yield info
 
 
@@ -360,15 +380,14 @@ def _reached(point: CrashPoint, watch: JournalWatch, base_seq: int, lab: kills.L
 
 
 def _run_killed(cmd: Cmd, cwd: Path, env: dict[str, str], watch: JournalWatch, point: CrashPoint,
-                lab_dir: Path, timeout: float = CMD_TIMEOUT) -> tuple[bool, subprocess.Popen, str]:
+                lab_dir: Path, timeout: float = CMD_TIMEOUT) -> tuple[bool, Any, str]:
     """Run cmd; SIGKILL its process group when the point's moment comes. (killed?, proc, what)."""
     base_seq = watch.max_seq()
     lab = kills.LabWatch(lab_dir)
     lab_base = lab.seq()
     if point.kind.startswith("after:"):
         env = {**env, ENV_KILL_AFTER: f"{point.kind[6:]}:{point.n}"}
-    proc = subprocess.Popen(fast_argv(list(cmd.args)), cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = spawn(list(cmd.args), cwd, env)
     started = time.time()
     deadline = time.monotonic() + timeout
     if point.kind.startswith("after:"):
@@ -401,7 +420,7 @@ def _run_killed(cmd: Cmd, cwd: Path, env: dict[str, str], watch: JournalWatch, p
 
 
 def _landed(point: CrashPoint, lab: kills.LabWatch, killed_at: float, what: str,
-            proc: subprocess.Popen) -> tuple[bool, subprocess.Popen, str]:
+            proc: Any) -> tuple[bool, Any, str]:
     """A reboot point counts only when the kill landed inside the reboot (said either way)."""
     if point.kind != kills.REBOOT:
         return True, proc, what
