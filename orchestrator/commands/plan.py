@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from orchestrator.core.campaign import plan_campaign, route_lines
 from orchestrator.core.inventory import load_inventory
-from orchestrator.core.plan import Plan, build_plan, file_sha256, save_plan
+from orchestrator.core.plan import Plan, file_sha256, save_plan
 from orchestrator.core.playbook import load_playbook
 from orchestrator.core.rules import SITE_BY_SITE
 from orchestrator.core.versions import VersionError, parse_version
@@ -23,12 +24,13 @@ def parse_target(text: str) -> "object":
 
 def make_plan(inventory: str, target: str, playbook: str | None = None, concurrency: int | None = None,
               site: str | None = None) -> Plan:
-    """Compute (not save) the plan. `site` exists only to refuse site-by-site requests with the seed's reason."""
+    """Compute (not save) the plan: of the whole upgrade, or of the first hop of a longer route.
+    `site` exists only to refuse site-by-site requests with the seed's reason."""
     if site:
         raise RefusedError(f"--site {site}: {SITE_BY_SITE}", rule="pscs-first")
     inv = load_inventory(inventory)
     pb = load_playbook(playbook)
-    return build_plan(inv, pb, parse_target(target), inventory_sha256=file_sha256(inventory),
+    return plan_campaign(inv, pb, parse_target(target), inventory_sha256=file_sha256(inventory),
                       playbook_sha256=file_sha256(pb.path), concurrency=concurrency)
 
 
@@ -60,4 +62,9 @@ def render_table(plan: Plan) -> str:
             lines.append(f"  {s.node}: {s.method} — {s.reason}")
             break
     lines += [f"warning: {w}" for w in plan.warnings]
+    if plan.route:
+        hops = plan.route["hops"]
+        lines += ["", f"route to {plan.route['final_target']}: {len(hops)} hops, each its own campaign (backups "
+                      f"before and after, its own window); this plan is hop 1 ({plan.target})"]
+        lines += route_lines(hops) + [plan.route["next"]]
     return "\n".join(lines)

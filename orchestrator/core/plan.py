@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Iterable
@@ -76,6 +76,9 @@ class Plan:
     phases: tuple[Phase, ...]
     warnings: tuple[str, ...] = ()
     plan_hash: str = ""
+    # The whole route when the target is more than one hop away (core/campaign.py): this plan is its first
+    # hop. Empty for a one-hop upgrade, so such plans keep their shape.
+    route: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def steps(self) -> Iterable[Step]:
         for ph in self.phases:
@@ -94,7 +97,7 @@ class Plan:
             "playbook_sha256": self.playbook_sha256, "concurrency_rule": self.concurrency_rule,
             "window_estimate_min": self.window_estimate_min, "warnings": list(self.warnings),
             "phases": [{"name": p.name, "steps": [s.to_json() for s in p.steps]} for p in self.phases],
-        }
+        } | ({"route": self.route} if self.route else {})
 
     def to_json(self) -> dict[str, Any]:
         return {**self.body(), "plan_hash": self.plan_hash}
@@ -266,7 +269,6 @@ def _split_batches(steps: list[Step]) -> list[Step]:
 
 
 def _with_window(plan: Plan) -> Plan:
-    from dataclasses import replace
     return replace(plan, window_estimate_min=round(window_estimate(plan), 1))
 
 
@@ -298,8 +300,12 @@ def _assert_invariants(plan: Plan, inv: Inventory) -> None:
 
 
 def _sealed(plan: Plan) -> Plan:
-    from dataclasses import replace
     return replace(plan, plan_hash=content_hash(plan.body()))
+
+
+def with_route(plan: Plan, route: dict[str, Any]) -> Plan:
+    """The same plan as the first hop of a longer route (the route is part of what the hash seals)."""
+    return _sealed(replace(plan, route=route))
 
 
 # ---------------------------------------------------------------- saved plans
@@ -328,7 +334,7 @@ def plan_from_json(data: Any, filename: str) -> Plan:
         phases = tuple(Phase(p["name"], tuple(Step.from_json(s) for s in p["steps"])) for p in data["phases"])
         return Plan(data["domain"], data["target"], data["inventory"], data["inventory_sha256"], data["playbook"],
                     data["playbook_sha256"], data["concurrency_rule"], float(data["window_estimate_min"]), phases,
-                    tuple(data.get("warnings", ())), data["plan_hash"])
+                    tuple(data.get("warnings", ())), data["plan_hash"], dict(data.get("route") or {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"plan file is malformed: {exc!r}", where) from None
 
