@@ -13,7 +13,7 @@ from typing import Any
 
 from orchestrator.core import interop
 from orchestrator.core.inventory import Inventory
-from orchestrator.core.plan import Plan, build_plan, with_route
+from orchestrator.core.plan import Plan, build_plan, check_target, with_route
 from orchestrator.core.playbook import Playbook
 from orchestrator.core.route import Hop, Route, describe, find_route
 from orchestrator.core.versions import Version, catalogue
@@ -21,9 +21,16 @@ from orchestrator.errors import RefusedError
 
 
 def domain_route(inv: Inventory, target: Version) -> Route:
-    """The route from the domain's oldest node to the target, for the domain's topology."""
+    """The route from the domain's oldest node to the target, for the domain's topology.
+
+    When there is none, the node-by-node check of a direct upgrade speaks first when it refuses too: it
+    names every node and why (an unknown release, a downgrade)."""
     oldest = min(n.version.without_build() for n in inv.nodes)
-    return find_route(oldest, bool(inv.pscs), target)
+    try:
+        return find_route(oldest, bool(inv.pscs), target)
+    except RefusedError:
+        check_target(inv, target)
+        raise
 
 
 def _at_release(inv: Inventory, release: Version) -> Inventory:

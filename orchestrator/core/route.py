@@ -183,7 +183,7 @@ def find_route(source: Version, external_psc: bool, target: Version) -> Route:
         a, b = releases[i - 1], releases[i]
         before, after = chain[i - 1][1], chain[i][1]
         verdict = interop.check_path(a, b)
-        if not verdict.ok and i > 1:  # the first hop is checked node by node by the planner
+        if not verdict.ok:
             raise RefusedError(f"hop {i} of the route ({a.release} -> {b.release}): {verdict.reason}",
                                rule="upgrade-path")
         hops.append(Hop(i, a, b, hop_kind(a, b, before, after), EXTERNAL if before else EMBEDDED,
