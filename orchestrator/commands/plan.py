@@ -55,8 +55,9 @@ def render_table(plan: Plan) -> str:
                          f"{s.action + ('/' + s.tag if s.tag and s.action == 'backup' else ''):<9} "
                          f"{s.method or '-':<13} {s.from_:<8} -> {s.to}")
     lines.append(f"vcenter concurrency: {plan.concurrency_rule}")
+    first = "PSC install" if plan.phase("psc").steps else "vCenter upgrade"
     lines.append(f"expected mixed-version window: {plan.window_estimate_min:.0f} min "
-                 f"({plan.window_estimate_min / 60:.1f} h), from the first PSC install to the last vCenter verified")
+                 f"({plan.window_estimate_min / 60:.1f} h), from the first {first} to the last vCenter verified")
     for s in plan.steps():
         if s.action == "upgrade" and s.method in ("installer", "manual"):
             lines.append(f"  {s.node}: {s.method} — {s.reason}")

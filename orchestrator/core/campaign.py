@@ -42,10 +42,10 @@ def _at_release(inv: Inventory, release: Version) -> Inventory:
 def hop_window(inv: Inventory, playbook: Playbook, hop: Hop, concurrency: int | None = None) -> float:
     """Expected mixed-version window of one hop (minutes), from the same estimates the planner uses.
 
-    Patch and installer hops are planned on the inventory as it will be (the plan's own window); the other
-    kinds upgrade the vCenters one at a time (VMware: "you cannot perform parallel upgrades"), so their
-    window is the sum of each vCenter's upgrade and verification."""
-    if hop.built:
+    Hops the planner knows (patch, installer, converge) are planned on the inventory as it will be (the
+    plan's own window); linked hops upgrade the vCenters one at a time (VMware: "you cannot perform parallel
+    upgrades"), so their window is the sum of each vCenter's upgrade and verification."""
+    if hop.planned:
         projected = _at_release(inv, hop.source)
         return build_plan(projected, playbook, hop.target, concurrency=concurrency).window_estimate_min
     method = "update" if hop.kind == "linked-patch" else "installer"

@@ -27,8 +27,10 @@ from orchestrator.errors import RefusedError
 
 EXTERNAL = "external-psc"
 EMBEDDED = "embedded"
-# Hop kinds this vcwave can run end to end. The others are named in a route, planned for their window, and
-# refused when they would be the hop to run now (never half-run).
+# Hop kinds the planner plans step by step (core/plan.py); the window of the others is estimated.
+PLANNED_KINDS = ("patch", "installer", "converge")
+# Hop kinds this vcwave can run end to end. The others are named in a route with their window, and refused
+# when they would be the hop to run now (never half-run).
 BUILT_KINDS = ("patch", "installer")
 
 _ORDER = {
@@ -59,6 +61,10 @@ class Hop:
     @property
     def built(self) -> bool:
         return self.kind in BUILT_KINDS
+
+    @property
+    def planned(self) -> bool:
+        return self.kind in PLANNED_KINDS
 
     @property
     def order(self) -> str:
