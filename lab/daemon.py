@@ -371,7 +371,7 @@ class Lab:
         return {"vcenter": vcenter, "psc": psc}
 
     def installer_upgrade(self, source: str, target_version: str, target_build: Any, new_vm_name: str | None,
-                          rebuild: bool) -> dict:
+                          rebuild: bool, sso: dict | None = None) -> dict:
         try:
             target = catalogue().resolve(parse_version(str(target_version), target_build))
         except ValueError as e:
@@ -379,16 +379,22 @@ class Lab:
         if not target.build:
             raise LabError(f"unknown build for {target_version}: give target_build")
         with self.state.lock:
-            self.state.check_major_upgrade(source, target)
+            self.state.check_major_upgrade(source, target, sso)
             node = self.state.node(source)
             old_vm = node["vm"]["name"]
             mgmt_name = node["vm"]["vcenter"]
+            converge = node["role"] == "vcenter" and self.state.converges(source, target)
+            if converge:
+                self.state.converging.add(source)
         new_vm = new_vm_name or f"{old_vm}-{target.major}{target.minor}"
         dur = self.state.duration(source, "upgrade")
-        self.log(f"installer: upgrading {source} to {target} ({dur:.2f}s)")
-        time.sleep(dur)
-        # The identity moves first, then the VMs: the VM watcher then sees the old VM as the kept source.
-        n = self.state.apply_major_upgrade(source, target, new_vm, rebuild)
+        self.log(f"installer: upgrading {source} to {target}{' (converge)' if converge else ''} ({dur:.2f}s)")
+        try:
+            time.sleep(dur)
+            # The identity moves first, then the VMs: the VM watcher then sees the old VM as the kept source.
+            n = self.state.apply_major_upgrade(source, target, new_vm, rebuild, sso)
+        finally:
+            self.state.converging.discard(source)
         if mgmt_name:
             self._mgmt_call(mgmt_name, "create_vm", new_vm, old_vm)
             self._mgmt_call(mgmt_name, "power_off", old_vm)

@@ -29,8 +29,11 @@ def _v(x: Version) -> Version:
     return x.without_build()
 
 
-def vcenter_wave_may_start(psc_versions: Mapping[str, Version], target: Version) -> Verdict:
-    """The vcenter wave starts only when every PSC of every site is at the target (or newer)."""
+def vcenter_wave_may_start(psc_versions: Mapping[str, Version], target: Version, converge: bool = False) -> Verdict:
+    """The vcenter wave starts only when every PSC of every site is at the target (or newer). A converge
+    (target without external PSCs) has no PSC wave: its vCenters fold the PSCs in as they go."""
+    if converge:
+        return Verdict(True, "pscs-first", "converge: the PSCs cannot go to the target; the vCenters fold them in")
     behind = sorted(name for name, v in psc_versions.items() if _v(v) < _v(target))
     if behind:
         return Verdict(False, "pscs-first",

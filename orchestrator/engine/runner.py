@@ -18,7 +18,7 @@ from orchestrator.clients.scrub import scrub_text
 from orchestrator.core import rules
 from orchestrator.core.history import DomainHistory, fold
 from orchestrator.core.inventory import Inventory
-from orchestrator.core.plan import Plan, Step
+from orchestrator.core.plan import Plan, Step, converges
 from orchestrator.core.versions import parse_version
 from orchestrator.engine.journal import Journal, journal_path
 from orchestrator.engine.lock import DomainLock
@@ -112,10 +112,11 @@ class Engine:
                                    f"--phase pre` again", rule="fresh-backup-before-window")
         if phase == "vcenter":
             pscs = {p.name: hist.nodes[p.name].version for p in self.inv.pscs}
-            verdict = rules.vcenter_wave_may_start(pscs, self.target)
+            verdict = rules.vcenter_wave_may_start(pscs, self.target, converges(self.inv, self.target))
             if not verdict:
                 raise RefusedError(verdict.reason + ". Run `invoke upgrade --wave psc` first.", rule=verdict.rule)
-            unverified = [p for p in pscs if hist.nodes[p].verified_at != self.target.release]
+            unverified = [p for p in pscs if hist.nodes[p].verified_at != self.target.release
+                          and p in self._upgraded()]
             if unverified:
                 raise RefusedError(f"PSCs at {self.target.release} but not verified: {', '.join(unverified)}; run "
                                    f"`invoke verify` first", rule=verdict.rule)
@@ -199,7 +200,7 @@ class Engine:
     def _run_step(self, step: Step, members: list[Step], result: RunResult, impl: Any, as_set: bool) -> bool:
         """Checkpoint, run, checkpoint. Returns False when the lane must stop (failure or manual pause)."""
         ctx = self._ctx(step)
-        if step.action == "upgrade" and step.role == "psc":
+        if step.action == "upgrade":  # the first upgrade opens the window (a PSC, or the first converge)
             self._maybe_open_window(step)
         for m in members:
             self._step_event(m, "started")
@@ -230,6 +231,10 @@ class Engine:
             self._step_event(m, "failed", data)
 
     # ------------------------------------------------------------------ window clock
+    def _upgraded(self) -> set[str]:
+        """The nodes this plan upgrades (a converge leaves the PSCs as they are until they are decommissioned)."""
+        return {s.node for s in self.plan.steps() if s.action == "upgrade"}
+
     def _maybe_open_window(self, step: Step) -> None:
         if self.history().window_opened is None:
             self.journal.append("window", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=step.phase,
@@ -239,7 +244,8 @@ class Engine:
         hist = self.history()
         if hist.window_opened is None or hist.window_closed is not None:
             return
-        if all(h.verified_at == self.target.release for h in hist.nodes.values()):
+        upgraded = self._upgraded()
+        if all(h.verified_at == self.target.release for n, h in hist.nodes.items() if n in upgraded):
             self.journal.append("window", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
                                 status="closed", data={"length_s": round(time.time() - hist.window_opened, 3)})
 
