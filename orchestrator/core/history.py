@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
+from orchestrator.core.interop import supports_external_psc
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.versions import Version, parse_version
 
@@ -70,8 +71,12 @@ class DomainHistory:
 
 
 def domain_version(inv: Inventory, versions: dict[str, Version]) -> str:
-    """The SSO domain's version = its PSCs' version; during the psc wave it is a mix, e.g. '6.0 U3+6.5 U1'."""
-    rels = sorted({versions[p.name].without_build() for p in inv.pscs})
+    """The SSO domain's version = the version of the nodes that carry SSO: its external PSCs and, once
+    converged (7.0+), its vCenters. During a wave it is a mix, e.g. '6.0 U3+6.5 U1', or '6.7 U1+7.0 U3'
+    while the vCenters converge and until the PSCs are decommissioned."""
+    carriers = [p.name for p in inv.pscs] + [v.name for v in inv.vcenters
+                                              if not supports_external_psc(versions[v.name])]
+    rels = sorted({versions[n].without_build() for n in carriers})
     return "+".join(v.release for v in rels)
 
 

@@ -31,7 +31,7 @@ EMBEDDED = "embedded"
 PLANNED_KINDS = ("patch", "installer", "converge")
 # Hop kinds this vcwave can run end to end. The others are named in a route with their window, and refused
 # when they would be the hop to run now (never half-run).
-BUILT_KINDS = ("patch", "installer")
+BUILT_KINDS = ("patch", "installer", "converge")
 
 _ORDER = {
     "patch": "every external PSC of every site one at a time, then the vCenters (those sharing a PSC together)",

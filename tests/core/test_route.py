@@ -30,7 +30,7 @@ def test_6_0_u3_domain_to_8_0_u3_is_three_hops_through_6_7_and_7_0():
     assert hops(route) == [("6.0 U3", "6.7 U3", "installer"), ("6.7 U3", "7.0 U3", "converge"),
                            ("7.0 U3", "8.0 U3", "linked-major")]
     assert [h.topology_after for h in route.hops] == ["external-psc", "embedded", "embedded"]
-    assert [h.built for h in route.hops] == [True, False, False]
+    assert [h.built for h in route.hops] == [True, True, False]
 
 
 @pytest.mark.parametrize("src, external, dst, expected", [
@@ -106,7 +106,7 @@ def test_campaign_saves_hop_1_and_names_the_rest(tmp_path):
     route = plan.route
     assert route["final_target"] == "8.0 U3"
     assert [(h["from"], h["to"], h["kind"], h["built"]) for h in route["hops"]] == [
-        ("6.0 U3", "6.7 U3", "installer", True), ("6.7 U3", "7.0 U3", "converge", False),
+        ("6.0 U3", "6.7 U3", "installer", True), ("6.7 U3", "7.0 U3", "converge", True),
         ("7.0 U3", "8.0 U3", "linked-major", False)]
     assert route["hops"][0]["window_estimate_min"] == plan.window_estimate_min
     # later hops: the vCenters one at a time, each an installer run and a verification (data/interop.yaml)
@@ -129,16 +129,38 @@ def test_one_hop_plans_keep_their_shape():
     assert plan.route == {} and "route" not in plan.to_json()
 
 
+EMBEDDED_70 = """
+domain: vsphere.local
+topology: embedded
+credentials:
+  sso: {user: administrator@vsphere.local, password_env: VCWAVE_SSO_PASSWORD}
+sites: [s1]
+nodes:
+  - {name: v1, role: vcenter, site: s1, host: v1.example, version: "7.0 U1", embedded_psc: true}
+  - {name: v2, role: vcenter, site: s1, host: v2.example, version: "7.0 U1", embedded_psc: true}
+"""
+
+
 @pytest.mark.parametrize("target", ["7.0 U3", "8.0 U3"])
 def test_a_first_hop_vcwave_cannot_run_is_refused_naming_the_route_and_nothing_is_saved(tmp_path, target):
+    """Linked embedded hops (patches within 7.0, 7.0 -> 8.0) are not built: refused, with their window."""
+    inv = tmp_path / "embedded.yml"
+    inv.write_text(EMBEDDED_70)
     out = tmp_path / "plan.json"
     with pytest.raises(RefusedError) as info:
-        plan_cmd.run(str(EX / "two-site.yml"), target, str(out))
+        plan_cmd.run(str(inv), target, str(out))
     text = str(info.value)
+    kind = "linked-patch" if target == "7.0 U3" else "linked-major"
     assert info.value.rule == "hop-not-built" and info.value.exit_code == 2
-    assert "6.7 U1 -> 7.0 U3 (converge)" in text and "first_instance" in text and "min" in text
-    assert ("8.0 U3 (linked-major)" in text) == (target == "8.0 U3")
+    assert f"7.0 U1 -> {target} ({kind})" in text and "one at a time" in text and " min " in text
     assert not out.exists()
+
+
+def test_two_site_to_8_0_saves_the_converge_hop_and_names_the_linked_one(tmp_path):
+    plan = campaign("two-site.yml", "8.0 U3")
+    assert plan.target == "7.0 U3" and plan.phase("psc").steps == ()
+    assert [(h["to"], h["kind"], h["built"]) for h in plan.route["hops"]] == [
+        ("7.0 U3", "converge", True), ("8.0 U3", "linked-major", False)]
 
 
 def test_plan_command_prints_the_route_and_json_carries_it(tmp_path):

@@ -1,0 +1,57 @@
+"""The converge hop on a full lab twin (6.7 U1 external PSCs -> 7.0 U3), through the production commands.
+
+The vCenters converge one at a time (the second only once the first is verified at 7.0), keep their
+identity, embed SSO; the PSCs are never touched; the window opens at the first converge and closes when
+both vCenters are verified; the domain version says the PSCs still carry SSO next to the converged vCenters.
+
+Needs the vcsim binary: FAILS when it is unavailable with CI=true, skipped otherwise.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_vcsim
+from tests.engine.labkit import lab_domain
+
+from lab import manage
+from orchestrator.commands import status as status_cmd
+from orchestrator.commands import waves
+from orchestrator.engine.journal import Journal, journal_path
+
+EX = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def vcsim_ok():
+    return require_vcsim()
+
+
+def test_two_site_converges_one_vcenter_at_a_time(vcsim_ok, tmp_path, monkeypatch):
+    with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "7.0 U3") as d:
+        before = manage.control(d.lab_dir, "/lab/state")["nodes"]
+        waves.precheck(d.flags)
+        waves.backup(d.flags, "pre")
+        assert "0 step(s) done" in waves.upgrade(d.flags, "psc")  # a PSC cannot go to 7.0: nothing to do
+        waves.upgrade(d.flags, "vcenter")
+        waves.verify(d.flags)
+        after = manage.control(d.lab_dir, "/lab/state")["nodes"]
+        st = status_cmd.status_data(d.flags)
+    for vc in ("vc-a", "vc-b"):
+        assert (after[vc]["version"], after[vc]["psc"]) == ("7.0 U3", None)
+        assert after[vc]["instance_uuid"] == before[vc]["instance_uuid"]
+    for psc in ("psc-a", "psc-b"):
+        assert after[psc]["version"] == before[psc]["version"] == "6.7 U1"
+    j = Journal.open(journal_path(d.flags.state_dir, d.domain))
+    try:
+        steps = [(e.seq, e.step, e.status) for e in j.events(kind="step")]
+        windows = j.events(kind="window")
+        sets = j.events(kind="step", step=[f"pre/snapshot-set/{n}" for n in after], status="succeeded")
+    finally:
+        j.close()
+    seq = {(s, st_): n for n, s, st_ in steps}
+    assert seq[("vcenter/verify/vc-a", "succeeded")] < seq[("vcenter/upgrade/vc-b", "started")]
+    assert [w.status for w in windows] == ["opened", "closed"] and windows[0].data["by"] == "vcenter/upgrade/vc-a"
+    assert len(sets) == 4  # the cold snapshot set of all nodes (KB 313886) before the window
+    assert st.domain_version == "6.7 U1+7.0 U3"
