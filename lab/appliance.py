@@ -295,7 +295,8 @@ class ApplianceServer:
             "product": "VMware Platform Services Controller" if psc else "VMware vCenter Server Appliance",
             "build": str(v.build),
             "type": "Platform Services Controller" if psc
-            else "vCenter Server with an external Platform Services Controller",
+            else "vCenter Server with an external Platform Services Controller" if node.get("psc")
+            else "vCenter Server with an embedded Platform Services Controller",  # converged (7.0+)
             "summary": f"Patch for VMware vCenter Server {v.major}.{v.minor}.0" if node["patched"] else "",
             "releasedate": date.strftime("%B %d, %Y") if (node["patched"] and date) else "",
             "install_time": iso(node["install_time"]),

@@ -391,6 +391,9 @@ class Lab:
         self.log(f"installer: upgrading {source} to {target}{' (converge)' if converge else ''} ({dur:.2f}s)")
         try:
             time.sleep(dur)
+            fail = self.state.faults.step_failure(source, "install")  # stage 2 fails: the source stays as it was
+            if fail:
+                raise LabError(f"{source}: {fail}", "internal_server_error", 500)
             # The identity moves first, then the VMs: the VM watcher then sees the old VM as the kept source.
             n = self.state.apply_major_upgrade(source, target, new_vm, rebuild, sso)
         finally:

@@ -3,6 +3,7 @@
 The vCenters converge one at a time (the second only once the first is verified at 7.0), keep their
 identity, embed SSO; the PSCs are never touched; the window opens at the first converge and closes when
 both vCenters are verified; the domain version says the PSCs still carry SSO next to the converged vCenters.
+A failed converge is rolled back with the whole domain (PSCs included), every node with its own identity.
 
 Needs the vcsim binary: FAILS when it is unavailable with CI=true, skipped otherwise.
 """
@@ -16,9 +17,11 @@ from tests.conftest import require_vcsim
 from tests.engine.labkit import lab_domain
 
 from lab import manage
+from orchestrator.commands import rollback as rollback_cmd
 from orchestrator.commands import status as status_cmd
 from orchestrator.commands import waves
 from orchestrator.engine.journal import Journal, journal_path
+from orchestrator.errors import StepFailed
 
 EX = Path(__file__).resolve().parents[2] / "examples"
 
@@ -55,3 +58,23 @@ def test_two_site_converges_one_vcenter_at_a_time(vcsim_ok, tmp_path, monkeypatc
     assert [w.status for w in windows] == ["opened", "closed"] and windows[0].data["by"] == "vcenter/upgrade/vc-a"
     assert len(sets) == 4  # the cold snapshot set of all nodes (KB 313886) before the window
     assert st.domain_version == "6.7 U1+7.0 U3"
+
+
+def test_a_failed_converge_rolls_the_whole_domain_back_with_the_same_identities(vcsim_ok, tmp_path, monkeypatch):
+    """vc-b's converge fails after vc-a converged: `invoke rollback` brings every node back to 6.7 U1, vc-a
+    with its own instance UUID and its PSC pointer again (the kept source appliance answers)."""
+    faults = tmp_path / "faults.yml"
+    faults.write_text("faults:\n  - {type: fail_step, node: vc-b, step: install, message: \"stage 2 failed\"}\n")
+    with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "7.0 U3", faults=str(faults)) as d:
+        before = manage.control(d.lab_dir, "/lab/state")["nodes"]
+        waves.precheck(d.flags)
+        waves.backup(d.flags, "pre")
+        with pytest.raises(StepFailed, match="vc-b"):
+            waves.upgrade(d.flags, "vcenter")
+        mid = manage.control(d.lab_dir, "/lab/state")["nodes"]
+        rollback_cmd.run(d.flags)
+        after = manage.control(d.lab_dir, "/lab/state")["nodes"]
+    assert (mid["vc-a"]["version"], mid["vc-b"]["version"]) == ("7.0 U3", "6.7 U1")
+    for n in before:
+        assert (after[n]["version"], after[n]["instance_uuid"], after[n]["psc"], after[n]["down"]) == (
+            before[n]["version"], before[n]["instance_uuid"], before[n]["psc"], False), n
