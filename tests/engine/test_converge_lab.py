@@ -39,6 +39,7 @@ def test_two_site_converges_one_vcenter_at_a_time(vcsim_ok, tmp_path, monkeypatc
         assert "0 step(s) done" in waves.upgrade(d.flags, "psc")  # a PSC cannot go to 7.0: nothing to do
         waves.upgrade(d.flags, "vcenter")
         waves.verify(d.flags)
+        waves.backup(d.flags, "post")
         after = manage.control(d.lab_dir, "/lab/state")["nodes"]
         st = status_cmd.status_data(d.flags)
     for vc in ("vc-a", "vc-b"):
@@ -58,6 +59,8 @@ def test_two_site_converges_one_vcenter_at_a_time(vcsim_ok, tmp_path, monkeypatc
     assert [w.status for w in windows] == ["opened", "closed"] and windows[0].data["by"] == "vcenter/upgrade/vc-a"
     assert len(sets) == 4  # the cold snapshot set of all nodes (KB 313886) before the window
     assert st.domain_version == "6.7 U1+7.0 U3"
+    assert "decommission the external PSCs psc-a, psc-b" in st.next_command  # not "nothing to do"
+    assert st.failover == ()  # converged vCenters have no PSC to fail over from
 
 
 def test_a_failed_converge_rolls_the_whole_domain_back_with_the_same_identities(vcsim_ok, tmp_path, monkeypatch):
