@@ -1,4 +1,5 @@
-"""The appliance (VAMI) REST twin: one stdlib HTTP server per PSC/vCenter, `/rest` style (6.x).
+"""The appliance (VAMI) REST twin: one stdlib HTTP server per PSC/vCenter, `/rest` style (6.5+), and from
+7.0 U2 on the `/api` style too (same resources; results unwrapped, maps as objects, `POST /api/session`).
 
 Why stdlib: the twin must start in milliseconds for 25 nodes and have no dependency the product does not have.
 It serves VMware's documented paths, payloads, states and error shapes (see /work/shared/vsphere-facts.md and
@@ -31,9 +32,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from orchestrator.core.versions import catalogue, parse_version
 
-from .state import LabError, LabState, has_rest, has_update_api, iso, version_of
+from .state import LabError, LabState, has_api_style, has_rest, has_update_api, iso, version_of
 
 SESSION_PATH = "/rest/com/vmware/cis/session"
+API_SESSION_PATH = "/api/session"
 SESSION_HEADER = "vmware-api-session-id"
 
 
@@ -58,6 +60,25 @@ class Reply(Exception):
 
 def err(kind: str, text: str, status: int) -> Reply:
     return Reply(status, vapi_error(kind, text))
+
+
+def rest_path(path: str) -> str | None:
+    """The `/rest` path an `/api` path names (7.0 U2+: same resources, another URL style), None if not /api."""
+    if path == API_SESSION_PATH:
+        return SESSION_PATH
+    return "/rest" + path[len("/api"):] if path.startswith("/api/") else None
+
+
+def api_body(rest_body: Any) -> Any:
+    """A `/rest` answer in the `/api` style: results unwrapped, maps as JSON objects (not key/value lists),
+    errors as {"error_type": "NOT_FOUND", "messages": [...]}."""
+    if isinstance(rest_body, dict) and set(rest_body) == {"type", "value"} and "errors" in str(rest_body["type"]):
+        kind = str(rest_body["type"]).rsplit(".", 1)[-1]
+        return {"error_type": kind.upper(), "messages": rest_body["value"].get("messages", [])}
+    body = rest_body["value"] if isinstance(rest_body, dict) and set(rest_body) == {"value"} else rest_body
+    if isinstance(body, list) and body and all(isinstance(x, dict) and set(x) == {"key", "value"} for x in body):
+        return {x["key"]: x["value"] for x in body}
+    return body
 
 
 class _Server(ThreadingHTTPServer):
@@ -203,6 +224,12 @@ class ApplianceServer:
         url = urlsplit(h.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         path = url.path.rstrip("/") or "/"
+        api = rest_path(path)
+        if api is not None:
+            if not has_api_style(node):
+                _send_text(h, 404, "Not Found")
+                return
+            path = api
         try:
             body = json.loads(raw) if raw.strip() else None
         except ValueError:
@@ -218,9 +245,10 @@ class ApplianceServer:
             result = route(h, query, body, *args)
             raise Reply(200, None if result is _EMPTY else {"value": result})
         except Reply as r:
-            _send(h, r.status, r.body)
+            _send(h, r.status, api_body(r.body) if api is not None and r.body is not None else r.body)
         except LabError as e:
-            _send(h, e.status, vapi_error(e.kind, e.message))
+            reply = vapi_error(e.kind, e.message)
+            _send(h, e.status, api_body(reply) if api is not None else reply)
         except Exception as e:  # pragma: no cover - a twin bug must show, not hang the client
             _send(h, 500, vapi_error("internal_server_error", f"lab twin error: {type(e).__name__}: {e}"))
 

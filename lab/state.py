@@ -84,6 +84,11 @@ def has_rest(node: dict) -> bool:
     return node.get("platform", "appliance") == "appliance" and (v.major, v.minor) >= (6, 5)
 
 
+def has_api_style(node: dict) -> bool:
+    """The `/api` URL style (unwrapped results, `POST /api/session`) is served from 7.0 U2 on, beside `/rest`."""
+    return has_rest(node) and version_of(node).without_build() >= Version(7, 0, 2)
+
+
 def has_update_api(node: dict) -> bool:
     v = version_of(node)
     return has_rest(node) and (v.major, v.minor) >= (6, 7)

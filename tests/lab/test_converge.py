@@ -93,3 +93,25 @@ def test_a_psc_or_a_template_without_sso_is_refused(twin):
     code, out = twin.run(TARGET, no_sso, "--precheck-only")
     assert code == 3 and "sso section" in out, out
     assert twin.node("v1")["version"] == "6.7 U3"
+
+
+def test_a_7_0_u2_or_later_node_serves_the_api_style_beside_rest(twin, rest_of):
+    """After its converge v1 (7.0 U3) answers /api (session id as a bare JSON string, results unwrapped, maps
+    as objects, /api error shape) and still /rest; v2 (6.7 U3) has no /api."""
+    code, out = twin.run(TARGET, twin.template("v1", TARGET))
+    assert code == 0, out
+    r = rest_of(twin.lab, "v1", login=False)
+    d = twin.lab.state.data
+    st, sid = r.call("POST", "/api/session", auth=(d["sso_user"], d["sso_password"]))
+    assert st == 200 and isinstance(sid, str) and sid
+    st, version = r.call("GET", "/api/appliance/system/version", sid=sid)
+    assert st == 200 and version["version"] == "7.0.3.00000" and "embedded" in version["type"]
+    st, services = r.call("GET", "/api/appliance/vmon/service", sid=sid)
+    assert st == 200 and isinstance(services, dict) and services["vpxd"]["state"] == "STARTED"
+    st, wrapped = r.call("GET", "/rest/appliance/system/version", sid=sid)
+    assert st == 200 and wrapped["value"] == version
+    st, denied = r.call("GET", "/api/appliance/system/version", sid="nope")
+    assert st == 401 and denied["error_type"] == "UNAUTHENTICATED"
+    st, _ = rest_of(twin.lab, "v2", login=False).call("POST", "/api/session",
+                                                      auth=(d["sso_user"], d["sso_password"]))
+    assert st == 404
