@@ -224,11 +224,8 @@ class ApplianceServer:
         url = urlsplit(h.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         path = url.path.rstrip("/") or "/"
-        api = rest_path(path)
+        api = rest_path(path) if has_api_style(node) else None  # before 7.0 U2 an /api path is just unknown
         if api is not None:
-            if not has_api_style(node):
-                _send_text(h, 404, "Not Found")
-                return
             path = api
         try:
             body = json.loads(raw) if raw.strip() else None
