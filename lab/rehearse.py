@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +22,7 @@ from orchestrator.commands import status as status_cmd
 from orchestrator.commands import waves
 from orchestrator.commands.session import CommonFlags
 from orchestrator.core.inventory import load_inventory
+from orchestrator.core.plan import load_plan
 from orchestrator.core.versions import catalogue
 from orchestrator.errors import InputError, RefusedError, StepFailed, Where
 
@@ -86,6 +87,8 @@ class Rehearsal:
             flags = self.flags(info["inventory"])
             self._do("plan", lambda: plan_cmd.run(info["inventory"], self.target, flags.plan, False, self.playbook,
                                                   self.concurrency))
+            # The installer of the hop being rehearsed (hop 1 of a longer route), as on that hop's ISO.
+            flags = replace(flags, installer=str(standin_path(load_plan(flags.plan).target)))
             sequence = [
                 ("precheck", lambda: waves.precheck(flags)),
                 ("backup pre", lambda: waves.backup(flags, "pre", snapshots=self.snapshots)),
@@ -120,8 +123,11 @@ class Rehearsal:
     def summary(self, st: Any, report: str, retries: int) -> str:
         w = st.window
         usable = sum(1 for n in st.nodes if n["single_restore"])
+        route = load_plan(self.workdir / "plan.json").route
+        hops = route.get("hops", [])
         lines = ["rehearsal summary",
-                 f"  domain {st.domain}: {self.inventory} -> {self.target} (time scale {self.time_scale})",
+                 f"  domain {st.domain}: {self.inventory} -> {st.target}"
+                 + (f" (hop 1 of {len(hops)} to {self.target})" if hops else "") + f" (time scale {self.time_scale})",
                  f"  outcome: {'ROLLED BACK after ' + self._failed_step() if self.rolled_back else 'upgraded'}",
                  f"  domain version now: {st.domain_version}",
                  f"  mixed-version window: {w['state']}, {w['length_s']:.2f}s in the lab "
@@ -130,6 +136,9 @@ class Rehearsal:
                  f"  retries of transient faults: {retries}",
                  f"  backups usable alone at the end: {usable}/{len(st.nodes)} nodes",
                  f"  report: {report}"]
+        if hops:
+            lines.append("  route: " + " -> ".join([hops[0]["from"]] + [f"{h['to']} ({h['kind']})" for h in hops])
+                         + f"; only hop 1 was rehearsed: {route['next']}")
         return "\n".join(lines)
 
 
