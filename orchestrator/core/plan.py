@@ -286,6 +286,10 @@ def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory
                                                  n.backup.location_type if n.backup else ""))
         if problem:
             warnings.append(f"{n.name}: {problem} (the precheck will fail)")
+    no_vm = [n.name for n in inv.nodes if n.vm is None]
+    if converge and no_vm:
+        warnings.append(f"no appliance VM declared for {', '.join(no_vm)}: the cold snapshot set of all nodes that "
+                        f"VMware KB 313886 asks for before a converge cannot include them")
     per_site = {site: sum(1 for p in inv.pscs if p.site == site) for site in inv.sites}
     for verdict in rules.within_configuration_maximums(per_site, len(inv.vcenters),
                                                        interop.interop_data().configuration_maximums):

@@ -197,6 +197,15 @@ def test_7_0_target_with_external_pscs_plans_a_converge(example):
     with pytest.raises(RefusedError) as info:
         plan_for(EX / example, "7.0 U3", concurrency=2)
     assert info.value.rule == "vcenters-one-at-a-time"
+    assert not any("KB 313886" in w for w in plan.warnings)
+
+
+def test_a_converge_warns_when_a_node_cannot_join_the_cold_snapshot_set():
+    text = (EX / "two-site.yml").read_text().replace("    vm: {vcenter: mgmt-vc, name: psc-b}\n", "", 1)
+    inv = loads_inventory(text, "no-vm.yml")
+    plan = build_plan(inv, load_playbook(), parse_version("7.0 U3"))
+    assert any("psc-b" in w and "KB 313886" in w for w in plan.warnings)
+    assert "psc-b" not in {s.node for s in plan.phase("pre").steps if s.method == "snapshot-set"}
 
 
 def test_downgrade_target_refused():
