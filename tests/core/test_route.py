@@ -168,3 +168,20 @@ def test_plan_command_prints_the_route_and_json_carries_it(tmp_path):
     assert "route to 8.0 U3: 3 hops" in text and "linked-major" in text and "again for hop 2" in text
     data = json.loads(plan_cmd.run(str(EX / "two-site-6.0.yml"), "8.0 U3", str(tmp_path / "q.json"), as_json=True))
     assert data["target"] == "6.7 U3" and len(data["route"]["hops"]) == 3
+
+
+def test_converged_vcenters_carry_sso_in_the_domain_version():
+    from orchestrator.core.history import domain_version
+    inv = load_inventory(EX / "two-site.yml")
+    versions = {n.name: n.version for n in inv.nodes}
+    assert domain_version(inv, versions) == "6.7 U1"
+    versions["vc-a"] = V("7.0 U3")
+    assert domain_version(inv, versions) == "6.7 U1+7.0 U3"
+
+
+def test_after_a_converge_hop_status_names_the_decommission_then_the_next_hop():
+    from orchestrator.core.status import after_the_hop
+    inv = load_inventory(EX / "two-site.yml")
+    text = after_the_hop(inv, campaign("two-site.yml", "8.0 U3"))
+    assert text.index("decommission the external PSCs psc-a, psc-b") < text.index("again for hop 2")
+    assert after_the_hop(inv, campaign("two-site.yml", "6.7 U3")) == ""
