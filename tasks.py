@@ -140,6 +140,17 @@ def rollback(c, plan_only=False, to="pre", node=None, inventory=None, plan=None,
                    plan_only)
 
 
+@task(help=_help("inventory plan state_dir insecure ca_bundle json break_stale_lock",
+                 yes="do not ask: finalize now (the point of no return)"))
+@_cli
+def finalize(c, yes=False, inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, json=False,
+             break_stale_lock=False):
+    """The point of no return of a finished hop: delete the kept source appliances; rollback is no longer offered."""
+    from orchestrator.commands import finalize as cmd
+    return cmd.run(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), yes,
+                   confirm=lambda text: input(text + "\nType 'finalize' to go on: ").strip() == "finalize")
+
+
 @task(help=_help("inventory plan state_dir", vcenter="the vCenter to move", psc="the PSC to move it to",
                  check="only say whether it is allowed", down="PSCs known to be down (comma-separated)"))
 @_cli

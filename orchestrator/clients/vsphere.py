@@ -421,5 +421,12 @@ class VSphereClient:
     def power_off(self, vm: Any, *, deadline: float = 1800.0) -> None:
         self._power(vm, "poweredOff", "PowerOffVM_Task", deadline)
 
+    def destroy_vm(self, vm: Any, *, deadline: float = 1800.0) -> None:
+        """Delete a powered-off VM and its files (`Destroy_Task`). Not retried blindly: a lost reply is
+        answered by asking again whether the VM is still there."""
+        v = self._vm(vm)
+        task = self._call(lambda: v.Destroy_Task(), "vm.destroy", idempotent=False)
+        self._call(lambda: self.wait_task(task, deadline=deadline, what="vm.destroy"), "vm.destroy_wait")
+
 
 __all__ = ["About", "PscPointer", "InventoryFingerprint", "SnapshotInfo", "VSphereClient", "map_fault"]

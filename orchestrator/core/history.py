@@ -28,6 +28,11 @@ class EventLike(Protocol):
     data: dict
 
 
+# Journal notes written by `invoke finalize` (the journal's own event kinds stay as they are).
+FINALIZE_REMOVED = "finalize-removed"
+FINALIZED = "finalized"
+
+
 @dataclass(frozen=True)
 class Backup:
     """A recorded way back for one node: a file backup, a member of a snapshot set, an external backup, or
@@ -65,6 +70,7 @@ class DomainHistory:
     running_steps: tuple[str, ...]
     rollbacks: int = 0
     events: int = 0
+    finalized: float | None = None  # `invoke finalize` passed the point of no return (kept sources removed)
 
     def versions(self) -> dict[str, Version]:
         return {n: h.version for n, h in self.nodes.items()}
@@ -93,6 +99,7 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     running: dict[str, str] = {}
     rollbacks = 0
     count = 0
+    finalized = None
     for e in events:
         count += 1
         if e.kind == "step":
@@ -125,6 +132,10 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
             d = e.data
             backups.append(Backup(e.node, "source-appliance", d["vm_name"], d.get("vm_moref", ""),
                                   d["node_version"], d["domain_version"], e.ts, "during"))
+        elif e.kind == "note" and e.status == FINALIZE_REMOVED:  # a kept source appliance is gone
+            backups = [b for b in backups if not (b.node == e.node and b.method == "source-appliance")]
+        elif e.kind == "note" and e.status == FINALIZED:
+            finalized = e.ts
         elif e.kind == "window":
             if e.status == "opened" and opened is None:
                 opened, closed = e.ts, None
@@ -133,4 +144,4 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     nodes = {n.name: NodeHistory(n.name, versions[n.name], *last[n.name], upgraded[n.name], verified[n.name])
              for n in inv.nodes}
     return DomainHistory(nodes, tuple(backups), opened, closed, tuple(failed.values()), tuple(running.values()),
-                         rollbacks, count)
+                         rollbacks, count, finalized)

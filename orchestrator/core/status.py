@@ -88,16 +88,24 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
             nxt = PHASE_COMMAND[name] if name != "pre" else "invoke precheck && invoke backup --phase pre && invoke stage"
             break
     if phases and all(st == "done" for st in phases.values()):
-        nxt = after_the_hop(inv, plan) or nxt
+        nxt = after_the_hop(inv, plan, hist) or nxt
     failover = tuple(f"{o.psc} fails -> {o.vcenter}: {o.advice}" for o in failover_options(inv, hist.versions()))
     return Status(inv.domain, plan.target, domain_version(inv, hist.versions()), tuple(nodes), phases,
                   window_info(hist, now), nxt, tuple(problems), failover)
 
 
-def after_the_hop(inv: Inventory, plan: Plan) -> str:
-    """What is left once every phase of the hop is done: the PSCs a converge left in the SSO domain, and the
-    next hop of a longer route."""
+def after_the_hop(inv: Inventory, plan: Plan, hist: DomainHistory) -> str:
+    """What is left once every phase of the hop is done: `invoke finalize` (the kept source appliances a
+    whole-domain rollback can still use), or the PSCs a converge left in the SSO domain; then the next hop of
+    a longer route."""
     out = []
+    kept = sorted(b.backup_id for b in hist.backups if b.method == "source-appliance")
+    if hist.finalized is not None:
+        out.append("finalized: the kept source appliances are removed and a rollback is no longer offered for "
+                   "this hop")
+    elif kept and not converges(inv, parse_version(plan.target)):
+        out.append(f"when the domain has run well long enough: `invoke finalize` (the point of no return) removes "
+                   f"the kept source appliances {', '.join(kept)} that a whole-domain rollback can still use")
     if converges(inv, parse_version(plan.target)):
         out.append(f"decommission the external PSCs {', '.join(p.name for p in inv.pscs)} (they still belong to the "
                    f"SSO domain; vcwave does not decommission yet): VMware's 'Decommission the Platform Services "

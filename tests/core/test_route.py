@@ -180,8 +180,20 @@ def test_converged_vcenters_carry_sso_in_the_domain_version():
 
 
 def test_after_a_converge_hop_status_names_the_decommission_then_the_next_hop():
+    from orchestrator.core.history import fold
     from orchestrator.core.status import after_the_hop
     inv = load_inventory(EX / "two-site.yml")
-    text = after_the_hop(inv, campaign("two-site.yml", "8.0 U3"))
+    text = after_the_hop(inv, campaign("two-site.yml", "8.0 U3"), fold(inv, []))
     assert text.index("decommission the external PSCs psc-a, psc-b") < text.index("again for hop 2")
-    assert after_the_hop(inv, campaign("two-site.yml", "6.7 U3")) == ""
+    assert after_the_hop(inv, campaign("two-site.yml", "6.7 U3"), fold(inv, [])) == ""
+
+
+def test_status_offers_finalize_while_sources_are_kept_and_says_when_it_is_done():
+    from dataclasses import replace as dc_replace
+    from orchestrator.core.history import Backup, fold
+    from orchestrator.core.status import after_the_hop
+    inv = load_inventory(EX / "two-site-6.0.yml")
+    plan = campaign("two-site-6.0.yml", "6.5 U1")
+    kept = dc_replace(fold(inv, []), backups=(Backup("vc-a", "source-appliance", "vc-a", "", "6.0 U3", "6.5 U1", 1.0),))
+    assert "`invoke finalize`" in after_the_hop(inv, plan, kept) and "vc-a" in after_the_hop(inv, plan, kept)
+    assert after_the_hop(inv, plan, dc_replace(kept, finalized=2.0)).startswith("finalized")
