@@ -290,7 +290,7 @@ def bench_all(c, json=False):
     return bench.as_json(rows) if json else bench.render(rows)
 
 
-ns = Collection(plan, precheck, backup, stage, upgrade, verify, status_, rollback, repoint, report, rehearse)
+ns = Collection(plan, precheck, backup, stage, upgrade, verify, status_, rollback, finalize, repoint, report, rehearse)
 ns.add_collection(Collection("lab", lab_up, lab_status, lab_down, lab_build))
 ns.add_collection(Collection("cassettes", cassettes_record))
 ns.add_collection(Collection("bench", bench_all, bench_plan, bench_lab, bench_facts, bench_overhead, bench_window,
