@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from orchestrator.core import interop
+from orchestrator.core import interop, rules
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.plan import Plan, build_plan, check_target, with_route
 from orchestrator.core.playbook import Playbook
@@ -47,6 +47,8 @@ def hop_window(inv: Inventory, playbook: Playbook, hop: Hop, concurrency: int | 
     upgrades"), so their window is the sum of each vCenter's upgrade and verification."""
     if hop.planned:
         projected = _at_release(inv, hop.source)
+        if not rules.vcenters_in_parallel_allowed(interop.supports_external_psc(hop.target)):
+            concurrency = None  # --concurrency is for this plan's hop; a converge runs one vCenter at a time anyway
         return build_plan(projected, playbook, hop.target, concurrency=concurrency).window_estimate_min
     method = "update" if hop.kind == "linked-patch" else "installer"
     per_vcenter = interop.estimate_minutes("upgrade", method, "vcenter") + interop.estimate_minutes("verify")

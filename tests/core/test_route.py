@@ -197,3 +197,9 @@ def test_status_offers_finalize_while_sources_are_kept_and_says_when_it_is_done(
     kept = dc_replace(fold(inv, []), backups=(Backup("vc-a", "source-appliance", "vc-a", "", "6.0 U3", "6.5 U1", 1.0),))
     assert "`invoke finalize`" in after_the_hop(inv, plan, kept) and "vc-a" in after_the_hop(inv, plan, kept)
     assert after_the_hop(inv, plan, dc_replace(kept, finalized=2.0)).startswith("finalized")
+
+
+def test_concurrency_of_hop_1_does_not_refuse_a_later_converge_hop():
+    inv = load_inventory(EX / "two-site-6.0.yml")
+    plan = plan_campaign(inv, load_playbook(), V("8.0 U3"), concurrency=2)
+    assert plan.target == "6.7 U3" and plan.route["hops"][1]["kind"] == "converge"
