@@ -69,10 +69,12 @@ def route_entries(inv: Inventory, playbook: Playbook, route: Route, first_window
 def next_step_text(route: Route, inventory: str) -> str:
     """What the administrator does once this hop is finished."""
     first, final = route.first, route.final
+    edit = (f"set the node versions in {inventory} to {first.target.release}" if first.kind != "converge" else
+            f"once the PSCs are decommissioned, describe the converged domain in {inventory} (topology: embedded; "
+            f"the vCenters at {first.target.release} with embedded_psc: true and no psc; the PSCs removed)")
     return (f"after hop 1 is finished (every node verified at {first.target.release}, post backups taken), "
-            f"set the node versions in {inventory} to {first.target.release} and run `invoke plan --inventory "
-            f"{inventory} --target \"{final.release}\"` again for hop 2 ({first.target.release} -> "
-            f"{route.hops[1].target.release}, {route.hops[1].kind})")
+            f"{edit} and run `invoke plan --inventory {inventory} --target \"{final.release}\"` again for hop 2 "
+            f"({first.target.release} -> {route.hops[1].target.release}, {route.hops[1].kind})")
 
 
 def route_lines(entries: list[dict[str, Any]]) -> list[str]:

@@ -161,6 +161,7 @@ def test_two_site_to_8_0_saves_the_converge_hop_and_names_the_linked_one(tmp_pat
     assert plan.target == "7.0 U3" and plan.phase("psc").steps == ()
     assert [(h["to"], h["kind"], h["built"]) for h in plan.route["hops"]] == [
         ("7.0 U3", "converge", True), ("8.0 U3", "linked-major", False)]
+    assert "embedded_psc: true" in plan.route["next"] and "PSCs are decommissioned" in plan.route["next"]
 
 
 def test_plan_command_prints_the_route_and_json_carries_it(tmp_path):
