@@ -215,6 +215,10 @@ class ApplianceServer:
         if fate == "503":
             _send(h, 503, vapi_error("service_unavailable", "Service Unavailable (lab fault injection)"))
             return
+        garbage = st.faults.garbage(self.name, h.command, urlsplit(h.path).path)
+        if garbage is not None:
+            send_garbage(h, garbage.answer, garbage.rate)
+            return
         if not has_rest(node):
             _send_text(h, 404, "Not Found")
             return
@@ -531,6 +535,40 @@ def send_bytes(h: BaseHTTPRequestHandler, status: int, data: bytes, content_type
         h.wfile.write(data)
     except OSError:
         h.close_connection = True
+
+
+GARBAGE_BODIES = {
+    "truncated": b'{"value": {"version": "6.7.0.40000", "build": "143677',
+    "list": b'[1, 2, "three"]',
+    "html": b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please sign in</body></html>",
+}
+HUGE = 10 * 1024 * 1024
+TRICKLE = 200 * 1024  # at 1 KB/s: 200 s, far beyond any sane request deadline
+
+
+def send_garbage(h: BaseHTTPRequestHandler, answer: str, rate: int = 1024) -> None:
+    """A 200 that is not what the API documents (lab/faults.py `garbage`): the request is not processed.
+    `huge*` and `trickle` stream until the client hangs up, as a broken proxy would."""
+    h.close_connection = True
+    if answer in GARBAGE_BODIES:
+        body = GARBAGE_BODIES[answer]
+        send_bytes(h, 200, body, "text/html" if answer == "html" else "application/json")
+        return
+    try:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        size = HUGE if answer.startswith("huge") else TRICKLE
+        if answer != "huge-unannounced":
+            h.send_header("Content-Length", str(size))
+        h.send_header("Connection", "close")
+        h.end_headers()
+        piece, pause = (b" " * 65536, 0.0) if answer.startswith("huge") else (b" " * max(1, rate // 10), 0.1)
+        for _ in range(size // len(piece)):
+            h.wfile.write(piece)
+            h.wfile.flush()
+            time.sleep(pause)
+    except OSError:
+        pass  # the client refused the body and hung up: what it should do
 
 
 def _send(h: BaseHTTPRequestHandler, status: int, body: Any) -> None:

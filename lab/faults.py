@@ -18,6 +18,16 @@ Spec (YAML file or dict):
 
 `node` is a node name or "*". `fail_step` steps: precheck, backup, stage, install, restore, validate.
 A bare list is accepted as `faults`. `times` (fail_step) defaults to 1; 0 means every time.
+
+Garbage answers (what a broken proxy or a half-started service sends back; the request is not processed):
+
+      - {type: garbage, node: psc-a, answer: truncated, path: system/version, count: 1}
+      - {type: garbage, node: "*", answer: html, probability: 0.05}
+
+`answer`: truncated (JSON cut short), list (`[1, 2, "three"]` where a struct or a session id belongs),
+html (a login page with 200), huge (10 MB announced), huge-unannounced (10 MB, no Content-Length),
+trickle (a valid-looking body at `rate` bytes/s, default 1024). `path` (optional) is a substring of the
+request path, e.g. `cis/session` for the login; `method` (optional) narrows to GET, POST...
 """
 from __future__ import annotations
 
@@ -30,7 +40,8 @@ from typing import Any
 import yaml
 
 STEPS = ("precheck", "backup", "stage", "install", "restore", "validate")
-TYPES = ("fail_step", "http_503", "reset", "slow", "expire_sessions", "down_mid_install")
+TYPES = ("fail_step", "http_503", "reset", "slow", "expire_sessions", "down_mid_install", "garbage")
+GARBAGE = ("truncated", "list", "html", "huge", "huge-unannounced", "trickle")
 
 
 class FaultSpecError(ValueError):
@@ -49,6 +60,10 @@ class Fault:
     after_calls: int | None = None  # expire_sessions
     times: int = 1                 # fail_step / down_mid_install: remaining (0 = unlimited)
     spent: bool = False
+    answer: str = ""               # garbage: what is sent back (GARBAGE)
+    path: str = ""                 # garbage: only requests whose path contains this
+    method: str = ""               # garbage: only this HTTP method
+    rate: int = 1024               # garbage/trickle: bytes per second
 
     def matches(self, node: str) -> bool:
         return not self.spent and (self.node == "*" or self.node == node)
@@ -68,6 +83,8 @@ class Fault:
             d["after_calls"] = self.after_calls
         if self.type in ("fail_step", "down_mid_install"):
             d["times"] = self.times
+        if self.type == "garbage":
+            d.update({k: getattr(self, k) for k in ("answer", "path", "method", "rate") if getattr(self, k)})
         d["spent"] = self.spent
         return d
 
@@ -87,16 +104,7 @@ def _parse_entry(i: int, e: Any) -> Fault:
             raise FaultSpecError(f"{where}: step must be one of {', '.join(STEPS)}, got {f.step!r}")
         f.times = int(e.get("times", 1))
     elif t in ("http_503", "reset"):
-        if "count" in e:
-            f.count = int(e["count"])
-            if f.count < 0:
-                raise FaultSpecError(f"{where}: count must be >= 0")
-        elif "probability" in e:
-            f.probability = float(e["probability"])
-            if not 0.0 <= f.probability <= 1.0:
-                raise FaultSpecError(f"{where}: probability must be within [0, 1]")
-        else:
-            raise FaultSpecError(f"{where}: {t} needs count or probability")
+        _how_often(f, e, where)
     elif t == "slow":
         f.factor = float(e.get("factor", 1.0))
         if f.factor <= 0:
@@ -105,7 +113,34 @@ def _parse_entry(i: int, e: Any) -> Fault:
         f.after_calls = int(e.get("after_calls", 0))
     elif t == "down_mid_install":
         f.times = int(e.get("times", 1))
+    elif t == "garbage":
+        _parse_garbage(f, e, where)
     return f
+
+
+def _how_often(f: Fault, e: dict, where: str) -> None:
+    """`count` (the next N matching calls) or `probability` (seeded) for the per-call faults."""
+    if "count" in e:
+        f.count = int(e["count"])
+        if f.count < 0:
+            raise FaultSpecError(f"{where}: count must be >= 0")
+    elif "probability" in e:
+        f.probability = float(e["probability"])
+        if not 0.0 <= f.probability <= 1.0:
+            raise FaultSpecError(f"{where}: probability must be within [0, 1]")
+    else:
+        raise FaultSpecError(f"{where}: {f.type} needs count or probability")
+
+
+def _parse_garbage(f: Fault, e: dict, where: str) -> None:
+    f.answer = str(e.get("answer", ""))
+    if f.answer not in GARBAGE:
+        raise FaultSpecError(f"{where}: answer must be one of {', '.join(GARBAGE)}, got {f.answer!r}")
+    f.path, f.method = str(e.get("path", "")), str(e.get("method", "")).upper()
+    f.rate = int(e.get("rate", 1024))
+    if f.rate < 1:
+        raise FaultSpecError(f"{where}: rate must be >= 1 byte/s")
+    _how_often(f, e, where)
 
 
 class Faults:
@@ -209,3 +244,21 @@ class Faults:
                 if f.matches(node) and f.type == "slow":
                     factor *= f.factor
             return factor
+
+    # -- garbage answers (appliance HTTP layer, before routing) ------------------------------------
+    def garbage(self, node: str, method: str, path: str) -> Fault | None:
+        """The garbage fault that answers this call instead of the twin, if any (consumes one count)."""
+        with self._lock:
+            for f in self.faults:
+                if not (f.matches(node) and f.type == "garbage" and f.path in path
+                        and f.method in ("", method)):
+                    continue
+                if f.count is not None:
+                    if f.count <= 0:
+                        continue
+                    f.count -= 1
+                    f.spent = f.count == 0
+                    return f
+                if self.rng.random() < f.probability:
+                    return f
+            return None

@@ -11,9 +11,8 @@ and judging the outcome from outside (the journal opened read-only, the lab's `/
   exactly once, every backup recorded once, a journal that opens cleanly, and the domain at target, verified.
 * :func:`transient` — a rehearsal with 503s, connection resets and session expiry on ~20 % of the calls;
   it must still complete; returns the number of retries.
-* :func:`bad_inputs` — the corpus in tests/harness/bad/ (cases.yml): every bad inventory, playbook, plan,
-  flag, credential and journal must be refused with exit 2, a message naming the file/field/node, and
-  nothing changed (lab versions and journal event count identical).
+* the bad-inputs corpus lives in lab/badinputs.py (run in-process, one lab for all cases); `bench.faults`
+  and ``python -m lab.harness bad`` run it from here.
 
 Commands run through ``python -m lab.harness invoke ARGS`` = ``invoke -r <repo> ARGS`` with one tuning:
 the engine's poll interval / job deadlines are scaled for the lab (the CLI has no flag for them; the
@@ -33,7 +32,6 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import sqlite3
@@ -48,7 +46,6 @@ from typing import Any, Callable, Iterable
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-BAD_DIR = ROOT / "tests" / "harness" / "bad"
 ENV_POLL = "VCWAVE_HARNESS_POLL"
 ENV_DEADLINE = "VCWAVE_HARNESS_DEADLINE_SCALE"
 ENV_FORK = "VCWAVE_HARNESS_FORK"  # "0": every tuned command a fresh interpreter (see lab/warmcli.py)
@@ -586,199 +583,11 @@ def transient(inventory: str | Path, workdir: str | Path, probability: float = 0
     return retries
 
 
-# ----------------------------------------------------------------------------------------------- bad inputs
-@dataclass
-class BadResult:
-    name: str
-    command: str
-    code: int | None
-    stderr: str
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-@dataclass
-class BadInputsResult:
-    results: list[BadResult]
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.results) and all(r.ok for r in self.results)
-
-    def table(self) -> str:
-        w = max(len(r.name) for r in self.results)
-        lines = [f"{'case':<{w}}  exit  ok   message (stderr, first line)"]
-        for r in self.results:
-            msg = (r.stderr.strip().splitlines() or [""])[-1][:110]
-            lines.append(f"{r.name:<{w}}  {str(r.code):>4}  {'yes' if r.ok else 'NO ':<3}  {msg}")
-            lines += [f"{'':<{w}}              problem: {p}" for p in r.problems]
-        lines.append(f"bad inputs refused cleanly: {sum(r.ok for r in self.results)}/{len(self.results)}")
-        return "\n".join(lines)
-
-
-def _tamper(kind: str, plan_path: Path, out: Path, lab_inventory: str) -> None:
-    data = json.loads(plan_path.read_text())
-    if kind == "edit-step":
-        data["phases"][1]["steps"][0]["to"] = "6.7 U1"
-    elif kind == "edit-hash":
-        data["plan_hash"] = "0" * len(data["plan_hash"])
-    elif kind == "edit-both":  # a step edited AND the hash "fixed" by hand to something else
-        data["phases"][1]["steps"][0]["node"] = "vc-b"
-        data["plan_hash"] = "f" * len(data["plan_hash"])
-    elif kind == "wrong-format":
-        data["format"] = "vcwave-plan/99"
-    elif kind == "no-phases":
-        data.pop("phases")
-    elif kind == "other-domain":
-        data["domain"] = "other.local"
-    else:
-        raise ValueError(f"unknown plan tampering {kind!r}")
-    out.write_text(json.dumps(data, indent=1))
-
-
-def _prepare(case: dict, ctx: dict[str, str], case_dir: Path) -> dict[str, str]:
-    """Files a case needs, made from the running lab (plans, changed inventories, secrets...)."""
-    v = dict(ctx)
-    v["case_dir"] = str(case_dir)
-    if "file" in case:
-        src = BAD_DIR / case["file"]
-        dst = case_dir / Path(case["file"]).name
-        text = src.read_text()
-        for k, val in ctx.items():
-            text = text.replace("{" + k + "}", val)
-        dst.write_text(text)
-        v["bad"] = str(dst)
-    prep = case.get("prepare", "")
-    if prep.startswith("tamper:"):
-        dst = case_dir / "plan.json"
-        _tamper(prep.split(":", 1)[1], Path(ctx["plan"]), dst, ctx["lab_inv"])
-        v["bad"] = str(dst)
-    elif prep == "not-json":
-        dst = case_dir / "plan.json"
-        dst.write_text(Path(ctx["plan"]).read_text()[:200])
-        v["bad"] = str(dst)
-    elif prep == "inventory-changed":
-        inv = yaml.safe_load(Path(ctx["lab_inv"]).read_text())
-        inv["nodes"][3]["backup"]["location"] += "/moved"  # an edit after `invoke plan`
-        dst = case_dir / "lab-inventory.yml"
-        dst.write_text(yaml.safe_dump(inv, sort_keys=False))
-        v["bad"] = str(dst)
-    elif prep in ("password-env-missing", "password-file-0644"):
-        text = Path(ctx["lab_inv"]).read_text()
-        if prep == "password-env-missing":
-            text = re.sub(r"password_file: \S+/secrets/sso", "password_env: VCWAVE_HARNESS_UNSET_SSO", text)
-        else:
-            sec = case_dir / "sso"
-            sec.write_text(Path(ctx["lab_dir"], "secrets", "sso").read_text())
-            os.chmod(sec, 0o644)
-            text = re.sub(r"password_file: \S+/secrets/sso", f"password_file: {sec}", text)
-        dst = case_dir / "lab-inventory.yml"
-        dst.write_text(text)
-        # a plan made from this very inventory, so the hash check passes and the credential is what fails
-        r = run_cli(["plan", "--inventory", str(dst), "--target", ctx["target"], "--out", str(case_dir / "plan.json")],
-                    case_dir, cli_env(ctx["lab_dir"]), fast=False)
-        if r.returncode != 0:
-            raise RuntimeError(f"prepare {prep}: plan failed: {r.stderr}")
-        v["bad"], v["bad_plan"] = str(dst), str(case_dir / "plan.json")
-    elif prep == "corrupt-journal":
-        state = case_dir / "state"
-        shutil.copytree(ctx["state"], state, ignore=shutil.ignore_patterns("lock"))
-        with open(state / "vsphere.local" / "journal.sqlite", "ab") as fh:
-            fh.write(b"\x00garbage tail after a torn write\xff" * 37)
-        v["bad"] = str(state)
-    elif prep:
-        raise ValueError(f"unknown prepare {prep!r}")
-    return v
-
-
-def load_cases(corpus: Path = BAD_DIR) -> list[dict]:
-    cases = yaml.safe_load((corpus / "cases.yml").read_text())
-    names = [c["name"] for c in cases]
-    dup = [n for n, c in collections.Counter(names).items() if c > 1]
-    if dup:
-        raise ValueError(f"cases.yml: duplicate case names {dup}")
-    return cases
-
-
-def _event_count(workdir: Path) -> int:
-    w = JournalWatch(journal_file(workdir))
-    try:
-        return w.max_seq()
-    finally:
-        w.close()
-
-
-def bad_inputs(workdir: str | Path, *, corpus: Path = BAD_DIR, only: Iterable[str] | None = None,
-               time_scale: float = DEFAULT_SCALE) -> BadInputsResult:
-    """Every case of the corpus as a real `invoke` subprocess against a running lab; see the module doc."""
-    wd = Path(workdir).resolve()
-    if wd.exists():
-        shutil.rmtree(wd)
-    wd.mkdir(parents=True)
-    cases = load_cases(corpus)
-    if only is not None:
-        keep = set(only)
-        cases = [c for c in cases if c["name"] in keep]
-    lab_dir = wd / "lab"
-    target = "6.7 U3"
-    results: list[BadResult] = []
-    with _lab(str(ROOT / "examples" / "two-site.yml"), lab_dir, time_scale) as info:
-        env = cli_env(lab_dir)
-        ctx = {"lab_inv": info["inventory"], "plan": str(wd / "plan.json"), "state": str(wd / "state"),
-               "lab_dir": str(lab_dir), "target": target, "root": str(ROOT), "installer": _standin(target)}
-        # a journal with history: the plan, then the pre-window backups (so "nothing changed" is measurable)
-        for args in (["plan", "--inventory", ctx["lab_inv"], "--target", target, "--out", ctx["plan"]],
-                     ["backup", "--phase", "pre", "--inventory", ctx["lab_inv"], "--plan", ctx["plan"],
-                      "--state-dir", ctx["state"]]):
-            r = run_cli(args, wd, env)
-            if r.returncode != 0:
-                raise RuntimeError(f"bad_inputs setup: {args[0]} exited {r.returncode}: {r.stderr[-1500:]}")
-        for case in cases:
-            case_dir = wd / "cases" / case["name"]
-            case_dir.mkdir(parents=True)
-            v = _prepare(case, ctx, case_dir)
-            args = [a.format(**v) for a in case["args"]]
-            cenv = dict(env)
-            for k in case.get("unset_env", []):
-                cenv.pop(k, None)
-            versions0, events0 = _lab_versions(lab_dir), _event_count(wd)
-            plan0 = Path(ctx["plan"]).read_bytes()
-            torn = Path(v["bad"]) / "vsphere.local" / "journal.sqlite" if case.get("prepare") == "corrupt-journal" \
-                else None
-            torn0 = torn.read_bytes() if torn else b""
-            r = run_cli(args, case_dir, cenv, fast=False, timeout=60)
-            res = BadResult(case["name"], "invoke " + " ".join(shlex.quote(a) for a in args), r.returncode, r.stderr)
-            if r.returncode != case.get("exit", 2):
-                res.problems.append(f"exit {r.returncode}, expected {case.get('exit', 2)}")
-            low = r.stderr.lower()
-            for frag in case.get("expect", []):
-                frag = str(frag).format(**v)
-                if frag.lower() not in low:
-                    res.problems.append(f"stderr does not name {frag!r}")
-            if "Traceback" in r.stderr:
-                res.problems.append("a traceback instead of a clear message")
-            if _lab_versions(lab_dir) != versions0:
-                res.problems.append("lab versions changed")
-            if _event_count(wd) != events0:
-                res.problems.append(f"journal changed ({events0} -> {_event_count(wd)} events)")
-            if torn is not None and torn.read_bytes() != torn0:
-                res.problems.append("the corrupt journal was written to")
-            if Path(ctx["plan"]).read_bytes() != plan0:
-                res.problems.append("the saved plan was overwritten")
-                Path(ctx["plan"]).write_bytes(plan0)
-            if (Path(ctx["state"]) / "vsphere.local" / "lock").exists():
-                res.problems.append("a lock file was left behind")
-            results.append(res)
-    return BadInputsResult(results)
-
-
 # ----------------------------------------------------------------------------------------------- CLI
 def main_report(limit: int | None = None, as_json: bool = False, workdir: str | Path = ".vcwave/harness") -> str:
     """`invoke bench.faults`: crash points on the update path and the installer path, transient faults at 20 %,
     and the bad-inputs corpus. Raises (non-zero exit) when any of them fails; prints the figures."""
+    from lab.badinputs import bad_inputs
     from orchestrator.errors import StepFailed
     wd = Path(workdir)
     crash = {name: crash_points(ROOT / "examples" / inv, target, wd / f"crash-{name}", limit=limit, say=print)
@@ -826,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.what == "transient":
         print(f"retries: {transient(a.inventory, a.workdir, a.probability)}")
         return 0
+    from lab.badinputs import bad_inputs
     res = bad_inputs(a.workdir)
     print(res.table())
     return 0 if res.ok else 1

@@ -13,7 +13,8 @@ from orchestrator.commands.waves import render as render_result
 from orchestrator.core.finalize import rollback_after_finalize
 from orchestrator.core.plan import Step
 from orchestrator.core.rules import is_mixed
-from orchestrator.core.rollback import RollbackAction, RollbackPlan, plan_domain_rollback, plan_node_rollback, render
+from orchestrator.core.rollback import (RollbackAction, RollbackPlan, check_rollback_target, plan_domain_rollback,
+                                        plan_node_rollback, render)
 from orchestrator.engine.runner import RunResult
 from orchestrator.errors import StepFailed
 from orchestrator.steps.rollback import RollbackStep
@@ -48,6 +49,7 @@ def _steps(plan: RollbackPlan, engine) -> list[tuple[Step, RollbackStep]]:
 
 
 def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only: bool = False) -> str:
+    check_rollback_target(to)  # before the session: a bad flag takes no lock and writes nothing
     with session(flags, "rollback", mutate=not plan_only) as engine:
         hist = engine.history()
         rollback_after_finalize(hist)

@@ -66,10 +66,15 @@ def _asset_for(node: str, hist: DomainHistory, inv: Inventory, to: str, target_d
     return cands[0] if cands else None
 
 
-def plan_domain_rollback(inv: Inventory, hist: DomainHistory, to: str = "pre") -> RollbackPlan:
-    """Every node that moved goes back together. Refused (with the reason) when an asset is missing."""
+def check_rollback_target(to: str) -> None:
+    """`--to` names a backup generation: before the window (pre) or inside it (during)."""
     if to not in ("pre", "during"):
         raise RefusedError(f"--to must be pre or during, got {to!r}", rule="rollback-target")
+
+
+def plan_domain_rollback(inv: Inventory, hist: DomainHistory, to: str = "pre") -> RollbackPlan:
+    """Every node that moved goes back together. Refused (with the reason) when an asset is missing."""
+    check_rollback_target(to)
     originals = {n.name: n.version for n in inv.nodes}
     if to == "pre":
         want = {n: v.release for n, v in originals.items()}
