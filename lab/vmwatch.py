@@ -16,7 +16,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 # `psc`: a converged vCenter embeds SSO (None); reverted to a pre-converge snapshot it uses its PSC again.
-PERSONA_KEYS = ("version", "build", "instance_uuid", "moref_salt", "install_time", "patched", "data", "psc")
+PERSONA_KEYS = ("version", "build", "instance_uuid", "moref_salt", "install_time", "patched", "data", "broken", "psc")
 
 
 def persona_of(node: dict, which: str) -> dict | None:
@@ -128,6 +128,7 @@ class VmWatcher:
                     state.save()
                 self.lab.log(f"vmwatch: snapshot {result._moId} of {vm_name} keeps {node[0]} at "
                              f"{persona['version'] if persona else '?'}")
+                state.record(node[0], "snapshot", vm=vm_name, which=node[1])
         elif "reverttosnapshot" in d and entity:
             vm, persona = self.snapshots.get(entity, (None, None))
             node = self._node_of(vm) if vm else None
