@@ -31,7 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 import vcr
 from vcr.stubs import VCRHTTPConnection, VCRHTTPSConnection
 
-from orchestrator.clients import retry, scrub
+from orchestrator import scrub
+from orchestrator.clients import retry
 from orchestrator.clients.appliance import ApplianceClient
 from orchestrator.clients.vsphere import VSphereClient
 from orchestrator.secrets import Secret

@@ -38,7 +38,7 @@ from typing import Iterable, Callable, Mapping
 
 from orchestrator.core.installer_template import (TemplateError, fill_secrets, no_ssl_flag,
                                                   validate_template, verify_flag)
-from orchestrator.clients import scrub as scrubbing
+from orchestrator import scrub as scrubbing
 from orchestrator.errors import InputError, StepFailed
 from orchestrator.secrets import Secret, reveal
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.core.secret_keys import is_secret_key
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_version
 from orchestrator.core.yamlsrc import Located, load_yaml, loads_yaml
 from orchestrator.errors import InputError, Where
@@ -22,7 +23,6 @@ PLATFORMS = ("appliance", "windows")
 TOPOLOGIES = ("external-psc", "embedded")
 BACKUP_METHODS = ("file", "snapshot-set", "external")
 LOCATION_TYPES = ("FTP", "HTTP", "FTPS", "HTTPS", "SCP", "SFTP", "NFS", "SMB")
-_SECRET_KEYS = re.compile(r"(^|_)(password|passwd|pwd|secret|token)$", re.I)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -184,7 +184,7 @@ class _Checker:
 
     def unknown(self, m: Located, allowed: set[str], what: str, node: str = "") -> None:
         for k in m:
-            if _SECRET_KEYS.search(k):
+            if is_secret_key(k):
                 self.fail(f"plaintext secret field '{k}' is not allowed: name an environment variable "
                           f"('password_env') or a 0600 file ('password_file') instead", m, k, node)
             if k not in allowed:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.clients.scrub import scrub_text
+from orchestrator.scrub import scrub_text
 from orchestrator.core import rules
 from orchestrator.core.history import DomainHistory, fold
 from orchestrator.core.inventory import Inventory

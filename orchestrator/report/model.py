@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from orchestrator.clients.scrub import is_secret_key, scrub_text
+from orchestrator.core.secret_keys import is_secret_key
 from orchestrator.core.history import DomainHistory, EventLike, domain_version, fold
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.plan import Plan
 from orchestrator.core.validity import judge
-from orchestrator.engine.journal import SECRET_KEY_RE
+from orchestrator.scrub import scrub_text
 
 PHASES = ("pre", "psc", "vcenter", "post", "rollback")
 OUTCOMES = ("succeeded", "failed", "reconciled", "manual", "skipped", "not_done", "running")
@@ -175,14 +175,10 @@ def safe_text(value: Any) -> str:
     return scrub_text(text)
 
 
-def looks_secret(key: str) -> bool:
-    return bool(SECRET_KEY_RE.search(key)) or is_secret_key(key)
-
-
 def _details(data: dict) -> tuple[tuple[str, str], ...]:
     out = []
     for k in DETAIL_KEYS:
-        if k in data and data[k] not in (None, "", [], {}) and not looks_secret(k):
+        if k in data and data[k] not in (None, "", [], {}) and not is_secret_key(k):
             v = data[k]
             if isinstance(v, (dict, list)):
                 continue

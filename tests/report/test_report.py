@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.clients import scrub
+from orchestrator import scrub
 from orchestrator.commands.report import run as report_run
 from orchestrator.commands.session import CommonFlags
 from orchestrator.core.plan import save_plan
