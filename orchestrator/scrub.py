@@ -8,8 +8,9 @@ whatever path it took (an exception text, a SOAP body, an HTTP header). Two mech
 
 - a registry of known secret values (every `orchestrator.secrets.Secret` registers itself on creation), whose
   occurrences are replaced wherever they appear;
-- patterns for secrets we never saw as values: SOAP `<password ...>` elements, `vmware_soap_session`
-  cookies, `vmware-api-session-id` headers, `Authorization` headers, JSON password/session fields.
+- patterns for secrets we never saw as values: SOAP `<password ...>` elements, vim25 `UserSession` keys
+  and vcsim's `session[...]` object ids, `vmware_soap_session` cookies, `vmware-api-session-id` headers,
+  `Authorization` headers, JSON password/session fields.
 """
 from __future__ import annotations
 
@@ -26,10 +27,14 @@ _known: set[str] = set()
 
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # SOAP Login: <password versionId="6.5">...</password> (attributes, any namespace prefix)
+    # SOAP Login: <password versionId="6.5">***</password> (attributes, any namespace prefix)
     (re.compile(r"(<(?:\w+:)?password\b[^>]*>)(.*?)(</(?:\w+:)?password>)", re.S | re.I), r"\1" + MASK + r"\3"),
     # SOAP cookie, in Cookie and Set-Cookie headers, quoted or not
     (re.compile(r'(vmware_soap_session=)("[^"]*"|[^;,\s]*)', re.I), r"\1" + MASK),
+    # vim25 UserSession (Login / currentSession answers): <key>id</key><userName>...
+    (re.compile(r"(<key>)([^<]+)(</key>\s*<userName>)"), r"\1" + MASK + r"\3"),
+    # vcsim session-scoped managed object ids: session[<session id>]<object id>
+    (re.compile(r"(session\[)([^\]]+)(\])"), r"\1" + MASK + r"\3"),
     # appliance session header as text
     (re.compile(r"(vmware-api-session-id[\"']?\s*[:=]\s*[\"']?)([^\"'\s,;}]+)", re.I), r"\1" + MASK),
     # Authorization header as text

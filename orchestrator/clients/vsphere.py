@@ -96,6 +96,14 @@ def map_fault(exc: BaseException, *, node: str = "", what: str = "") -> BaseExce
     return classify(exc, node=node, what=what)
 
 
+def _register_session(stub: Any) -> None:
+    """Register the bare SOAP session id for scrubbing (the cookie value, not the whole `Set-Cookie` line:
+    registering `"<id>"; Path=/; HttpOnly` matched nothing, so ids reached the cassettes)."""
+    session_id = stub.GetSessionId() if hasattr(stub, "GetSessionId") else ""
+    if session_id:
+        Secret(session_id)
+
+
 class VSphereClient:
     """One vim25 endpoint (a vCenter of the domain, or a management vCenter)."""
 
@@ -150,9 +158,7 @@ class VSphereClient:
         self._content = si.RetrieveContent()  # si.content would cost a round trip on every access
         stub = si._stub
         stub.requestModifierList.append(self._count)
-        cookie = getattr(stub, "cookie", "")
-        if cookie:
-            Secret(cookie.split("=", 1)[-1].strip('"'))  # session id registered for scrubbing
+        _register_session(stub)
         return si
 
     def connect(self) -> "VSphereClient":
@@ -165,6 +171,7 @@ class VSphereClient:
     def _relogin(self) -> None:
         content = self._content
         content.sessionManager.Login(userName=self.user, password=self._password.reveal())
+        _register_session(self._si._stub)
         self._log.info("vsphere.relogged_in", node=self.node)
 
     def disconnect(self) -> None:
