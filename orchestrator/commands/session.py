@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from orchestrator.clients.installer import sweep_leftovers
 from orchestrator.commands.plan import DEFAULT_PLAN
 from orchestrator.connect import Connections, TlsOptions
 from orchestrator.core.inventory import Inventory, load_inventory
 from orchestrator.core.plan import Plan, check_plan_matches, file_sha256, load_plan
 from orchestrator.engine.runner import Engine, EngineOptions, lock_for, open_journal
 from orchestrator.log import get_logger
+from orchestrator.steps.installer import private_root
 from orchestrator.steps.registry import impl_for
 
 
@@ -51,6 +53,7 @@ def session(flags: CommonFlags, command: str, *, mutate: bool = True) -> Iterato
     options = flags.options()
     lock = lock_for(options, inv.domain, command) if mutate else contextlib.nullcontext()
     with lock:
+        sweep_leftovers(private_root(options.state_dir, inv.domain))  # templates a killed run left behind
         journal = open_journal(options, inv.domain)
         conns = Connections(inv, TlsOptions(insecure=flags.insecure, ca_bundle=flags.ca_bundle))
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from orchestrator.clients.installer import (InstallerError, InstallerRunner, installer_output_started,
@@ -20,8 +21,14 @@ from orchestrator.steps.base import NOT_DONE, StepContext
 from orchestrator.steps.common import current_domain_version, deadline
 
 
+def private_root(state_dir: Path, domain: str) -> Path:
+    """Where the installer runs' 0700 template folders (passwords inside) live: under the state folder."""
+    return Path(state_dir) / domain / "installer-private"
+
+
 def _runner(ctx: StepContext) -> InstallerRunner:
     return InstallerRunner(resolve_installer(ctx.options.installer),
+                           private_root=private_root(ctx.options.state_dir, ctx.inv.domain),
                            log_root=ctx.options.state_dir / ctx.inv.domain / "installer-logs",
                            ssl_verify=not ctx.options.insecure)
 
