@@ -464,12 +464,14 @@ class Lab:
             proc = self.vcsims.get(m["name"])
             port = proc.port if proc else 1
             m.update(host="127.0.0.1", port=port, sdk_port=port, scheme="http")
+            m.pop("tls", None)  # a pin of the real vCenter: the twin has its own certificate
         for n in raw.get("nodes") or []:
             node = self.state.nodes[n["name"]]
             srv = self.servers[n["name"]]
             proc = self.vcsims.get(n["name"])
             n.update(host="127.0.0.1", port=srv.port, scheme="http", version=node["version"],
                      build=node["build"], instance_uuid=node["instance_uuid"])
+            n.pop("tls", None)
             if node["role"] == "vcenter" and (proc or self._port_of(n["name"])):
                 n["sdk_port"] = proc.port if proc else self._port_of(n["name"])
             else:

@@ -234,7 +234,6 @@ class ApplianceClient:
         self._password = as_secret(password)
         self.timeout = timeout
         self.retry_policy = retry_policy
-        self._thumbprint = thumbprint
         self._ctx = None
         if self.scheme == "https":
             self._ctx = tls.ssl_context(verify, thumbprint, host=self.host, node=self.node, client="appliance")
@@ -246,9 +245,6 @@ class ApplianceClient:
     def _connection(self) -> http.client.HTTPConnection:
         if self.scheme == "http":
             return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        if self._thumbprint:
-            return tls.PinnedHTTPSConnection(self.host, self.port, thumbprint=self._thumbprint, node=self.node,
-                                             timeout=self.timeout, context=self._ctx)
         return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self._ctx)
 
     def _path(self, rest_path: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.secret_keys import is_secret_key
+from orchestrator.core.thumbprint import normalize_thumbprint
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_version
 from orchestrator.core.yamlsrc import Located, load_yaml, loads_yaml
 from orchestrator.errors import InputError, Where
@@ -74,6 +75,7 @@ class Node:
     instance_uuid: str | None = None
     deploy: tuple[tuple[str, Any], ...] = ()
     line: int = 0
+    thumbprint: str | None = None  # `tls.thumbprint`: SHA-256 pin of the node's certificate (REST and SDK)
 
     @property
     def is_psc(self) -> bool:
@@ -93,6 +95,7 @@ class Management:
     sdk_port: int = 443
     scheme: str = "https"
     credentials: str = "sso"
+    thumbprint: str | None = None  # `tls.thumbprint`: SHA-256 pin of its certificate
 
 
 @dataclass(frozen=True)
@@ -267,7 +270,7 @@ def _management(c: _Checker, data: Located, creds: set[str]) -> tuple[Management
     out = []
     for raw in _list(c, data, "management", required=False):
         m = c.mapping(raw, "a management entry", data, "management")
-        c.unknown(m, {"name", "host", "port", "sdk_port", "scheme", "credentials"}, "management entry")
+        c.unknown(m, {"name", "host", "port", "sdk_port", "scheme", "credentials", "tls"}, "management entry")
         name = c.text(m, "name")
         host = c.text(m, "host", node=name)
         port = c.port(m, "port", name, 443)
@@ -275,8 +278,23 @@ def _management(c: _Checker, data: Located, creds: set[str]) -> tuple[Management
         cred = c.text(m, "credentials", required=False, default="sso")
         if cred not in creds:
             c.fail(f"management '{name}' names unknown credentials '{cred}'", m, "credentials", name)
-        out.append(Management(name, host, port, c.port(m, "sdk_port", name, port), scheme, cred))
+        out.append(Management(name, host, port, c.port(m, "sdk_port", name, port), scheme, cred,
+                              _pin(c, m, name)))
     return tuple(out)
+
+
+def _pin(c: _Checker, m: Located, node: str) -> str | None:
+    """A node's or management vCenter's `tls: {thumbprint: "AA:BB:..."}`: the SHA-256 pin, normalized."""
+    raw = m.get("tls")
+    if raw is None:
+        return None
+    raw = c.mapping(raw, "'tls'", m, "tls", node)
+    c.unknown(raw, {"thumbprint"}, "tls", node)
+    text = c.text(raw, "thumbprint", node=node)
+    try:
+        return normalize_thumbprint(text)
+    except ValueError as exc:
+        c.fail(str(exc), raw, "thumbprint", node)
 
 
 def _scheme(c: _Checker, m: Located, host: str, node: str) -> str:
@@ -289,7 +307,7 @@ def _scheme(c: _Checker, m: Located, host: str, node: str) -> str:
 
 
 _NODE_FIELDS = {"name", "role", "site", "host", "port", "sdk_port", "scheme", "version", "build", "psc",
-                "platform", "embedded_psc", "vm", "backup", "instance_uuid", "deploy"}
+                "platform", "embedded_psc", "vm", "backup", "instance_uuid", "deploy", "tls"}
 
 
 def _node(c: _Checker, raw: Any, index: int, data: Located) -> Node:
@@ -335,6 +353,7 @@ def _node(c: _Checker, raw: Any, index: int, data: Located) -> Node:
         psc=c.text(m, "psc", required=False) or None, platform=platform, embedded_psc=embedded,
         vm=_vm(c, m, name), backup=_backup(c, m, name), instance_uuid=uuid,
         deploy=tuple(sorted((str(k), _freeze(v)) for k, v in (deploy or {}).items())), line=m.line,
+        thumbprint=_pin(c, m, name),
     )
 
 
