@@ -6,7 +6,7 @@ the vSphere Automation SDK docs) so that vcwave's REST client cannot tell it fro
 
 - session: POST/DELETE /rest/com/vmware/cis/session (basic auth -> id; header vmware-api-session-id)
 - GET /rest/appliance/system/version, /rest/appliance/health/{system,load,mem,storage,swap,
-  database-storage,softwarepackages}, /rest/appliance/vmon/service[/{id}]
+  database-storage,software-packages}, /rest/appliance/vmon/service[/{id}]
 - backup: /rest/appliance/recovery/backup/job[/{id}[/cancel]]
 - restore: /rest/appliance/recovery/restore/{validate,job,job/cancel} (only in restore mode)
 - update (6.7+): /rest/appliance/update, /update/pending[/{version}[?action=...]], /update/staged
@@ -35,6 +35,15 @@ from .state import LabError, LabState, has_rest, has_update_api, iso, version_of
 
 SESSION_PATH = "/rest/com/vmware/cis/session"
 SESSION_HEADER = "vmware-api-session-id"
+
+
+# Pending.Info's `knowledge_base` (a URI, required): the twin names VMware's build-number KB article.
+KB_BUILDS = "https://kb.vmware.com/s/article/2143838"
+
+
+def update_name(v: Any) -> str:
+    """Summary/Pending.Info/Staged.Info `name` (required): the patch bundle's name, as VMware spells it."""
+    return f"VMware-vCenter-Server-Appliance-{catalogue().appliance_string(v)}-{v.build}-patch-FP"
 
 
 def msg(text: str, mid: str = "com.vmware.vcwave.lab.message") -> dict:
@@ -301,7 +310,7 @@ class ApplianceServer:
             "install_time": iso(node["install_time"]),
         }
 
-    _HEALTH = ("system", "load", "mem", "storage", "swap", "database-storage", "softwarepackages")
+    _HEALTH = ("system", "load", "mem", "storage", "swap", "database-storage", "software-packages")
 
     def _health(self, h, q, body, item: str) -> str:
         if item not in self._HEALTH:
@@ -407,8 +416,9 @@ class ApplianceServer:
         return info
 
     def _summary(self, v) -> dict:
+        """Update.Summary (and the fields Pending.Info and Staged.Info share with it), as VMware's SDK types it."""
         date = catalogue().release_date(v)
-        return {"version": catalogue().appliance_string(v),
+        return {"version": catalogue().appliance_string(v), "name": update_name(v),
                 "description": msg(f"VMware vCenter Server {v.release} (build {v.build})",
                                    "com.vmware.appliance.update.description"),
                 "priority": "HIGH", "severity": "CRITICAL", "update_type": "SECURITY",
@@ -416,7 +426,8 @@ class ApplianceServer:
                 "reboot_required": True, "size": 1500 + v.update * 100}
 
     def _pending_list(self, h, q, body) -> list:
-        st = q.get("source_type")
+        # the query of the documented /rest call, or the operation-input body VMware's SDK sends on a GET
+        st = q.get("source_type") or (body.get("source_type") if isinstance(body, dict) else None)
         if st not in ("LOCAL", "LOCAL_AND_ONLINE", "LAST_CHECK"):
             raise err("invalid_argument", f"Invalid source_type {st!r}: expected LOCAL, LOCAL_AND_ONLINE or "
                                           f"LAST_CHECK", 400)
@@ -429,7 +440,7 @@ class ApplianceServer:
         info = self._summary(v)
         info.pop("version")
         staged = node["update"]["staged"] == catalogue().appliance_string(v)
-        info.update(contents=[msg(f"Fixes and security updates of {v.release}")],
+        info.update(contents=[msg(f"Fixes and security updates of {v.release}")], knowledge_base=KB_BUILDS,
                     services_will_be_stopped=[{"service": s, "description": msg(s)} for s in sorted(node["services"])],
                     eulas=[msg("VMware End User License Agreement")], staged=staged)
         return info

@@ -153,7 +153,10 @@ class UpdateState:
 
 @dataclass(frozen=True)
 class PendingUpdate:
+    """Update.Summary, as VMware documents it (`version` and `name` are required)."""
+
     version: str
+    name: str = ""
     description: str = ""
     update_type: str = ""
     severity: str = ""
@@ -182,6 +185,7 @@ class PrecheckResult:
 class StagedUpdate:
     version: str
     staging_complete: bool
+    name: str = ""
 
 
 def _issue_texts(items: Any) -> tuple[str, ...]:
@@ -372,17 +376,13 @@ class ApplianceClient:
                                 str(v.get("type", "")), str(v.get("install_time", "")),
                                 str(v.get("releasedate", "") or ""), str(v.get("summary", "") or ""))
 
-    HEALTH_ITEMS = ("load", "mem", "storage", "swap", "database-storage", "softwarepackages")
+    HEALTH_ITEMS = ("load", "mem", "storage", "swap", "database-storage", "software-packages")
 
     def health(self, items: Iterable[str] = HEALTH_ITEMS) -> Health:
+        """Every item is asked; a 404 is an error naming the path (a skipped item would read as healthy)."""
         system = self._call("GET", "appliance/health/system", "health.system")
-        sub = []
-        for item in items:
-            try:
-                sub.append((item, str(self._call("GET", f"appliance/health/{item}", f"health.{item}"))))
-            except NotFound:
-                continue
-        return Health(str(system), tuple(sub))
+        sub = tuple((item, str(self._call("GET", f"appliance/health/{item}", f"health.{item}"))) for item in items)
+        return Health(str(system), sub)
 
     def services(self) -> tuple[Service, ...]:
         raw = self._call("GET", "appliance/vmon/service", "vmon.services")
@@ -495,8 +495,9 @@ class ApplianceClient:
 
     @staticmethod
     def _pending(v: dict, version: str = "") -> PendingUpdate:
-        return PendingUpdate(str(v.get("version", version)), _msgs([v["description"]])[0] if v.get("description")
-                             else "", str(v.get("update_type", "")), str(v.get("severity", "")),
+        return PendingUpdate(str(v.get("version", version)), str(v.get("name", "")),
+                             _msgs([v["description"]])[0] if v.get("description") else "",
+                             str(v.get("update_type", "")), str(v.get("severity", "")),
                              str(v.get("priority", "")), v.get("release_date"), bool(v.get("reboot_required", True)),
                              int(v.get("size") or 0))
 
@@ -544,7 +545,7 @@ class ApplianceClient:
             v = self._update_call("GET", "appliance/update/staged", "update.staged")
         except NotFound:
             return None
-        return StagedUpdate(str(v.get("version", "")), bool(v.get("staging_complete", False)))
+        return StagedUpdate(str(v.get("version", "")), bool(v.get("staging_complete", False)), str(v.get("name", "")))
 
     # -- waiting -----------------------------------------------------------------------------------------
     def wait_job(self, get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[[J], None] | None = None,
