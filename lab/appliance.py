@@ -23,6 +23,7 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -79,8 +80,9 @@ class ApplianceServer:
     """The REST twin of one node. `sync()` opens or closes the listener to match the node's down flag."""
 
     def __init__(self, state: LabState, name: str, session_timeout: float = 1800.0, port: int = 0,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
         self.state = state
+        self.tls = tls  # https with the lab CA's certificate (None: plain http)
         self.name = name
         self.host = host
         self.port = port
@@ -93,7 +95,7 @@ class ApplianceServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def listening(self) -> bool:
@@ -111,6 +113,8 @@ class ApplianceServer:
                     raise
                 srv = _Server((self.host, 0), self._handler_class())
             self.port = srv.server_address[1]
+            if self.tls:  # the handshake runs in the request's thread, at its first read
+                srv.socket = self.tls.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
             self._server = srv
             self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
                                             name=f"rest-{self.name}", daemon=True)
