@@ -401,8 +401,8 @@ def test_full_lab_upgrade_keeps_identity(make_lab, control_of, tmp_path, vcsim_b
 
     def about_and_hosts(url: str):
         host, port = url.split("//")[1].split("/")[0].split(":")
-        si = SmartConnect(protocol="http", host=host, port=int(port), user="administrator@vsphere.local",
-                          pwd=twin.secrets["sso"])
+        si = SmartConnect(protocol="https", host=host, port=int(port), user="administrator@vsphere.local",
+                          pwd=twin.secrets["sso"], sslContext=lab.tls.client_context())
         try:
             view = si.content.viewManager.CreateContainerView(si.content.rootFolder, [vim.HostSystem], True)
             return (si.content.about.instanceUuid, si.content.about.version, si.content.about.build,
@@ -420,8 +420,8 @@ def test_full_lab_upgrade_keeps_identity(make_lab, control_of, tmp_path, vcsim_b
     assert ver1 == "6.5.0" and build1 == "5973321"
     mg = info["management"]["mgmt"]["sdk_url"]
     host, port = mg.split("//")[1].split("/")[0].split(":")
-    si = SmartConnect(protocol="http", host=host, port=int(port), user="administrator@vsphere.local",
-                      pwd=twin.secrets["sso"])
+    si = SmartConnect(protocol="https", host=host, port=int(port), user="administrator@vsphere.local",
+                      pwd=twin.secrets["sso"], sslContext=lab.tls.client_context())
     try:
         view = si.content.viewManager.CreateContainerView(si.content.rootFolder, [vim.VirtualMachine], True)
         power = {vm.name: vm.runtime.powerState for vm in view.view}

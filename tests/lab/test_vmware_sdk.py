@@ -32,9 +32,12 @@ HEALTH = {"system": "System", "load": "Load", "mem": "Mem", "storage": "Storage"
           "database-storage": "Databasestorage", "software-packages": "Softwarepackages"}
 
 
-def _config(url: str, security_context) -> object:
+def _config(url: str, security_context, ca_bundle: str) -> object:
+    session = requests.Session()
+    session.verify = ca_bundle  # the twin serves https signed by the lab CA
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment replaces `verify`
     cfg = StubConfigurationFactory.new_std_configuration(
-        get_requests_connector(session=requests.Session(), msg_protocol="rest", url=url))
+        get_requests_connector(session=session, msg_protocol="rest", url=url))
     cfg.connector.set_security_context(security_context)
     return cfg
 
@@ -44,8 +47,9 @@ def _login(lab, node: str, password: str | None = None):
     base = lab.servers[node].url + "/rest"
     creds = create_user_password_security_context(lab.state.data["sso_user"],
                                                   password or lab.state.data["sso_password"])
-    sid = Session(_config(base + "/com/vmware/cis", creds)).create()
-    return _config(base, create_session_security_context(sid)), sid
+    ca = str(lab.tls.ca)
+    sid = Session(_config(base + "/com/vmware/cis", creds, ca)).create()
+    return _config(base, create_session_security_context(sid), ca), sid
 
 
 def test_sdk_logs_in_and_reads_version_and_every_health_item(lab):
@@ -56,7 +60,7 @@ def test_sdk_logs_in_and_reads_version_and_every_health_item(lab):
     assert {item: getattr(health_client, cls)(cfg).get() for item, cls in HEALTH.items()} == \
         {item: "green" for item in HEALTH}
     client = ApplianceClient(lab.servers["vc-a"].url, lab.state.data["sso_user"], lab.state.data["sso_password"],
-                             node="vc-a")
+                             node="vc-a", verify=str(lab.tls.ca))
     assert tuple(name for name, _ in client.health().items) == tuple(k for k in HEALTH if k != "system")
 
 
