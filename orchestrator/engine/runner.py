@@ -72,6 +72,11 @@ class Engine:
         self.target = parse_version(plan.target)
 
     # ------------------------------------------------------------------ views
+    def run_start_data(self, **extra: Any) -> dict[str, Any]:
+        """What a `run.start` records: the process, and `insecure` when TLS verification was turned off (the
+        report shows it: a run whose nodes were not authenticated must not look like any other)."""
+        return {"pid": os.getpid(), **({"insecure": True} if self.options.insecure else {}), **extra}
+
     def history(self) -> DomainHistory:
         return fold(self.inv, self.journal.events())
 
@@ -150,7 +155,7 @@ class Engine:
             if self.locked:  # only the lock holder may decide about another run's unconfirmed steps
                 self.reconcile()
             self.journal.append("run.start", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
-                                data={"pid": os.getpid()})
+                                data=self.run_start_data())
         for batch, steps in self.plan.phase(phase).batches():
             todo = [s for s in steps if (nodes is None or s.node in nodes) and (actions is None or s.action in actions)]
             pending = [s for s in todo if self.journal.step_state(s.id) not in ("succeeded", "skipped")]
@@ -271,7 +276,7 @@ def run_adhoc(engine: Engine, steps: list[Step], label: str) -> RunResult:
     pending = [s for s in steps if engine.journal.step_state(s.id) not in ("succeeded", "skipped")]
     result.skipped += [s.id for s in steps if s not in pending]
     engine.journal.append("run.start", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase=label,
-                          data={"pid": os.getpid(), "adhoc": [s.id for s in pending]})
+                          data=engine.run_start_data(adhoc=[s.id for s in pending]))
     if pending:
         engine._run_batch(pending, result, None)
     engine._maybe_close_window(label)
