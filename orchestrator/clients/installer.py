@@ -42,6 +42,7 @@ from orchestrator.core.installer_template import (TemplateError, fill_secrets, n
                                                   validate_template, verify_flag)
 from orchestrator import scrub as scrubbing
 from orchestrator.errors import InputError, StepFailed
+from orchestrator.processes import pid_alive
 from orchestrator.secrets import Secret, reveal
 
 ENV_INSTALLER = "VCWAVE_INSTALLER"
@@ -158,16 +159,6 @@ def private_run_dir(root: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-", dir=root))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _owner_pid(folder: Path) -> int | None:
     parts = folder.name[len(PRIVATE_PREFIX):].split("-", 1)
     return int(parts[0]) if folder.name.startswith(PRIVATE_PREFIX) and parts[0].isdigit() else None
@@ -176,7 +167,7 @@ def _owner_pid(folder: Path) -> int | None:
 def _dead_run(folder: Path) -> bool:
     """A template folder nobody uses any more: not ours, its vcwave is gone, and no live process names it."""
     owner = _owner_pid(folder)
-    if owner == os.getpid() or (owner is not None and _pid_alive(owner)):
+    if owner == os.getpid() or (owner is not None and pid_alive(owner)):
         return False
     return not installer_processes(folder)
 

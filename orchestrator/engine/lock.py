@@ -36,6 +36,7 @@ import structlog
 
 from orchestrator.engine.durable import fsync_dir as _fsync_dir
 from orchestrator.errors import RefusedError
+from orchestrator.processes import pid_alive
 
 log = structlog.get_logger(__name__)
 
@@ -68,14 +69,6 @@ def _describe(holder: dict) -> str:
     )
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 
@@ -230,7 +223,7 @@ class DomainLock:
                 "that process; remove the file by hand only if you are sure it is gone",
                 holder,
             )
-        if _pid_alive(pid):
+        if pid_alive(pid):
             raise LockHeld(
                 f"domain lock {self.path} is held by {_describe(holder)}: the file is not flock'ed but pid {pid} "
                 "is alive (pid reused?); vcwave never breaks a lock whose process may be live — remove the "
