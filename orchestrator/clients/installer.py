@@ -5,8 +5,9 @@ file, so the filled template exists only as a 0600 file (created O_CREAT|O_EXCL 
 under the caller's state folder, never the shared system temp folder) for the life of the process and is
 removed in `finally`, whatever happens (installer failure, timeout, exception, KeyboardInterrupt). A kill -9
 runs no `finally`: the folder is named after the vcwave process, and `sweep_leftovers` (run by every next
-command) removes the folders of dead runs whose installer is gone too. Every output line is scrubbed of secret values before anyone sees it
-(`on_line`, the tail kept for errors); the engine turns lines into progress events.
+command) removes the folders of dead runs whose installer is gone too. Every output line is scrubbed of
+secret values before anyone sees it (`on_line`, the tail kept for errors); the engine turns lines into
+progress events.
 
 Command line (flags from the 6.5 installer readme and the 6.7 upgrade guide):
 
