@@ -332,8 +332,9 @@ def build_report(inv: Inventory, plan: Plan, events: Iterable[EventLike], *, hea
 
     problems = [f"{r.name} was upgraded {r.upgrades} times (expected once)" for r in rows if r.upgrades > 1]
     problems += [f"step {s} was started and never confirmed (the run died mid-step?)" for s in hist.running_steps]
-    problems += [f"TLS verification was OFF (--insecure) for the {safe_text(e.phase)} run started {fmt_ts(e.ts)}: "
-                 f"the nodes were not authenticated" for e in events if e.kind == "run.start" and e.data.get("insecure")]
+    problems += [f"TLS verification was OFF (--insecure) for the {safe_text(e.phase)} run started "
+                 f"{fmt_ts(e.ts)}: the nodes were not authenticated"
+                 for e in events if e.kind == "run.start" and e.data.get("insecure")]
     return Report(
         domain=inv.domain, target=plan.target, plan_hash=plan.plan_hash, head_seq=int(head[0]),
         head_hash=str(head[1]), generated=generated,
