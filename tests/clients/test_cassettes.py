@@ -76,7 +76,7 @@ def test_scan_catches_leaks():
         "user_data": '"key": "vmdir.password", "value": "x"',
         "session body": '{"value": "0123456789abcdef0123"}',
         "vim25 session key": "<returnval><key>52ab-cd</key><userName>",
-        "vcsim session object": 'type="ContainerView">session[26624a6a-17]f8ac',
+        "vcsim session object": 'type="ContainerView">session[sid-1]f8ac',
     }
     for k, s in samples.items():
         assert LEAK_PATTERNS[k].search(s), k
