@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from orchestrator.core.secret_keys import is_secret_key
 from orchestrator.core.history import DomainHistory, EventLike, domain_version, fold
 from orchestrator.core.inventory import Inventory
+from orchestrator.core.live import still_open
 from orchestrator.core.plan import Plan
+from orchestrator.core.secret_keys import is_secret_key
 from orchestrator.core.validity import judge
 from orchestrator.scrub import scrub_text
 
@@ -332,6 +333,7 @@ def build_report(inv: Inventory, plan: Plan, events: Iterable[EventLike], *, hea
 
     problems = [f"{r.name} was upgraded {r.upgrades} times (expected once)" for r in rows if r.upgrades > 1]
     problems += [f"step {s} was started and never confirmed (the run died mid-step?)" for s in hist.running_steps]
+    problems += [safe_text(str(d)) for d in still_open(events)]
     problems += [f"TLS verification was OFF (--insecure) for the {safe_text(e.phase)} run started "
                  f"{fmt_ts(e.ts)}: the nodes were not authenticated"
                  for e in events if e.kind == "run.start" and e.data.get("insecure")]
