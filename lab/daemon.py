@@ -396,6 +396,7 @@ class Lab:
         if mgmt_name:
             self._mgmt_call(mgmt_name, "create_vm", new_vm, old_vm)
             self._mgmt_call(mgmt_name, "power_off", old_vm)
+            self.follow_vms(mgmt_name)
         self.reconcile(source)
         return {"node": source, "version": n["version"], "build": n["build"], "instance_uuid": n["instance_uuid"],
                 "moref_salt": n["moref_salt"], "vm": n["vm"], "source_vm": {"name": old_vm, "power": "poweredOff"},
@@ -423,12 +424,23 @@ class Lab:
             return
         self.reconcile(name)
 
+    def follow_vms(self, mgmt_name: str) -> None:
+        """Apply now every power task the management vCenter has finished, before a control operation answers.
+
+        The VM watcher polls on its own thread: left alone, it may apply a power-off it saw a moment earlier
+        (e.g. the upgrade's, of the VM the rollback powers back on) after the operation answered, stopping the
+        node's vcsim behind its caller's back. Draining it here makes the answer the node's settled state."""
+        for watcher in getattr(self, "watchers", ()):
+            if watcher.mgmt == mgmt_name:
+                watcher.poll()
+
     def installer_rollback(self, source: str) -> dict:
         n = self.state.apply_rollback(source)
         mgmt_name = n["vm"]["vcenter"]
         if mgmt_name:
             self._mgmt_call(mgmt_name, "power_off", n["new_vm"])
             self._mgmt_call(mgmt_name, "power_on", n["vm"]["name"])
+            self.follow_vms(mgmt_name)
         self.reconcile(source)
         return {"node": source, "version": n["version"], "build": n["build"], "instance_uuid": n["instance_uuid"],
                 "vm": n["vm"], "new_vm": {"name": n["new_vm"], "power": "poweredOff"}}

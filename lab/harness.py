@@ -18,7 +18,9 @@ and judging the outcome from outside (the journal opened read-only, the lab's `/
 Commands run through ``python -m lab.harness invoke ARGS`` = ``invoke -r <repo> ARGS`` with one tuning:
 the engine's poll interval / job deadlines are scaled for the lab (the CLI has no flag for them; the
 production default polls every 2 s, which would make a lab job of 0.3 s cost seconds). Everything else —
-argument parsing, the `_cli` error mapping, exit codes, the commands — is the production path.
+argument parsing, the `_cli` error mapping, exit codes, the commands — is the production path. Each such
+command is a real process in its own session, forked from a warm process that has imported vcwave once
+(lab/warmcli.py: a fresh interpreter spends ~0.6 s of CPU on imports; VCWAVE_HARNESS_FORK=0 turns it off).
 
 CLI: ``python -m lab.harness crash [--inventory F] [--target T] [--limit N] [--no-mid-job] [--workdir D]``,
 ``python -m lab.harness transient ...``, ``python -m lab.harness bad [--workdir D]``.
@@ -49,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BAD_DIR = ROOT / "tests" / "harness" / "bad"
 ENV_POLL = "VCWAVE_HARNESS_POLL"
 ENV_DEADLINE = "VCWAVE_HARNESS_DEADLINE_SCALE"
+ENV_FORK = "VCWAVE_HARNESS_FORK"  # "0": every tuned command a fresh interpreter (see lab/warmcli.py)
 ENV_KILL_AFTER = "VCWAVE_HARNESS_KILL_AFTER"  # "KIND:N": SIGKILL ourselves right after the N-th KIND event
 DEFAULT_SCALE = 0.0005
 DEFAULT_POLL = 0.02
@@ -113,10 +116,27 @@ def invoke_argv(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "invoke", "-r", str(ROOT), *args]
 
 
+def forked() -> bool:
+    """Tuned commands are forked from a warm process (lab/warmcli.py) unless VCWAVE_HARNESS_FORK=0."""
+    return os.environ.get(ENV_FORK, "1") != "0"
+
+
 def run_cli(args: list[str], cwd: str | Path, env: dict[str, str], *, fast: bool = True,
             timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess:
+    if fast and forked():
+        from lab import warmcli
+        return warmcli.run(["invoke", *args], cwd, env, timeout)
     return subprocess.run(fast_argv(args) if fast else invoke_argv(args), cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def spawn(args: list[str], cwd: str | Path, env: dict[str, str]) -> Any:
+    """A tuned command started in its own session (a Popen, or its warm twin), stdout discarded, stderr kept."""
+    if forked():
+        from lab import warmcli
+        return warmcli.WarmCli.shared().spawn(["invoke", *args], cwd, env, capture_stdout=False)
+    return subprocess.Popen(fast_argv(args), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
 
 
 @dataclass(frozen=True)
@@ -285,19 +305,18 @@ _lab_versions = lab_versions
 @contextlib.contextmanager
 def _lab(inventory: str, lab_dir: Path, time_scale: float, faults: str | None = None):
     from lab import manage
-    with manage.running(inventory, lab_dir, time_scale=time_scale, faults=faults) as info:
+    with manage.running(inventory, lab_dir, time_scale=time_scale, faults=faults, warm=forked()) as info:
         yield info
 
 
 def _run_killed(cmd: Cmd, cwd: Path, env: dict[str, str], watch: JournalWatch, point: CrashPoint,
-                lab_dir: Path, timeout: float = CMD_TIMEOUT) -> tuple[bool, subprocess.Popen, str]:
+                lab_dir: Path, timeout: float = CMD_TIMEOUT) -> tuple[bool, Any, str]:
     """Run cmd; SIGKILL its process group when the point's event appears. (killed?, proc, what)."""
     base_seq = watch.max_seq()
     base_installs = installs_started(lab_dir)
     if point.kind.startswith("after:"):
         env = {**env, ENV_KILL_AFTER: f"{point.kind[6:]}:{point.n}"}
-    proc = subprocess.Popen(fast_argv(list(cmd.args)), cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = spawn(list(cmd.args), cwd, env)
     deadline = time.monotonic() + timeout
     if point.kind.startswith("after:"):
         try:

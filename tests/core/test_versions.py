@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from tests.conftest import examples
+
 from orchestrator.core.versions import (
     Version,
     VersionError,
@@ -153,14 +155,14 @@ _releases = st.builds(Version, st.integers(5, 9), st.integers(0, 9), st.integers
                       st.sampled_from(["", "a", "b"]))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(_releases, st.sampled_from(["{r}", "{mj}.{mn}.0 U{u}{l}", "{mj}.{mn}U{u}{l}", "{mj}.{mn} Update {u}{l}"]))
 def test_every_spelling_parses_back(v, spelling):
     text = v.release if spelling == "{r}" else spelling.format(mj=v.major, mn=v.minor, u=v.update, l=v.letter)
     assert parse_version(text) == v
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.builds(Version, st.integers(5, 8), st.integers(0, 7), st.integers(0, 3),
                           st.sampled_from(["", "a"]), st.integers(0, 3)), min_size=2, max_size=8))
 def test_order_is_lexicographic(vs):

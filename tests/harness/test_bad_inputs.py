@@ -30,6 +30,7 @@ def results(tmp_path_factory):
     return {r.name: r for r in res.results}
 
 
+@pytest.mark.timeout(900)  # the first case builds the corpus's lab and runs every case (each has its own 60 s)
 @pytest.mark.parametrize("name", [c["name"] for c in CASES])
 def test_bad_input_refused_cleanly(results, name):
     r = results[name]

@@ -61,11 +61,10 @@ def test_fast_argv_runs_the_production_cli(tmp_path):
 
 
 def test_transient_faults_rehearsal_completes(tmp_path):
-    """Product bug (fails today): a connection reset on the non-idempotent `POST .../recovery/backup/job`
-    (backup.start) is not retried — correctly — but FileBackup.run then fails the step instead of looking
-    at the node's backup jobs to adopt the one it may have started; under ~20 % faults some backup step
-    fails on every seed tried (1, 2, 3, 7), and lab/rehearse.py then calls rollback, which raises
-    RefusedError 'nothing to roll back' when the failure was before the window."""
+    """~20 % of the calls answer 503, lose their connection or find their session expired: the rehearsal still
+    completes. Fixed (a20a9a2, 189f190): a reset on a non-idempotent start (e.g. `POST .../recovery/backup/job`)
+    is not repeated by the client; the step looks at the node instead and adopts the job it finds there, and
+    starts it again only when nothing is there."""
     require_vcsim()
     retries = transient(ROOT / "examples" / "two-site.yml", tmp_path / "transient", 0.2)
     print(f"\nretries under ~20% transient faults: {retries}")
