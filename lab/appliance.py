@@ -7,7 +7,7 @@ the vSphere Automation SDK docs) so that vcwave's REST client cannot tell it fro
 
 - session: POST/DELETE /rest/com/vmware/cis/session (basic auth -> id; header vmware-api-session-id)
 - GET /rest/appliance/system/version, /rest/appliance/health/{system,load,mem,storage,swap,
-  database-storage,softwarepackages}, /rest/appliance/vmon/service[/{id}]
+  database-storage,software-packages}, /rest/appliance/vmon/service[/{id}]
 - backup: /rest/appliance/recovery/backup/job[/{id}[/cancel]]
 - restore: /rest/appliance/recovery/restore/{validate,job,job/cancel} (only in restore mode)
 - update (6.7+): /rest/appliance/update, /update/pending[/{version}[?action=...]], /update/staged
@@ -27,6 +27,7 @@ import re
 import secrets
 import select
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +41,15 @@ from .state import LabError, LabState, has_api_style, has_rest, has_update_api, 
 SESSION_PATH = "/rest/com/vmware/cis/session"
 API_SESSION_PATH = "/api/session"
 SESSION_HEADER = "vmware-api-session-id"
+
+
+# Pending.Info's `knowledge_base` (a URI, required): the twin names VMware's build-number KB article.
+KB_BUILDS = "https://kb.vmware.com/s/article/2143838"
+
+
+def update_name(v: Any) -> str:
+    """Summary/Pending.Info/Staged.Info `name` (required): the patch bundle's name, as VMware spells it."""
+    return f"VMware-vCenter-Server-Appliance-{catalogue().appliance_string(v)}-{v.build}-patch-FP"
 
 
 def msg(text: str, mid: str = "com.vmware.vcwave.lab.message") -> dict:
@@ -94,8 +104,9 @@ class ApplianceServer:
     """The REST twin of one node. `sync()` opens or closes the listener to match the node's down flag."""
 
     def __init__(self, state: LabState, name: str, session_timeout: float = 1800.0, port: int = 0,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
         self.state = state
+        self.tls = tls  # https with the lab CA's certificate (None: plain http)
         self.name = name
         self.host = host
         self.port = port
@@ -108,7 +119,7 @@ class ApplianceServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def listening(self) -> bool:
@@ -126,6 +137,8 @@ class ApplianceServer:
                     raise
                 srv = _Server((self.host, 0), self._handler_class())
             self.port = srv.server_address[1]
+            if self.tls:  # the handshake runs in the request's thread, at its first read
+                srv.socket = self.tls.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
             self._server = srv
             self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
                                             name=f"rest-{self.name}", daemon=True)
@@ -350,7 +363,7 @@ class ApplianceServer:
             "install_time": iso(node["install_time"]),
         }
 
-    _HEALTH = ("system", "load", "mem", "storage", "swap", "database-storage", "softwarepackages")
+    _HEALTH = ("system", "load", "mem", "storage", "swap", "database-storage", "software-packages")
 
     def _health(self, h, q, body, item: str) -> str:
         if item not in self._HEALTH:
@@ -456,8 +469,9 @@ class ApplianceServer:
         return info
 
     def _summary(self, v) -> dict:
+        """Update.Summary (and the fields Pending.Info and Staged.Info share with it), as VMware's SDK types it."""
         date = catalogue().release_date(v)
-        return {"version": catalogue().appliance_string(v),
+        return {"version": catalogue().appliance_string(v), "name": update_name(v),
                 "description": msg(f"VMware vCenter Server {v.release} (build {v.build})",
                                    "com.vmware.appliance.update.description"),
                 "priority": "HIGH", "severity": "CRITICAL", "update_type": "SECURITY",
@@ -465,7 +479,8 @@ class ApplianceServer:
                 "reboot_required": True, "size": 1500 + v.update * 100}
 
     def _pending_list(self, h, q, body) -> list:
-        st = q.get("source_type")
+        # the query of the documented /rest call, or the operation-input body VMware's SDK sends on a GET
+        st = q.get("source_type") or (body.get("source_type") if isinstance(body, dict) else None)
         if st not in ("LOCAL", "LOCAL_AND_ONLINE", "LAST_CHECK"):
             raise err("invalid_argument", f"Invalid source_type {st!r}: expected LOCAL, LOCAL_AND_ONLINE or "
                                           f"LAST_CHECK", 400)
@@ -478,7 +493,7 @@ class ApplianceServer:
         info = self._summary(v)
         info.pop("version")
         staged = node["update"]["staged"] == catalogue().appliance_string(v)
-        info.update(contents=[msg(f"Fixes and security updates of {v.release}")],
+        info.update(contents=[msg(f"Fixes and security updates of {v.release}")], knowledge_base=KB_BUILDS,
                     services_will_be_stopped=[{"service": s, "description": msg(s)} for s in sorted(node["services"])],
                     eulas=[msg("VMware End User License Agreement")], staged=staged)
         return info

@@ -1,7 +1,7 @@
 """Structured logging (structlog): every event carries domain, wave, node and step, and no secret.
 
 `configure(json=False)` renders for a human console; `configure(json=True)` writes JSON lines (the rehearsal
-and CI logs). A scrub processor (orchestrator.clients.scrub) runs on every event, after exceptions are
+and CI logs). A scrub processor (orchestrator.scrub) runs on every event, after exceptions are
 formatted, so no password, session id or SOAP cookie reaches a log line whatever the caller passed.
 Context: `bind(...)`/`unbind(...)` set contextvars for the current task; `bound(...)` is the scoped form.
 """
@@ -15,7 +15,7 @@ from typing import Any, Iterator, TextIO
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, merge_contextvars, unbind_contextvars
 
-from orchestrator.clients.scrub import scrub_event
+from orchestrator.scrub import scrub_event
 
 CONTEXT_KEYS = ("domain", "wave", "node", "step")
 UNKNOWN = "-"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.clients.scrub import scrub_text
+from orchestrator.scrub import scrub_text
 from orchestrator.core import rules
 from orchestrator.core.history import DomainHistory, fold
 from orchestrator.core.inventory import Inventory
@@ -75,6 +75,11 @@ class Engine:
         self.state: DomainState | None = None  # the last observation of the domain, folded with the journal
 
     # ------------------------------------------------------------------ views
+    def run_start_data(self, **extra: Any) -> dict[str, Any]:
+        """What a `run.start` records: the process, and `insecure` when TLS verification was turned off (the
+        report shows it: a run whose nodes were not authenticated must not look like any other)."""
+        return {"pid": os.getpid(), **({"insecure": True} if self.options.insecure else {}), **extra}
+
     def history(self) -> DomainHistory:
         return fold(self.inv, self.journal.events())
 
@@ -211,7 +216,7 @@ class Engine:
             if self.locked:  # only the lock holder may decide about another run's unconfirmed steps
                 self.reconcile()
             self.journal.append("run.start", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
-                                data={"pid": os.getpid()})
+                                data=self.run_start_data())
         first = True
         for batch, steps in self.plan.phase(phase).batches():
             todo = [s for s in steps if (nodes is None or s.node in nodes) and (actions is None or s.action in actions)]
@@ -356,7 +361,7 @@ def run_adhoc(engine: Engine, steps: list[Step], label: str) -> RunResult:
     pending = [s for s in steps if engine.journal.step_state(s.id) not in ("succeeded", "skipped")]
     result.skipped += [s.id for s in steps if s not in pending]
     engine.journal.append("run.start", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase=label,
-                          data={"pid": os.getpid(), "adhoc": [s.id for s in pending]})
+                          data=engine.run_start_data(adhoc=[s.id for s in pending]))
     if pending:
         engine._run_batch(pending, result, None)
     engine._maybe_close_window(label)
