@@ -1,4 +1,5 @@
-"""The appliance (VAMI) REST twin: one stdlib HTTP server per PSC/vCenter, `/rest` style (6.x).
+"""The appliance (VAMI) REST twin: one stdlib HTTP server per PSC/vCenter, `/rest` style (6.5+), and from
+7.0 U2 on the `/api` style too (same resources; results unwrapped, maps as objects, `POST /api/session`).
 
 Why stdlib: the twin must start in milliseconds for 25 nodes and have no dependency the product does not have.
 It serves VMware's documented paths, payloads, states and error shapes (see /work/shared/vsphere-facts.md and
@@ -6,7 +7,7 @@ the vSphere Automation SDK docs) so that vcwave's REST client cannot tell it fro
 
 - session: POST/DELETE /rest/com/vmware/cis/session (basic auth -> id; header vmware-api-session-id)
 - GET /rest/appliance/system/version, /rest/appliance/health/{system,load,mem,storage,swap,
-  database-storage,softwarepackages}, /rest/appliance/vmon/service[/{id}]
+  database-storage,software-packages}, /rest/appliance/vmon/service[/{id}]
 - backup: /rest/appliance/recovery/backup/job[/{id}[/cancel]]
 - restore: /rest/appliance/recovery/restore/{validate,job,job/cancel} (only in restore mode)
 - update (6.7+): /rest/appliance/update, /update/pending[/{version}[?action=...]], /update/staged
@@ -26,6 +27,7 @@ import re
 import secrets
 import select
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,10 +36,20 @@ from urllib.parse import parse_qs, urlsplit
 
 from orchestrator.core.versions import catalogue, parse_version
 
-from .state import LabError, LabState, has_rest, has_update_api, iso, version_of
+from .state import LabError, LabState, has_api_style, has_rest, has_update_api, iso, version_of
 
 SESSION_PATH = "/rest/com/vmware/cis/session"
+API_SESSION_PATH = "/api/session"
 SESSION_HEADER = "vmware-api-session-id"
+
+
+# Pending.Info's `knowledge_base` (a URI, required): the twin names VMware's build-number KB article.
+KB_BUILDS = "https://kb.vmware.com/s/article/2143838"
+
+
+def update_name(v: Any) -> str:
+    """Summary/Pending.Info/Staged.Info `name` (required): the patch bundle's name, as VMware spells it."""
+    return f"VMware-vCenter-Server-Appliance-{catalogue().appliance_string(v)}-{v.build}-patch-FP"
 
 
 def msg(text: str, mid: str = "com.vmware.vcwave.lab.message") -> dict:
@@ -63,6 +75,25 @@ def err(kind: str, text: str, status: int) -> Reply:
     return Reply(status, vapi_error(kind, text))
 
 
+def rest_path(path: str) -> str | None:
+    """The `/rest` path an `/api` path names (7.0 U2+: same resources, another URL style), None if not /api."""
+    if path == API_SESSION_PATH:
+        return SESSION_PATH
+    return "/rest" + path[len("/api"):] if path.startswith("/api/") else None
+
+
+def api_body(rest_body: Any) -> Any:
+    """A `/rest` answer in the `/api` style: results unwrapped, maps as JSON objects (not key/value lists),
+    errors as {"error_type": "NOT_FOUND", "messages": [...]}."""
+    if isinstance(rest_body, dict) and set(rest_body) == {"type", "value"} and "errors" in str(rest_body["type"]):
+        kind = str(rest_body["type"]).rsplit(".", 1)[-1]
+        return {"error_type": kind.upper(), "messages": rest_body["value"].get("messages", [])}
+    body = rest_body["value"] if isinstance(rest_body, dict) and set(rest_body) == {"value"} else rest_body
+    if isinstance(body, list) and body and all(isinstance(x, dict) and set(x) == {"key", "value"} for x in body):
+        return {x["key"]: x["value"] for x in body}
+    return body
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -73,8 +104,9 @@ class ApplianceServer:
     """The REST twin of one node. `sync()` opens or closes the listener to match the node's down flag."""
 
     def __init__(self, state: LabState, name: str, session_timeout: float = 1800.0, port: int = 0,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
         self.state = state
+        self.tls = tls  # https with the lab CA's certificate (None: plain http)
         self.name = name
         self.host = host
         self.port = port
@@ -87,7 +119,7 @@ class ApplianceServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def listening(self) -> bool:
@@ -105,6 +137,8 @@ class ApplianceServer:
                     raise
                 srv = _Server((self.host, 0), self._handler_class())
             self.port = srv.server_address[1]
+            if self.tls:  # the handshake runs in the request's thread, at its first read
+                srv.socket = self.tls.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
             self._server = srv
             self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
                                             name=f"rest-{self.name}", daemon=True)
@@ -212,6 +246,9 @@ class ApplianceServer:
         url = urlsplit(h.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         path = url.path.rstrip("/") or "/"
+        api = rest_path(path) if has_api_style(node) else None  # before 7.0 U2 an /api path is just unknown
+        if api is not None:
+            path = api
         try:
             body = json.loads(raw) if raw.strip() else None
         except ValueError:
@@ -229,9 +266,10 @@ class ApplianceServer:
                 return
             raise Reply(200, None if result is _EMPTY else {"value": result})
         except Reply as r:
-            _send(h, r.status, r.body)
+            _send(h, r.status, api_body(r.body) if api is not None and r.body is not None else r.body)
         except LabError as e:
-            _send(h, e.status, vapi_error(e.kind, e.message))
+            reply = vapi_error(e.kind, e.message)
+            _send(h, e.status, api_body(reply) if api is not None else reply)
         except Exception as e:  # pragma: no cover - a twin bug must show, not hang the client
             _send(h, 500, vapi_error("internal_server_error", f"lab twin error: {type(e).__name__}: {e}"))
 
@@ -318,13 +356,14 @@ class ApplianceServer:
             "product": "VMware Platform Services Controller" if psc else "VMware vCenter Server Appliance",
             "build": str(v.build),
             "type": "Platform Services Controller" if psc
-            else "vCenter Server with an external Platform Services Controller",
+            else "vCenter Server with an external Platform Services Controller" if node.get("psc")
+            else "vCenter Server with an embedded Platform Services Controller",  # converged (7.0+)
             "summary": f"Patch for VMware vCenter Server {v.major}.{v.minor}.0" if node["patched"] else "",
             "releasedate": date.strftime("%B %d, %Y") if (node["patched"] and date) else "",
             "install_time": iso(node["install_time"]),
         }
 
-    _HEALTH = ("system", "load", "mem", "storage", "swap", "database-storage", "softwarepackages")
+    _HEALTH = ("system", "load", "mem", "storage", "swap", "database-storage", "software-packages")
 
     def _health(self, h, q, body, item: str) -> str:
         if item not in self._HEALTH:
@@ -430,8 +469,9 @@ class ApplianceServer:
         return info
 
     def _summary(self, v) -> dict:
+        """Update.Summary (and the fields Pending.Info and Staged.Info share with it), as VMware's SDK types it."""
         date = catalogue().release_date(v)
-        return {"version": catalogue().appliance_string(v),
+        return {"version": catalogue().appliance_string(v), "name": update_name(v),
                 "description": msg(f"VMware vCenter Server {v.release} (build {v.build})",
                                    "com.vmware.appliance.update.description"),
                 "priority": "HIGH", "severity": "CRITICAL", "update_type": "SECURITY",
@@ -439,7 +479,8 @@ class ApplianceServer:
                 "reboot_required": True, "size": 1500 + v.update * 100}
 
     def _pending_list(self, h, q, body) -> list:
-        st = q.get("source_type")
+        # the query of the documented /rest call, or the operation-input body VMware's SDK sends on a GET
+        st = q.get("source_type") or (body.get("source_type") if isinstance(body, dict) else None)
         if st not in ("LOCAL", "LOCAL_AND_ONLINE", "LAST_CHECK"):
             raise err("invalid_argument", f"Invalid source_type {st!r}: expected LOCAL, LOCAL_AND_ONLINE or "
                                           f"LAST_CHECK", 400)
@@ -452,7 +493,7 @@ class ApplianceServer:
         info = self._summary(v)
         info.pop("version")
         staged = node["update"]["staged"] == catalogue().appliance_string(v)
-        info.update(contents=[msg(f"Fixes and security updates of {v.release}")],
+        info.update(contents=[msg(f"Fixes and security updates of {v.release}")], knowledge_base=KB_BUILDS,
                     services_will_be_stopped=[{"service": s, "description": msg(s)} for s in sorted(node["services"])],
                     eulas=[msg("VMware End User License Agreement")], staged=staged)
         return info

@@ -355,20 +355,26 @@ def phase_job_seconds(plan: Any, phase: str, actions: set[str] | None, durations
 
 def theoretical_minimum(plan: Any, durations: dict[str, float], verify_s: float = 0.0,
                         in_domain_backup: bool = True) -> float:
-    """Sum of PSC installs + the longest vCenter batch + verify (lab durations).
+    """Sum of PSC installs + the longest vCenter batch (to 7.0+: every vCenter, one at a time) + verify (lab
+    durations).
 
     The vCenter batch counts, per vCenter, its install and — with `in_domain_backup` — the backup it needs
     first *in the upgraded domain*: the seed's lesson is that a vCenter backup from before the PSC wave cannot
     restore that vCenter alone into the upgraded domain, so without it a failed vCenter install means a
     rollback of the whole domain. PSCs' own in-domain backups run beside the vCenters' and add nothing.
     `in_domain_backup=False` gives the installs-only figure (no backup inside the window at all)."""
+    from orchestrator.core import interop, rules
+    from orchestrator.core.versions import parse_version
     psc = sum(step_seconds(s, durations) for s in plan.phase("psc").steps if s.action == "upgrade")
-    backup = durations["backup"] if in_domain_backup else 0.0
-    longest = 0.0
+    backup = durations["backup"] if in_domain_backup and psc else 0.0  # a converge has no upgraded domain yet
+    batches = []
     for _, steps in plan.phase("vcenter").batches():
         lanes = [sum(step_seconds(s, durations) for s in l if s.action == "upgrade") for l in _lanes(steps).values()]
-        longest = max(longest, max(lanes, default=0.0))
-    return psc + (backup + longest if longest else 0.0) + verify_s
+        batches.append(max(lanes, default=0.0))
+    # To 7.0+ VMware allows no parallel vCenter upgrades: the minimum then holds every vCenter in turn.
+    parallel = rules.vcenters_in_parallel_allowed(interop.supports_external_psc(parse_version(plan.target)))
+    vcenters = max(batches, default=0.0) if parallel else sum(batches)
+    return psc + (backup + vcenters if vcenters else 0.0) + verify_s
 
 
 @contextlib.contextmanager

@@ -19,7 +19,8 @@ fresh appliance for a restore, run the installer stand-in), not anything a real 
     POST /lab/repoint   {"vcenter", "psc"}           same site + same version, else 400
     POST /lab/faults    {seed, faults: [...]}        replace the fault spec
     POST /lab/repository {"versions": [...] | null}  patches the update API offers (null: catalogue default)
-    POST /lab/installer/upgrade  {"source", "target_version", "target_build"?, "new_vm_name"?, "rebuild"?}
+    POST /lab/installer/upgrade  {"source", "target_version", "target_build"?, "new_vm_name"?, "rebuild"?,
+                                  "sso"? {"first_instance", "partner"?: node name} (a converge to 7.0+)}
     POST /lab/installer/rollback {"source"}
     POST /lab/shutdown                               stop the daemon
 
@@ -131,7 +132,7 @@ class ControlServer:
             if path == "/lab/installer/upgrade":
                 return _send(h, 200, lab.installer_upgrade(
                     _req(body, "source"), _req(body, "target_version"), body.get("target_build"),
-                    body.get("new_vm_name"), bool(body.get("rebuild", False))))
+                    body.get("new_vm_name"), bool(body.get("rebuild", False)), body.get("sso")))
             if path == "/lab/installer/rollback":
                 return _send(h, 200, lab.installer_rollback(_req(body, "source")))
             if path == "/lab/shutdown":

@@ -4,7 +4,8 @@
 
 Starts, all on 127.0.0.1: one vcsim per vCenter (vim25; 5.5/6.0 vCenters too), one management vcsim per
 `management` entry holding the appliance VMs, one appliance REST twin per node, and the control API
-(lab/control.py). Writes DIR/lab.json, DIR/lab-inventory.yml (same schema as the input, pointing at the twin,
+(lab/control.py). Writes DIR/lab.json, DIR/lab-inventory.yml (same schema as the input, pointing at the twin over https,
+the lab CA of DIR/tls/ named as its `tls.ca_bundle`,
 credentials in 0600 files under DIR/secrets/), DIR/state.json (lab/state.py) and DIR/daemon.log.
 SIGTERM/SIGINT stop everything it started. A lab started again on the same DIR keeps its domain state
 (versions, uuids, backups, jobs) and tries to keep its ports.
@@ -36,6 +37,7 @@ from .appliance import ApplianceServer
 from .control import ControlServer
 from .faults import Faults
 from .state import POWERED_OFF, LabError, LabState, atomic_write, version_of
+from .tlsca import ensure_lab_tls
 
 MGMT_VERSION = "6.7 U3"  # the management vCenter(s) holding the appliance VMs
 
@@ -119,11 +121,13 @@ class Lab:
         passwords["root"] = self.state.data["root_password"]
         self._write_secrets(passwords)
         self.passwords = passwords
+        self.tls = ensure_lab_tls(self.dir / "tls")
+        server_tls = self.tls.server_context()
         self.state.on_node_changed(self._enqueue)
         try:
             for name in self.state.nodes:
                 srv = ApplianceServer(self.state, name, self.session_timeout,
-                                      port=prev.get("nodes", {}).get(name, {}).get("rest_port", 0))
+                                      port=prev.get("nodes", {}).get(name, {}).get("rest_port", 0), tls=server_tls)
                 self.servers[name] = srv
                 srv.start()
             if self.use_vcsim:
@@ -196,7 +200,7 @@ class Lab:
             name=name, version=f"{v.major}.{v.minor}.0", build=v.build, api_version=api_version(v),
             full_name=f"VMware vCenter Server {v.major}.{v.minor}.0 build-{v.build}",
             instance_uuid=node["instance_uuid"], psc_host=psc_host, user=self.state.data["sso_user"],
-            password=self.state.data["sso_password"], moref_salt=int(node.get("moref_salt") or 0))
+            password=self.state.data["sso_password"], moref_salt=int(node.get("moref_salt") or 0), tls=self.tls)
 
     def mgmt_spec_for(self, m):
         vcsim = self._vcsim_mod()
@@ -207,7 +211,7 @@ class Lab:
             name=m.name, version=f"{v.major}.{v.minor}.0", build=v.build, api_version=api_version(v),
             full_name=f"VMware vCenter Server {v.major}.{v.minor}.0 build-{v.build}",
             instance_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.inv.domain}/mgmt/{m.name}")),
-            psc_host="", user=cred.user, password=self.passwords[m.credentials], appliance_vms=vms)
+            psc_host="", user=cred.user, password=self.passwords[m.credentials], appliance_vms=vms, tls=self.tls)
 
     def _start_vcsims(self, prev: dict) -> None:
         vcsim = self._vcsim_mod()
@@ -257,7 +261,7 @@ class Lab:
         if name not in self.mgmt_si:
             m = self.inv.management_vc(name)
             self.mgmt_si[name] = mgmt.connect(self.vcsims[name].url, self.inv.credential(m.credentials).user,
-                                              self.passwords[m.credentials])
+                                              self.passwords[m.credentials], self.tls.client_context())
         return mgmt, self.mgmt_si[name]
 
     def _mgmt_call(self, mgmt_name: str, op: str, *args: Any) -> Any:
@@ -386,7 +390,7 @@ class Lab:
         return {"vcenter": vcenter, "psc": psc}
 
     def installer_upgrade(self, source: str, target_version: str, target_build: Any, new_vm_name: str | None,
-                          rebuild: bool) -> dict:
+                          rebuild: bool, sso: dict | None = None) -> dict:
         try:
             target = catalogue().resolve(parse_version(str(target_version), target_build))
         except ValueError as e:
@@ -394,17 +398,26 @@ class Lab:
         if not target.build:
             raise LabError(f"unknown build for {target_version}: give target_build")
         with self.state.lock:
-            self.state.check_major_upgrade(source, target)
+            self.state.check_major_upgrade(source, target, sso)
             node = self.state.node(source)
             old_vm = node["vm"]["name"]
             mgmt_name = node["vm"]["vcenter"]
+            converge = node["role"] == "vcenter" and self.state.converges(source, target)
+            if converge:
+                self.state.converging.add(source)
         new_vm = new_vm_name or f"{old_vm}-{target.major}{target.minor}"
         dur = self.state.duration(source, "upgrade")
-        self.log(f"installer: upgrading {source} to {target} ({dur:.2f}s)")
+        self.log(f"installer: upgrading {source} to {target}{' (converge)' if converge else ''} ({dur:.2f}s)")
         self.state.record(source, "install_started", method="installer", version=target.release)
-        time.sleep(dur)
-        # The identity moves first, then the VMs: the VM watcher then sees the old VM as the kept source.
-        n = self.state.apply_major_upgrade(source, target, new_vm, rebuild)
+        try:
+            time.sleep(dur)
+            fail = self.state.faults.step_failure(source, "install")  # stage 2 fails: the source stays as it was
+            if fail:
+                raise LabError(f"{source}: {fail}", "internal_server_error", 500)
+            # The identity moves first, then the VMs: the VM watcher then sees the old VM as the kept source.
+            n = self.state.apply_major_upgrade(source, target, new_vm, rebuild, sso)
+        finally:
+            self.state.converging.discard(source)
         if mgmt_name:
             self._mgmt_call(mgmt_name, "create_vm", new_vm, old_vm)
             self._mgmt_call(mgmt_name, "power_off", old_vm)
@@ -471,6 +484,7 @@ class Lab:
             "started_at": self.started_at, "startup_seconds": round(self.startup_seconds, 3),
             "time_scale": self.time_scale, "inventory": str(self.dir / "lab-inventory.yml"),
             "source_inventory": str(self.inventory_path.resolve()), "nodes": {}, "management": {},
+            "ca_bundle": str(self.tls.ca.resolve()) if getattr(self, "tls", None) else None,
         }
         for name, srv in self.servers.items():
             proc = self.vcsims.get(name)
@@ -493,16 +507,19 @@ class Lab:
         sdir = (self.dir / "secrets").resolve()
         raw["credentials"] = {c.name: {"user": c.user, "password_file": str(sdir / c.name)}
                               for c in self.inv.credentials}
+        raw["tls"] = {"ca_bundle": str(self.tls.ca.resolve())}  # the twins serve https, signed by the lab CA
         for m in raw.get("management") or []:
             proc = self.vcsims.get(m["name"])
             port = proc.port if proc else 1
-            m.update(host="127.0.0.1", port=port, sdk_port=port, scheme="http")
+            m.update(host="127.0.0.1", port=port, sdk_port=port, scheme="https")
+            m.pop("tls", None)  # a pin of the real vCenter: the twin has its own certificate
         for n in raw.get("nodes") or []:
             node = self.state.nodes[n["name"]]
             srv = self.servers[n["name"]]
             proc = self.vcsims.get(n["name"])
-            n.update(host="127.0.0.1", port=srv.port, scheme="http", version=node["version"],
+            n.update(host="127.0.0.1", port=srv.port, scheme="https", version=node["version"],
                      build=node["build"], instance_uuid=node["instance_uuid"])
+            n.pop("tls", None)
             if node["role"] == "vcenter" and (proc or self._port_of(n["name"])):
                 n["sdk_port"] = proc.port if proc else self._port_of(n["name"])
             else:

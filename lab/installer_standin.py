@@ -50,6 +50,8 @@ from orchestrator.core.installer_template import DEPLOYMENT_OPTIONS, DOTTED_KEYS
 from orchestrator.hosts import is_loopback
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_version
 
+from .state import EXTERNAL_PSC_LINES, converge_problem
+
 EXIT_OK, EXIT_FAILED, EXIT_TEMPLATE, EXIT_PRECHECK, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 ENV_VERSION = "VCWAVE_STANDIN_VERSION"
 ENV_LAB_DIR = "VCWAVE_LAB_DIR"
@@ -187,6 +189,10 @@ def template_problems(t: Tpl, acknowledge_ceip: bool) -> list[str]:
         req("source_vc", "managing_esxi_or_vc", f)
     for f in ("hostname", "username", "password", "root_password"):
         req("source_vc", "vc_vcsa", f)
+    if t.get("sso") is not None:
+        first = req("sso", "first_instance", kind="bool")
+        if first is False:
+            req("sso", "replication_partner_hostname")
     ceip = t.get("ceip", "settings", "ceip_enabled")
     if not isinstance(ceip, bool):
         errs.append(f"{t.path('ceip', 'settings', 'ceip_enabled')}: expected true or false, got {ceip!r}")
@@ -321,6 +327,17 @@ def path_problem(src: Version, target: Version) -> str:
     return ""
 
 
+def converge_info(t: Tpl, lab: Lab) -> dict | None:
+    """The template's sso section as the lab reads it: first instance, or the partner node it names."""
+    sso = t.get("sso")
+    if not isinstance(sso, dict):
+        return None
+    port = t.get("sso", "replication_partner_port")
+    host = sso.get("replication_partner_hostname")
+    partner = lab.find_node(str(host), port if isinstance(port, int) else None) if host else None
+    return {"first_instance": sso.get("first_instance"), "partner": partner}
+
+
 def _version_of(node: dict) -> Version:
     return catalogue().resolve(parse_version(node["version"], node.get("build") or None))
 
@@ -383,7 +400,11 @@ def precheck(t: Tpl, lab: Lab, target: Version, out: Out) -> tuple[str, dict]:
         raise Refusal(EXIT_PRECHECK, problem)
     if node["role"] == "psc" and target.major >= 7:
         raise Refusal(EXIT_PRECHECK, f"{target.release} has no external Platform Services Controller")
-    if node["role"] == "vcenter" and node.get("psc"):
+    if node["role"] == "vcenter" and node.get("psc") and (target.major, target.minor) not in EXTERNAL_PSC_LINES:
+        problem = converge_problem(lab.state.get("nodes") or {}, node, target, converge_info(t, lab), set())
+        if problem:
+            raise Refusal(EXIT_PRECHECK, problem)
+    elif node["role"] == "vcenter" and node.get("psc"):
         psc = (lab.state.get("nodes") or {}).get(node["psc"])
         if psc is None:
             raise Refusal(EXIT_UNREACHABLE, f"Unable to connect to the Platform Services Controller {node['psc']}")
@@ -467,7 +488,7 @@ def _upgrade(args: argparse.Namespace, out: Out) -> int:
     out(f"Installer: vCenter Server Appliance {target.release} (build {target.build})", True)
     want = TEMPLATE_VERSIONS.get(target.line)
     if want is None:
-        raise Refusal(EXIT_TEMPLATE, f"the stand-in plays the 6.5 and 6.7 installers, not {target.release}")
+        raise Refusal(EXIT_TEMPLATE, f"the stand-in plays the 6.5, 6.7 and 7.0 installers, not {target.release}")
     if raw.get("__version") != want[0]:
         raise Refusal(EXIT_TEMPLATE, f"__version {raw.get('__version')!r} is not a template of this installer "
                                      f"({target.release} reads __version {want[0]!r}); take the template from "
@@ -518,7 +539,8 @@ def _run_upgrade(t: Tpl, lab: Lab, name: str, node: dict, target: Version, out: 
         try:
             result["status"], result["body"] = _http("POST", lab.control + "/lab/installer/upgrade", {
                 "source": name, "target_version": target.release, "target_build": target.build,
-                "new_vm_name": new_vm, "rebuild": False}, timeout=max(600.0, 7200 * scale))
+                "new_vm_name": new_vm, "rebuild": False, "sso": converge_info(t, lab)},
+                timeout=max(600.0, 7200 * scale))
         except OSError as e:
             result["status"], result["body"] = 0, {"error": str(e)}
         finally:

@@ -7,6 +7,7 @@ WaitForUpdatesEx on a private PropertyCollector (no busy polling).
 
 from __future__ import annotations
 
+import ssl
 import time
 from urllib.parse import urlsplit
 
@@ -22,17 +23,15 @@ class TaskFailed(RuntimeError):
         self.fault = fault
 
 
-def connect(url: str, user: str, password: str):
-    """Log in to the vim25 endpoint at `url` (e.g. http://127.0.0.1:PORT/sdk); returns the ServiceInstance."""
+def connect(url: str, user: str, password: str, ssl_context: ssl.SSLContext | None = None):
+    """Log in to the vim25 endpoint at `url` (e.g. https://127.0.0.1:PORT/sdk); returns the ServiceInstance.
+    https is verified with `ssl_context` (the lab CA's)."""
     parts = urlsplit(url)
     scheme = parts.scheme or "https"
     port = parts.port or (443 if scheme == "https" else 80)
-    kwargs = {}
-    if scheme == "https" and parts.hostname in ("127.0.0.1", "localhost", "::1"):
-        kwargs["disableSslCertValidation"] = True
     return SmartConnect(
         protocol=scheme, host=parts.hostname, port=port, path=parts.path or "/sdk",
-        user=user, pwd=password, **kwargs,
+        user=user, pwd=password, sslContext=ssl_context if scheme == "https" else None,
     )
 
 

@@ -31,7 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 import vcr
 from vcr.stubs import VCRHTTPConnection, VCRHTTPSConnection
 
-from orchestrator.clients import retry, scrub
+from orchestrator import scrub
+from orchestrator.clients import retry
 from orchestrator.clients.appliance import ApplianceClient
 from orchestrator.clients.vsphere import VSphereClient
 from orchestrator.secrets import Secret
@@ -135,6 +136,7 @@ class Endpoints:
     mgmt_sdk: tuple[str, int]            # the management vCenter holding the appliance VMs
     sso_user: str = "administrator@vsphere.local"
     passwords: dict[str, str] = field(default_factory=dict)
+    ca_bundle: str | None = None         # the lab CA (https); None: the replay placeholders (plain http)
 
     @classmethod
     def placeholder(cls) -> "Endpoints":
@@ -144,11 +146,13 @@ class Endpoints:
 
 
 def _appliance(ep: Endpoints, node: str) -> ApplianceClient:
-    return ApplianceClient(ep.rest[node], ep.sso_user, Secret(ep.passwords["sso"]), node=node)
+    return ApplianceClient(ep.rest[node], ep.sso_user, Secret(ep.passwords["sso"]), node=node,
+                           verify=ep.ca_bundle or True)
 
 
 def _vsphere(ep: Endpoints, where: tuple[str, int], node: str) -> VSphereClient:
-    return VSphereClient(where[0], where[1], ep.sso_user, Secret(ep.passwords["sso"]), scheme="http", node=node)
+    return VSphereClient(where[0], where[1], ep.sso_user, Secret(ep.passwords["sso"]), node=node,
+                         scheme="https" if ep.ca_bundle else "http", verify=ep.ca_bundle or True)
 
 
 def sc_vsphere_about_sso(ep: Endpoints) -> dict:
@@ -247,7 +251,7 @@ def record_all(out_dir: str | Path = "cassettes", *, inventory: str | Path | Non
         vc = urlsplit(info["nodes"]["vc-a"]["sdk_url"])
         mg = urlsplit(next(iter(info["management"].values()))["sdk_url"])
         vc_sdk, mgmt_sdk = (vc.hostname or "127.0.0.1", int(vc.port)), (mg.hostname or "127.0.0.1", int(mg.port))
-        ep = Endpoints(rest, vc_sdk, mgmt_sdk, sso_user, pw)
+        ep = Endpoints(rest, vc_sdk, mgmt_sdk, sso_user, pw, info["ca_bundle"])
         counts = {}
         rec = make_vcr("all")
         for name, fn in SCENARIOS.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +23,7 @@ from orchestrator.commands import status as status_cmd
 from orchestrator.commands import waves
 from orchestrator.commands.session import CommonFlags
 from orchestrator.core.inventory import load_inventory
+from orchestrator.core.plan import load_plan
 from orchestrator.core.versions import catalogue
 from orchestrator.errors import InputError, RefusedError, StepFailed, Where
 
@@ -95,6 +96,8 @@ class Rehearsal:
             log.describe_run(None, time_scale=self.time_scale)
             self._do("plan", lambda: plan_cmd.run(info["inventory"], self.target, flags.plan, False, self.playbook,
                                                   self.concurrency))
+            # The installer of the hop being rehearsed (hop 1 of a longer route), as on that hop's ISO.
+            flags = replace(flags, installer=str(standin_path(load_plan(flags.plan).target)))
             sequence = [
                 ("precheck", lambda: waves.precheck(flags)),
                 ("backup pre", lambda: waves.backup(flags, "pre", snapshots=self.snapshots)),
@@ -129,8 +132,10 @@ class Rehearsal:
     def summary(self, st: Any, report: str, retries: int) -> str:
         w = st.window
         usable = sum(1 for n in st.nodes if n["single_restore"])
-        lines = [f"rehearsal summary: domain {st.domain}, {self.inventory} -> {self.target} "
-                 f"(time scale {self.time_scale})",
+        route = load_plan(self.workdir / "plan.json").route
+        hops = route.get("hops", [])
+        lines = [f"rehearsal summary: domain {st.domain}, {self.inventory} -> {st.target}"
+                 + (f" (hop 1 of {len(hops)} to {self.target})" if hops else "") + f" (time scale {self.time_scale})",
                  f"  outcome: {'ROLLED BACK after ' + self._failed_step() if self.rolled_back else 'upgraded'}; "
                  f"domain version now {st.domain_version}; backups usable alone at the end: {usable}/{len(st.nodes)}",
                  "  commands: " + "; ".join(self.steps),
@@ -139,6 +144,9 @@ class Rehearsal:
                  f"  retries of transient faults: {retries} (waits while nodes were down on purpose: "
                  f"{retry.RETRIES.expected - self.expected_before})",
                  f"  files: {_files(report, log.event_log_path())}"]
+        if hops:
+            lines.append("  route: " + " -> ".join([hops[0]["from"]] + [f"{h['to']} ({h['kind']})" for h in hops])
+                         + f"; only hop 1 was rehearsed: {route['next']}")
         return "\n".join(lines)
 
 

@@ -54,6 +54,8 @@ UPGRADE_PATHS = {
     (7, 0): {(6, 5), (6, 7)},
     (8, 0): {(6, 7), (7, 0)},
 }
+# Lines that still have external PSCs: from 7.0 on, a vCenter carries SSO itself (vSphere 7.0 Upgrade guide).
+EXTERNAL_PSC_LINES = {(5, 5), (6, 0), (6, 5), (6, 7)}
 
 
 class LabError(Exception):
@@ -84,6 +86,11 @@ def has_rest(node: dict) -> bool:
     """5.5/6.0 nodes (and Windows nodes) have no appliance REST API at all."""
     v = version_of(node)
     return node.get("platform", "appliance") == "appliance" and (v.major, v.minor) >= (6, 5)
+
+
+def has_api_style(node: dict) -> bool:
+    """The `/api` URL style (unwrapped results, `POST /api/session`) is served from 7.0 U2 on, beside `/rest`."""
+    return has_rest(node) and version_of(node).without_build() >= Version(7, 0, 2)
 
 
 def has_update_api(node: dict) -> bool:
@@ -162,6 +169,7 @@ class LabState:
         self.lock = threading.RLock()
         self._hooks: list[Callable[[str], None]] = []
         self._pending: set[str] = set()
+        self.converging: set[str] = set()  # vCenters the installer is converging right now (not persisted)
 
     # -- construction / persistence -----------------------------------------------------------------
     @classmethod
@@ -918,7 +926,7 @@ class LabState:
         return out
 
     # installer stand-in ------------------------------------------------------------------------------
-    def check_major_upgrade(self, name: str, target: Version) -> None:
+    def check_major_upgrade(self, name: str, target: Version, sso: dict | None = None) -> None:
         node = self.node(name)
         src = version_of(node)
         if self.reachability(name) != "up":
@@ -936,18 +944,31 @@ class LabState:
         if node["role"] == "psc" and target.major >= 7:
             raise LabError(f"{target.release} has no external Platform Services Controller: a PSC cannot be "
                            f"upgraded to it (converge, then decommission)")
-        if node["role"] == "vcenter":
+        if node["role"] == "vcenter" and self.converges(name, target):
+            problem = (converge_problem(self.data["nodes"], node, target, sso, self.converging)
+                       or self._psc_unreachable(node))
+        elif node["role"] == "vcenter":
             problem = self._update_rule_problem(node, target) or self._psc_unreachable(node)
-            if problem:
-                raise LabError(problem, "not_allowed_in_current_state", 400)
+        else:
+            problem = ""
+        if problem:
+            raise LabError(problem, "not_allowed_in_current_state", 400)
 
-    def apply_major_upgrade(self, name: str, target: Version, new_vm_name: str, rebuild: bool) -> dict:
+    def converges(self, name: str, target: Version) -> bool:
+        """A vCenter with an external PSC going to a release without them: the installer folds SSO in."""
+        return bool(self.node(name).get("psc")) and target.line not in EXTERNAL_PSC_LINES
+
+    def apply_major_upgrade(self, name: str, target: Version, new_vm_name: str, rebuild: bool,
+                            sso: dict | None = None) -> dict:
         with self.lock:
-            self.check_major_upgrade(name, target)
+            self.check_major_upgrade(name, target, sso)
             node = self.node(name)
             mgmt = node["vm"]["vcenter"]
+            converge = node["role"] == "vcenter" and self.converges(name, target)
             node["previous"] = {k: copy.deepcopy(node[k]) for k in (
-                "version", "build", "instance_uuid", "moref_salt", "vm", "install_time", "patched", "data")}
+                "version", "build", "instance_uuid", "moref_salt", "vm", "install_time", "patched", "data", "psc")}
+            if converge:
+                node["psc"] = None  # the new appliance embeds SSO, replicating with its partner
             vms = self.data["vms"].setdefault(mgmt, {})
             vms[node["vm"]["name"]] = "poweredOff"
             vms[new_vm_name] = "poweredOn"
@@ -1014,6 +1035,34 @@ class LabState:
             out["new_vm"] = new_vm
         self._fire()
         return out
+
+
+def converge_problem(nodes: dict[str, dict], node: dict, target: Version, sso: dict | None,
+                     busy: set[str]) -> str:
+    """The 7.0 installer's own refusals of a converge (vSphere 7.0 Upgrade guide): the template's sso section
+    says first instance or names "an existing vCenter Server 7.0 instance as the replication partner" (`sso`:
+    {first_instance, partner: node name}); vCenters are upgraded one at a time ("you cannot perform parallel
+    upgrades", vmdird replication of SSO and certificate data). `busy`: nodes being converged right now."""
+    others = sorted(busy - {node["name"]})
+    if others:
+        return (f"another vCenter Server of the SSO domain is being upgraded ({', '.join(others)}): parallel "
+                f"upgrades are not supported, each vCenter Server instance must be upgraded separately")
+    if not isinstance(sso, dict) or not isinstance(sso.get("first_instance"), bool):
+        return (f"{node['name']} uses the external Platform Services Controller {node['psc']}: upgrading it to "
+                f"{target.release} converges the PSC, and the template's sso section must say first_instance "
+                f"or name a replication partner")
+    if sso["first_instance"]:
+        return ""
+    partner = nodes.get(str(sso.get("partner") or ""))
+    if partner is None:
+        return "the replication partner is not a node of this SSO domain"
+    pv = version_of(partner)
+    if partner["role"] != "vcenter" or partner.get("psc") or pv.line < target.line or partner["down"]:
+        return (f"the replication partner {partner['name']} is not a running vCenter Server "
+                f"{target.major}.{target.minor} instance (it runs {pv.release}"
+                f"{' with an external PSC' if partner.get('psc') else ''}): converge the first vCenter of the "
+                f"SSO domain first")
+    return ""
 
 
 def _reboot_at(task: dict) -> float:

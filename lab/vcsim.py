@@ -22,6 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .tlsca import LabTls
+
 MAIN_GO = Path(__file__).resolve().parent / "vcsim" / "main.go"
 BINARY_NAME = "vcwave-vcsim"
 GO_PACKAGE = "vcwave-vcsim"
@@ -140,6 +142,7 @@ class VcsimSpec:
     vms: int = 0  # total inventory VMs (0 = default, 4), appliance VMs come on top
     appliance_vms: tuple[str, ...] = ()
     moref_salt: int = 0  # != 0: a rebuilt vCenter, moref ids differ from a normal start
+    tls: LabTls | None = None  # serve https with the lab CA's certificate (None: plain http)
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return (
@@ -165,6 +168,8 @@ class VcsimSpec:
             args += ["-psc-host", self.psc_host]
         if self.appliance_vms:
             args += ["-appliance-vms", ",".join(self.appliance_vms)]
+        if self.tls:
+            args += ["-tls-cert", str(self.tls.cert), "-tls-key", str(self.tls.key)]
         return args
 
 
@@ -238,7 +243,8 @@ class VcsimProcess:
             if self._proc is None or self._proc.poll() is not None:
                 self._fail("exited while starting")
             try:
-                with urllib.request.urlopen(probe, timeout=2) as resp:
+                ctx = self.spec.tls.client_context() if self.spec.tls else None
+                with urllib.request.urlopen(probe, timeout=2, context=ctx) as resp:
                     if resp.status == 200 and b"urn:vim25" in resp.read():
                         return
             except (urllib.error.URLError, OSError):

@@ -15,7 +15,8 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-PERSONA_KEYS = ("version", "build", "instance_uuid", "moref_salt", "install_time", "patched", "data", "broken")
+# `psc`: a converged vCenter embeds SSO (None); reverted to a pre-converge snapshot it uses its PSC again.
+PERSONA_KEYS = ("version", "build", "instance_uuid", "moref_salt", "install_time", "patched", "data", "broken", "psc")
 
 
 def persona_of(node: dict, which: str) -> dict | None:

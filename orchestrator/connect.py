@@ -21,15 +21,11 @@ from orchestrator.secrets import Secret, resolve
 class TlsOptions:
     insecure: bool = False
     ca_bundle: str | None = None
-    thumbprints: tuple[tuple[str, str], ...] = ()  # (host, sha256) pins
 
     def verify(self) -> bool | str:
         if self.insecure:
             return False
         return self.ca_bundle or True
-
-    def thumbprint(self, host: str) -> str | None:
-        return dict(self.thumbprints).get(host)
 
 
 class Connections:
@@ -40,7 +36,7 @@ class Connections:
         ca = dict(inv.tls).get("ca_bundle")
         self.tls = tls or TlsOptions(ca_bundle=ca)
         if self.tls.ca_bundle is None and ca:
-            self.tls = TlsOptions(self.tls.insecure, ca, self.tls.thumbprints)
+            self.tls = TlsOptions(self.tls.insecure, ca)
         self._lock = threading.Lock()
         self._appliance: dict[str, ApplianceClient] = {}
         self._vsphere: dict[str, VSphereClient] = {}
@@ -85,7 +81,7 @@ class Connections:
         if c is None:
             c = ApplianceClient(f"{node.scheme}://{node.host}:{node.port}", self.user(credential),
                                 self.secret(credential), verify=self.tls.verify(),
-                                thumbprint=self.tls.thumbprint(node.host), node=node.name,
+                                thumbprint=node.thumbprint, node=node.name,
                                 retry_policy=self._policy, **self._timeouts)
             with self._lock:
                 c = self._appliance.setdefault(key, c)
@@ -93,19 +89,20 @@ class Connections:
 
     def vsphere(self, node: Node) -> VSphereClient:
         """vim25 of a vCenter of the domain."""
-        return self._vs(node.name, node.host, node.sdk_port, node.scheme, "sso")
+        return self._vs(node.name, node.host, node.sdk_port, node.scheme, "sso", node.thumbprint)
 
     def management(self, name: str) -> VSphereClient:
         """vim25 of a management vCenter that hosts appliance VMs."""
         m = self.inv.management_vc(name)
-        return self._vs(f"mgmt:{name}", m.host, m.sdk_port, m.scheme, m.credentials)
+        return self._vs(f"mgmt:{name}", m.host, m.sdk_port, m.scheme, m.credentials, m.thumbprint)
 
-    def _vs(self, key: str, host: str, port: int, scheme: str, credential: str) -> VSphereClient:
+    def _vs(self, key: str, host: str, port: int, scheme: str, credential: str,
+            thumbprint: str | None) -> VSphereClient:
         with self._lock:
             c = self._vsphere.get(key)
         if c is None:
             c = VSphereClient(host, port, self.user(credential), self.secret(credential), scheme=scheme,
-                              verify=self.tls.verify(), thumbprint=self.tls.thumbprint(host), node=key,
+                              verify=self.tls.verify(), thumbprint=thumbprint, node=key,
                               retry_policy=self._policy, **self._timeouts)
             with self._lock:
                 c = self._vsphere.setdefault(key, c)

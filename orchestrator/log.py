@@ -5,7 +5,7 @@ lines (the rehearsal and CI logs). The commands use `configure(human=True)`: the
 (orchestrator.console) renders the events for a person, `-v` (verbose) shows the stream as above and
 `--json` JSON lines; whatever is shown, `record_to(path)` keeps the FULL event stream (debug included) as
 JSON lines in the state folder (one rotated file per domain). The engine and steps only emit events.
-A scrub processor (orchestrator.clients.scrub) runs on every event, after exceptions are formatted, so no
+A scrub processor (orchestrator.scrub) runs on every event, after exceptions are formatted, so no
 password, session id or SOAP cookie reaches a log line, the console or the event file.
 Context: `bind(...)`/`unbind(...)` set contextvars for the current task; `bound(...)` is the scoped form.
 """
@@ -25,7 +25,7 @@ import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, merge_contextvars, unbind_contextvars
 
 from orchestrator.clients.retry import outage_reason
-from orchestrator.clients.scrub import scrub_event
+from orchestrator.scrub import scrub_event
 
 CONTEXT_KEYS = ("domain", "wave", "node", "step")
 UNKNOWN = "-"

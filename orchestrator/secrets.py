@@ -1,7 +1,7 @@
 """Secrets: read at run time from an environment variable or a 0600 file, never from the inventory.
 
 `resolve_secret(cred) -> str` is the contract other modules use; `resolve(cred) -> Secret` returns the
-masking wrapper the clients take. Every resolved value is registered with `orchestrator.clients.scrub`,
+masking wrapper the clients take. Every resolved value is registered with `orchestrator.scrub`,
 so it is redacted from every log event, error text and cassette, whether or not it is revealed later.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator.clients import scrub
+from orchestrator import scrub
 from orchestrator.errors import InputError, Where
 
 if TYPE_CHECKING:  # pragma: no cover

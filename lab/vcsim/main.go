@@ -3,10 +3,13 @@
 // Built by lab/vcsim.py in GOPATH mode against Debian's golang-github-vmware-govmomi-dev
 // (govmomi 0.24.x). Prints ONE JSON line {"url": ..., "port": ...} to stdout once listening,
 // then serves until SIGTERM/SIGINT. The password comes from -password or env VCSIM_PASSWORD.
+// With -tls-cert/-tls-key it serves https with that certificate (the lab's CA signs it), as a
+// vCenter does; without them, plain http.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -49,6 +52,8 @@ func main() {
 	vms := flag.Int("vms", 0, "total inventory VMs, at least this many (0 = VPX default, 4)")
 	applianceVMs := flag.String("appliance-vms", "", "comma-separated names of powered-on appliance VMs to add")
 	morefSalt := flag.Int("moref-salt", 0, "shift moref ids (a rebuilt vCenter); 0 = normal")
+	tlsCert := flag.String("tls-cert", "", "PEM certificate to serve https with (with -tls-key)")
+	tlsKey := flag.String("tls-key", "", "PEM key of -tls-cert")
 	flag.Parse()
 
 	if *password == "" {
@@ -123,6 +128,15 @@ func main() {
 	// A Listen.User that is not the DefaultLogin pointer makes SessionManager check the password.
 	model.Service.Listen = &url.URL{Host: *listen, User: creds}
 
+	scheme := "http"
+	if *tlsCert != "" || *tlsKey != "" {
+		pair, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			fail("tls: %v", err)
+		}
+		model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+		scheme = "https"
+	}
 	server := newServer(model.Service, fail)
 
 	if *pscHost != "" {
@@ -132,7 +146,7 @@ func main() {
 	addr := server.Listener.Addr().(*net.TCPAddr)
 	host := addr.IP.String()
 	out, _ := json.Marshal(map[string]interface{}{
-		"url":  fmt.Sprintf("http://%s/sdk", net.JoinHostPort(host, fmt.Sprint(addr.Port))),
+		"url":  fmt.Sprintf("%s://%s/sdk", scheme, net.JoinHostPort(host, fmt.Sprint(addr.Port))),
 		"port": addr.Port,
 	})
 	os.Stdout.Write(append(out, '\n'))

@@ -166,6 +166,17 @@ def rollback(c, plan_only=False, to="pre", node=None, inventory=None, plan=None,
                    plan_only)
 
 
+@task(help=helps("inventory plan state_dir insecure ca_bundle json verbose break_stale_lock",
+                 yes="do not ask: finalize now (the point of no return)"))
+@cli
+def finalize(c, yes=False, inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, json=False,
+             verbose=False, break_stale_lock=False):
+    """The point of no return of a finished hop: delete the kept source appliances; rollback is no longer offered."""
+    from orchestrator.commands import finalize as cmd
+    return cmd.run(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), yes,
+                   confirm=lambda text: input(text + "\nType 'finalize' to go on: ").strip() == "finalize")
+
+
 @task(help=helps("inventory plan state_dir verbose", vcenter="the vCenter to move (required)",
                  psc="the PSC to move it to (required)", check="only say whether it is allowed",
                  down="PSCs known to be down (comma-separated)"))
@@ -185,7 +196,7 @@ def report(c, out=None, inventory=None, plan=None, state_dir=".vcwave", verbose=
     return cmd.run(_flags(inventory, plan, state_dir), out)
 
 
-PRODUCT_TASKS = (plan, precheck, backup, stage, upgrade, verify, status_, rollback, repoint, report)
+PRODUCT_TASKS = (plan, precheck, backup, stage, upgrade, verify, status_, rollback, finalize, repoint, report)
 
 
 def product_namespace() -> Collection:

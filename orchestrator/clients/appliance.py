@@ -158,7 +158,10 @@ class UpdateState:
 
 @dataclass(frozen=True)
 class PendingUpdate:
+    """Update.Summary, as VMware documents it (`version` and `name` are required)."""
+
     version: str
+    name: str = ""
     description: str = ""
     update_type: str = ""
     severity: str = ""
@@ -187,6 +190,7 @@ class PrecheckResult:
 class StagedUpdate:
     version: str
     staging_complete: bool
+    name: str = ""
 
 
 def _issue_texts(items: Any) -> tuple[str, ...]:
@@ -261,7 +265,6 @@ class ApplianceClient:
         self.total_timeout = total_timeout    # per request, however the bytes trickle in
         self.max_body = max_body
         self.retry_policy = retry_policy
-        self._thumbprint = thumbprint
         self._ctx = None
         if self.scheme == "https":
             self._ctx = tls.ssl_context(verify, thumbprint, host=self.host, node=self.node, client="appliance")
@@ -273,9 +276,6 @@ class ApplianceClient:
     def _connection(self) -> http.client.HTTPConnection:
         if self.scheme == "http":
             return http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
-        if self._thumbprint:
-            return tls.PinnedHTTPSConnection(self.host, self.port, thumbprint=self._thumbprint, node=self.node,
-                                             timeout=self.connect_timeout, context=self._ctx)
         return http.client.HTTPSConnection(self.host, self.port, timeout=self.connect_timeout, context=self._ctx)
 
     def _path(self, rest_path: str) -> str:
@@ -437,18 +437,14 @@ class ApplianceClient:
             str(v.get("version", "")), str(v.get("build", "")), str(v.get("product", "")), str(v.get("type", "")),
             str(v.get("install_time", "")), str(v.get("releasedate", "") or ""), str(v.get("summary", "") or "")))
 
-    HEALTH_ITEMS = ("load", "mem", "storage", "swap", "database-storage", "softwarepackages")
+    HEALTH_ITEMS = ("load", "mem", "storage", "swap", "database-storage", "software-packages")
 
     def health(self, items: Iterable[str] = HEALTH_ITEMS) -> Health:
+        """Every item is asked; a 404 is an error naming the path (a skipped item would read as healthy)."""
         system = self._call("GET", "appliance/health/system", "health.system", expect=(str,))
-        sub = []
-        for item in items:
-            try:
-                sub.append((item, self._call("GET", f"appliance/health/{item}", f"health.{item}",
-                                                   expect=(str,))))
-            except NotFound:
-                continue
-        return Health(str(system), tuple(sub))
+        sub = tuple((item, str(self._call("GET", f"appliance/health/{item}", f"health.{item}", expect=(str,))))
+                    for item in items)
+        return Health(str(system), sub)
 
     def services(self) -> tuple[Service, ...]:
         return self._call("GET", "appliance/vmon/service", "vmon.services", expect=(list, dict),
@@ -553,8 +549,9 @@ class ApplianceClient:
 
     @staticmethod
     def _pending(v: dict, version: str = "") -> PendingUpdate:
-        return PendingUpdate(str(v.get("version", version)), _msgs([v["description"]])[0] if v.get("description")
-                             else "", str(v.get("update_type", "")), str(v.get("severity", "")),
+        return PendingUpdate(str(v.get("version", version)), str(v.get("name", "")),
+                             _msgs([v["description"]])[0] if v.get("description") else "",
+                             str(v.get("update_type", "")), str(v.get("severity", "")),
                              str(v.get("priority", "")), v.get("release_date"), bool(v.get("reboot_required", True)),
                              int(v.get("size") or 0))
 
@@ -601,7 +598,7 @@ class ApplianceClient:
         """The staged update, or None when nothing is staged."""
         try:
             return self._update_call("GET", "appliance/update/staged", "update.staged", convert=lambda v: StagedUpdate(
-                str(v.get("version", "")), bool(v.get("staging_complete", False))))
+                str(v.get("version", "")), bool(v.get("staging_complete", False)), str(v.get("name", ""))))
         except NotFound:
             return None
 

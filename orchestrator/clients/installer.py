@@ -1,10 +1,13 @@
 """Run VMware's CLI installer (`vcsa-deploy upgrade`) on a template, without ever leaking a secret.
 
 Why a client of its own: the installer is a process, not an API. It reads its passwords from the template
-file, so the filled template exists only as a 0600 file (created O_CREAT|O_EXCL in a private 0700 temp dir)
-for the life of the process and is removed in `finally`, whatever happens (installer failure, timeout,
-exception, KeyboardInterrupt). Every output line is scrubbed of secret values before anyone sees it
-(`on_line`, the tail kept for errors); the engine turns lines into progress events.
+file, so the filled template exists only as a 0600 file (created O_CREAT|O_EXCL in a private 0700 folder
+under the caller's state folder, never the shared system temp folder) for the life of the process and is
+removed in `finally`, whatever happens (installer failure, timeout, exception, KeyboardInterrupt). A kill -9
+runs no `finally`: the folder is named after the vcwave process, and `sweep_leftovers` (run by every next
+command) removes the folders of dead runs whose installer is gone too. Every output line is scrubbed of
+secret values before anyone sees it (`on_line`, the tail kept for errors); the engine turns lines into
+progress events.
 
 Command line (flags from the 6.5 installer readme and the 6.7 upgrade guide):
 
@@ -38,14 +41,16 @@ from typing import Iterable, Callable, Mapping
 
 from orchestrator.core.installer_template import (TemplateError, fill_secrets, no_ssl_flag,
                                                   validate_template, verify_flag)
-from orchestrator.clients import scrub as scrubbing
+from orchestrator import scrub as scrubbing
 from orchestrator.errors import InputError, StepFailed
+from orchestrator.processes import pid_alive
 from orchestrator.secrets import Secret, reveal
 
 ENV_INSTALLER = "VCWAVE_INSTALLER"
 TAIL_LINES = 40
 OUTPUT_LOG = "vcwave-installer-output.log"  # the installer writes here (a file, never a pipe), vcwave follows it
 REDACTED = "********"
+PRIVATE_PREFIX = "vcwave-installer-"  # + vcwave's pid: `sweep_leftovers` tells dead runs from live ones
 
 EXIT_OK = 0
 EXIT_TEMPLATE = 2
@@ -148,13 +153,49 @@ class Scrubber:
         return scrubbing.scrub_text(line)
 
 
-class InstallerRunner:
-    """Runs one installer binary. `ssl_verify=False` adds the release's no-SSL-verification flag."""
+def private_run_dir(root: Path) -> Path:
+    """A fresh 0700 folder for one run's filled template under `root` (0700), named after this process."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    return Path(tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-", dir=root))
 
-    def __init__(self, installer_path: Path | str, *, log_root: Path | str | None = None,
+
+def _owner_pid(folder: Path) -> int | None:
+    parts = folder.name[len(PRIVATE_PREFIX):].split("-", 1)
+    return int(parts[0]) if folder.name.startswith(PRIVATE_PREFIX) and parts[0].isdigit() else None
+
+
+def _dead_run(folder: Path) -> bool:
+    """A template folder nobody uses any more: not ours, its vcwave is gone, and no live process names it."""
+    owner = _owner_pid(folder)
+    if owner == os.getpid() or (owner is not None and pid_alive(owner)):
+        return False
+    return not installer_processes(folder)
+
+
+def sweep_leftovers(root: Path) -> list[Path]:
+    """Remove the template folders (passwords inside) that killed runs left under `root`. A folder that a
+    live installer still names is kept: the installer outlived vcwave, and its step's reconcile removes the
+    folder once it has ended. Returns the folders removed; creates nothing."""
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PRIVATE_PREFIX)]
+    except OSError:  # no root yet: nothing to sweep
+        return []
+    removed = [f for f in folders if _dead_run(f)]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
+
+
+class InstallerRunner:
+    """Runs one installer binary. `ssl_verify=False` adds the release's no-SSL-verification flag.
+    `private_root` holds the runs' 0700 template folders (under the state folder)."""
+
+    def __init__(self, installer_path: Path | str, *, private_root: Path | str, log_root: Path | str | None = None,
                  ssl_verify: bool = True, timeout: float | None = None,
                  env: Mapping[str, str] | None = None) -> None:
         self.installer = Path(installer_path)
+        self.private_root = Path(private_root)
         self.log_root = Path(log_root) if log_root else None
         self.ssl_verify = ssl_verify
         self.timeout = timeout
@@ -201,7 +242,7 @@ class InstallerRunner:
         if self.log_root:
             self.log_root.mkdir(parents=True, exist_ok=True)
         log_dir = Path(tempfile.mkdtemp(prefix="vcsa-deploy-", dir=self.log_root))
-        private = Path(tempfile.mkdtemp(prefix="vcwave-installer-"))  # 0700
+        private = private_run_dir(self.private_root)
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         proc: subprocess.Popen | None = None
         watchdog: threading.Timer | None = None

@@ -4,19 +4,21 @@ Why one module: the REST client (http.client) and the vSphere client (pyVmomi) m
 - default: the system trust store, hostname checked;
 - `verify="/path/ca.pem"`: that bundle, hostname checked;
 - `thumbprint="AA:BB:..."` (SHA-256 of the server certificate, as `openssl x509 -fingerprint -sha256` or the
-  vSphere client show it): the chain is not checked, the peer certificate must hash to the pin (checked right
-  after the handshake, before any request is sent);
+  vSphere client show it): the chain is not checked, the peer certificate must hash to the pin, checked in
+  the context's `wrap_socket` right after the handshake, before any request (and any credential) is sent;
 - `verify=False`: only when the caller asks for it, and then a `tls.verification_disabled` warning is logged;
 - plain http only towards loopback hosts (the lab); refused otherwise.
 """
 from __future__ import annotations
 
 import hashlib
-import http.client
 import socket
 import ssl
+from typing import Any
 
 from orchestrator.clients.retry import TlsError
+from orchestrator.core import thumbprint as thumbprint_rules
+from orchestrator.core.thumbprint import sha256_thumbprint
 from orchestrator.hosts import is_loopback
 
 
@@ -29,26 +31,48 @@ def check_scheme(scheme: str, host: str, *, node: str = "") -> None:
 
 
 def normalize_thumbprint(thumbprint: str) -> str:
-    """'AA:bb:..' or 'aabb..' -> 'aabb..' (64 hex digits for SHA-256)."""
-    t = thumbprint.replace(":", "").replace(" ", "").lower()
-    if len(t) != 64 or any(c not in "0123456789abcdef" for c in t):
-        raise TlsError(f"thumbprint must be a SHA-256 fingerprint (64 hex digits), got {thumbprint!r}")
-    return t
-
-
-def sha256_thumbprint(der: bytes) -> str:
-    """The colon-separated upper-case SHA-256 fingerprint of a DER certificate."""
-    h = hashlib.sha256(der).hexdigest().upper()
-    return ":".join(h[i:i + 2] for i in range(0, len(h), 2))
+    """'AA:bb:..' or 'aabb..' -> 'aabb..' (64 hex digits for SHA-256); TlsError otherwise."""
+    try:
+        return thumbprint_rules.normalize_thumbprint(thumbprint)
+    except ValueError as exc:
+        raise TlsError(str(exc)) from None
 
 
 def check_pin(der: bytes | None, thumbprint: str, *, host: str = "", node: str = "") -> None:
     if not der:
         raise TlsError(f"no peer certificate from {host} to compare with the pinned thumbprint", node=node)
-    got = hashlib.sha256(der).hexdigest()
-    if got != normalize_thumbprint(thumbprint):
+    if hashlib.sha256(der).hexdigest() != normalize_thumbprint(thumbprint):
         raise TlsError(f"certificate of {host} does not match the pinned SHA-256 thumbprint "
-                       f"(got {sha256_thumbprint(der)})", node=node)
+                       f"(got {sha256_thumbprint(der)}); nothing was sent", node=node)
+
+
+class PinnedContext(ssl.SSLContext):
+    """A client context that checks the pin inside `wrap_socket`, right after the handshake: http.client
+    (appliance REST) and pyVmomi (every SOAP connection, the first `vimServiceVersions.xml` fetch included)
+    wrap their sockets through it, so no request byte, and no credential, is sent to a peer that fails the pin.
+    The chain and the host name are not checked: the pin is the trust."""
+
+    pin: str = ""
+    node: str = ""
+
+    def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+        wrapped = super().wrap_socket(sock, *args, **kwargs)
+        try:
+            check_pin(wrapped.getpeercert(binary_form=True), self.pin,
+                      host=str(kwargs.get("server_hostname") or ""), node=self.node)
+        except TlsError:
+            wrapped.close()
+            raise
+        return wrapped
+
+
+def pinned_context(thumbprint: str, *, node: str = "") -> PinnedContext:
+    ctx = PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # authenticated by the pin, checked in wrap_socket
+    ctx.pin = normalize_thumbprint(thumbprint)
+    ctx.node = node
+    return ctx
 
 
 def _warn_insecure(host: str, node: str, client: str) -> None:
@@ -61,11 +85,7 @@ def ssl_context(verify: bool | str = True, thumbprint: str | None = None, *, hos
                 client: str = "") -> ssl.SSLContext:
     """Build the context for one connection policy (see the module docstring)."""
     if thumbprint:
-        normalize_thumbprint(thumbprint)  # validate early
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE  # authenticated by the pin, checked after the handshake
-        return ctx
+        return pinned_context(thumbprint, node=node)
     if verify is False:
         _warn_insecure(host, node, client)
         ctx = ssl.create_default_context()
@@ -80,24 +100,6 @@ def ssl_context(verify: bool | str = True, thumbprint: str | None = None, *, hos
         except (OSError, ssl.SSLError) as exc:
             raise TlsError(f"cannot load CA bundle {verify!r}: {exc}", node=node) from exc
     raise TlsError(f"verify must be True, False or a CA bundle path, got {verify!r}", node=node)
-
-
-class PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """HTTPSConnection that compares the peer certificate with a SHA-256 pin right after the handshake."""
-
-    def __init__(self, host: str, port: int | None = None, *, thumbprint: str, node: str = "", **kw) -> None:
-        super().__init__(host, port, **kw)
-        self._pin = thumbprint
-        self._node = node
-
-    def connect(self) -> None:
-        super().connect()
-        der = self.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
-        try:
-            check_pin(der, self._pin, host=self.host, node=self._node)
-        except TlsError:
-            self.close()
-            raise
 
 
 def peer_thumbprint(host: str, port: int = 443, timeout: float = 10.0) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from orchestrator.core.campaign import plan_campaign
 from orchestrator.core.inventory import load_inventory
 from orchestrator.commands.paths import check_file, write_atomic
-from orchestrator.core.plan import Plan, build_plan, file_sha256, plan_text
+from orchestrator.core.plan import Plan, file_sha256, plan_text
 from orchestrator.core.playbook import load_playbook
 from orchestrator.core.rules import SITE_BY_SITE
 from orchestrator.core.versions import VersionError, parse_version
@@ -26,13 +27,14 @@ def parse_target(text: str) -> "object":
 
 def make_plan(inventory: str, target: str, playbook: str | None = None, concurrency: int | None = None,
               site: str | None = None) -> Plan:
-    """Compute (not save) the plan. `site` exists only to refuse site-by-site requests with the seed's reason."""
+    """Compute (not save) the plan: of the whole upgrade, or of the first hop of a longer route.
+    `site` exists only to refuse site-by-site requests with the seed's reason."""
     if site is not None:  # even `--site ""`: there is no site-scoped plan to fall back to
         raise RefusedError(f"--site {site!r}: {SITE_BY_SITE}", rule="pscs-first")
     inv = load_inventory(inventory)
     pb = load_playbook(playbook)
-    return build_plan(inv, pb, parse_target(target), inventory_sha256=file_sha256(inventory),
-                      playbook_sha256=file_sha256(pb.path), concurrency=concurrency)
+    return plan_campaign(inv, pb, parse_target(target), inventory_sha256=file_sha256(inventory),
+                         playbook_sha256=file_sha256(pb.path), concurrency=concurrency)
 
 
 def run(inventory: str, target: str, out: str | None = None, as_json: bool = False, playbook: str | None = None,

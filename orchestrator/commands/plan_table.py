@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from orchestrator.core.campaign import route_lines
 from orchestrator.core.plan import Phase, Plan, Step, lane_minutes
 
 PHASE_TITLES = {
@@ -102,7 +103,13 @@ def render_table(plan: Plan) -> str:
     for phase in plan.phases:
         lines += phase_summary(plan, phase)
     lines += ["", *method_lines(plan), "", *step_table(plan), ""]
+    first = "PSC install" if plan.phase("psc").steps else "vCenter upgrade"
     lines.append(f"expected mixed-version window: {_minutes(plan.window_estimate_min)} "
-                 f"({plan.window_estimate_min:.0f} min), from the first PSC install to the last vCenter verified")
+                 f"({plan.window_estimate_min:.0f} min), from the first {first} to the last vCenter verified")
     lines += [f"warning: {w}" for w in plan.warnings]
+    if plan.route:
+        hops = plan.route["hops"]
+        lines += ["", f"route to {plan.route['final_target']}: {len(hops)} hops, each its own campaign (backups "
+                      f"before and after, its own window); this plan is hop 1 ({plan.target})"]
+        lines += route_lines(hops) + [plan.route["next"]]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from dataclasses import asdict
 
 from orchestrator.commands.session import CommonFlags, session
 from orchestrator.commands.waves import render as render_result
+from orchestrator.core.finalize import rollback_after_finalize
 from orchestrator.core.plan import Step
 from orchestrator.core.rules import is_mixed
 from orchestrator.core.rollback import (RollbackAction, RollbackPlan, check_rollback_target, plan_domain_rollback,
@@ -51,6 +52,7 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
     check_rollback_target(to)  # before the session: a bad flag takes no lock and writes nothing
     with session(flags, "rollback", mutate=not plan_only) as engine:
         hist = engine.history()
+        rollback_after_finalize(hist)
         rb = _saved(engine)
         if rb is None:
             rb = plan_node_rollback(engine.inv, hist, node) if node else plan_domain_rollback(engine.inv, hist, to)

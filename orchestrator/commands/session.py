@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from orchestrator.clients.installer import sweep_leftovers
 from orchestrator.commands.paths import check_folder
 from orchestrator.commands.plan import DEFAULT_PLAN
 from orchestrator.connect import Connections, TlsOptions
@@ -18,6 +19,7 @@ from orchestrator.core.plan import Plan, check_applied, check_plan_matches, file
 from orchestrator.core.playbook import load_playbook
 from orchestrator.engine.runner import Engine, EngineOptions, lock_for, open_journal
 from orchestrator.log import describe_run, get_logger, record_to
+from orchestrator.steps.installer import private_root
 from orchestrator.steps.registry import impl_for
 
 
@@ -64,6 +66,7 @@ def session(flags: CommonFlags, command: str, *, mutate: bool = True, record: bo
     conns.resolve_all()  # a missing env var or a 0644 password file is bad input: exit 2 before the lock is taken
     lock = lock_for(options, inv.domain, command) if mutate else contextlib.nullcontext()
     with lock:
+        sweep_leftovers(private_root(options.state_dir, inv.domain))  # templates a killed run left behind
         record_to(options.state_dir, inv.domain)
         journal = open_journal(options, inv.domain)
         try:

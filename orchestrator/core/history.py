@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
+from orchestrator.core.interop import supports_external_psc
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.versions import Version, parse_version
 
@@ -25,6 +26,11 @@ class EventLike(Protocol):
     action: str
     status: str
     data: dict
+
+
+# Journal notes written by `invoke finalize` (the journal's own event kinds stay as they are).
+FINALIZE_REMOVED = "finalize-removed"
+FINALIZED = "finalized"
 
 
 @dataclass(frozen=True)
@@ -66,14 +72,19 @@ class DomainHistory:
     events: int = 0
     prechecks: dict[str, tuple[str, float]] = field(default_factory=dict)  # node -> newest (outcome, ts)
     paused: tuple[str, ...] = ()  # steps paused for a manual change (`invoke verify --node N` confirms it)
+    finalized: float | None = None  # `invoke finalize` passed the point of no return (kept sources removed)
 
     def versions(self) -> dict[str, Version]:
         return {n: h.version for n, h in self.nodes.items()}
 
 
 def domain_version(inv: Inventory, versions: dict[str, Version]) -> str:
-    """The SSO domain's version = its PSCs' version; during the psc wave it is a mix, e.g. '6.0 U3+6.5 U1'."""
-    rels = sorted({versions[p.name].without_build() for p in inv.pscs})
+    """The SSO domain's version = the version of the nodes that carry SSO: its external PSCs and, once
+    converged (7.0+), its vCenters. During a wave it is a mix, e.g. '6.0 U3+6.5 U1', or '6.7 U1+7.0 U3'
+    while the vCenters converge and until the PSCs are decommissioned."""
+    carriers = [p.name for p in inv.pscs] + [v.name for v in inv.vcenters
+                                              if not supports_external_psc(versions[v.name])]
+    rels = sorted({versions[n].without_build() for n in carriers})
     return "+".join(v.release for v in rels)
 
 
@@ -92,6 +103,7 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     count = 0
     prechecks: dict[str, tuple[str, float]] = {}
     paused: dict[str, str] = {}
+    finalized = None
     for e in events:
         count += 1
         if e.kind == "step":
@@ -129,6 +141,10 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
             d = e.data
             backups.append(Backup(e.node, "source-appliance", d["vm_name"], d.get("vm_moref", ""),
                                   d["node_version"], d["domain_version"], e.ts, "during"))
+        elif e.kind == "note" and e.status == FINALIZE_REMOVED:  # a kept source appliance is gone
+            backups = [b for b in backups if not (b.node == e.node and b.method == "source-appliance")]
+        elif e.kind == "note" and e.status == FINALIZED:
+            finalized = e.ts
         elif e.kind == "window":
             if e.status == "opened" and opened is None:
                 opened, closed = e.ts, None
@@ -137,4 +153,4 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     nodes = {n.name: NodeHistory(n.name, versions[n.name], *last[n.name], upgraded[n.name], verified[n.name])
              for n in inv.nodes}
     return DomainHistory(nodes, tuple(backups), opened, closed, tuple(failed.values()), tuple(running.values()),
-                         rollbacks, count, prechecks, tuple(paused.values()))
+                         rollbacks, count, prechecks, tuple(paused.values()), finalized)

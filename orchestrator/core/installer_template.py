@@ -53,7 +53,9 @@ import ipaddress
 import re
 from typing import Any, Iterable
 
+from orchestrator.core import interop
 from orchestrator.core.inventory import Inventory, Node
+from orchestrator.core.plan import converge_partners_of
 from orchestrator.core.versions import Version
 from orchestrator.errors import InputError, Where
 
@@ -86,8 +88,14 @@ SCHEMAS: dict[tuple[int, int], dict[str, Any]] = {
              "no_ssl_flag": "--no-esx-ssl-verify", "sources": ("5.5", "6.0")},
     (6, 7): {"version": "2.13.0", "dotted": False, "verify_flag": "--verify-template-only",
              "no_ssl_flag": "--no-ssl-certificate-verification", "sources": ("6.0", "6.5")},
+    # 7.0: the 6.7 (underscore) schema plus the `sso` section of a converge (see `_sso_section`); the
+    # `__version` of the 7.0 ISO's templates is *to confirm* (no template file is in a readable source): the
+    # 6.7 value is kept, and the installer's own --verify-template-only (vcwave's precheck) would refuse a
+    # wrong one before anything changes.
+    (7, 0): {"version": "2.13.0", "dotted": False, "verify_flag": "--verify-template-only",
+             "no_ssl_flag": "--no-ssl-certificate-verification", "sources": ("6.5", "6.7")},
 }
-_BY_TEMPLATE_VERSION = {s["version"]: line for line, s in SCHEMAS.items()}
+_BY_TEMPLATE_VERSION = {s["version"]: line for line, s in reversed(SCHEMAS.items())}  # first line wins
 
 
 class TemplateError(InputError):
@@ -169,6 +177,9 @@ def build_upgrade_template(inv: Inventory, node: Node, target: Version, *,
     if src_line not in schema["sources"]:
         raise TemplateError(f"the {target.major}.{target.minor} installer upgrades appliances "
                             f"{' or '.join(schema['sources'])}, not {node.version.release}", where("version"))
+    if node.role == "psc" and not interop.supports_external_psc(target):
+        raise TemplateError(f"{target.release} has no external Platform Services Controller: a PSC is not "
+                            f"upgraded to it, its vCenters converge it", where("role"))
     if node.vm is None:
         raise TemplateError("the installer needs the node's appliance VM and the vCenter managing it: add "
                             "'vm: {vcenter, name}'", where("vm"))
@@ -246,7 +257,26 @@ def build_upgrade_template(inv: Inventory, node: Node, target: Version, *,
         "source_vc": {"managing_esxi_or_vc": managing, "vc_vcsa": vc_vcsa},
         "ceip": {"settings": {"ceip_enabled": bool(deploy.get("ceip_enabled", False))}},
     }
+    if node.psc and not interop.supports_external_psc(target):
+        canonical["sso"] = _sso_section(inv, node)
     return _rename(canonical, schema["dotted"])
+
+
+def _sso_section(inv: Inventory, node: Node) -> dict[str, Any]:
+    """The converge's replication parameters (vSphere 7.0 Upgrade guide, GUID-039644F5-...: "The replication
+    parameters in the JSON upgrade template are located in the sso section of the template, and are
+    first_instance and replication_partner_hostname"): the first vCenter of the SSO domain is the first
+    instance, every next one names a vCenter already converged (the planner's order, `converge_partners_of`).
+    `replication_partner_port` is written only for a partner not on 443 (the loopback lab), like the other
+    port keys of this module (*to confirm* as a key of the real installer)."""
+    partner = converge_partners_of(inv)[node.name]
+    if partner is None:
+        return {"first_instance": True}
+    p = inv.node(partner)
+    out: dict[str, Any] = {"first_instance": False, "replication_partner_hostname": p.host}
+    if p.port != 443:
+        out["replication_partner_port"] = p.port
+    return out
 
 
 def _family(ip: Any) -> str:

@@ -32,6 +32,7 @@ class InteropData:
     location_types_since: dict[str, Version]
     durations_min: dict[str, float]
     configuration_maximums: dict[str, int]
+    converge_into: tuple[str, ...] = ()
 
     def features(self, v: Version) -> LineFeatures:
         key = f"{v.major}.{v.minor}"
@@ -49,6 +50,7 @@ def interop_data() -> InteropData:
         location_types_since={k: parse_version(v) for k, v in raw["location_types_since"].items()},
         durations_min={k: float(v) for k, v in raw["durations_min"].items()},
         configuration_maximums={k: int(v) for k, v in raw["configuration_maximums"].items()},
+        converge_into=tuple(str(x) for x in raw.get("converge_into", ())),
     )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.core.secret_keys import is_secret_key
+from orchestrator.core.thumbprint import normalize_thumbprint
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_version
 from orchestrator.core.yamlsrc import Located, load_yaml, loads_yaml
 from orchestrator.errors import InputError, Where
@@ -22,7 +24,6 @@ PLATFORMS = ("appliance", "windows")
 TOPOLOGIES = ("external-psc", "embedded")
 BACKUP_METHODS = ("file", "snapshot-set", "external")
 LOCATION_TYPES = ("FTP", "HTTP", "FTPS", "HTTPS", "SCP", "SFTP", "NFS", "SMB")
-_SECRET_KEYS = re.compile(r"(^|_)(password|passwd|pwd|secret|token)$", re.I)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -74,6 +75,7 @@ class Node:
     instance_uuid: str | None = None
     deploy: tuple[tuple[str, Any], ...] = ()
     line: int = 0
+    thumbprint: str | None = None  # `tls.thumbprint`: SHA-256 pin of the node's certificate (REST and SDK)
 
     @property
     def is_psc(self) -> bool:
@@ -93,6 +95,7 @@ class Management:
     sdk_port: int = 443
     scheme: str = "https"
     credentials: str = "sso"
+    thumbprint: str | None = None  # `tls.thumbprint`: SHA-256 pin of its certificate
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,7 @@ class _Checker:
 
     def unknown(self, m: Located, allowed: set[str], what: str, node: str = "") -> None:
         for k in m:
-            if _SECRET_KEYS.search(k):
+            if is_secret_key(k):
                 self.fail(f"plaintext secret field '{k}' is not allowed: name an environment variable "
                           f"('password_env') or a 0600 file ('password_file') instead", m, k, node)
             if k not in allowed:
@@ -267,7 +270,7 @@ def _management(c: _Checker, data: Located, creds: set[str]) -> tuple[Management
     out = []
     for raw in _list(c, data, "management", required=False):
         m = c.mapping(raw, "a management entry", data, "management")
-        c.unknown(m, {"name", "host", "port", "sdk_port", "scheme", "credentials"}, "management entry")
+        c.unknown(m, {"name", "host", "port", "sdk_port", "scheme", "credentials", "tls"}, "management entry")
         name = c.text(m, "name")
         host = _host(c, m, name)
         port = c.port(m, "port", name, 443)
@@ -275,7 +278,8 @@ def _management(c: _Checker, data: Located, creds: set[str]) -> tuple[Management
         cred = c.text(m, "credentials", required=False, default="sso")
         if cred not in creds:
             c.fail(f"management '{name}' names unknown credentials '{cred}'", m, "credentials", name)
-        out.append(Management(name, host, port, c.port(m, "sdk_port", name, port), scheme, cred))
+        out.append(Management(name, host, port, c.port(m, "sdk_port", name, port), scheme, cred,
+                              _pin(c, m, name)))
     return tuple(out)
 
 
@@ -285,6 +289,20 @@ def _host(c: _Checker, m: Located, node: str) -> str:
     if problem:
         c.fail(f"host '{host}' {problem}", m, "host", node)
     return host
+
+
+def _pin(c: _Checker, m: Located, node: str) -> str | None:
+    """A node's or management vCenter's `tls: {thumbprint: "AA:BB:..."}`: the SHA-256 pin, normalized."""
+    raw = m.get("tls")
+    if raw is None:
+        return None
+    raw = c.mapping(raw, "'tls'", m, "tls", node)
+    c.unknown(raw, {"thumbprint"}, "tls", node)
+    text = c.text(raw, "thumbprint", node=node)
+    try:
+        return normalize_thumbprint(text)
+    except ValueError as exc:
+        c.fail(str(exc), raw, "thumbprint", node)
 
 
 def _scheme(c: _Checker, m: Located, host: str, node: str) -> str:
@@ -297,7 +315,7 @@ def _scheme(c: _Checker, m: Located, host: str, node: str) -> str:
 
 
 _NODE_FIELDS = {"name", "role", "site", "host", "port", "sdk_port", "scheme", "version", "build", "psc",
-                "platform", "embedded_psc", "vm", "backup", "instance_uuid", "deploy"}
+                "platform", "embedded_psc", "vm", "backup", "instance_uuid", "deploy", "tls"}
 
 
 def _node(c: _Checker, raw: Any, index: int, data: Located) -> Node:
@@ -343,6 +361,7 @@ def _node(c: _Checker, raw: Any, index: int, data: Located) -> Node:
         psc=c.text(m, "psc", required=False) or None, platform=platform, embedded_psc=embedded,
         vm=_vm(c, m, name), backup=_backup(c, m, name), instance_uuid=uuid,
         deploy=tuple(sorted((str(k), _freeze(v)) for k, v in (deploy or {}).items())), line=m.line,
+        thumbprint=_pin(c, m, name),
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Iterable
@@ -77,6 +77,9 @@ class Plan:
     warnings: tuple[str, ...] = ()
     plan_hash: str = ""
     concurrency: int | None = None  # --concurrency as given to `invoke plan`: the plan is rebuilt with it
+    # The whole route when the target is more than one hop away (core/campaign.py): this plan is its first
+    # hop. Empty for a one-hop upgrade, so such plans keep their shape.
+    route: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def steps(self) -> Iterable[Step]:
         for ph in self.phases:
@@ -96,7 +99,7 @@ class Plan:
             "window_estimate_min": self.window_estimate_min, "warnings": list(self.warnings),
             "phases": [{"name": p.name, "steps": [s.to_json() for s in p.steps]} for p in self.phases],
             **({"concurrency": self.concurrency} if self.concurrency is not None else {}),
-        }
+        } | ({"route": self.route} if self.route else {})
 
     def to_json(self) -> dict[str, Any]:
         return {**self.body(), "plan_hash": self.plan_hash}
@@ -186,8 +189,23 @@ def _psc_order(inv: Inventory) -> list[Node]:
     """PSCs in site order, then by name. One at a time means every other PSC stays up, so each PSC's
     replication partners are reachable while it is upgraded; going site by site keeps the partners of a
     site's PSCs (usually in the same site) upgraded next to each other."""
+    return _by_site(inv, inv.pscs)
+
+
+def _by_site(inv: Inventory, nodes: Iterable[Node]) -> list[Node]:
     order = {s: i for i, s in enumerate(inv.sites)}
-    return sorted(inv.pscs, key=lambda n: (order[n.site], n.name))
+    return sorted(nodes, key=lambda n: (order[n.site], n.name))
+
+
+def converges(inv: Inventory, target: Version) -> bool:
+    """True when this upgrade folds the external PSCs into the vCenters (a target line without them)."""
+    return bool(inv.pscs) and not interop.supports_external_psc(target)
+
+
+def converge_partners_of(inv: Inventory) -> dict[str, str | None]:
+    """Each vCenter's replication partner in a converge (None: the first instance), in converge order:
+    site by site, so a vCenter's partner is in its own site whenever one there is already converged."""
+    return rules.converge_partners((vc.name, vc.site) for vc in _by_site(inv, inv.vcenters))
 
 
 def check_target(inv: Inventory, target: Version) -> None:
@@ -203,9 +221,14 @@ def check_target(inv: Inventory, target: Version) -> None:
             problems.append(f"{n.name} ({n.version.release}): {verdict.reason}")
     if problems:
         raise RefusedError("unsupported upgrade path:\n  " + "\n  ".join(problems), rule="upgrade-path")
-    verdict = rules.external_psc_target_allowed(bool(inv.pscs), interop.supports_external_psc(target), target)
+    converge = f"{target.major}.{target.minor}" in interop.interop_data().converge_into
+    verdict = rules.external_psc_target_allowed(bool(inv.pscs), interop.supports_external_psc(target), target,
+                                                converge)
     if not verdict:
         raise RefusedError(verdict.reason, rule=verdict.rule)
+    if converges(inv, target) and not inv.vcenters:
+        raise RefusedError(f"{target.release} has no external PSC and this domain has no vCenter to converge its "
+                           f"PSCs into", rule="converge-needs-a-vcenter")
 
 
 def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory_sha256: str = "",
@@ -214,12 +237,19 @@ def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory
     check_target(inv, target)
     if concurrency is not None and concurrency < 1:
         raise InputError(f"--concurrency must be >= 1, got {concurrency}", Where(field="--concurrency"))
+    converge = converges(inv, target)
+    one_at_a_time = rules.vcenters_in_parallel_allowed(interop.supports_external_psc(target))
+    if not one_at_a_time and concurrency is not None and concurrency > 1:
+        raise RefusedError(f"--concurrency {concurrency}: {one_at_a_time.reason}", rule=one_at_a_time.rule)
     phases, rule_text, warnings = [], "", []
     for play in playbook.plays:
         steps: list[Step] = []
         batch = 0
         if play.phase == "psc":
-            groups = [[p] for p in _psc_order(inv)]
+            groups = [] if converge else [[p] for p in _psc_order(inv)]  # a PSC cannot go to 7.0
+        elif play.phase == "vcenter" and not one_at_a_time:
+            groups = [[vc] for vc in _by_site(inv, inv.vcenters)]
+            rule_text = f"one vCenter at a time: {one_at_a_time.reason}"
         elif play.phase == "vcenter":
             serial = concurrency if concurrency is not None else play.serial
             groups, rule_text = _vcenter_batches(inv, serial)
@@ -229,11 +259,19 @@ def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory
             # Outside the waves every task is one batch over all nodes: every precheck passes before any
             # backup starts, and a snapshot-set backup is one batch (taken together).
             members = list({"all": inv.nodes, "psc": inv.pscs, "vcenter": inv.vcenters}[play.hosts])
+            if converge and play.phase == "post":  # the PSCs stay as they are until `finalize` decommissions them
+                members = [n for n in members if not n.is_psc]
             for i, task in enumerate(play.tasks):
                 one = Play(play.name, play.phase, play.hosts, (task,), play.serial)
                 for node in members:
                     cur = target if play.phase == "post" else node.version
                     steps += _node_lane(node, one, target, play.phase, i, cur, play.phase)
+            if converge and play.phase == "pre" and "backup" in play.tasks:
+                steps += _cold_snapshot_set(inv, target, len(play.tasks))
+            phases.append(Phase(play.phase, tuple(steps)))
+            continue
+        if converge and play.phase == "vcenter":
+            steps += _converge_lanes(inv, play, target, groups)
             phases.append(Phase(play.phase, tuple(steps)))
             continue
         if play.phase == "vcenter" and play.backup_first:
@@ -254,6 +292,10 @@ def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory
                                                  n.backup.location_type if n.backup else ""))
         if problem:
             warnings.append(f"{n.name}: {problem} (the precheck will fail)")
+    no_vm = [n.name for n in inv.nodes if n.vm is None]
+    if converge and no_vm:
+        warnings.append(f"no appliance VM declared for {', '.join(no_vm)}: the cold snapshot set of all nodes that "
+                        f"VMware KB 313886 asks for before a converge cannot include them")
     per_site = {site: sum(1 for p in inv.pscs if p.site == site) for site in inv.sites}
     for verdict in rules.within_configuration_maximums(per_site, len(inv.vcenters),
                                                        interop.interop_data().configuration_maximums):
@@ -266,13 +308,38 @@ def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory
     return _sealed(plan)
 
 
+def _cold_snapshot_set(inv: Inventory, target: Version, batch: int) -> list[Step]:
+    """Before a converge: offline snapshots of ALL nodes, taken together (VMware KB 313886: "Offline snapshots
+    of all nodes in an SSO domain (ELM) are required when any SSO domain update will be performed"; a
+    revert reverts all of them before any is powered on). The same step ids as `backup --snapshots`."""
+    why = "cold snapshot set of all nodes of the SSO domain before it converges (VMware KB 313886)"
+    return [Step(f"pre/snapshot-set/{n.name}", "pre", batch, n.name, n.role, n.site, "backup", "snapshot-set",
+                 n.version.release, target.release, why, "pre") for n in inv.nodes if n.vm is not None]
+
+
+def _converge_lanes(inv: Inventory, play: Play, target: Version, groups: list[list[Node]]) -> list[Step]:
+    """The vCenters one per batch; each upgrade says whether it is the SSO domain's first instance or which
+    vCenter already at the target is its replication partner (the installer template carries the same)."""
+    partners = converge_partners_of(inv)
+    steps: list[Step] = []
+    for batch, (vc,) in enumerate(groups):
+        partner = partners[vc.name]
+        role = ("first instance of the SSO domain (sso.first_instance: true)" if partner is None else
+                f"replication partner {partner}, already at {target.release} (sso.replication_partner_hostname)")
+        for step in _node_lane(vc, play, target, "vcenter", batch, vc.version, "during"):
+            if step.action == "upgrade":
+                step = replace(step, reason=f"converge: the installer folds PSC {vc.psc} into the new appliance; "
+                                            f"{role}")
+            steps.append(step)
+    return steps
+
+
 def _split_batches(steps: list[Step]) -> list[Step]:
     """Stable order: by batch, then as planned (a node's lane keeps its task order)."""
     return sorted(steps, key=lambda s: s.batch)
 
 
 def _with_window(plan: Plan) -> Plan:
-    from dataclasses import replace
     return replace(plan, window_estimate_min=round(window_estimate(plan), 1))
 
 
@@ -304,8 +371,12 @@ def _assert_invariants(plan: Plan, inv: Inventory) -> None:
 
 
 def _sealed(plan: Plan) -> Plan:
-    from dataclasses import replace
     return replace(plan, plan_hash=content_hash(plan.body()))
+
+
+def with_route(plan: Plan, route: dict[str, Any]) -> Plan:
+    """The same plan as the first hop of a longer route (the route is part of what the hash seals)."""
+    return _sealed(replace(plan, route=route))
 
 
 # ---------------------------------------------------------------- saved plans
@@ -339,7 +410,8 @@ def plan_from_json(data: Any, filename: str) -> Plan:
         phases = tuple(Phase(p["name"], tuple(Step.from_json(s) for s in p["steps"])) for p in data["phases"])
         return Plan(data["domain"], data["target"], data["inventory"], data["inventory_sha256"], data["playbook"],
                     data["playbook_sha256"], data["concurrency_rule"], float(data["window_estimate_min"]), phases,
-                    tuple(data.get("warnings", ())), data["plan_hash"], data.get("concurrency"))
+                    tuple(data.get("warnings", ())), data["plan_hash"], data.get("concurrency"),
+                    dict(data.get("route") or {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"plan file is malformed: {exc!r}", where) from None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from orchestrator.core import rules
+from orchestrator.core import interop, rules
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.versions import Version
 from orchestrator.errors import RefusedError
@@ -38,6 +38,8 @@ def failover_options(inv: Inventory, versions: Mapping[str, Version]) -> tuple[F
     """For every vCenter: if its PSC failed now, where could it go — or must the PSC be restored?"""
     out = []
     for vc in inv.vcenters:
+        if not interop.supports_external_psc(versions[vc.name]):
+            continue  # converged (7.0+): SSO is its own, no PSC to fail over from
         cands = tuple(p.name for p in inv.pscs if p.name != vc.psc
                       and check_repoint(inv, versions, vc.name, p.name).ok)
         advice = (f"repoint to {cands[0]}" if cands else

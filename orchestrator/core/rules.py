@@ -29,8 +29,11 @@ def _v(x: Version) -> Version:
     return x.without_build()
 
 
-def vcenter_wave_may_start(psc_versions: Mapping[str, Version], target: Version) -> Verdict:
-    """The vcenter wave starts only when every PSC of every site is at the target (or newer)."""
+def vcenter_wave_may_start(psc_versions: Mapping[str, Version], target: Version, converge: bool = False) -> Verdict:
+    """The vcenter wave starts only when every PSC of every site is at the target (or newer). A converge
+    (target without external PSCs) has no PSC wave: its vCenters fold the PSCs in as they go."""
+    if converge:
+        return Verdict(True, "pscs-first", "converge: the PSCs cannot go to the target; the vCenters fold them in")
     behind = sorted(name for name, v in psc_versions.items() if _v(v) < _v(target))
     if behind:
         return Verdict(False, "pscs-first",
@@ -108,14 +111,48 @@ def psc_concurrency_allowed(serial: int) -> Verdict:
 
 
 def external_psc_target_allowed(has_external_pscs: bool, target_supports_external_psc: bool,
-                                target: Version) -> Verdict:
-    """7.0+ has no external PSC: the upgrade must converge PSCs into vCenters first. vcwave says so and refuses."""
-    if has_external_pscs and not target_supports_external_psc:
+                                target: Version, converge: bool = False) -> Verdict:
+    """7.0+ has no external PSC: a domain that has them reaches it only by converging them into its vCenters
+    (`converge`: the target is a line vcwave converges into, data/interop.yaml)."""
+    if has_external_pscs and not target_supports_external_psc and not converge:
         return Verdict(False, "no-external-psc-in-target",
                        f"{target.release} has no external Platform Services Controller: converge the PSCs into "
-                       f"their vCenters first (vCenter 6.7 U2+ converge tool), decommission the PSCs, then plan "
-                       f"the upgrade of the resulting embedded vCenters. vcwave does not plan the convergence")
+                       f"their vCenters on the way (plan a route through a line vcwave converges into)")
     return Verdict(True, "no-external-psc-in-target")
+
+
+VCENTERS_ONE_AT_A_TIME = ("In environments with multiple instances of vCenter Server appliance, you cannot perform "
+                          "parallel upgrades. Each vCenter Server instance must be upgraded separately (vSphere 7.0/"
+                          "8.0 upgrade guide: vmdird replication of single sign-on and certificate data)")
+
+
+def vcenters_in_parallel_allowed(target_supports_external_psc: bool) -> Verdict:
+    """To a line without external PSCs (7.0+) every vCenter carries SSO itself: one vCenter at a time."""
+    if not target_supports_external_psc:
+        return Verdict(False, "vcenters-one-at-a-time", VCENTERS_ONE_AT_A_TIME)
+    return Verdict(True, "vcenters-one-at-a-time")
+
+
+def converge_partners(vcenters_in_order: Iterable[tuple[str, str]]) -> dict[str, str | None]:
+    """Replication partner of each converging vCenter, given (name, site) in upgrade order.
+
+    VMware: the first vCenter of the SSO domain is upgraded with `first_instance` (None here); every later
+    one names "an existing vCenter Server 7.0 instance as the replication partner". vcwave picks the last
+    converged vCenter of the same site (replication stays within the site where it can), else the first
+    instance."""
+    out: dict[str, str | None] = {}
+    last_in_site: dict[str, str] = {}
+    first: str | None = None
+    for name, site in vcenters_in_order:
+        out[name] = last_in_site.get(site, first)
+        first = first or name
+        last_in_site[site] = name
+    return out
+
+
+def expected_sso_host(vcenter_host: str, psc_host: str, supports_external_psc: bool) -> str:
+    """Where a vCenter's SSO lives at a version: its PSC, or itself once converged (7.0+)."""
+    return psc_host if supports_external_psc else vcenter_host
 
 
 def within_configuration_maximums(pscs_per_site: Mapping[str, int], vcenters: int,
@@ -152,17 +189,19 @@ def pscs_a_vcenter_depends_on(vc_psc: str, vc_site: str, psc_sites: Mapping[str,
     return tuple(sorted({vc_psc, *(p for p, site in psc_sites.items() if site == vc_site)} - {""}))
 
 
-def vcenter_install_allowed(vc: str, pscs: Mapping[str, tuple[bool, Version | None]], target: Version) -> Verdict:
+def vcenter_install_allowed(vc: str, pscs: Mapping[str, tuple[bool, Version | None]], target: Version,
+                            converge: bool = False) -> Verdict:
     """No vCenter install while a PSC it depends on does not answer or is not at the target, as the PSCs
     answer now (`pscs`: name -> (answering, live version)): a vCenter newer than its PSC, or upgraded while
-    its PSC is down, is the seed's unrecoverable case ("restore or redeploy the failed PSC")."""
+    its PSC is down, is the seed's unrecoverable case ("restore or redeploy the failed PSC"). A converge
+    (`converge`) folds the PSC into the vCenter: it must answer, and stays below the target by nature."""
     down = sorted(p for p, (answering, _) in pscs.items() if not answering)
     if down:
         return Verdict(False, "psc-answers-before-vcenter",
                        f"vCenter {vc} is not upgraded while a PSC it depends on does not answer: "
                        f"{', '.join(down)}. Bring it back (or restore it), then run `invoke status`")
     behind = sorted(f"{p} ({v.release if v else 'version unknown'})" for p, (_, v) in pscs.items()
-                    if v is None or _v(v) < _v(target))
+                    if v is None or (_v(v) < _v(target) and not converge))
     if behind:
         return Verdict(False, "pscs-first", f"{SITE_BY_SITE}; vCenter {vc} depends on PSCs that run below "
                                             f"{target.release}: {', '.join(behind)}")

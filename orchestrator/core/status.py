@@ -9,9 +9,10 @@ from typing import Any
 from orchestrator.core.history import DomainHistory, domain_version
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.live import RESTORE_MODE, DomainState
-from orchestrator.core.plan import Plan
+from orchestrator.core.plan import Plan, converges
 from orchestrator.core.repoint import failover_options
 from orchestrator.core.validity import judge_all, usable_single
+from orchestrator.core.versions import parse_version
 
 PHASE_COMMAND = {"pre": "invoke backup --phase pre", "psc": "invoke upgrade --wave psc",
                  "vcenter": "invoke upgrade --wave vcenter", "post": "invoke verify && invoke backup --phase post"}
@@ -146,10 +147,32 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
         if st != "done":
             nxt = PHASE_COMMAND[name] if name != "pre" else "invoke precheck && invoke backup --phase pre && invoke stage"
             break
-    nxt = nxt or "nothing: every phase is done"
+    nxt = nxt or after_the_hop(inv, plan, hist) or "nothing: every phase is done"
     failover = tuple(f"{o.psc} fails -> {o.vcenter}: {o.advice}" for o in failover_options(inv, hist.versions()))
     return Status(inv.domain, plan.target, domain_version(inv, versions), tuple(nodes), phases,
                   window_info(hist, now), nxt, tuple(problems), failover, whole_domain_sets(inv, verdicts))
+
+
+def after_the_hop(inv: Inventory, plan: Plan, hist: DomainHistory) -> str:
+    """What is left once every phase of the hop is done: `invoke finalize` (the kept source appliances a
+    whole-domain rollback can still use), or the PSCs a converge left in the SSO domain; then the next hop of
+    a longer route."""
+    out = []
+    kept = sorted(b.backup_id for b in hist.backups if b.method == "source-appliance")
+    if hist.finalized is not None:
+        out.append("finalized: the kept source appliances are removed and a rollback is no longer offered for "
+                   "this hop")
+    elif kept and not converges(inv, parse_version(plan.target)):
+        out.append(f"when the domain has run well long enough: `invoke finalize` (the point of no return) removes "
+                   f"the kept source appliances {', '.join(kept)} that a whole-domain rollback can still use")
+    if converges(inv, parse_version(plan.target)):
+        out.append(f"decommission the external PSCs {', '.join(p.name for p in inv.pscs)} (they still belong to the "
+                   f"SSO domain; vcwave does not decommission yet): VMware's 'Decommission the Platform Services "
+                   f"Controller' — check that no vCenter points at it, back it up, shut it down, run `cmsso-util "
+                   f"unregister --node-pnid <PSC FQDN>` on a converged vCenter, then delete its VM")
+    if plan.route:
+        out.append(plan.route["next"])
+    return "; then ".join(out)
 
 
 def render(status: Status) -> str:

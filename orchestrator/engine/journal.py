@@ -59,7 +59,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import secrets as _secrets
 import sqlite3
 import tempfile
@@ -70,6 +69,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from orchestrator.engine.durable import fsync_dir as _fsync_dir
+from orchestrator.core.secret_keys import is_secret_key
 from orchestrator.errors import InputError, VcwaveError
 
 FORMAT = "vcwave-journal"
@@ -86,11 +86,6 @@ RECONCILE_OUTCOMES = frozenset({"succeeded", "failed", "not_done"})
 WINDOW_STATUSES = frozenset({"opened", "closed"})
 BACKUP_REQUIRED = ("backup_id", "method", "domain_version", "node_version")
 
-# Key names that must never reach the journal (matched anywhere in the key, case-insensitive).
-SECRET_KEY_RE = re.compile(
-    r"pass(?:word|wd|phrase)|secret|token|session|cookie|authori[sz]ation|private[_-]?key|api[_-]?key",
-    re.IGNORECASE,
-)
 
 STR_FIELDS = ("kind", "run_id", "plan_hash", "phase", "wave", "node", "step", "action", "status")
 FILTERABLE = frozenset(STR_FIELDS)
@@ -190,7 +185,7 @@ def find_secret_keys(data: Any, path: str = "data") -> list[str]:
     if isinstance(data, dict):
         for key, value in data.items():
             sub = f"{path}.{key}"
-            if SECRET_KEY_RE.search(str(key)):
+            if is_secret_key(str(key)):
                 found.append(sub)
             found.extend(find_secret_keys(value, sub))
     elif isinstance(data, (list, tuple)):

@@ -36,6 +36,7 @@ import structlog
 
 from orchestrator.engine.durable import fsync_dir as _fsync_dir
 from orchestrator.errors import RefusedError
+from orchestrator.processes import pid_alive
 
 log = structlog.get_logger(__name__)
 
@@ -86,18 +87,6 @@ def _describe(holder: dict) -> str:
     )
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-
-
 def inspect_lock(path: Path | str) -> tuple[str, str]:
     """Read-only look at a lock file, for `status`: ("", "") when there is none, ("stale", who) when its
     holder is provably dead on this host (a killed command: re-run with --break-stale-lock), else
@@ -111,7 +100,7 @@ def inspect_lock(path: Path | str) -> tuple[str, str]:
     if not isinstance(holder, dict):
         holder = {"_unreadable": True}
     pid = holder.get("pid")
-    if isinstance(pid, int) and pid > 0 and holder.get("host") == socket.gethostname() and not _pid_alive(pid):
+    if isinstance(pid, int) and pid > 0 and holder.get("host") == socket.gethostname() and not pid_alive(pid):
         return "stale", _describe(holder)
     return "held", _describe(holder)
 
@@ -269,7 +258,7 @@ class DomainLock:
                 "that process; remove the file by hand only if you are sure it is gone",
                 holder,
             )
-        if _pid_alive(pid):
+        if pid_alive(pid):
             raise LockHeld(
                 f"domain lock {self.path} is held by {_describe(holder)}: the file is not flock'ed but pid {pid} "
                 "is alive (pid reused?); vcwave never breaks a lock whose process may be live — remove the "

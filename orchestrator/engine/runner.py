@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.clients.scrub import scrub_text
+from orchestrator.scrub import scrub_text
 from orchestrator.core import rules
 from orchestrator.core.history import DomainHistory, fold
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.live import DISAGREEMENT_KIND, DomainState, fold_live, installer_vm_names, journal_changes
-from orchestrator.core.plan import Plan, Step
+from orchestrator.core.plan import Plan, Step, converges
 from orchestrator.core.versions import parse_version
 from orchestrator.engine.journal import Journal, journal_path
 from orchestrator.engine.lock import DomainLock, inspect_lock
@@ -75,6 +75,11 @@ class Engine:
         self.state: DomainState | None = None  # the last observation of the domain, folded with the journal
 
     # ------------------------------------------------------------------ views
+    def run_start_data(self, **extra: Any) -> dict[str, Any]:
+        """What a `run.start` records: the process, and `insecure` when TLS verification was turned off (the
+        report shows it: a run whose nodes were not authenticated must not look like any other)."""
+        return {"pid": os.getpid(), **({"insecure": True} if self.options.insecure else {}), **extra}
+
     def history(self) -> DomainHistory:
         return fold(self.inv, self.journal.events())
 
@@ -121,7 +126,8 @@ class Engine:
     def guard(self, phase: str, nodes: set[str] | None) -> None:
         """Refuse a phase the domain is not ready for. The rules come from the core."""
         hist = self.history()
-        if phase == "psc" and hist.window_opened is None:
+        opens_window = phase == "psc" or (phase == "vcenter" and converges(self.inv, self.target))
+        if opens_window and hist.window_opened is None:  # a converge opens it with its first vCenter
             verdict = rules.window_may_open({n.name: hist.prechecks.get(n.name) for n in self.inv.nodes},
                                             time.time())
             if not verdict:
@@ -133,7 +139,7 @@ class Engine:
             if missing and any(s.action == "backup" for s in self.plan.phase("pre").steps):
                 raise RefusedError(f"no verified pre-upgrade backup recorded for {', '.join(missing)}: run "
                                    f"`invoke backup --phase pre` first", rule="backup-before-upgrade")
-        if phase == "psc" and hist.window_opened is None:
+        if opens_window and hist.window_opened is None:
             stale = stale_backups(hist, self.inv, self.options.max_backup_age_h, time.time())
             if stale:
                 raise RefusedError(f"pre-upgrade backups older than {self.options.max_backup_age_h:g} h: "
@@ -141,10 +147,11 @@ class Engine:
                                    f"--phase pre` again", rule="fresh-backup-before-window")
         if phase == "vcenter":
             pscs = {p.name: hist.nodes[p.name].version for p in self.inv.pscs}
-            verdict = rules.vcenter_wave_may_start(pscs, self.target)
+            verdict = rules.vcenter_wave_may_start(pscs, self.target, converges(self.inv, self.target))
             if not verdict:
                 raise RefusedError(verdict.reason + ". Run `invoke upgrade --wave psc` first.", rule=verdict.rule)
-            unverified = [p for p in pscs if hist.nodes[p].verified_at != self.target.release]
+            unverified = [p for p in pscs if hist.nodes[p].verified_at != self.target.release
+                          and p in self._upgraded()]
             if unverified:
                 raise RefusedError(f"PSCs at {self.target.release} but not verified: {', '.join(unverified)}; run "
                                    f"`invoke verify` first", rule=verdict.rule)
@@ -171,7 +178,8 @@ class Engine:
             node = self.inv.node(vc)
             deps = rules.pscs_a_vcenter_depends_on(node.psc or "", node.site, psc_sites)
             verdict = rules.vcenter_install_allowed(
-                vc, {p: (state.nodes[p].answering, state.nodes[p].version) for p in deps}, self.target)
+                vc, {p: (state.nodes[p].answering, state.nodes[p].version) for p in deps}, self.target,
+                converges(self.inv, self.target))
             if not verdict:
                 return verdict
         return rules.Verdict(True, "psc-answers-before-vcenter")
@@ -208,7 +216,7 @@ class Engine:
             if self.locked:  # only the lock holder may decide about another run's unconfirmed steps
                 self.reconcile()
             self.journal.append("run.start", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
-                                data={"pid": os.getpid()})
+                                data=self.run_start_data())
         first = True
         for batch, steps in self.plan.phase(phase).batches():
             todo = [s for s in steps if (nodes is None or s.node in nodes) and (actions is None or s.action in actions)]
@@ -269,7 +277,7 @@ class Engine:
     def _run_step(self, step: Step, members: list[Step], result: RunResult, impl: Any, as_set: bool) -> bool:
         """Checkpoint, run, checkpoint. Returns False when the lane must stop (failure or manual pause)."""
         ctx = self._ctx(step)
-        if step.action == "upgrade" and step.role == "psc":
+        if step.action == "upgrade":  # the first upgrade opens the window (a PSC, or the first converge)
             self._maybe_open_window(step)
         for m in members:
             self.step_event(m, "started")
@@ -302,6 +310,10 @@ class Engine:
             self.step_event(m, "failed", data)
 
     # ------------------------------------------------------------------ window clock
+    def _upgraded(self) -> set[str]:
+        """The nodes this plan upgrades (a converge leaves the PSCs as they are until they are decommissioned)."""
+        return {s.node for s in self.plan.steps() if s.action == "upgrade"}
+
     def _maybe_open_window(self, step: Step) -> None:
         if self.history().window_opened is None:
             self.journal.append("window", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=step.phase,
@@ -312,7 +324,8 @@ class Engine:
         hist = self.history()
         if hist.window_opened is None or hist.window_closed is not None:
             return
-        if all(h.verified_at == self.target.release for h in hist.nodes.values()):
+        upgraded = self._upgraded()
+        if all(h.verified_at == self.target.release for n, h in hist.nodes.items() if n in upgraded):
             self.journal.append("window", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
                                 status="closed", data={"length_s": round(time.time() - hist.window_opened, 3)})
             self.log.info("window.closed", length_s=round(time.time() - hist.window_opened, 3))
@@ -351,7 +364,7 @@ def run_adhoc(engine: Engine, steps: list[Step], label: str) -> RunResult:
     pending = [s for s in steps if engine.journal.step_state(s.id) not in ("succeeded", "skipped")]
     result.skipped += [s.id for s in steps if s not in pending]
     engine.journal.append("run.start", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase=label,
-                          data={"pid": os.getpid(), "adhoc": [s.id for s in pending]})
+                          data=engine.run_start_data(adhoc=[s.id for s in pending]))
     if pending:
         engine._run_batch(pending, result, None)
     engine._maybe_close_window(label)

@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from orchestrator.clients.scrub import is_secret_key, scrub_text
 from orchestrator.core.history import DomainHistory, EventLike, domain_version, fold
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.live import still_open
 from orchestrator.core.plan import Plan
+from orchestrator.core.secret_keys import is_secret_key
 from orchestrator.core.validity import judge
-from orchestrator.engine.journal import SECRET_KEY_RE
+from orchestrator.scrub import scrub_text
 
 PHASES = ("pre", "psc", "vcenter", "post", "rollback")
 OUTCOMES = ("succeeded", "failed", "reconciled", "manual", "skipped", "not_done", "running")
@@ -176,14 +176,10 @@ def safe_text(value: Any) -> str:
     return scrub_text(text)
 
 
-def looks_secret(key: str) -> bool:
-    return bool(SECRET_KEY_RE.search(key)) or is_secret_key(key)
-
-
 def _details(data: dict) -> tuple[tuple[str, str], ...]:
     out = []
     for k in DETAIL_KEYS:
-        if k in data and data[k] not in (None, "", [], {}) and not looks_secret(k):
+        if k in data and data[k] not in (None, "", [], {}) and not is_secret_key(k):
             v = data[k]
             if isinstance(v, (dict, list)):
                 continue
@@ -338,6 +334,9 @@ def build_report(inv: Inventory, plan: Plan, events: Iterable[EventLike], *, hea
     problems = [f"{r.name} was upgraded {r.upgrades} times (expected once)" for r in rows if r.upgrades > 1]
     problems += [f"step {s} was started and never confirmed (the run died mid-step?)" for s in hist.running_steps]
     problems += [safe_text(str(d)) for d in still_open(events)]
+    problems += [f"TLS verification was OFF (--insecure) for the {safe_text(e.phase)} run started "
+                 f"{fmt_ts(e.ts)}: the nodes were not authenticated"
+                 for e in events if e.kind == "run.start" and e.data.get("insecure")]
     return Report(
         domain=inv.domain, target=plan.target, plan_hash=plan.plan_hash, head_seq=int(head[0]),
         head_hash=str(head[1]), generated=generated,

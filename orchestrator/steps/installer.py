@@ -5,9 +5,9 @@ version and instance UUID the node's address answers with — never re-run blind
 """
 from __future__ import annotations
 
-import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from orchestrator.clients.installer import (InstallerError, InstallerRunner, installer_output_started,
@@ -16,14 +16,21 @@ from orchestrator.clients.retry import ClientError, expected_outage
 from orchestrator.core.installer_template import build_upgrade_template, secret_names
 from orchestrator.errors import InputError, StepFailed
 from orchestrator.facts.node import gather
+from orchestrator.processes import pid_alive
 from orchestrator.steps.base import NOT_DONE, StepContext
 from orchestrator.steps.common import current_domain_version, deadline
 
 SWITCHING = "switching to the new appliance"  # the installer moves the address from source to new VM
 
 
+def private_root(state_dir: Path, domain: str) -> Path:
+    """Where the installer runs' 0700 template folders (passwords inside) live: under the state folder."""
+    return Path(state_dir) / domain / "installer-private"
+
+
 def _runner(ctx: StepContext) -> InstallerRunner:
     return InstallerRunner(resolve_installer(ctx.options.installer),
+                           private_root=private_root(ctx.options.state_dir, ctx.inv.domain),
                            log_root=ctx.options.state_dir / ctx.inv.domain / "installer-logs",
                            ssl_verify=not ctx.options.insecure)
 
@@ -135,10 +142,10 @@ class InstallerUpgrade:
         pids = ([int(run["installer_pid"])] if run.get("installer_pid")
                 else installer_processes(private) if private else [])
         end = time.monotonic() + deadline(ctx, 120)
-        while any(_alive(p) for p in pids) and time.monotonic() < end:
+        while any(pid_alive(p) for p in pids) and time.monotonic() < end:
             ctx.log.info("installer.still_running", pids=pids)
             time.sleep(max(ctx.options.poll_interval, 0.05))
-        if any(_alive(p) for p in pids):
+        if any(pid_alive(p) for p in pids):
             raise StepFailed(f"node {node.name}: the installer (pid {', '.join(map(str, pids))}) is still running "
                              f"after the deadline; let it finish, then run the same command again")
         if private:
@@ -169,15 +176,3 @@ def _installer_run(ctx: StepContext) -> dict[str, Any]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True

@@ -53,6 +53,8 @@ def _method_precheck(ctx: StepContext, current: Any) -> list[str]:
         current, ctx.target).ok else None
     if choice is None or choice.method in ("none", "manual"):
         return []
+    if not any(s.node == ctx.node.name and s.action == "upgrade" for s in ctx.plan.steps()):
+        return []  # a node this plan does not upgrade (the PSCs of a converge): no method to check
     if ctx.node.role == "vcenter" and ctx.step.phase == "pre":
         # The appliance's own precheck refuses a vCenter target newer than its PSC, which is every vCenter
         # before the psc wave: it runs at the start of the vCenter's upgrade step instead. The installer

@@ -5,6 +5,7 @@ from typing import Any
 
 from orchestrator.core.plan import Step
 from orchestrator.steps.backup import ExternalBackup, FileBackup, SnapshotSetBackup
+from orchestrator.steps.finalize import RemoveSource
 from orchestrator.steps.installer import InstallerUpgrade
 from orchestrator.steps.precheck import Precheck
 from orchestrator.steps.update import ManualUpgrade, Stage, UpdateInstall
@@ -27,11 +28,12 @@ _IMPLS = {
     ("backup", "external"): ExternalBackup(),
     ("upgrade", "update"): UpdateInstall(), ("upgrade", "installer"): InstallerUpgrade(),
     ("upgrade", "manual"): ManualUpgrade(), ("upgrade", "none"): _NoOp(),
+    ("finalize", "remove-source"): RemoveSource(),
 }
 
 
 def impl_for(step: Step) -> Any:
-    key = (step.action, step.method if step.action in ("backup", "upgrade") else "")
+    key = (step.action, step.method if step.action in ("backup", "upgrade", "finalize") else "")
     try:
         return _IMPLS[key]
     except KeyError:

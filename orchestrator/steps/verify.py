@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from orchestrator.core import interop
+from orchestrator.core.rules import expected_sso_host
 from orchestrator.core.versions import parse_version
 from orchestrator.errors import StepFailed
 from orchestrator.facts.node import NodeFacts, gather
@@ -30,9 +32,10 @@ def problems_of(ctx: StepContext, facts: NodeFacts, expected: str) -> list[str]:
     if facts.services_down:
         out.append(f"services down: {', '.join(facts.services_down)}")
     if node.role == "vcenter" and not facts.errors:  # identity is judged only from a node that answered
-        psc = ctx.inv.node(node.psc)
-        if facts.psc_host and facts.psc_host != psc.host.lower():
-            out.append(f"uses PSC {facts.psc_host}, expected {psc.host}")
+        sso = expected_sso_host(node.host, ctx.inv.node(node.psc).host if node.psc else node.host,
+                                interop.supports_external_psc(want))
+        if facts.psc_host and facts.psc_host != sso.lower():
+            out.append(f"uses PSC {facts.psc_host}, expected {sso}")
         base = ctx.baseline()
         if base:
             if base.get("instance_uuid") and facts.instance_uuid != base["instance_uuid"]:

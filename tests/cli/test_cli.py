@@ -24,8 +24,8 @@ def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_every_product_command_is_in_the_namespace_and_the_lab_is_not():
-    assert {"plan", "precheck", "backup", "stage", "upgrade", "verify", "status", "rollback", "repoint",
-            "report"} == set(COMMANDS)
+    assert {"plan", "precheck", "backup", "stage", "upgrade", "verify", "status", "rollback", "finalize",
+            "repoint", "report"} == set(COMMANDS)
     assert not any(name.startswith(("lab", "bench", "cassettes")) for name in ns.task_names)
 
 

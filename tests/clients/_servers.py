@@ -85,7 +85,7 @@ def _handler(script: Script):
                 return self._send(200, {"value": {"version": "6.7.0.20000", "build": "10244745",
                                                   "product": "VMware vCenter Server Appliance", "type": "vCSA",
                                                   "install_time": "2019-01-01T00:00:00Z"}})
-            if path == "/rest/appliance/health/system":
+            if path.startswith("/rest/appliance/health/"):
                 return self._send(200, {"value": "green"})
             return self._send(404, {"type": "com.vmware.vapi.std.errors.not_found",
                                     "value": {"messages": [{"default_message": f"no {path}"}]}})

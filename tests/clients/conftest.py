@@ -99,6 +99,7 @@ class RestLab:
 
     def client(self, node: str, **kw: Any):
         from orchestrator.clients.appliance import ApplianceClient
+        kw.setdefault("verify", str(self.lab.tls.ca))  # the twin serves https signed by the lab CA
         return ApplianceClient(self.url(node), self.sso_user, self.passwords["sso"], node=node, **kw)
 
     def faults(self, *faults: dict, seed: int = 0) -> None:

@@ -33,7 +33,8 @@ def test_session_version_health_services(rest_lab):
 
 def test_login_refused(rest_lab):
     from orchestrator.clients.appliance import ApplianceClient
-    c = ApplianceClient(rest_lab.url("psc-a"), rest_lab.sso_user, "Wrong-password1!", node="psc-a")
+    c = ApplianceClient(rest_lab.url("psc-a"), rest_lab.sso_user, "Wrong-password1!", node="psc-a",
+                        verify=str(rest_lab.lab.tls.ca))
     with pytest.raises(Unauthorized):
         c.version()
 
@@ -113,7 +114,8 @@ def test_restore_calls(fresh_lab):
     fresh_lab.client("vc-a").wait_job(lambda: c.backup_job(jid), deadline=30, initial=0.005)
     fresh_lab.lab.restore_mode("vc-a", None, None)
     from orchestrator.clients.appliance import ApplianceClient
-    rc = ApplianceClient(fresh_lab.url("vc-a"), "root", fresh_lab.passwords["root"], node="vc-a")
+    rc = ApplianceClient(fresh_lab.url("vc-a"), "root", fresh_lab.passwords["root"], node="vc-a",
+                         verify=str(fresh_lab.lab.tls.ca))
     piece = dict(location_type="SFTP", location=f"sftp://backup.example/vc-a/{jid}", location_user="u",
                  sso_admin_user_name=fresh_lab.sso_user, sso_admin_user_password=fresh_lab.passwords["sso"])
     val = rc.restore_validate(**piece)

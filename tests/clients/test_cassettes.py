@@ -25,6 +25,8 @@ LEAK_PATTERNS = {
     "authorization": re.compile(r"Authorization:\s*\n\s*-\s*'?(?!\*\*\*)[^\s']+"),
     "json password": re.compile(r"\"(?:location_password|backup_password|sso_admin_user_password)\":\s*\"(?!\*\*\*)"),
     "user_data": re.compile(r"\"key\":\s*\"[^\"]*password[^\"]*\",\s*\"value\":\s*\"(?!\*\*\*)"),
+    "vim25 session key": re.compile(r"<key>(?!\*\*\*)[^<]+</key>\s*<userName>"),
+    "vcsim session object": re.compile(r"session\[(?!\*\*\*\])"),
     "session body": re.compile(r"\{\"value\":\s*\"[0-9a-f]{16,}\"\}"),
 }
 
@@ -73,6 +75,8 @@ def test_scan_catches_leaks():
         "json password": '"backup_password": "x"',
         "user_data": '"key": "vmdir.password", "value": "x"',
         "session body": '{"value": "0123456789abcdef0123"}',
+        "vim25 session key": "<returnval><key>52ab-cd</key><userName>",
+        "vcsim session object": 'type="ContainerView">session[sid-1]f8ac',
     }
     for k, s in samples.items():
         assert LEAK_PATTERNS[k].search(s), k

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from orchestrator import log as olog
-from orchestrator.clients import scrub
+from orchestrator import scrub
 from orchestrator.core.inventory import Credential
 from orchestrator.errors import InputError
 from orchestrator.secrets import Secret, resolve, resolve_secret

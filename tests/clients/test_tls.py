@@ -94,3 +94,22 @@ def test_vsphere_pinned_thumbprint_passes_tls(https, cert):
     with pytest.raises(Exception) as ei:
         c.connect()
     assert not isinstance(ei.value, TlsError), ei.value
+    assert https.script.calls, "the pin matched: pyVmomi's requests reached the server"
+
+
+def test_vsphere_wrong_pin_sends_no_byte_of_the_login(https):
+    """pyVmomi's own `thumbprint` is only checked after normal verification fails; vcwave's context checks the
+    pin inside the handshake, so neither `vimServiceVersions.xml` nor the `Login` with the password is sent."""
+    c = VSphereClient("127.0.0.1", https.port, "u", https.script.password, node="t", thumbprint="AB" * 32)
+    with pytest.raises(TlsError, match="does not match the pinned"):
+        c.connect()
+    assert https.script.calls == []
+
+
+def test_pinned_context_refuses_before_http_client_sends(https):
+    """The one mechanism both clients use: a plain http.client request through the pinned context."""
+    import http.client
+    conn = http.client.HTTPSConnection("127.0.0.1", https.port, context=tls.pinned_context("CD" * 32, node="t"))
+    with pytest.raises(TlsError, match="does not match the pinned"):
+        conn.request("POST", "/rest/com/vmware/cis/session", headers={"Authorization": "Basic eDp5"})
+    assert https.script.calls == []

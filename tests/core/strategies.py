@@ -24,6 +24,12 @@ def reachable(source: Version) -> list[Version]:
             and interop.supports_external_psc(t)]
 
 
+def converge_target(source: Version, target: Version) -> bool:
+    """A target an external-PSC domain with vCenters reaches in one hop by converging (data: converge_into)."""
+    return (interop.check_path(source, target).ok and not interop.supports_external_psc(target)
+            and f"{target.major}.{target.minor}" in interop.interop_data().converge_into)
+
+
 SOURCES: tuple[Version, ...] = tuple(v for v in RELEASES if interop.supports_external_psc(v) and reachable(v))
 
 

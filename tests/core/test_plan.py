@@ -163,10 +163,49 @@ def test_6_0_domain_to_6_5_ga_is_back_in_time():
 
 
 @pytest.mark.parametrize("example", ["two-site.yml", "large.yml"])
-def test_7_0_target_with_external_pscs_refused(example):
+def test_8_0_target_with_external_pscs_refused_in_one_hop(example):
+    """vcwave converges into 7.0 only (data/interop.yaml converge_into): a direct 8.0 plan is refused."""
     with pytest.raises(RefusedError) as info:
-        plan_for(EX / example, "7.0")
+        plan_for(EX / example, "8.0 U3")
     assert info.value.rule == "no-external-psc-in-target" and info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("example", ["two-site.yml", "large.yml"])
+def test_7_0_target_with_external_pscs_plans_a_converge(example):
+    """No PSC step; the vCenters one per batch, site by site, the first with first_instance and each next
+    with a partner already converged (same site first); a cold snapshot set of all nodes before; the PSCs
+    are left out of the post phase (decommissioned later)."""
+    inv = load_inventory(EX / example)
+    plan = plan_for(EX / example, "7.0 U3")
+    assert plan.phase("psc").steps == ()
+    ups = upgrades(plan, "vcenter")
+    assert [s.batch for s in ups] == list(range(len(inv.vcenters)))
+    assert {s.method for s in ups} == {"installer"} and len(ups) == len(inv.vcenters)
+    assert "first_instance" in ups[0].reason
+    converged = {ups[0].node}
+    sites = {vc.name: vc.site for vc in inv.vcenters}
+    for s in ups[1:]:
+        partner = s.reason.split("replication partner ")[1].split(",")[0]
+        assert partner in converged
+        same_site = [v for v in converged if sites[v] == sites[s.node]]
+        assert (sites[partner] == sites[s.node]) == bool(same_site)
+        converged.add(s.node)
+    cold = [s for s in plan.phase("pre").steps if s.method == "snapshot-set"]
+    assert {s.node for s in cold} == {n.name for n in inv.nodes} and len({s.batch for s in cold}) == 1
+    assert not any(s.role == "psc" for s in plan.phase("post").steps)
+    assert "one vCenter at a time" in plan.concurrency_rule
+    with pytest.raises(RefusedError) as info:
+        plan_for(EX / example, "7.0 U3", concurrency=2)
+    assert info.value.rule == "vcenters-one-at-a-time"
+    assert not any("KB 313886" in w for w in plan.warnings)
+
+
+def test_a_converge_warns_when_a_node_cannot_join_the_cold_snapshot_set():
+    text = (EX / "two-site.yml").read_text().replace("    vm: {vcenter: mgmt-vc, name: psc-b}\n", "", 1)
+    inv = loads_inventory(text, "no-vm.yml")
+    plan = build_plan(inv, load_playbook(), parse_version("7.0 U3"))
+    assert any("psc-b" in w and "KB 313886" in w for w in plan.warnings)
+    assert "psc-b" not in {s.node for s in plan.phase("pre").steps if s.method == "snapshot-set"}
 
 
 def test_downgrade_target_refused():

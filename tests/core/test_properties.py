@@ -14,7 +14,7 @@ from orchestrator.core.plan import build_plan, content_hash, plan_from_json
 from orchestrator.core.playbook import loads_playbook
 from orchestrator.errors import InputError, RefusedError
 
-from .strategies import RELEASES, SOURCES, domains, playbooks, reachable
+from .strategies import RELEASES, SOURCES, converge_target, domains, playbooks, reachable
 
 FAST = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -112,14 +112,15 @@ def test_plan_hash_stable_and_planning_deterministic(dom, gpb):
 @FAST
 @given(domains(max_sites=2, max_pscs=2, max_vcs=2), st.data())
 def test_unreachable_targets_refused(dom, data):
-    bad = [t for t in RELEASES if t.without_build() != dom.source.without_build() and t not in reachable(dom.source)]
+    bad = [t for t in RELEASES if t.without_build() != dom.source.without_build() and t not in reachable(dom.source)
+           and not (dom.vcenters and converge_target(dom.source, t))]
     target = data.draw(st.sampled_from(bad))
     inv = loads_inventory(dom.text, "gen.yml")
     pb = loads_playbook(data.draw(playbooks()).text, "p.yml")
     with pytest.raises(RefusedError) as info:
         build_plan(inv, pb, target)
     assert info.value.exit_code == 2
-    assert info.value.rule in ("upgrade-path", "no-external-psc-in-target")
+    assert info.value.rule in ("upgrade-path", "no-external-psc-in-target", "converge-needs-a-vcenter")
 
 
 @FAST

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -339,7 +340,8 @@ def test_seed_60_to_65_by_installer_verified_then_rolled_back(tmp_path):
             assert back[n]["instance_uuid"] == node["instance_uuid"], n
         mg = d.info["management"]["mgmt-vc"]["sdk_url"]
         secret = (d.lab_dir / "secrets" / "sso").read_text().strip()
-        si = mgmt.connect(mg, "administrator@vsphere.local", secret)
+        si = mgmt.connect(mg, "administrator@vsphere.local", secret,
+                          ssl.create_default_context(cafile=d.info["ca_bundle"]))
         try:
             power = mgmt.vm_power_states(si)
         finally:

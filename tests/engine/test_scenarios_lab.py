@@ -11,6 +11,7 @@ Needs the vcsim binary: FAILS when it is unavailable with CI=true, skipped other
 """
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,8 @@ def vim_about(d, node: str):
     from pyVim.connect import Disconnect, SmartConnect
     url = urlsplit(lab_state(d)[node]["sdk_url"])
     pwd = (d.lab_dir / "secrets" / "sso").read_text().strip()
-    si = SmartConnect(protocol="http", host=url.hostname, port=url.port, user="administrator@vsphere.local",
-                      pwd=pwd)
+    si = SmartConnect(protocol=url.scheme, host=url.hostname, port=url.port, user="administrator@vsphere.local",
+                      pwd=pwd, sslContext=ssl.create_default_context(cafile=str(d.lab_dir / "tls" / "ca.pem")))
     try:
         a = si.content.about
         return a.version, a.build, a.instanceUuid

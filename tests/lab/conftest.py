@@ -84,13 +84,19 @@ class Rest:
 
     def __init__(self, url: str, lab: Lab | None = None) -> None:
         u = urlsplit(url)
-        self.host, self.port = u.hostname, u.port
+        self.host, self.port, self.scheme = u.hostname, u.port, u.scheme
         self.sid: str | None = None
         self.lab = lab
 
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.scheme == "https":  # the twins serve https signed by the lab CA: verified, like vcwave does
+            return http.client.HTTPSConnection(self.host, self.port, timeout=10,
+                                               context=self.lab.tls.client_context())
+        return http.client.HTTPConnection(self.host, self.port, timeout=10)
+
     def call(self, method: str, path: str, body: Any = None, auth: tuple[str, str] | None = None,
              sid: str | None = None, headers: dict | None = None) -> tuple[int, Any]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        conn = self._connection()
         h = dict(headers or {})
         data = None
         if body is not None:

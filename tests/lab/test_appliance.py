@@ -113,7 +113,7 @@ def test_version_health_services(lab, rest_of):
     assert vc["summary"] == "" and vc["releasedate"] == "" and vc["install_time"].endswith("Z")
     psc = rest_of(lab, "psc-a")
     assert psc.get("/rest/appliance/system/version")["type"] == "Platform Services Controller"
-    for item in ("system", "load", "mem", "storage", "swap", "database-storage", "softwarepackages"):
+    for item in ("system", "load", "mem", "storage", "swap", "database-storage", "software-packages"):
         assert psc.get(f"/rest/appliance/health/{item}") in ("green", "yellow", "orange", "red", "gray")
     st, body = psc.call("GET", "/rest/appliance/health/bogus")
     assert st == 404 and body["type"] == "com.vmware.vapi.std.errors.not_found"

@@ -36,8 +36,8 @@ def answering(lab, node, timeout=30.0):
 def vim25(lab, node):
     answering(lab, node)
     u = urlsplit(lab.vcsims[node].url)
-    return SmartConnect(protocol="http", host=u.hostname, port=u.port, user=lab.state.data["sso_user"],
-                        pwd=lab.state.data["sso_password"], disableSslCertValidation=True)
+    return SmartConnect(protocol=u.scheme, host=u.hostname, port=u.port, user=lab.state.data["sso_user"],
+                        pwd=lab.state.data["sso_password"], sslContext=lab.tls.client_context())
 
 
 def about_and_morefs(lab, node):
@@ -54,7 +54,8 @@ def about_and_morefs(lab, node):
 
 
 def mgmt_states(lab, name="mgmt"):
-    si = mgmt.connect(lab.vcsims[name].url, lab.state.data["sso_user"], lab.state.data["sso_password"])
+    si = mgmt.connect(lab.vcsims[name].url, lab.state.data["sso_user"], lab.state.data["sso_password"],
+                      lab.tls.client_context())
     try:
         return mgmt.vm_power_states(si)
     finally:
@@ -66,16 +67,21 @@ def test_lab_files_vim25_and_inventory(vcsim_binary, make_lab, labkit):
     d = lab.dir
     info = json.loads((d / "lab.json").read_text())
     assert info["pid"] == os.getpid() and info["control_url"].startswith("http://127.0.0.1:")
-    for name in ("psc-a", "psc-b", "vc-a", "vc-b"):
-        assert info["nodes"][name]["rest_url"].startswith("http://127.0.0.1:")
+    for name in ("psc-a", "psc-b", "vc-a", "vc-b"):  # every twin serves https, signed by the lab's own CA
+        assert info["nodes"][name]["rest_url"].startswith("https://127.0.0.1:")
     assert info["nodes"]["vc-a"]["vcsim_pid"] and info["nodes"]["psc-a"]["vcsim_pid"] is None
-    assert info["management"]["mgmt-vc"]["sdk_url"].startswith("http://127.0.0.1:")
+    assert info["management"]["mgmt-vc"]["sdk_url"].startswith("https://127.0.0.1:")
+    assert info["nodes"]["vc-a"]["sdk_url"].startswith("https://127.0.0.1:")
+    assert info["ca_bundle"] == str((d / "tls" / "ca.pem").resolve())
+    assert stat.S_IMODE((d / "tls").stat().st_mode) == 0o700
+    assert stat.S_IMODE((d / "tls" / "server.key").stat().st_mode) == 0o600
     for f in (d / "secrets").iterdir():
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
     assert stat.S_IMODE((d / "secrets").stat().st_mode) == 0o700
     inv = load_inventory(d / "lab-inventory.yml")
     vca = inv.node("vc-a")
-    assert vca.host == "127.0.0.1" and vca.scheme == "http" and vca.port == lab.servers["vc-a"].port
+    assert vca.host == "127.0.0.1" and vca.scheme == "https" and vca.port == lab.servers["vc-a"].port
+    assert dict(inv.tls) == {"ca_bundle": info["ca_bundle"]}
     assert vca.sdk_port == lab.vcsims["vc-a"].port
     assert Path(inv.credential("sso").password_file).read_text().strip() == lab.state.data["sso_password"]
     assert inv.management_vc("mgmt-vc").port == lab.vcsims["mgmt-vc"].port

@@ -78,7 +78,8 @@ def runner_template(version: str = "6.0 U3", target: str = "6.5 U1") -> dict:
 def make_runner(fake: Path, tmp_path: Path, code: int = 0, sleep: float = 0, **kw) -> tuple[InstallerRunner, Path]:
     report = tmp_path / "report.json"
     env = dict(os.environ, FAKE_REPORT=str(report), FAKE_EXIT=str(code), FAKE_SLEEP=str(sleep))
-    return InstallerRunner(fake, env=env, log_root=tmp_path / "logs", **kw), report
+    runner = InstallerRunner(fake, env=env, private_root=tmp_path / "private", log_root=tmp_path / "logs", **kw)
+    return runner, report
 
 
 def assert_no_secret(*texts: str) -> None:
@@ -171,7 +172,7 @@ def test_installer_path_comes_from_flag_or_env(fake, tmp_path):
     assert resolve_installer(None, {"VCWAVE_INSTALLER": str(fake)}) == fake
     assert resolve_installer(str(fake), {"VCWAVE_INSTALLER": "/nope"}) == fake
     with pytest.raises(InstallerNotConfigured, match="cannot run the installer"):
-        InstallerRunner(tmp_path / "missing").upgrade(runner_template(), SECRETS)
+        InstallerRunner(tmp_path / "missing", private_root=tmp_path / "private").upgrade(runner_template(), SECRETS)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -212,7 +213,8 @@ class Twin:
         return standin_path(target, self.tmp / "bin")
 
     def runner(self, target: str) -> InstallerRunner:
-        return InstallerRunner(self.installer(target), env=self.env, log_root=self.tmp / "logs")
+        return InstallerRunner(self.installer(target), env=self.env, private_root=self.tmp / "private",
+                               log_root=self.tmp / "logs")
 
     def run(self, target: str, template: dict, *flags: str, secrets: dict | None = None,
             eula: bool = True) -> tuple[int, str]:
@@ -399,8 +401,8 @@ def test_full_lab_upgrade_keeps_identity(make_lab, control_of, tmp_path, vcsim_b
 
     def about_and_hosts(url: str):
         host, port = url.split("//")[1].split("/")[0].split(":")
-        si = SmartConnect(protocol="http", host=host, port=int(port), user="administrator@vsphere.local",
-                          pwd=twin.secrets["sso"])
+        si = SmartConnect(protocol="https", host=host, port=int(port), user="administrator@vsphere.local",
+                          pwd=twin.secrets["sso"], sslContext=lab.tls.client_context())
         try:
             view = si.content.viewManager.CreateContainerView(si.content.rootFolder, [vim.HostSystem], True)
             return (si.content.about.instanceUuid, si.content.about.version, si.content.about.build,
@@ -418,8 +420,8 @@ def test_full_lab_upgrade_keeps_identity(make_lab, control_of, tmp_path, vcsim_b
     assert ver1 == "6.5.0" and build1 == "5973321"
     mg = info["management"]["mgmt"]["sdk_url"]
     host, port = mg.split("//")[1].split("/")[0].split(":")
-    si = SmartConnect(protocol="http", host=host, port=int(port), user="administrator@vsphere.local",
-                      pwd=twin.secrets["sso"])
+    si = SmartConnect(protocol="https", host=host, port=int(port), user="administrator@vsphere.local",
+                      pwd=twin.secrets["sso"], sslContext=lab.tls.client_context())
     try:
         view = si.content.viewManager.CreateContainerView(si.content.rootFolder, [vim.VirtualMachine], True)
         power = {vm.name: vm.runtime.powerState for vm in view.view}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import time
 import urllib.request
 import uuid
@@ -11,7 +12,11 @@ import pytest
 from pyVmomi import vim, vmodl
 
 from lab import mgmt
+from lab.tlsca import ensure_lab_tls
 from lab.vcsim import VcsimProcess, VcsimSpec, VcsimUnavailable, ensure_vcsim_binary
+from orchestrator.clients.retry import TlsError
+from orchestrator.clients.vsphere import VSphereClient
+from orchestrator.core.thumbprint import sha256_thumbprint
 
 USER = "administrator@vsphere.local"
 PASSWORD = "Lab-Secret-1!"
@@ -206,3 +211,20 @@ def test_missing_govmomi_names_the_packages(monkeypatch, tmp_path):
     monkeypatch.setattr(vcsim_mod, "_find_go", lambda: "/usr/bin/go")
     with pytest.raises(VcsimUnavailable, match="apt-get install golang-go golang-github-vmware-govmomi-dev"):
         ensure_vcsim_binary(tmp_path / "cache")
+
+
+def test_https_with_the_lab_ca_verified_and_a_wrong_pin_refused_before_login(start, tmp_path):
+    """vcsim serves https with the lab CA's certificate: vcwave's vSphere client verifies it with the CA
+    bundle (as the lab inventory says) or with the right pin; a wrong pin stops before `Login`."""
+    tls = ensure_lab_tls(tmp_path / "tls")
+    p = start(make_spec(tls=tls))
+    assert p.url == f"https://127.0.0.1:{p.port}/sdk"
+    c = VSphereClient("127.0.0.1", p.port, USER, PASSWORD, node="vc-a", verify=str(tls.ca)).connect()
+    assert c.about().build == "14367737"
+    c.disconnect()
+    with pytest.raises(TlsError, match="verification failed"):  # the system store does not know the lab CA
+        VSphereClient("127.0.0.1", p.port, USER, PASSWORD, node="vc-a").connect()
+    pin = sha256_thumbprint(ssl.PEM_cert_to_DER_cert(tls.cert.read_text()))
+    VSphereClient("127.0.0.1", p.port, USER, PASSWORD, node="vc-a", thumbprint=pin).connect().disconnect()
+    with pytest.raises(TlsError, match="does not match the pinned"):  # (no Login: tests/clients/test_tls.py)
+        VSphereClient("127.0.0.1", p.port, USER, PASSWORD, node="vc-a", thumbprint="EF" * 32).connect()

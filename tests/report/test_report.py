@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from orchestrator.clients import scrub
+from orchestrator import scrub
 from orchestrator.commands.report import run as report_run
 from orchestrator.commands.session import CommonFlags
 from orchestrator.core.plan import save_plan
@@ -283,6 +283,30 @@ def test_reconciled_manual_and_unfinished_steps():
     html = render_html(report)
     for outcome in ("reconciled", "manual", "running"):
         assert f'data-outcome="{outcome}"' in html
+
+
+def test_an_insecure_run_is_shown_in_both_reports(tmp_path, monkeypatch):
+    """`--insecure` is journaled with its run (Engine.run_start_data) and every report says so."""
+    from types import SimpleNamespace
+
+    from orchestrator.engine.runner import Engine, EngineOptions
+
+    def insecure_psc_run(w):
+        write_upgrade_run(w)
+        engine = SimpleNamespace(options=EngineOptions(insecure=True))
+        w.at(200).ev("run.start", phase="verify", data=Engine.run_start_data(engine, command="verify"))
+
+    inv, plan, events, head, _ = _build(tmp_path, monkeypatch, insecure_psc_run)
+    starts = [e for e in events if e.kind == "run.start"]
+    assert [bool(e.data.get("insecure")) for e in starts].count(True) == 1
+    report = build_report(inv, plan, events, head=head, generated=BASE + 300 * 60)
+    flagged = [p for p in report.problems if "--insecure" in p]
+    assert len(flagged) == 1 and "verify run" in flagged[0]
+    assert "TLS verification was OFF" in render_markdown(report)
+    assert "TLS verification was OFF" in render_html(report)
+    secure = build_report(inv, plan, [e for e in events if not e.data.get("insecure")], head=head,
+                          generated=BASE + 300 * 60)
+    assert not [p for p in secure.problems if "--insecure" in p]
 
 
 def test_open_disagreements_are_reported_and_resolved_ones_are_not():

@@ -1,12 +1,16 @@
-"""Redaction of secrets from anything that leaves the process: log events, error texts, cassettes.
+"""Redaction of secrets from anything that leaves the process: log events, error texts, journal, report, cassettes.
+
+It sits below the clients, the engine, the log and the report (all of them use it); which key names are
+secret is decided once, in `orchestrator.core.secret_keys`.
 
 Why one module: a password must never reach a log line, a journal entry, a report or a recorded cassette,
 whatever path it took (an exception text, a SOAP body, an HTTP header). Two mechanisms:
 
 - a registry of known secret values (every `orchestrator.secrets.Secret` registers itself on creation), whose
   occurrences are replaced wherever they appear;
-- patterns for secrets we never saw as values: SOAP `<password ...>` elements, `vmware_soap_session`
-  cookies, `vmware-api-session-id` headers, `Authorization` headers, JSON password/session fields.
+- patterns for secrets we never saw as values: SOAP `<password ...>` elements, vim25 `UserSession` keys
+  and vcsim's `session[...]` object ids, `vmware_soap_session` cookies, `vmware-api-session-id` headers,
+  `Authorization` headers, JSON password/session fields.
 """
 from __future__ import annotations
 
@@ -14,21 +18,23 @@ import re
 import threading
 from typing import Any
 
+from orchestrator.core.secret_keys import is_secret_key
+
 MASK = "***"
 
 _lock = threading.Lock()
 _known: set[str] = set()
 
-# Keys whose values are secrets wherever they appear (JSON bodies, log event keys, dicts).
-SECRET_KEY_RE = re.compile(
-    r"(?i)(^|[_.\-])(password|passwd|pwd|secret|token|session[_\-]?id|authorization|cookie|set-cookie)$"
-    r"|^vmware-api-session-id$|^vmware_soap_session$")
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # SOAP Login: <password versionId="6.5">...</password> (attributes, any namespace prefix)
+    # SOAP Login: <password versionId="6.5">***</password> (attributes, any namespace prefix)
     (re.compile(r"(<(?:\w+:)?password\b[^>]*>)(.*?)(</(?:\w+:)?password>)", re.S | re.I), r"\1" + MASK + r"\3"),
     # SOAP cookie, in Cookie and Set-Cookie headers, quoted or not
     (re.compile(r'(vmware_soap_session=)("[^"]*"|[^;,\s]*)', re.I), r"\1" + MASK),
+    # vim25 UserSession (Login / currentSession answers): <key>id</key><userName>...
+    (re.compile(r"(<key>)([^<]+)(</key>\s*<userName>)"), r"\1" + MASK + r"\3"),
+    # vcsim session-scoped managed object ids: session[<session id>]<object id>
+    (re.compile(r"(session\[)([^\]]+)(\])"), r"\1" + MASK + r"\3"),
     # appliance session header as text
     (re.compile(r"(vmware-api-session-id[\"']?\s*[:=]\s*[\"']?)([^\"'\s,;}]+)", re.I), r"\1" + MASK),
     # Authorization header as text
@@ -83,10 +89,6 @@ def scrub_bytes(data: bytes) -> bytes:
     return scrub_text(text).encode("utf-8")
 
 
-def is_secret_key(key: Any) -> bool:
-    return isinstance(key, str) and bool(SECRET_KEY_RE.search(key))
-
-
 def scrub_value(value: Any, key: str | None = None, _depth: int = 0) -> Any:
     """Recursively redact a value: secret-named keys become '***', strings are scrubbed, Secrets stay masked."""
     if _depth > 20:
@@ -103,7 +105,7 @@ def scrub_value(value: Any, key: str | None = None, _depth: int = 0) -> Any:
         # vapi map encoding [{"key": "x.password", "value": ...}]
         out = []
         for item in value:
-            if isinstance(item, dict) and is_secret_key(str(item.get("key", "")).split(".")[-1]) and "value" in item:
+            if isinstance(item, dict) and is_secret_key(str(item.get("key", ""))) and "value" in item:
                 item = {**item, "value": MASK}
             out.append(scrub_value(item, None, _depth + 1))
         return type(value)(out) if isinstance(value, tuple) else out

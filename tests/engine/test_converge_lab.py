@@ -1,0 +1,93 @@
+"""The converge hop on a full lab twin (6.7 U1 external PSCs -> 7.0 U3), through the production commands.
+
+The vCenters converge one at a time (the second only once the first is verified at 7.0), keep their
+identity, embed SSO; the PSCs are never touched; the window opens at the first converge and closes when
+both vCenters are verified; the domain version says the PSCs still carry SSO next to the converged vCenters.
+A failed converge is rolled back with the whole domain (PSCs included), every node with its own identity.
+
+Needs the vcsim binary: FAILS when it is unavailable with CI=true, skipped otherwise.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_vcsim
+from tests.engine.labkit import lab_domain
+
+from lab import manage
+from orchestrator.commands import rollback as rollback_cmd
+from orchestrator.commands import status as status_cmd
+from orchestrator.commands import waves
+from orchestrator.engine.journal import Journal, journal_path
+from orchestrator.errors import StepFailed
+
+EX = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def vcsim_ok():
+    return require_vcsim()
+
+
+def test_two_site_converges_one_vcenter_at_a_time(vcsim_ok, tmp_path, monkeypatch):
+    with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "7.0 U3") as d:
+        before = manage.control(d.lab_dir, "/lab/state")["nodes"]
+        waves.precheck(d.flags)
+        waves.backup(d.flags, "pre")
+        assert "0 step(s) done" in waves.upgrade(d.flags, "psc")  # a PSC cannot go to 7.0: nothing to do
+        waves.upgrade(d.flags, "vcenter")
+        waves.verify(d.flags)
+        waves.backup(d.flags, "post")
+        after = manage.control(d.lab_dir, "/lab/state")["nodes"]
+        st = status_cmd.status_data(d.flags)
+    for vc in ("vc-a", "vc-b"):
+        assert (after[vc]["version"], after[vc]["psc"]) == ("7.0 U3", None)
+        assert after[vc]["instance_uuid"] == before[vc]["instance_uuid"]
+    for psc in ("psc-a", "psc-b"):
+        assert after[psc]["version"] == before[psc]["version"] == "6.7 U1"
+    j = Journal.open(journal_path(d.flags.state_dir, d.domain))
+    try:
+        steps = [(e.seq, e.step, e.status) for e in j.events(kind="step")]
+        windows = j.events(kind="window")
+        sets = j.events(kind="step", step=[f"pre/snapshot-set/{n}" for n in after], status="succeeded")
+    finally:
+        j.close()
+    seq = {(s, st_): n for n, s, st_ in steps}
+    assert seq[("vcenter/verify/vc-a", "succeeded")] < seq[("vcenter/upgrade/vc-b", "started")]
+    assert [w.status for w in windows] == ["opened", "closed"] and windows[0].data["by"] == "vcenter/upgrade/vc-a"
+    assert len(sets) == 4  # the cold snapshot set of all nodes (KB 313886) before the window
+    assert st.domain_version == "6.7 U1+7.0 U3"
+    assert "decommission the external PSCs psc-a, psc-b" in st.next_command  # not "nothing to do"
+    assert st.failover == ()  # converged vCenters have no PSC to fail over from
+
+
+def test_a_failed_converge_rolls_the_whole_domain_back_with_the_same_identities(vcsim_ok, tmp_path, monkeypatch):
+    """vc-b's converge fails after vc-a converged: `invoke rollback` brings every node back to 6.7 U1, vc-a
+    with its own instance UUID and its PSC pointer again (the kept source appliance answers)."""
+    faults = tmp_path / "faults.yml"
+    faults.write_text("faults:\n  - {type: fail_step, node: vc-b, step: install, message: \"stage 2 failed\"}\n")
+    with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "7.0 U3", faults=str(faults)) as d:
+        before = manage.control(d.lab_dir, "/lab/state")["nodes"]
+        waves.precheck(d.flags)
+        waves.backup(d.flags, "pre")
+        with pytest.raises(StepFailed, match="vc-b"):
+            waves.upgrade(d.flags, "vcenter")
+        mid = manage.control(d.lab_dir, "/lab/state")["nodes"]
+        rollback_cmd.run(d.flags)
+        after = manage.control(d.lab_dir, "/lab/state")["nodes"]
+    assert (mid["vc-a"]["version"], mid["vc-b"]["version"]) == ("7.0 U3", "6.7 U1")
+    for n in before:
+        assert (after[n]["version"], after[n]["instance_uuid"], after[n]["psc"], after[n]["down"]) == (
+            before[n]["version"], before[n]["instance_uuid"], before[n]["psc"], False), n
+
+
+def test_rehearsing_a_two_hop_target_rehearses_hop_1_and_says_so(vcsim_ok, tmp_path):
+    """`invoke rehearse --target "8.0 U3"` on the two-site domain: the converge (hop 1, with the 7.0 installer)
+    is rehearsed; the summary names the route and says the linked hop is not."""
+    from lab.rehearse import rehearse
+    out = rehearse(str(EX / "two-site.yml"), "8.0 U3", workdir=str(tmp_path / "r"), say=lambda _: None)
+    assert "-> 7.0 U3 (hop 1 of 2 to 8.0 U3)" in out and "outcome: upgraded" in out
+    assert "route: 6.7 U1 -> 7.0 U3 (converge) -> 8.0 U3 (linked-major); only hop 1 was rehearsed" in out
+    assert "domain version now: 6.7 U1+7.0 U3" in out
