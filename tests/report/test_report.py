@@ -296,7 +296,7 @@ def test_an_insecure_run_is_shown_in_both_reports(tmp_path, monkeypatch):
         engine = SimpleNamespace(options=EngineOptions(insecure=True))
         w.at(200).ev("run.start", phase="verify", data=Engine.run_start_data(engine, command="verify"))
 
-    inv, plan, events, head, _ = _build(tmp_path, monkeypatch, insecure_psc_run)
+    inv, plan, events, head, _ = journal_of(tmp_path, monkeypatch, insecure_psc_run)
     starts = [e for e in events if e.kind == "run.start"]
     assert [bool(e.data.get("insecure")) for e in starts].count(True) == 1
     report = build_report(inv, plan, events, head=head, generated=BASE + 300 * 60)
