@@ -74,7 +74,8 @@ def test_a_reply_held_silent_until_the_client_gives_up(make_lab):
                             "seconds": 10}])
     srv = lab.servers["vc-a"]
     basic = base64.b64encode(f"{lab.state.data['sso_user']}:{lab.state.data['sso_password']}".encode()).decode()
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=0.5)  # the client gives up after 0.5 s
+    conn = http.client.HTTPSConnection("127.0.0.1", srv.port, timeout=0.5,  # the client gives up after 0.5 s
+                                       context=lab.tls.client_context())
     t0 = time.monotonic()
     try:
         conn.request("POST", "/rest/com/vmware/cis/session", headers={"Authorization": f"Basic {basic}"})
