@@ -66,7 +66,9 @@ class Connections:
         probe._lock = threading.Lock()
         probe._appliance, probe._vsphere = {}, {}
         probe._timeouts = {"timeout": deadline}
-        probe._policy = RetryPolicy(attempts=2, initial_wait=min(0.2, deadline / 10), max_wait=deadline / 4,
+        # Many short tries, not two: a node that answers one 503 or reset in five is up and must not read as
+        # silent (the guards would refuse the wave); a node that is really down still costs about 3 s.
+        probe._policy = RetryPolicy(attempts=8, initial_wait=min(0.1, deadline / 20), max_wait=min(0.5, deadline / 4),
                                     deadline=deadline)
         return probe
 

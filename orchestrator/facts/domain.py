@@ -2,7 +2,7 @@
 
 Why: every command, and every batch of a wave, decides from what the domain is now (core/live.py folds
 this with the journal). Asked one after another, a dead node would cost each command the full retry budget
-of a step (minutes); asked concurrently through probing clients (short socket timeout, two attempts), a
+of a step (minutes); asked concurrently through probing clients (short socket timeout, short retries), a
 dead node costs the deadline once, and it is reported as "not answering" with the reason, never guessed.
 """
 from __future__ import annotations
