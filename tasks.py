@@ -6,6 +6,7 @@ import sys
 
 from invoke import Collection, Exit, task
 
+from orchestrator import stop
 from orchestrator.errors import VcwaveError
 
 COMMON_HELP = {
@@ -32,9 +33,15 @@ def _cli(fn):
         from orchestrator import log
         log.configure(json=bool(kwargs.get("json")))
         try:
-            out = fn(c, *args, **kwargs)
+            with stop.signals_stop():
+                out = fn(c, *args, **kwargs)
         except VcwaveError as exc:
             print(f"vcwave: error: {exc}", file=sys.stderr)
+            raise Exit(code=exc.exit_code) from None
+        except stop.Interrupted as exc:
+            nxt = getattr(exc, "next_command", "")
+            print(f"vcwave: {exc}; the domain lock is released" + (f"; next: {nxt}" if nxt else ""),
+                  file=sys.stderr)
             raise Exit(code=exc.exit_code) from None
         if out:
             print(out)

@@ -6,6 +6,7 @@ must match the inventory it was made from, and only one changing command runs pe
 from __future__ import annotations
 
 import contextlib
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +18,7 @@ from orchestrator.core.plan import Plan, check_plan_matches, file_sha256, load_p
 from orchestrator.engine.runner import Engine, EngineOptions, lock_for, open_journal
 from orchestrator.log import get_logger
 from orchestrator.steps.registry import impl_for
+from orchestrator.stop import Interrupted
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,22 @@ def load_checked(flags: CommonFlags) -> tuple[Inventory, Plan]:
 
 
 @contextlib.contextmanager
+def journaled_stop(engine: Engine, command: str) -> Iterator[None]:
+    """Ctrl-C / SIGTERM inside a command: journal who stopped it (the steps it left started are reconciled
+    against the live nodes by the next run), log the one next command, then let the lock go."""
+    try:
+        yield
+    except Interrupted as exc:
+        nxt = f"invoke {command}"
+        engine.journal.append("run.end", run_id=engine.run_id, plan_hash=engine.plan.plan_hash,
+                              phase=command.split()[0], status="interrupted",
+                              data={"signal": signal.Signals(exc.signum).name, "next": nxt})
+        engine.log.warning("command.interrupted", signal=signal.Signals(exc.signum).name, next=nxt)
+        exc.next_command = nxt
+        raise
+
+
+@contextlib.contextmanager
 def session(flags: CommonFlags, command: str, *, mutate: bool = True) -> Iterator[Engine]:
     inv, plan = load_checked(flags)
     options = flags.options()
@@ -55,7 +73,9 @@ def session(flags: CommonFlags, command: str, *, mutate: bool = True) -> Iterato
         conns = Connections(inv, TlsOptions(insecure=flags.insecure, ca_bundle=flags.ca_bundle))
         try:
             conns.resolve_all()  # a missing env var or a 0644 password file is bad input: exit 2 before any step
-            yield Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
+            engine = Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
+            with journaled_stop(engine, command):
+                yield engine
         finally:
             conns.close()
             journal.close()

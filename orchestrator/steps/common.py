@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterable, TypeVar
 
+from orchestrator import stop
 from orchestrator.clients.retry import Ambiguous
 
 from orchestrator.core.history import domain_version
@@ -57,5 +58,5 @@ def wait_answering(ctx: StepContext, nodes: Iterable[Any], minutes: float) -> li
         if not waiting or time.monotonic() >= end:
             break
         ctx.log.info("nodes.waiting_to_answer", nodes=[n.name for n in waiting])
-        time.sleep(max(ctx.options.poll_interval, 0.05))
+        stop.sleep(max(ctx.options.poll_interval, 0.05))
     return [n.name for n in waiting]

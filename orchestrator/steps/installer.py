@@ -10,6 +10,7 @@ import shutil
 import time
 from typing import Any
 
+from orchestrator import stop
 from orchestrator.clients.installer import (InstallerError, InstallerRunner, installer_output_started,
                                             installer_processes, resolve_installer)
 from orchestrator.clients.retry import ClientError
@@ -105,7 +106,7 @@ class InstallerUpgrade:
                 break
             if facts is not None:
                 ctx.log.info("installer.node_not_answering", errors=list(facts.errors))
-            time.sleep(max(ctx.options.poll_interval, 0.05))
+            stop.sleep(max(ctx.options.poll_interval, 0.05))
         if facts is None or facts.version is None or not facts.version.same_release(ctx.target):
             return None
         started = ctx.last_progress("new_vm")
@@ -134,7 +135,7 @@ class InstallerUpgrade:
         end = time.monotonic() + deadline(ctx, 120)
         while any(_alive(p) for p in pids) and time.monotonic() < end:
             ctx.log.info("installer.still_running", pids=pids)
-            time.sleep(max(ctx.options.poll_interval, 0.05))
+            stop.sleep(max(ctx.options.poll_interval, 0.05))
         if any(_alive(p) for p in pids):
             raise StepFailed(f"node {node.name}: the installer (pid {', '.join(map(str, pids))}) is still running "
                              f"after the deadline; let it finish, then run the same command again")

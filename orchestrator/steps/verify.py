@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from orchestrator import stop
 from orchestrator.core.versions import parse_version
 from orchestrator.errors import StepFailed
 from orchestrator.facts.node import NodeFacts, gather
@@ -59,7 +60,7 @@ def settled_facts(ctx: StepContext, expected: str) -> tuple[NodeFacts, list[str]
         if not problems or time.monotonic() >= end:
             return facts, problems
         ctx.log.info("verify.waiting_for_node", problems=len(problems))
-        time.sleep(max(ctx.options.poll_interval, 0.05))
+        stop.sleep(max(ctx.options.poll_interval, 0.05))
 
 
 class Verify:
