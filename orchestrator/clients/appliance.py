@@ -314,7 +314,11 @@ class ApplianceClient:
         if 200 <= status < 300:
             if not payload:
                 return None
-            doc = json.loads(payload)
+            try:
+                doc = json.loads(payload)
+            except ValueError:
+                raise ServerError(f"garbled answer to {method} {path} (not JSON, {len(payload)} bytes)",
+                                  node=self.node, what=what) from None
             if self.api_style == "rest" and isinstance(doc, dict) and "value" in doc:
                 return doc["value"]
             return doc

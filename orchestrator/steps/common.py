@@ -1,4 +1,5 @@
-"""Small helpers the steps share: deadlines scaled for the lab, polling, the domain version, starting a job once."""
+"""Small helpers the steps share: deadlines scaled for the lab, polling, the domain version, starting a job once,
+and the observe-decide loop every step runs before it acts (`settle`)."""
 from __future__ import annotations
 
 import time
@@ -7,7 +8,11 @@ from typing import Any, Callable, Iterable, TypeVar
 from orchestrator import stop
 from orchestrator.clients.retry import Ambiguous
 
+from orchestrator.core.converge import ADOPT, STOP, WAIT, Decision, Observation, decide, resume_command
 from orchestrator.core.history import domain_version
+from orchestrator.core.interop import restart_minutes
+from orchestrator.core.versions import Version
+from orchestrator.errors import StepFailed
 from orchestrator.facts.node import gather
 from orchestrator.steps.base import StepContext
 
@@ -60,3 +65,40 @@ def wait_answering(ctx: StepContext, nodes: Iterable[Any], minutes: float) -> li
         ctx.log.info("nodes.waiting_to_answer", nodes=[n.name for n in waiting])
         stop.sleep(max(ctx.options.poll_interval, 0.05))
     return [n.name for n in waiting]
+
+
+def restart_deadline(ctx: StepContext, kind: str) -> float:
+    """Seconds a node may stay silent while a change of `kind` lands (version data, scaled for the lab)."""
+    return max(2.0, restart_minutes(kind) * 60.0 * ctx.options.deadline_scale)
+
+
+def settle(ctx: StepContext, observe: Callable[[], Observation], kind: str, target: Version | None, *,
+           job_minutes: float | None = None, started: bool = False) -> Decision:
+    """Observe the node until the decision (core.converge) is to act: done, start, or - without
+    `job_minutes` - adopt. A silent node is waited on up to the method's restart deadline; with
+    `job_minutes` a running job is followed to its end within that deadline. Raises StepFailed at a stop,
+    naming the node and the one next command. One log line per change of what is seen, not per poll."""
+    silent_since: float | None = None
+    job_end = time.monotonic() + deadline(ctx, job_minutes) if job_minutes else None
+    restart_s = restart_deadline(ctx, kind)
+    rerun = resume_command(ctx.step.phase, ctx.step.action)
+    said: tuple | None = None
+    while True:
+        obs = observe()
+        now = time.monotonic()
+        silent_since = None if obs.answering else (silent_since or now)
+        d = decide(obs, target, node=ctx.node.name, silent_s=now - silent_since if silent_since else 0.0,
+                   restart_s=restart_s, rerun=rerun, started=started)
+        if d.kind == STOP:
+            raise StepFailed(f"node {ctx.node.name}: {d.reason}. Next: {d.next_action}")
+        if d.kind != WAIT and not (d.kind == ADOPT and job_end is not None):
+            return d
+        if job_end is not None and now > job_end:
+            raise StepFailed(f"node {ctx.node.name}: its {kind} job is still running after "
+                             f"{deadline(ctx, job_minutes or 0) / 60:.0f} min. Next: let it finish, then run "
+                             f"`{rerun}` (it adopts the job, never starts a second one)")
+        seen = (d.kind, obs.why, obs.progress)
+        if seen != said:
+            said = seen
+            ctx.log.info("step.waiting", decision=d.kind, reason=d.reason, percent=obs.progress)
+        stop.sleep(max(ctx.options.poll_interval, 0.05))
