@@ -78,3 +78,11 @@ def resume_command(phase: str, action: str) -> str:
     if action == "backup":
         return f"invoke backup --phase {phase}"
     return "invoke verify"
+
+
+def planned_version(source: str, moves: list[tuple[str, str]]) -> str:
+    """The version a node must answer with now: its source, or where the latest move sent it - an upgrade
+    that was started (to the target: a verify after a crash expects the target, not the journal's last
+    confirmed version) or a rollback (back to the version the rollback plan named). `moves`: (kind,
+    version) oldest first."""
+    return moves[-1][1] if moves else source

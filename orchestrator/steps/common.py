@@ -10,6 +10,8 @@ from orchestrator.clients.retry import Ambiguous
 
 from orchestrator.core.converge import ADOPT, STOP, WAIT, Decision, Observation, decide, resume_command
 from orchestrator.core.history import domain_version
+from orchestrator.core.identity import RULE as IDENTITY_RULE
+from orchestrator.core.identity import NodeVMs, power_on_refusal, serving_vm
 from orchestrator.core.interop import restart_minutes
 from orchestrator.core.versions import Version
 from orchestrator.errors import StepFailed
@@ -69,7 +71,7 @@ def wait_answering(ctx: StepContext, nodes: Iterable[Any], minutes: float) -> li
 
 def restart_deadline(ctx: StepContext, kind: str) -> float:
     """Seconds a node may stay silent while a change of `kind` lands (version data, scaled for the lab)."""
-    return max(2.0, restart_minutes(kind) * 60.0 * ctx.options.deadline_scale)
+    return max(5.0, restart_minutes(kind) * 60.0 * ctx.options.deadline_scale)
 
 
 def settle(ctx: StepContext, observe: Callable[[], Observation], kind: str, target: Version | None, *,
@@ -102,3 +104,45 @@ def settle(ctx: StepContext, observe: Callable[[], Observation], kind: str, targ
             said = seen
             ctx.log.info("step.waiting", decision=d.kind, reason=d.reason, percent=obs.progress)
         stop.sleep(max(ctx.options.poll_interval, 0.05))
+
+
+def node_vms(ctx: StepContext, name: str) -> NodeVMs:
+    """The VMs carrying a node's identity, from the inventory and the journal: the installer's new
+    appliance once a source was kept, and whether a rollback restore brought the source back since."""
+    n = ctx.inv.node(name)
+    kept = [e for e in ctx.events(kind="source_appliance", node=name) if e.status == "kept"]
+    if not kept or not kept[-1].data.get("new_vm_name"):
+        return NodeVMs(name, n.vm.name)
+    back = [e for e in ctx.events(kind="step", node=name, action="rollback", status="succeeded")
+            if e.seq > kept[-1].seq and e.data.get("version_after")]
+    return NodeVMs(name, n.vm.name, kept[-1].data["new_vm_name"], returned=bool(back))
+
+
+def power_states(ctx: StepContext, vms: NodeVMs) -> dict[str, str]:
+    n = ctx.inv.node(vms.node)
+    return ctx.conns.management(n.vm.vcenter).vm_power_states(list(vms.vms))
+
+
+def serving(ctx: StepContext, name: str) -> str:
+    """The VM that serves the node now (core.identity.serving_vm over live power states)."""
+    vms = node_vms(ctx, name)
+    return serving_vm(vms, power_states(ctx, vms))
+
+
+def power(ctx: StepContext, name: str, vm: str, on: bool, vms: NodeVMs | None = None) -> None:
+    """Power one of a node's VMs on or off, idempotently. Before any power-on the identity rule is asked
+    with live power states: never two running VMs with one identity (`vms`: the caller's view when it
+    is moving the identity, e.g. a rollback bringing the source back)."""
+    vms = vms or node_vms(ctx, name)
+    n = ctx.inv.node(name)
+    mg = ctx.conns.management(n.vm.vcenter)
+    states = mg.vm_power_states(list(dict.fromkeys([*vms.vms, vm])))
+    if states.get(vm) is None:
+        raise StepFailed(f"node {name}: VM {vm} not found in management vCenter {n.vm.vcenter}")
+    if on and states[vm] != "poweredOn":
+        refusal = power_on_refusal(vm, vms, states)
+        if refusal:
+            raise StepFailed(f"node {name}: refused to power on {vm}: {refusal} [rule: {IDENTITY_RULE}]")
+        mg.power_on(mg.vm_by_name(vm))
+    elif not on and states[vm] == "poweredOn":
+        mg.power_off(mg.vm_by_name(vm))
