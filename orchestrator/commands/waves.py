@@ -24,8 +24,8 @@ def render(result: RunResult, what: str) -> str:
     elif result.failed or result.manual:
         lines.append("  nothing else was touched")
     if result.failed:
-        lines.append("  safe next: fix the cause and re-run the same command (it resumes; nothing done is redone), "
-                     "or `invoke rollback --plan-only` to see the way back")
+        lines.append("  next: fix what is named above, then re-run the same command (it resumes, asks every node "
+                     "first and redoes nothing that is done)")
     return "\n".join(lines)
 
 

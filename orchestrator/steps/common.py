@@ -6,7 +6,7 @@ import time
 from typing import Any, Callable, Iterable, TypeVar
 
 from orchestrator import stop
-from orchestrator.clients.retry import Ambiguous
+from orchestrator.clients.retry import Ambiguous, polling
 
 from orchestrator.core.converge import ADOPT, STOP, WAIT, Decision, Observation, decide, resume_command
 from orchestrator.core.history import domain_version
@@ -61,7 +61,8 @@ def wait_answering(ctx: StepContext, nodes: Iterable[Any], minutes: float) -> li
     waiting = list(nodes)
     end = time.monotonic() + deadline(ctx, minutes)
     while waiting:
-        waiting = [n for n in waiting if gather(ctx.conns, n, fingerprint=False, health=False).errors]
+        with polling():  # one look per poll: a booting node is not retried (and logged) under the loop
+            waiting = [n for n in waiting if gather(ctx.conns, n, fingerprint=False, health=False).errors]
         if not waiting or time.monotonic() >= end:
             break
         ctx.log.info("nodes.waiting_to_answer", nodes=[n.name for n in waiting])
