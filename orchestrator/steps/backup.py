@@ -16,13 +16,14 @@ import uuid
 from typing import Any
 
 from orchestrator.clients.appliance import BackupJob
-from orchestrator.clients.retry import ClientError
+from orchestrator.clients.retry import ClientError, polling
+from orchestrator.core.converge import ADOPT, DONE, FAILED, FINISHED, RUNNING, Observation
 from orchestrator.core.interop import backup_method_problem
 from orchestrator.core.plan import Step
 from orchestrator.errors import StepFailed
 from orchestrator.steps.base import NOT_DONE, StepContext
-from orchestrator.steps.common import (current_domain_version, deadline, poll_kwargs, power, serving, start_once,
-                                       wait_answering)
+from orchestrator.steps.common import (current_domain_version, deadline, poll_kwargs, power, serving, settle,
+                                       start_once, wait_answering)
 
 SNAPSHOT_PREFIX = "vcwave"
 
@@ -78,27 +79,32 @@ class FileBackup:
                               current_domain_version(ctx), ctx.step.tag)
 
     def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
-        """A crash mid-backup: adopt the job we started if the node knows it, never start a second one."""
+        """A crash mid-backup: adopt the job we started if the node knows it, never start a second one. A
+        node that does not answer is unknown (core.converge): waited on, never taken for "not done"."""
         job = ctx.last_progress("job_id")
-        if not job:
-            # Killed between the POST and journaling its id: a job the node started since this step began is
-            # ours. Adopt it rather than start a second one (the node would refuse: one job at a time).
+        if job:
+            recorded = _recorded(ctx, ctx.node.name, job["job_id"])
+            if recorded is not None:
+                return recorded  # it finished and was journaled just before the crash: not recorded twice
+        found: dict[str, str] = {}
+
+        def observe() -> Observation:
             try:
-                adopted = _job_started_since(ctx.conns.appliance(ctx.node), started.ts)
-            except ClientError:
-                return NOT_DONE
-            if adopted is None:
-                return NOT_DONE
-            job = {"job_id": adopted, "location": ""}
-        recorded = _recorded(ctx, ctx.node.name, job["job_id"])
-        if recorded is not None:
-            return recorded  # it finished and was journaled just before the crash: not recorded twice
-        try:
-            state = ctx.conns.appliance(ctx.node).backup_job(job["job_id"])
-        except ClientError:
-            return NOT_DONE
-        if state.state in ("SUCCEEDED", "INPROGRESS"):
-            return self._finish(ctx, job["job_id"], job.get("location", ""))
+                with polling():
+                    client = ctx.conns.appliance(ctx.node)
+                    # Killed between the POST and journaling its id: a job the node started since this step
+                    # began is ours (the node would refuse a second one: one job at a time).
+                    job_id = job["job_id"] if job else _job_started_since(client, started.ts)
+                    if job_id is None:
+                        return Observation(True)
+                    found["job_id"] = job_id
+                    state = client.backup_job(job_id).state
+            except ClientError as exc:
+                return Observation(False, why=exc.message)
+            return Observation(True, job={"SUCCEEDED": FINISHED, "INPROGRESS": RUNNING}.get(state, FAILED))
+        d = settle(ctx, observe, "backup", None, started=True)
+        if d.kind in (DONE, ADOPT):
+            return self._finish(ctx, found["job_id"], (job or {}).get("location", ""))
         return NOT_DONE
 
 

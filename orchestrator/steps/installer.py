@@ -18,7 +18,7 @@ from orchestrator.core.installer_template import build_upgrade_template, secret_
 from orchestrator.errors import InputError, StepFailed
 from orchestrator.facts.node import gather
 from orchestrator.steps.base import NOT_DONE, StepContext
-from orchestrator.steps.common import current_domain_version, deadline
+from orchestrator.steps.common import current_domain_version, deadline, serving
 
 
 def _runner(ctx: StepContext) -> InstallerRunner:
@@ -60,6 +60,8 @@ class InstallerUpgrade:
         done = self._already_there(ctx)
         if done is not None:
             return done
+        if node.vm is not None:
+            serving(ctx, node.name)  # refuses (IdentityConflict) when two VMs already run with its identity
         template, secrets = _template_and_secrets(ctx)
         problems = installer_precheck(ctx)
         if problems:
