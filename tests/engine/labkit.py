@@ -11,8 +11,16 @@ from lab import manage
 from lab.installer_standin import ENV_LAB_DIR, standin_path
 from orchestrator.commands import plan as plan_cmd
 from orchestrator.commands.session import CommonFlags
+from orchestrator.engine.journal import Journal, journal_path
 
 TIME_SCALE = 0.0005
+EX = Path(__file__).resolve().parents[2] / "examples"
+
+
+def events(d: types.SimpleNamespace, **filters) -> list:
+    """The lab domain's journal events (filters as Journal.events)."""
+    with Journal.open(journal_path(d.flags.state_dir, d.domain)) as j:
+        return j.events(**filters)
 
 
 @contextlib.contextmanager

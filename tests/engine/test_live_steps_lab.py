@@ -27,23 +27,19 @@ import pytest
 import yaml
 
 from tests.conftest import require_vcsim
-from tests.engine.labkit import lab_domain
+from tests.engine.labkit import EX, events, lab_domain
 
 from lab import manage
 from lab.harness import cli_env, fast_argv
 from orchestrator.commands import waves
 from orchestrator.core.history import fold
 from orchestrator.core.inventory import load_inventory
-from orchestrator.engine.journal import Journal, journal_path
 from orchestrator.errors import StepFailed
 
-REPO = Path(__file__).resolve().parents[2]
-EX = REPO / "examples"
 
-
-@pytest.fixture(scope="module")
-def vcsim_ok():
-    return require_vcsim()
+@pytest.fixture(scope="module", autouse=True)
+def _vcsim():
+    require_vcsim()
 
 
 def _slow(tmp_path: Path, node: str, factor: float) -> str:
@@ -55,11 +51,6 @@ def _slow(tmp_path: Path, node: str, factor: float) -> str:
 
 def lab_node(d, name: str) -> dict:
     return manage.control(d.lab_dir, "/lab/state")["nodes"][name]
-
-
-def events(d, **filters):
-    with Journal.open(journal_path(d.flags.state_dir, d.domain)) as j:
-        return j.events(**filters)
 
 
 def _cli(d, *args: str) -> subprocess.Popen:
@@ -94,11 +85,10 @@ def _before_the_window(d) -> None:
 
 
 def _upgraded_times(d, node: str) -> int:
-    with Journal.open(journal_path(d.flags.state_dir, d.domain)) as j:
-        return fold(load_inventory(d.flags.inventory), j.events()).nodes[node].upgraded
+    return fold(load_inventory(d.flags.inventory), events(d)).nodes[node].upgraded
 
 
-def test_sigkill_while_the_appliance_reboots_then_the_rerun_converges(vcsim_ok, tmp_path, monkeypatch):
+def test_sigkill_while_the_appliance_reboots_then_the_rerun_converges(tmp_path, monkeypatch):
     with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "6.7 U3", faults=_slow(tmp_path, "psc-a", 20)) as d:
         _before_the_window(d)
         boots = lab_node(d, "psc-a")["boot"]
@@ -124,7 +114,7 @@ def test_sigkill_while_the_appliance_reboots_then_the_rerun_converges(vcsim_ok, 
         waves.verify(d.flags, node="psc-a,psc-b")
 
 
-def test_verify_of_a_down_node_fails_within_its_deadline_with_one_summary(vcsim_ok, tmp_path, monkeypatch):
+def test_verify_of_a_down_node_fails_within_its_deadline_with_one_summary(tmp_path, monkeypatch):
     from structlog.testing import capture_logs
 
     from orchestrator.clients.retry import RETRIES
@@ -147,7 +137,7 @@ def test_verify_of_a_down_node_fails_within_its_deadline_with_one_summary(vcsim_
         assert len(retries) <= 4, retries
 
 
-def test_sigterm_during_a_wait_exits_143_releases_the_lock_and_the_rerun_adopts(vcsim_ok, tmp_path, monkeypatch):
+def test_sigterm_during_a_wait_exits_143_releases_the_lock_and_the_rerun_adopts(tmp_path, monkeypatch):
     with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "6.7 U3", faults=_slow(tmp_path, "psc-a", 20)) as d:
         _before_the_window(d)
         boots = lab_node(d, "psc-a")["boot"]
@@ -171,7 +161,7 @@ def test_sigterm_during_a_wait_exits_143_releases_the_lock_and_the_rerun_adopts(
 
 
 def test_installer_path_snapshot_set_snapshots_the_new_vms_cold_and_never_powers_a_source_on(
-        vcsim_ok, tmp_path, monkeypatch):
+        tmp_path, monkeypatch):
     with lab_domain(tmp_path, monkeypatch, EX / "two-site-6.0.yml", "6.5 U1") as d:
         f = d.flags
         waves.precheck(f)
