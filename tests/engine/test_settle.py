@@ -87,3 +87,15 @@ def test_a_paused_rollback_names_one_next_command_only():
     commands = set(re.findall(r"invoke [a-z]+(?: --[a-z-]+(?: [\w,-]+)?)*", text))
     assert commands == {"invoke rollback"}, text
     assert "nothing else was touched" not in text
+
+
+def test_ctrl_c_asks_for_a_stop_that_every_wait_honours_with_exit_130():
+    import os
+    with stop.signals_stop():
+        os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: no exception here, a stop request
+        assert stop.requested() == signal.SIGINT
+        with pytest.raises(stop.Interrupted) as exc:
+            stop.sleep(30)
+        assert exc.value.exit_code == 130 and "SIGINT" in str(exc.value)
+    assert stop.requested() is None  # the next command starts clean
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
