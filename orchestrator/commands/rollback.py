@@ -55,7 +55,7 @@ def _seen(engine) -> dict[str, NodeSeen]:
         with polling():
             f = gather(engine.conns, n, fingerprint=False, health=False)
         out[n.name] = NodeSeen(f.reachable and not f.errors, f.version.release if f.version else "",
-                               "; ".join(f.errors))
+                               f.errors[0] if f.errors else "")
     return out
 
 
@@ -97,9 +97,9 @@ def outcome(result: RunResult) -> str:
 def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only: bool = False) -> str:
     with session(flags, "rollback", mutate=not plan_only) as engine:
         rb = _saved(engine) or _plan(engine, to, node)
-        text = render(rb)
         if plan_only:
-            return text + "\n(plan only: nothing changed)"
+            return render(rb) + "\n(plan only: nothing changed)"
+        text = render(rb, alternative=False)
         if _saved(engine) is None:
             engine.journal.append("note", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase="rollback",
                                   status="rollback-plan", data={"scope": rb.scope, "to": rb.to,

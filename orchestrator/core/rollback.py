@@ -209,11 +209,13 @@ def plan_node_rollback(inv: Inventory, hist: DomainHistory, node: str) -> Rollba
         RollbackAction(2, node, n.role, "verify", "verify-old", "", b.node_version, "version and instance UUID")))
 
 
-def render(plan: RollbackPlan) -> str:
+def render(plan: RollbackPlan, alternative: bool = True) -> str:
+    """The plan as a table; with `alternative`, VMware's other way out below it (shown with --plan-only,
+    where the operator chooses; a running or paused rollback names only its own next command)."""
     lines = [f"rollback of {plan.scope} to {plan.to}-upgrade state:"]
     for a in plan.actions:
         lines.append(f"  {a.order:>2}. {a.action:<8} {a.node:<12} {a.method:<16} {a.asset:<28} -> {a.to_version}"
                      f"   ({a.reason})")
-    if plan.alternative:
+    if alternative and plan.alternative:
         lines.append(plan.alternative)
     return "\n".join(lines)

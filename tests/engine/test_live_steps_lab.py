@@ -17,6 +17,7 @@ Needs the vcsim binary: FAILS when it is unavailable with CI=true, skipped other
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -186,3 +187,35 @@ def test_installer_path_snapshot_set_snapshots_the_new_vms_cold_and_never_powers
         for node, new_vm in kept.items():
             assert f" of {new_vm} keeps {node}" in log  # the new appliance was snapshotted
             assert f" of {inv.node(node).vm.name} keeps" not in log  # the powered-off source was not
+
+
+def test_a_vcenter_lost_after_the_psc_wave_is_restored_and_the_rollback_is_done_only_once_it_answers(
+        tmp_path, monkeypatch):
+    """vc-b fails after the PSC wave (the journal still has it at 6.7 U1, untouched): it is not known good,
+    so the rollback restores it with the set and waits for it; while it does not answer the rollback is not
+    "done" - it stops naming vc-b and the one next command; once vc-b is back the same command finishes."""
+    from orchestrator.commands import rollback as rollback_cmd
+    with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "6.7 U3") as d:
+        original = {n: s["instance_uuid"] for n, s in manage.control(d.lab_dir, "/lab/state")["nodes"].items()}
+        waves.precheck(d.flags)
+        waves.backup(d.flags, "pre", snapshots=True)
+        waves.stage(d.flags)
+        waves.upgrade(d.flags, "psc")
+        manage.control(d.lab_dir, "/lab/node/vc-b/fail", {"reason": "test: vc-b lost after the PSC wave"})
+
+        plan_text = rollback_cmd.run(d.flags, plan_only=True)
+        assert "vc-b" in plan_text and "not answering" in plan_text
+        with pytest.raises(StepFailed) as exc:
+            rollback_cmd.run(d.flags)
+        msg = str(exc.value)
+        assert "FAILED rollback-domain-pre/" in msg and "/vc-b" in msg
+        assert set(re.findall(r"`(invoke [^`]+)`", msg)) == {"invoke rollback"}, msg
+        assert not events(d, kind="note", status="rollback-done")
+
+        manage.control(d.lab_dir, "/lab/node/vc-b/revive", {})
+        out = rollback_cmd.run(d.flags)
+        assert "every node answers at its rollback version" in out
+        nodes = manage.control(d.lab_dir, "/lab/state")["nodes"]
+        for n, s in nodes.items():
+            assert s["version"] == "6.7 U1" and s["instance_uuid"] == original[n] and not s["down"], n
+        assert len(events(d, kind="note", status="rollback-done")) == 1
