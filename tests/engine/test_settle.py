@@ -99,3 +99,21 @@ def test_ctrl_c_asks_for_a_stop_that_every_wait_honours_with_exit_130():
         assert exc.value.exit_code == 130 and "SIGINT" in str(exc.value)
     assert stop.requested() is None  # the next command starts clean
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_garbled_or_503_reply_during_an_install_is_unknown_but_a_404_is_an_answer(monkeypatch):
+    from orchestrator.clients.retry import NotFound, ServerError, ServiceUnavailable
+    from orchestrator.steps import update
+
+    def ctx_raising(exc):
+        def version(conns, node):
+            raise exc
+        monkeypatch.setattr(update, "appliance_version", version)
+        return SimpleNamespace(conns=SimpleNamespace(appliance=lambda node: None), node=None, target=U3)
+
+    for exc in (ServerError("garbled answer to GET /rest/appliance/update (not JSON, 40 bytes)"),
+                ServiceUnavailable("HTTP 503: rebooting")):
+        obs = update._observe_update(ctx_raising(exc), "INSTALL_IN_PROGRESS")
+        assert not obs.answering and obs.why == exc.message
+    with pytest.raises(NotFound):
+        update._observe_update(ctx_raising(NotFound("Update 6.7.0.40000 not found")), "INSTALL_IN_PROGRESS")
