@@ -8,7 +8,8 @@ from typing import Any, Callable, Iterable, TypeVar
 from orchestrator import stop
 from orchestrator.clients.retry import Ambiguous, polling
 
-from orchestrator.core.converge import ADOPT, STOP, WAIT, Decision, Observation, decide, resume_command
+from orchestrator.core.converge import (ADOPT, FAILED, START, STOP, WAIT, Decision, Observation, decide,
+                                       resume_command)
 from orchestrator.core.history import domain_version
 from orchestrator.core.identity import RULE as IDENTITY_RULE
 from orchestrator.core.identity import NodeVMs, power_on_refusal, serving_vm
@@ -79,9 +80,11 @@ def settle(ctx: StepContext, observe: Callable[[], Observation], kind: str, targ
            job_minutes: float | None = None, started: bool = False) -> Decision:
     """Observe the node until the decision (core.converge) is to act: done, start, or - without
     `job_minutes` - adopt. A silent node is waited on up to the method's restart deadline; with
-    `job_minutes` a running job is followed to its end within that deadline. Raises StepFailed at a stop,
-    naming the node and the one next command. One log line per change of what is seen, not per poll."""
+    `job_minutes` a running job is followed to its end within that deadline (a job just started that the
+    node does not show yet is given the restart deadline to appear). Raises StepFailed at a stop, naming
+    the node and the one next command. One log line per change of what is seen, not per poll."""
     silent_since: float | None = None
+    idle_since: float | None = None
     job_end = time.monotonic() + deadline(ctx, job_minutes) if job_minutes else None
     restart_s = restart_deadline(ctx, kind)
     rerun = resume_command(ctx.step.phase, ctx.step.action)
@@ -94,7 +97,10 @@ def settle(ctx: StepContext, observe: Callable[[], Observation], kind: str, targ
                    restart_s=restart_s, rerun=rerun, started=started)
         if d.kind == STOP:
             raise StepFailed(f"node {ctx.node.name}: {d.reason}. Next: {d.next_action}")
-        if d.kind != WAIT and not (d.kind == ADOPT and job_end is not None):
+        following = job_end is not None
+        idle_since = (idle_since or now) if following and d.kind == START and obs.job != FAILED else None
+        appearing = idle_since is not None and now - idle_since < restart_s
+        if d.kind != WAIT and not (following and d.kind == ADOPT) and not appearing:
             return d
         if job_end is not None and now > job_end:
             raise StepFailed(f"node {ctx.node.name}: its {kind} job is still running after "

@@ -58,7 +58,11 @@ class Stage:
                 start_once(lambda: client.update_stage(version) or True,
                            lambda: True if observe().job in (RUNNING, FINISHED) else None, what="update.stage")
             if d.kind != DONE:
-                settle(ctx, observe, "stage", ctx.target, job_minutes=15)
+                d = settle(ctx, observe, "stage", ctx.target, job_minutes=15)
+            if d.kind != DONE:
+                state = client.update_state()
+                raise StepFailed(f"node {ctx.node.name}: staging {version} failed: "
+                                 f"{(state.task.error if state.task else '') or state.state}")
         except ClientError as exc:
             raise StepFailed(f"node {ctx.node.name}: staging {version} failed: {exc}") from exc
         return {"staged": version}

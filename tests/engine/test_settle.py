@@ -117,3 +117,11 @@ def test_a_garbled_or_503_reply_during_an_install_is_unknown_but_a_404_is_an_ans
         assert not obs.answering and obs.why == exc.message
     with pytest.raises(NotFound):
         update._observe_update(ctx_raising(NotFound("Update 6.7.0.40000 not found")), "INSTALL_IN_PROGRESS")
+
+
+def test_a_job_just_started_that_the_node_does_not_show_yet_is_given_time_to_appear(short_restart):
+    ctx, _ = _ctx()
+    idle, running = Observation(True, U1), Observation(True, U1, RUNNING)
+    d = common.settle(ctx, _script(idle, idle, running, Observation(True, U3)), "update", U3, job_minutes=1)
+    assert d.kind == DONE
+    assert common.settle(ctx, _script(idle), "update", U3, job_minutes=1).kind == START  # after the grace
