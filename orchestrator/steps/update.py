@@ -127,19 +127,29 @@ class UpdateInstall:
 
 
 class ManualUpgrade:
-    """vcwave cannot drive it: pause the wave with the instructions; verify proves it was done."""
+    """vcwave cannot drive it: pause the wave with the instructions; verify proves it was done. The node is
+    asked first (an operator may have patched it already; a node being patched may not answer for a while)."""
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        facts = gather(ctx.conns, ctx.node, fingerprint=False, health=False)
-        if facts.version and facts.version.same_release(ctx.target):
-            return {"version_after": facts.version.release, "build_after": facts.version.build}
-        raise ManualStepRequired(ctx.node.name, instructions(ctx))
+        done = self._at_target(ctx)
+        if done is None:
+            raise ManualStepRequired(ctx.node.name, instructions(ctx))
+        return done
 
     def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
-        facts = gather(ctx.conns, ctx.node, fingerprint=False, health=False)
-        if facts.version and facts.version.same_release(ctx.target):
-            return {"version_after": facts.version.release, "build_after": facts.version.build}
-        return NOT_DONE
+        return self._at_target(ctx) or NOT_DONE
+
+    @staticmethod
+    def _at_target(ctx: StepContext) -> dict[str, Any] | None:
+        seen: list[Observation] = []
+
+        def observe() -> Observation:
+            with polling():
+                facts = gather(ctx.conns, ctx.node, fingerprint=False, health=False)
+            seen.append(Observation(facts.reachable, facts.version, why="; ".join(facts.errors)))
+            return seen[-1]
+        ver = seen[-1].version if settle(ctx, observe, "update", ctx.target).kind == DONE else None
+        return {"version_after": ver.release, "build_after": ver.build} if ver else None
 
 
 def instructions(ctx: StepContext) -> str:
