@@ -5,10 +5,12 @@ node uses. TLS verification is on unless the user passed --insecure, which is lo
 """
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass
 
 from orchestrator.clients.appliance import ApplianceClient
+from orchestrator.clients.retry import RetryPolicy
 from orchestrator.clients.vsphere import VSphereClient
 from orchestrator.core.inventory import Inventory, Node
 from orchestrator.log import get_logger
@@ -43,6 +45,8 @@ class Connections:
         self._appliance: dict[str, ApplianceClient] = {}
         self._vsphere: dict[str, VSphereClient] = {}
         self._secrets: dict[str, Secret] = {}
+        self._timeouts: dict[str, float] = {}  # per-client socket timeout; empty: the clients' defaults
+        self._policy: RetryPolicy | None = None
         if self.tls.insecure:
             get_logger("vcwave.tls").warning("tls.verification_disabled", domain=inv.domain,
                                              reason="--insecure given on the command line")
@@ -58,6 +62,18 @@ class Connections:
         for cred in self.inv.credentials:
             self.secret(cred.name)
 
+    def probing(self, deadline: float) -> "Connections":
+        """Sibling connections for a quick look at the domain: fresh clients whose socket timeout and retry
+        budget fit in `deadline` seconds, so a dead node costs seconds, not the minutes a step may wait for
+        one. Secrets are shared (read once); nothing is logged again."""
+        probe = copy.copy(self)
+        probe._lock = threading.Lock()
+        probe._appliance, probe._vsphere = {}, {}
+        probe._timeouts = {"timeout": deadline}
+        probe._policy = RetryPolicy(attempts=2, initial_wait=min(0.2, deadline / 10), max_wait=deadline / 4,
+                                    deadline=deadline)
+        return probe
+
     def user(self, credential: str) -> str:
         return self.inv.credential(credential).user
 
@@ -69,7 +85,8 @@ class Connections:
         if c is None:
             c = ApplianceClient(f"{node.scheme}://{node.host}:{node.port}", self.user(credential),
                                 self.secret(credential), verify=self.tls.verify(),
-                                thumbprint=self.tls.thumbprint(node.host), node=node.name)
+                                thumbprint=self.tls.thumbprint(node.host), node=node.name,
+                                retry_policy=self._policy, **self._timeouts)
             with self._lock:
                 c = self._appliance.setdefault(key, c)
         return c
@@ -88,7 +105,8 @@ class Connections:
             c = self._vsphere.get(key)
         if c is None:
             c = VSphereClient(host, port, self.user(credential), self.secret(credential), scheme=scheme,
-                              verify=self.tls.verify(), thumbprint=self.tls.thumbprint(host), node=key)
+                              verify=self.tls.verify(), thumbprint=self.tls.thumbprint(host), node=key,
+                              retry_policy=self._policy, **self._timeouts)
             with self._lock:
                 c = self._vsphere.setdefault(key, c)
         return c

@@ -9,14 +9,12 @@ import time
 from dataclasses import asdict
 
 from orchestrator.commands.session import CommonFlags, session
-from orchestrator.clients.retry import polling
 from orchestrator.core.plan import Step
 from orchestrator.core.rules import is_mixed
-from orchestrator.core.rollback import (NodeSeen, RollbackAction, RollbackPlan, plan_domain_rollback,
-                                        plan_node_rollback, render)
+from orchestrator.core.rollback import (RollbackAction, RollbackPlan, plan_domain_rollback, plan_node_rollback,
+                                        render)
 from orchestrator.engine.runner import RunResult
 from orchestrator.errors import StepFailed
-from orchestrator.facts.node import gather
 from orchestrator.steps.rollback import RollbackStep
 
 
@@ -48,17 +46,6 @@ def _steps(plan: RollbackPlan, engine) -> list[tuple[Step, RollbackStep]]:
     return out
 
 
-def _seen(engine) -> dict[str, NodeSeen]:
-    """Every node asked once (one poll each, no stacked retries): answering, and at which release."""
-    out = {}
-    for n in engine.inv.nodes:
-        with polling():
-            f = gather(engine.conns, n, fingerprint=False, health=False)
-        out[n.name] = NodeSeen(f.reachable and not f.errors, f.version.release if f.version else "",
-                               f.errors[0] if f.errors else "")
-    return out
-
-
 def _touched(engine) -> frozenset[str]:
     """Nodes whose upgrade step was started since the last completed rollback (a failed or interrupted
     install leaves a node whose state is not known good, whatever version the journal still gives it)."""
@@ -71,8 +58,8 @@ def _plan(engine, to: str, node: str | None) -> RollbackPlan:
     hist = engine.history()
     if node:
         return plan_node_rollback(engine.inv, hist, node)
-    return plan_domain_rollback(engine.inv, hist, to, live=_seen(engine), touched=_touched(engine),
-                                target=engine.plan.target)
+    return plan_domain_rollback(engine.inv, hist, to, live=(engine.state or engine.observe()).nodes,
+                                touched=_touched(engine), target=engine.plan.target)
 
 
 NEXT = "invoke rollback"  # resumes the saved plan; every action asks its node first

@@ -14,7 +14,8 @@ from typing import Iterator
 from orchestrator.commands.plan import DEFAULT_PLAN
 from orchestrator.connect import Connections, TlsOptions
 from orchestrator.core.inventory import Inventory, load_inventory
-from orchestrator.core.plan import Plan, check_plan_matches, file_sha256, load_plan
+from orchestrator.core.plan import Plan, check_applied, check_plan_matches, file_sha256, load_plan
+from orchestrator.core.playbook import load_playbook
 from orchestrator.engine.runner import Engine, EngineOptions, lock_for, open_journal
 from orchestrator.log import get_logger
 from orchestrator.steps.registry import impl_for
@@ -40,10 +41,16 @@ class CommonFlags:
 
 
 def load_checked(flags: CommonFlags) -> tuple[Inventory, Plan]:
-    plan = load_plan(flags.plan or DEFAULT_PLAN)
+    """The saved plan, its inventory, and proof that the plan is still the one they give: a matching
+    inventory hash, then the plan rebuilt from inventory + playbook and compared (an edited plan whose
+    SHA-256 was recomputed is refused with the rule it breaks)."""
+    plan_file = str(flags.plan or DEFAULT_PLAN)
+    plan = load_plan(plan_file)
     inv_path = flags.inventory or plan.inventory
     inv = load_inventory(inv_path)
     check_plan_matches(plan, file_sha256(inv_path), inv.domain)
+    playbook = load_playbook(plan.playbook)
+    check_applied(plan, plan_file, inv, playbook, file_sha256(playbook.path))
     return inv, plan
 
 
@@ -64,7 +71,9 @@ def journaled_stop(engine: Engine, command: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def session(flags: CommonFlags, command: str, *, mutate: bool = True) -> Iterator[Engine]:
+def session(flags: CommonFlags, command: str, *, mutate: bool = True, record: bool = True) -> Iterator[Engine]:
+    """Every command starts here, and starts by looking at the domain (`engine.observe`): its decisions are
+    taken from the nodes as they answer now. `record=False` (status) journals nothing."""
     inv, plan = load_checked(flags)
     options = flags.options()
     lock = lock_for(options, inv.domain, command) if mutate else contextlib.nullcontext()
@@ -75,6 +84,7 @@ def session(flags: CommonFlags, command: str, *, mutate: bool = True) -> Iterato
             conns.resolve_all()  # a missing env var or a 0644 password file is bad input: exit 2 before any step
             engine = Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
             with journaled_stop(engine, command):
+                engine.observe(record=record)
                 yield engine
         finally:
             conns.close()

@@ -1,24 +1,21 @@
-"""`invoke status`: where every node is, which waves are done, the window clock, usable backups, next command."""
+"""`invoke status`: live problems first, where every node is (live and recorded), the window clock, which
+backups can restore what, a stale lock, and the next command. Read-only: it journals nothing, and it stays
+quick when nodes are down (the observation gives each node a short deadline)."""
 from __future__ import annotations
 
 import json
 import time
 
-from orchestrator.commands.session import CommonFlags, load_checked
-from orchestrator.core.history import fold
-from orchestrator.core.status import compute_status, render
-from orchestrator.engine.runner import open_journal
+from orchestrator.commands.session import CommonFlags, session
+from orchestrator.core.status import Status, compute_status, render
+from orchestrator.engine.runner import lock_state
 
 
-def status_data(flags: CommonFlags):
-    inv, plan = load_checked(flags)
-    journal = open_journal(flags.options(), inv.domain)
-    try:
-        events = journal.events()
-        states = {s.id: journal.step_state(s.id) for s in plan.steps()}
-    finally:
-        journal.close()
-    return compute_status(inv, plan, fold(inv, events), {k: v for k, v in states.items() if v}, time.time())
+def status_data(flags: CommonFlags) -> Status:
+    with session(flags, "status", mutate=False, record=False) as engine:
+        states = {s.id: engine.journal.step_state(s.id) for s in engine.plan.steps()}
+        return compute_status(engine.inv, engine.plan, engine.history(), {k: v for k, v in states.items() if v},
+                              time.time(), engine.state, lock_state(flags.options(), engine.inv.domain))
 
 
 def run(flags: CommonFlags, as_json: bool = False) -> str:

@@ -48,7 +48,7 @@ def _nodes(node: str | None, engine) -> set[str] | None:
 
 def precheck(flags: CommonFlags, node: str | None = None) -> str:
     with session(flags, "precheck", mutate=False) as engine:
-        result = engine.run_phase("pre", nodes=_nodes(node, engine), actions={"precheck"})
+        result = engine.run_phase("pre", nodes=_nodes(node, engine), actions={"precheck"}, rerun=True)
         return _finish(result, "precheck")
 
 
@@ -108,18 +108,18 @@ def verify(flags: CommonFlags, node: str | None = None) -> str:
 
 
 def _confirm_manual(engine, nodes: set[str]) -> None:
-    """A manual upgrade step that paused the wave counts as done once the node answers at its target."""
-    from orchestrator.facts.node import gather
+    """A manual upgrade step that paused the wave counts as done once the node answers at its target (as
+    the command's observation of the domain saw it)."""
     for step in engine.plan.steps():
         if step.action != "upgrade" or step.node not in nodes or engine.journal.step_state(step.id) != "failed":
             continue
         last = engine.journal.events(kind="step", step=step.id)[-1]
         if not last.data.get("manual"):
             continue
-        facts = gather(engine.conns, engine.inv.node(step.node), fingerprint=False, health=False)
-        if facts.version and facts.version.release == step.to:
-            engine.confirm(step, {"version_after": facts.version.release, "build_after": facts.version.build,
-                                  "manual": True})
+        live = engine.state.nodes[step.node].version if engine.state else None
+        if live and live.release == step.to:
+            engine.step_event(step, "reconciled", {"outcome": "succeeded", "version_after": live.release,
+                                                   "build_after": live.build, "manual": True})
 
 
 def _expected(engine, node) -> str:

@@ -7,7 +7,7 @@ data), keeps the journal the single source of truth and this logic testable with
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
 from orchestrator.core.inventory import Inventory
@@ -64,6 +64,8 @@ class DomainHistory:
     running_steps: tuple[str, ...]
     rollbacks: int = 0
     events: int = 0
+    prechecks: dict[str, tuple[str, float]] = field(default_factory=dict)  # node -> newest (outcome, ts)
+    paused: tuple[str, ...] = ()  # steps paused for a manual change (`invoke verify --node N` confirms it)
 
     def versions(self) -> dict[str, Version]:
         return {n: h.version for n, h in self.nodes.items()}
@@ -88,6 +90,8 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     running: dict[str, str] = {}
     rollbacks = 0
     count = 0
+    prechecks: dict[str, tuple[str, float]] = {}
+    paused: dict[str, str] = {}
     for e in events:
         count += 1
         if e.kind == "step":
@@ -99,10 +103,15 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
                 running[key] = e.step
             else:
                 running.pop(key, None)
+            if e.action == "precheck" and status in ("succeeded", "failed"):
+                prechecks[e.node] = (status, e.ts)
             if status == "failed":
                 failed[key] = e.step
+                if e.data.get("manual"):
+                    paused[key] = e.step
             elif status in ("succeeded", "skipped"):
                 failed.pop(key, None)
+                paused.pop(key, None)
             if status == "succeeded" and e.data.get("version_after") and e.node in versions:
                 versions[e.node] = parse_version(e.data["version_after"], e.data.get("build_after"))
                 if e.action == "upgrade":
@@ -128,4 +137,4 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     nodes = {n.name: NodeHistory(n.name, versions[n.name], *last[n.name], upgraded[n.name], verified[n.name])
              for n in inv.nodes}
     return DomainHistory(nodes, tuple(backups), opened, closed, tuple(failed.values()), tuple(running.values()),
-                         rollbacks, count)
+                         rollbacks, count, prechecks, tuple(paused.values()))

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 from orchestrator.core import interop, rules
 from orchestrator.core.inventory import Inventory, Node
 from orchestrator.core.playbook import PER_PSC, PER_PSC_IN_TURN, Play, Playbook
-from orchestrator.core.versions import Version
+from orchestrator.core.versions import Version, parse_version
 from orchestrator.errors import InputError, RefusedError, Where
 
 PLAN_FORMAT = 1
@@ -76,6 +76,7 @@ class Plan:
     phases: tuple[Phase, ...]
     warnings: tuple[str, ...] = ()
     plan_hash: str = ""
+    concurrency: int | None = None  # --concurrency as given to `invoke plan`: the plan is rebuilt with it
 
     def steps(self) -> Iterable[Step]:
         for ph in self.phases:
@@ -94,6 +95,7 @@ class Plan:
             "playbook_sha256": self.playbook_sha256, "concurrency_rule": self.concurrency_rule,
             "window_estimate_min": self.window_estimate_min, "warnings": list(self.warnings),
             "phases": [{"name": p.name, "steps": [s.to_json() for s in p.steps]} for p in self.phases],
+            **({"concurrency": self.concurrency} if self.concurrency is not None else {}),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -254,7 +256,7 @@ def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory
         warnings.append(f"domain {inv.domain}: {verdict.reason} (unsupported topology, before and after the "
                         f"upgrade)")
     plan = Plan(inv.domain, target.release, inv.path, inventory_sha256, playbook.path, playbook_sha256,
-                rule_text, 0.0, tuple(phases), tuple(warnings))
+                rule_text, 0.0, tuple(phases), tuple(warnings), concurrency=concurrency)
     plan = _with_window(plan)
     _assert_invariants(plan, inv)
     return _sealed(plan)
@@ -328,7 +330,7 @@ def plan_from_json(data: Any, filename: str) -> Plan:
         phases = tuple(Phase(p["name"], tuple(Step.from_json(s) for s in p["steps"])) for p in data["phases"])
         return Plan(data["domain"], data["target"], data["inventory"], data["inventory_sha256"], data["playbook"],
                     data["playbook_sha256"], data["concurrency_rule"], float(data["window_estimate_min"]), phases,
-                    tuple(data.get("warnings", ())), data["plan_hash"])
+                    tuple(data.get("warnings", ())), data["plan_hash"], data.get("concurrency"))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"plan file is malformed: {exc!r}", where) from None
 
@@ -352,3 +354,63 @@ def check_plan_matches(plan: Plan, inventory_sha256: str, domain: str) -> None:
     if plan.inventory_sha256 != inventory_sha256:
         raise InputError("the inventory changed since this plan was computed (hash mismatch); run `invoke plan` "
                          "again and review it", Where(file=plan.inventory, field="inventory_sha256"))
+
+
+# ---------------------------------------------------------------- a saved plan, applied
+
+def seed_rule_breaks(plan: Plan) -> list[rules.Verdict]:
+    """The seed's order rules, asked of a loaded plan as it stands (its hash proves only that nobody changed
+    it without recomputing a SHA-256, which anyone can)."""
+    out = []
+    phases = {p.name: p for p in plan.phases}
+    for name, role in (("psc", "vcenter"), ("vcenter", "psc")):
+        strays = [s.node for s in phases.get(name, Phase(name, ())).steps if s.action == "upgrade" and s.role == role]
+        if strays:
+            out.append(rules.Verdict(False, "pscs-before-vcenters",
+                                     f"{rules.SITE_BY_SITE}: the {name} wave upgrades the {role}(s) "
+                                     f"{', '.join(strays)}"))
+    for _, steps in phases.get("psc", Phase("psc", ())).batches():
+        pscs = sorted({s.node for s in steps if s.action == "upgrade"})
+        if len(pscs) > 1:
+            out.append(rules.Verdict(False, "psc-one-at-a-time",
+                                     f"{rules.psc_concurrency_allowed(len(pscs)).reason}, but one batch "
+                                     f"upgrades {', '.join(pscs)} together"))
+    order = rules.wave_order_allowed((s.role, s.node) for s in plan.steps() if s.action == "upgrade")
+    return out + ([order] if not order else [])
+
+
+def _step_differences(saved: Plan, rebuilt: Plan) -> list[str]:
+    old = {s.id: (p.name, s.to_json()) for p in saved.phases for s in p.steps}
+    new = {s.id: (p.name, s.to_json()) for p in rebuilt.phases for s in p.steps}
+    out = [f"step {i} is not in the computed plan" for i in old if i not in new]
+    out += [f"step {i} is missing" for i in new if i not in old]
+    for i in old.keys() & new.keys():
+        if old[i] != new[i]:
+            fields = sorted(k for k in new[i][1] if old[i][1].get(k) != new[i][1][k]) or ["phase"]
+            out.append(f"step {i}: {', '.join(fields)} differ")
+    if not out and [s.id for s in saved.steps()] != [s.id for s in rebuilt.steps()]:
+        out.append("the steps are in another order")
+    return sorted(out)
+
+
+def check_applied(saved: Plan, plan_file: str, inv: Inventory, playbook: Playbook, playbook_sha256: str) -> None:
+    """A saved plan is applied only if it is the plan its inventory and playbook give today: any edit is
+    refused (exit 2), named by the seed rule it breaks when it breaks one."""
+    where = Where(file=plan_file, field="phases")
+    breaks = seed_rule_breaks(saved)
+    if breaks:
+        raise InputError(f"the saved plan breaks a rule of the seed: {breaks[0].reason}. It was edited after "
+                         f"`invoke plan`: run `invoke plan` again", where, rule=breaks[0].rule)
+    if playbook_sha256 != saved.playbook_sha256:
+        raise InputError(f"the playbook {saved.playbook} changed since this plan was computed; run `invoke plan` "
+                         f"again and review it", Where(file=plan_file, field="playbook_sha256"))
+    rebuilt = build_plan(inv, playbook, parse_version(saved.target), inventory_sha256=saved.inventory_sha256,
+                         playbook_sha256=saved.playbook_sha256, concurrency=saved.concurrency)
+    diffs = _step_differences(saved, rebuilt)
+    for key in ("target", "concurrency_rule", "window_estimate_min", "warnings"):
+        if saved.body()[key] != rebuilt.body()[key]:
+            diffs.append(f"{key} differs")
+    if diffs:
+        raise InputError("the saved plan is not the plan its inventory and playbook give (" + "; ".join(diffs[:5])
+                         + (f"; {len(diffs) - 5} more" if len(diffs) > 5 else "") + "): it was edited after "
+                         "`invoke plan`; run `invoke plan` again", where, rule="plan-as-computed")

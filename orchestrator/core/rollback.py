@@ -19,6 +19,7 @@ from typing import Mapping
 
 from orchestrator.core.history import Backup, DomainHistory, domain_version
 from orchestrator.core.inventory import Inventory
+from orchestrator.core.live import LiveNode
 from orchestrator.core.validity import judge_all, usable_single
 from orchestrator.errors import RefusedError
 
@@ -37,15 +38,6 @@ class RollbackAction:
     asset: str  # backup id / snapshot set id / source VM name
     to_version: str
     reason: str
-
-
-@dataclass(frozen=True)
-class NodeSeen:
-    """A node as the rollback saw it live: does it answer, and at which release."""
-
-    answering: bool
-    version: str = ""
-    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,7 +74,7 @@ def _asset_for(node: str, hist: DomainHistory, inv: Inventory, to: str, target_d
     return cands[0] if cands else None
 
 
-def not_known_good(inv: Inventory, hist: DomainHistory, want: Mapping[str, str], live: Mapping[str, NodeSeen],
+def not_known_good(inv: Inventory, hist: DomainHistory, want: Mapping[str, str], live: Mapping[str, LiveNode],
                    touched: frozenset[str] | set[str]) -> dict[str, str]:
     """The nodes a rollback must restore, with why: moved in the journal, not answering, seen live at a
     version other than `want`, or touched by an upgrade step that did not succeed (its state is unknown:
@@ -93,9 +85,9 @@ def not_known_good(inv: Inventory, hist: DomainHistory, want: Mapping[str, str],
         if journal != want[n.name]:
             out[n.name] = f"at {journal}"
         elif seen is not None and not seen.answering:
-            out[n.name] = f"not answering ({seen.why or 'no reply'})"
-        elif seen is not None and seen.version and seen.version != want[n.name]:
-            out[n.name] = f"answers at {seen.version} (the journal never saw it move)"
+            out[n.name] = f"not answering ({seen.why or seen.state})"
+        elif seen is not None and seen.version and seen.version.release != want[n.name]:
+            out[n.name] = f"answers at {seen.version.release} (the journal never saw it move)"
         elif n.name in touched:
             out[n.name] = "its upgrade failed or was interrupted: its state is not known good"
     return out
@@ -119,7 +111,7 @@ def forward_alternative(inv: Inventory, hist: DomainHistory, target: str, restor
 
 
 def plan_domain_rollback(inv: Inventory, hist: DomainHistory, to: str = "pre", *,
-                         live: Mapping[str, NodeSeen] | None = None, touched: frozenset[str] | set[str] = frozenset(),
+                         live: Mapping[str, LiveNode] | None = None, touched: frozenset[str] | set[str] = frozenset(),
                          target: str = "") -> RollbackPlan:
     """Every node not known good goes back together (`not_known_good`), every node is verified at the end.
     Refused (with the reason) when an asset is missing."""

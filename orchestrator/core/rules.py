@@ -139,3 +139,61 @@ def within_configuration_maximums(pscs_per_site: Mapping[str, int], vcenters: in
                                f"site {site} has {n} PSCs; VMware supports at most {maximums['psc_per_site']} "
                                f"per site"))
     return out
+
+
+# -- rules on the live domain (orchestrator.core.live's DomainState feeds them) --------------------------------
+
+PRECHECK_MAX_AGE_H = 24.0  # a precheck older than this says little about today's domain: run it again
+
+
+def pscs_a_vcenter_depends_on(vc_psc: str, vc_site: str, psc_sites: Mapping[str, str]) -> tuple[str, ...]:
+    """The PSC a vCenter points at and every PSC of its SSO site: its replication partners there and the
+    only PSCs it could be repointed to if its own fails. An install of the vCenter needs them all."""
+    return tuple(sorted({vc_psc, *(p for p, site in psc_sites.items() if site == vc_site)} - {""}))
+
+
+def vcenter_install_allowed(vc: str, pscs: Mapping[str, tuple[bool, Version | None]], target: Version) -> Verdict:
+    """No vCenter install while a PSC it depends on does not answer or is not at the target, as the PSCs
+    answer now (`pscs`: name -> (answering, live version)): a vCenter newer than its PSC, or upgraded while
+    its PSC is down, is the seed's unrecoverable case ("restore or redeploy the failed PSC")."""
+    down = sorted(p for p, (answering, _) in pscs.items() if not answering)
+    if down:
+        return Verdict(False, "psc-answers-before-vcenter",
+                       f"vCenter {vc} is not upgraded while a PSC it depends on does not answer: "
+                       f"{', '.join(down)}. Bring it back (or restore it), then run `invoke status`")
+    behind = sorted(f"{p} ({v.release if v else 'version unknown'})" for p, (_, v) in pscs.items()
+                    if v is None or _v(v) < _v(target))
+    if behind:
+        return Verdict(False, "pscs-first", f"{SITE_BY_SITE}; vCenter {vc} depends on PSCs that run below "
+                                            f"{target.release}: {', '.join(behind)}")
+    return Verdict(True, "psc-answers-before-vcenter")
+
+
+def window_may_open(prechecks: Mapping[str, tuple[str, float] | None], now: float,
+                    max_age_h: float = PRECHECK_MAX_AGE_H) -> Verdict:
+    """The mixed-version window (the psc wave) opens only after a successful precheck of every node, run
+    within `max_age_h` hours. `prechecks`: node -> (status of its newest precheck, when), None if never."""
+    never = sorted(n for n, p in prechecks.items() if p is None)
+    failed = sorted(n for n, p in prechecks.items() if p is not None and p[0] != "succeeded")
+    old = sorted(f"{n} ({(now - p[1]) / 3600:.0f} h)" for n, p in prechecks.items()
+                 if p is not None and p[0] == "succeeded" and now - p[1] > max_age_h * 3600)
+    problems = ([f"never prechecked: {', '.join(never)}"] if never else []) + \
+               ([f"last precheck failed: {', '.join(failed)}"] if failed else []) + \
+               ([f"precheck older than {max_age_h:g} h: {', '.join(old)}"] if old else [])
+    if problems:
+        return Verdict(False, "precheck-before-window",
+                       "the window opens only after a successful precheck of every node: " + "; ".join(problems)
+                       + ". Run `invoke precheck` first")
+    return Verdict(True, "precheck-before-window")
+
+
+def nodes_answer_before_change(silent: Mapping[str, str]) -> Verdict:
+    """A wave (or its next batch) starts only when every node it will touch answers (`silent`: node -> why
+    not). A node that does not answer is unknown: a backup or an install started against it fails halfway
+    inside the window, or finds a node that is not what the journal thinks."""
+    if silent:
+        return Verdict(False, "node-answers-before-change",
+                       "these nodes do not answer: " + "; ".join(f"{n} ({why})" for n, why in sorted(silent.items()))
+                       + ". Bring them back, then run `invoke status`; if they cannot come back, `invoke rollback "
+                       "--plan-only` shows the way back")
+    return Verdict(True, "node-answers-before-change")

@@ -1,6 +1,6 @@
-"""Where the domain stands, computed from the plan and the journal's history (pure): each node's version
-and last step, which phases are done, the mixed-version window clock, which backups can still be used,
-and the next safe command."""
+"""Where the domain stands, computed from the plan, the journal's history and the live observation (pure):
+live problems first, each node's live and recorded version and last step, which phases are done, the
+mixed-version window clock, which backups can still restore what, and the next safe command."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +8,7 @@ from typing import Any
 
 from orchestrator.core.history import DomainHistory, domain_version
 from orchestrator.core.inventory import Inventory
+from orchestrator.core.live import RESTORE_MODE, DomainState
 from orchestrator.core.plan import Plan
 from orchestrator.core.repoint import failover_options
 from orchestrator.core.validity import judge_all, usable_single
@@ -27,12 +28,13 @@ class Status:
     next_command: str
     problems: tuple[str, ...]
     failover: tuple[str, ...] = ()
+    whole_domain: tuple[str, ...] = ()  # backup sets (tags) that can bring the whole domain back
 
     def to_json(self) -> dict[str, Any]:
         return {"domain": self.domain, "target": self.target, "domain_version": self.domain_version,
-                "nodes": list(self.nodes), "phases": self.phases, "window": self.window,
-                "next_command": self.next_command, "problems": list(self.problems),
-                "if_a_psc_fails": list(self.failover)}
+                "problems": list(self.problems), "nodes": list(self.nodes), "phases": self.phases,
+                "window": self.window, "next_command": self.next_command,
+                "if_a_psc_fails": list(self.failover), "whole_domain_restore_from": list(self.whole_domain)}
 
 
 def phase_states(plan: Plan, step_state: dict[str, str]) -> dict[str, str]:
@@ -58,26 +60,84 @@ def window_info(hist: DomainHistory, now: float) -> dict[str, Any]:
             "closed": hist.window_closed, "length_s": round(end - hist.window_opened, 3)}
 
 
+def _next_after_trouble(inv: Inventory, plan: Plan, hist: DomainHistory, live: DomainState | None,
+                        lock: tuple[str, str], verdicts: dict) -> str:
+    """The next command when something is wrong (a lock, a lost node, a crash, a pause), or "" when nothing
+    is: trouble is answered before any phase is proposed, so a lost node never gets `upgrade --wave vcenter`."""
+    kind, who = lock
+    if kind == "stale":
+        return f"a vcwave command was killed holding the domain lock ({who}): re-run it with --break-stale-lock"
+    if kind == "held":
+        return f"wait: {who} is acting on the domain; run `invoke status` again when it ends"
+    interrupted = {s.node for s in plan.steps() if s.id in hist.running_steps}
+    lost = [n for n in live.lost() if n not in interrupted] if live is not None else []
+    if lost:
+        waiting = [n for n in lost if live.nodes[n].state == RESTORE_MODE]
+        if waiting:
+            single = [n for n in waiting if usable_single(verdicts[n])]
+            return (f"invoke rollback --node {single[0]}" if single else "invoke rollback --plan-only") + \
+                f" ({', '.join(waiting)}: a fresh appliance waits for a restore)"
+        return (f"bring {', '.join(lost)} back (not answering: {live.nodes[lost[0]].why or 'unknown'}), then "
+                f"`invoke status`; if it cannot come back: `invoke rollback --plan-only` shows the way back")
+    if hist.running_steps:  # a node silent mid-step (rebooting?) is the interrupted step's to reconcile
+        phases = sorted({s.phase for s in plan.steps() if s.id in hist.running_steps})
+        cmd = PHASE_COMMAND.get(phases[0], "the interrupted command") if phases else "the interrupted command"
+        return (f"re-run `{cmd}`: a command stopped during {', '.join(hist.running_steps)}; it first asks the "
+                f"nodes whether that step is done")
+    if hist.paused:
+        nodes = sorted({s.node for s in plan.steps() if s.id in hist.paused})
+        return f"do the manual step shown in the log on {', '.join(nodes)}, then `invoke verify --node {nodes[0]}`"
+    return ""
+
+
+def _rolled_back(inv: Inventory, hist: DomainHistory, live: DomainState | None) -> bool:
+    """A domain rollback completed and every node runs its source version again (live, when observed)."""
+    if not hist.rollbacks:
+        return False
+    now = {n: (live.nodes[n].version if live else hist.nodes[n].version) for n in hist.nodes}
+    return all(v is not None and v.same_release(inv.node(n).version) for n, v in now.items())
+
+
+def _node_row(n: Any, hist: DomainHistory, live: DomainState | None, verdicts: dict) -> dict[str, Any]:
+    h = hist.nodes[n.name]
+    seen = live.nodes[n.name] if live else None
+    usable = usable_single(verdicts[n.name])
+    version = h.version.release if seen is None else (seen.version.release if seen.version else "unknown")
+    return {"node": n.name, "role": n.role, "site": n.site, "version": version,
+            "journal_version": h.version.release, "live": seen.state if seen else "not observed",
+            "why": seen.why if seen else "", "identity_vm": seen.identity if seen else "",
+            "last_step": h.last_step, "last_status": h.last_status, "upgrades": h.upgraded,
+            "verified_at": h.verified_at,
+            "single_restore": usable.backup.backup_id if usable else None,
+            "backups": [{"id": v.backup.backup_id, "method": v.backup.method, "tag": v.backup.tag,
+                         "single_node": v.single_node, "whole_domain": v.whole_domain,
+                         "reason": v.reason} for v in verdicts[n.name]]}
+
+
+def whole_domain_sets(inv: Inventory, verdicts: dict) -> tuple[str, ...]:
+    """Backup tags (pre, during...) from which every node can be brought back together."""
+    tags = {v.backup.tag for vs in verdicts.values() for v in vs if v.whole_domain}
+    return tuple(sorted(t for t in tags if all(any(v.whole_domain and v.backup.tag == t for v in verdicts[n.name])
+                                               for n in inv.nodes)))
+
+
 def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: dict[str, str],
-                   now: float) -> Status:
+                   now: float, live: DomainState | None = None, lock: tuple[str, str] = ("", "")) -> Status:
+    """`live`: the domain as observed now (its disagreements come first among the problems and its lost
+    nodes decide the next command); without it, the journal's view alone (tests, the report)."""
     phases = phase_states(plan, step_state)
     verdicts = judge_all(inv, hist)
-    nodes = []
-    problems = []
-    for n in inv.nodes:
-        h = hist.nodes[n.name]
-        usable = usable_single(verdicts[n.name])
-        nodes.append({"node": n.name, "role": n.role, "site": n.site, "version": h.version.release,
-                      "last_step": h.last_step, "last_status": h.last_status, "upgrades": h.upgraded,
-                      "verified_at": h.verified_at,
-                      "single_restore": usable.backup.backup_id if usable else None,
-                      "backups": [{"id": v.backup.backup_id, "method": v.backup.method, "tag": v.backup.tag,
-                                   "single_node": v.single_node, "whole_domain": v.whole_domain,
-                                   "reason": v.reason} for v in verdicts[n.name]]})
-        if h.upgraded > 1:
-            problems.append(f"{n.name} was upgraded {h.upgraded} times (expected once)")
-    nxt = "nothing: every phase is done"
-    for name in ("pre", "psc", "vcenter", "post"):
+    nodes = [_node_row(n, hist, live, verdicts) for n in inv.nodes]
+    problems = [str(d) for d in live.disagreements] if live else []
+    if lock[0] == "stale":
+        problems.append(f"stale lock: {lock[1]} died without releasing the domain lock")
+    problems += [f"{n} was upgraded {h.upgraded} times (expected once)" for n, h in hist.nodes.items()
+                 if h.upgraded > 1]
+    versions = {n: (live.nodes[n].version or h.version) if live else h.version for n, h in hist.nodes.items()}
+    nxt = _next_after_trouble(inv, plan, hist, live, lock, verdicts)
+    if not nxt and _rolled_back(inv, hist, live):
+        nxt = f"domain back at {domain_version(inv, versions)}; run `invoke plan` to try again"
+    for name in ("pre", "psc", "vcenter", "post") if not nxt else ():
         st = phases.get(name)
         if st == "failed":
             nxt = (f"look at the failed step above, then re-run `{PHASE_COMMAND[name]}` (resumes; nothing done is "
@@ -86,23 +146,27 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
         if st != "done":
             nxt = PHASE_COMMAND[name] if name != "pre" else "invoke precheck && invoke backup --phase pre && invoke stage"
             break
+    nxt = nxt or "nothing: every phase is done"
     failover = tuple(f"{o.psc} fails -> {o.vcenter}: {o.advice}" for o in failover_options(inv, hist.versions()))
-    return Status(inv.domain, plan.target, domain_version(inv, hist.versions()), tuple(nodes), phases,
-                  window_info(hist, now), nxt, tuple(problems), failover)
+    return Status(inv.domain, plan.target, domain_version(inv, versions), tuple(nodes), phases,
+                  window_info(hist, now), nxt, tuple(problems), failover, whole_domain_sets(inv, verdicts))
 
 
 def render(status: Status) -> str:
+    """Problems first (what is wrong now), then where the domain stands, then the next safe command."""
     w = status.window
-    lines = [f"domain {status.domain}: domain version {status.domain_version}, target {status.target}",
-             "phases: " + ", ".join(f"{k} {v}" for k, v in status.phases.items()),
-             f"mixed-version window: {w['state']}" + (f", {w['length_s'] / 60:.1f} min" if w.get('opened') else ""),
-             f"{'node':<14} {'role':<8} {'site':<10} {'version':<9} {'verified':<9} last step"]
+    lines = [f"domain {status.domain}: domain version {status.domain_version}, target {status.target}"]
+    lines += [f"problem: {p}" for p in status.problems]
+    lines += ["phases: " + ", ".join(f"{k} {v}" for k, v in status.phases.items()),
+              f"mixed-version window: {w['state']}" + (f", {w['length_s'] / 60:.1f} min" if w.get('opened') else ""),
+              f"{'node':<14} {'role':<8} {'site':<10} {'live':<13} {'version':<9} {'verified':<9} last step"]
     for n in status.nodes:
-        lines.append(f"{n['node']:<14} {n['role']:<8} {n['site']:<10} {n['version']:<9} {n['verified_at'] or '-':<9} "
-                     f"{n['last_step'] or '-'} {n['last_status']}")
+        lines.append(f"{n['node']:<14} {n['role']:<8} {n['site']:<10} {n['live']:<13} {n['version']:<9} "
+                     f"{n['verified_at'] or '-':<9} {n['last_step'] or '-'} {n['last_status']}")
         usable = n["single_restore"]
         lines.append(f"{'':<14} backup usable alone: {usable or 'NONE — ' + (n['backups'][0]['reason'] if n['backups'] else 'no backup recorded')}")
+    lines.append("whole domain can be restored from: " + (", ".join(f"the {t} backups" for t in status.whole_domain)
+                                                          or "no complete backup set"))
     lines += [f"if a PSC fails: {f}" for f in status.failover]
-    lines += [f"problem: {p}" for p in status.problems]
     lines.append(f"next safe command: {status.next_command}")
     return "\n".join(lines)

@@ -47,6 +47,9 @@ Event kinds (``Event.kind``) and what they carry:
 ``fact``              pre-upgrade facts (instance UUID, morefs fingerprint, versions...) used to prove later
                       that a node is still the same node.
 ``note``              free text for humans (data: text).
+``disagreement``      the live domain contradicts the journal about a node (``core/live.py``); status ``open``
+                      (data: field, journal, live) when first seen or changed, ``resolved`` when it no longer
+                      holds. The live answer wins; this keeps when and how they differed.
 
 Secrets: nothing secret may ever be journaled. :meth:`Journal.append` refuses ``data`` with a key that
 looks like a password, secret, token, session, cookie, authorization or private/API key, at any depth.
@@ -75,7 +78,8 @@ GENESIS_HASH = "0" * 64
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 KINDS = frozenset(
-    {"run.start", "run.end", "step", "backup", "snapshot_set", "source_appliance", "window", "fact", "note"}
+    {"run.start", "run.end", "step", "backup", "snapshot_set", "source_appliance", "window", "fact", "note",
+     "disagreement"}
 )
 STEP_STATUSES = frozenset({"started", "succeeded", "failed", "skipped", "reconciled"})
 RECONCILE_OUTCOMES = frozenset({"succeeded", "failed", "not_done"})
@@ -586,6 +590,8 @@ def _validate(fields: dict[str, str], data: dict) -> None:
             missing.append("location")
         if missing:
             raise ValueError(f"backup event data is missing {', '.join(missing)}")
+    elif kind == "disagreement" and (not fields["node"] or status not in ("open", "resolved")):
+        raise ValueError("disagreement event needs a node and status open or resolved")
     elif kind == "window" and status not in WINDOW_STATUSES:
         raise ValueError(f"window status {status!r} is not one of opened, closed")
 

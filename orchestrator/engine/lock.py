@@ -80,6 +80,24 @@ def _pid_alive(pid: int) -> bool:
 
 
 
+def inspect_lock(path: Path | str) -> tuple[str, str]:
+    """Read-only look at a lock file, for `status`: ("", "") when there is none, ("stale", who) when its
+    holder is provably dead on this host (a killed command: re-run with --break-stale-lock), else
+    ("held", who). It takes no flock, so it never disturbs a command acquiring the lock."""
+    try:
+        holder = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return "", ""
+    except (OSError, ValueError, UnicodeDecodeError):
+        holder = {"_unreadable": True}
+    if not isinstance(holder, dict):
+        holder = {"_unreadable": True}
+    pid = holder.get("pid")
+    if isinstance(pid, int) and pid > 0 and holder.get("host") == socket.gethostname() and not _pid_alive(pid):
+        return "stale", _describe(holder)
+    return "held", _describe(holder)
+
+
 class DomainLock:
     """``with DomainLock(path, "vcwave upgrade ..."):`` — see the module docstring.
 

@@ -18,11 +18,13 @@ from orchestrator.clients.scrub import scrub_text
 from orchestrator.core import rules
 from orchestrator.core.history import DomainHistory, fold
 from orchestrator.core.inventory import Inventory
+from orchestrator.core.live import DISAGREEMENT_KIND, DomainState, fold_live, installer_vm_names, journal_changes
 from orchestrator.core.plan import Plan, Step
 from orchestrator.core.versions import parse_version
 from orchestrator.engine.journal import Journal, journal_path
-from orchestrator.engine.lock import DomainLock
+from orchestrator.engine.lock import DomainLock, inspect_lock
 from orchestrator.errors import RefusedError, StepFailed
+from orchestrator.facts.domain import DEFAULT_DEADLINE_S, observe
 from orchestrator.log import bound
 from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext, lane_of
 
@@ -37,6 +39,7 @@ class EngineOptions:
     max_backup_age_h: float = 24.0  # the psc wave (the window) opens only with pre backups younger than this
     insecure: bool = False  # TLS verification off (an explicit, logged flag): also tells the installer
     deadline_scale: float = 1.0  # job deadlines x F (the lab's time-scaled jobs finish sooner)
+    observe_deadline_s: float = DEFAULT_DEADLINE_S  # how long one look at the domain waits for a silent node
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Engine:
         self.options, self.impls = options, impls
         self.run_id = uuid.uuid4().hex[:12]
         self.target = parse_version(plan.target)
+        self.state: DomainState | None = None  # the last observation of the domain, folded with the journal
 
     # ------------------------------------------------------------------ views
     def history(self) -> DomainHistory:
@@ -82,21 +86,47 @@ class Engine:
                                        action=step.action, status=status, data=data or {})
         return record
 
-    def _step_event(self, step: Step, status: str, data: dict | None = None) -> None:
+    def step_event(self, step: Step, status: str, data: dict | None = None) -> None:
+        """Journal a step's checkpoint (started, succeeded, failed, reconciled...) with the plan's facts."""
         self._record(step)("step", status, {"method": step.method, "from": step.from_, "to": step.to,
                                             **(data or {})})
+
+    def observe(self, record: bool = True) -> DomainState:
+        """Ask every node now and fold the answers with the journal (live wins). With `record`, new or changed
+        disagreements are journaled (and the ones that no longer hold marked resolved); `status` passes
+        False and stays read-only."""
+        events = self.journal.events()
+        seen = observe(self.inv, self.conns, deadline=self.options.observe_deadline_s,
+                       new_vms=installer_vm_names(events))
+        self.state = fold_live(self.inv, fold(self.inv, events), seen, events)
+        if record:
+            new, resolved = journal_changes(self.state, events)
+            for d in new:
+                self.journal.append(DISAGREEMENT_KIND, run_id=self.run_id, plan_hash=self.plan.plan_hash,
+                                    node=d.node, status="open",
+                                    data={"field": d.field, "journal": d.journal, "live": d.live})
+                self.log.warning("domain.disagreement", node=d.node, field=d.field, text=str(d))
+            for node, fld in resolved:
+                self.journal.append(DISAGREEMENT_KIND, run_id=self.run_id, plan_hash=self.plan.plan_hash,
+                                    node=node, status="resolved", data={"field": fld})
+        return self.state
 
     def _ctx(self, step: Step) -> StepContext:
         log = self.log.bind(domain=self.inv.domain, wave=step.phase, node=step.node, step=step.id)
         return StepContext(self.inv, self.plan, step, self.inv.node(step.node), self.target, self.conns, log,
                            self._record(step), self.history, self.options,
-                           progress=lambda d, s=step: self._step_event(s, "started", {"progress": True, **d}),
+                           progress=lambda d, s=step: self.step_event(s, "started", {"progress": True, **d}),
                            events=self.journal.events)
 
     # ------------------------------------------------------------------ guards
     def guard(self, phase: str, nodes: set[str] | None) -> None:
         """Refuse a phase the domain is not ready for. The rules come from the core."""
         hist = self.history()
+        if phase == "psc" and hist.window_opened is None:
+            verdict = rules.window_may_open({n.name: hist.prechecks.get(n.name) for n in self.inv.nodes},
+                                            time.time())
+            if not verdict:
+                raise RefusedError(verdict.reason, rule=verdict.rule)
         if phase in ("psc", "vcenter"):
             missing = [n.name for n in self.inv.nodes
                        if not any(b.node == n.name and b.tag == "pre" and b.verified for b in hist.backups)
@@ -119,6 +149,33 @@ class Engine:
             if unverified:
                 raise RefusedError(f"PSCs at {self.target.release} but not verified: {', '.join(unverified)}; run "
                                    f"`invoke verify` first", rule=verdict.rule)
+        if phase in ("psc", "vcenter"):
+            pending = [s for s in self.plan.phase(phase).steps if (nodes is None or s.node in nodes)
+                       and self.journal.step_state(s.id) not in ("succeeded", "skipped")]
+            refused = self.live_verdict(pending, self.state or self.observe())
+            if not refused.ok:
+                raise RefusedError(refused.reason, rule=refused.rule)
+
+    def live_verdict(self, steps: list[Step], state: DomainState) -> rules.Verdict:
+        """The core's live rules for steps about to run: every node they touch answers (a node whose step was
+        interrupted is left to that step's reconciliation, which waits out a reboot), and no vCenter is
+        installed beside a PSC it depends on that is silent or behind."""
+        interrupted = {s.node for s in self.plan.steps() if s.id in state.history.running_steps}
+        silent = {s.node: state.nodes[s.node].why or state.nodes[s.node].state for s in steps
+                  if not state.nodes[s.node].answering and s.node not in interrupted}
+        verdict = rules.nodes_answer_before_change(silent)
+        if not verdict:
+            return verdict
+        vcenters = {s.node for s in steps if s.role == "vcenter" and s.action == "upgrade"}
+        psc_sites = {p.name: p.site for p in self.inv.pscs}
+        for vc in sorted(vcenters):
+            node = self.inv.node(vc)
+            deps = rules.pscs_a_vcenter_depends_on(node.psc or "", node.site, psc_sites)
+            verdict = rules.vcenter_install_allowed(
+                vc, {p: (state.nodes[p].answering, state.nodes[p].version) for p in deps}, self.target)
+            if not verdict:
+                return verdict
+        return rules.Verdict(True, "psc-answers-before-vcenter")
 
     # ------------------------------------------------------------------ resume
     def reconcile(self, extra: list[Step] | None = None) -> list[str]:
@@ -133,17 +190,19 @@ class Engine:
             ctx = self._ctx(step)
             verdict = self.impls(step).reconcile(ctx, ev)
             if verdict == NOT_DONE:
-                self._step_event(step, "reconciled", {"outcome": "not_done"})
+                self.step_event(step, "reconciled", {"outcome": "not_done"})
                 ctx.log.warning("step.reconciled", outcome="not_done")
             else:
-                self._step_event(step, "reconciled", {"outcome": "succeeded", **verdict})
+                self.step_event(step, "reconciled", {"outcome": "succeeded", **verdict})
                 ctx.log.info("step.reconciled", outcome="succeeded")
             out.append(step.id)
         return out
 
     # ------------------------------------------------------------------ run
     def run_phase(self, phase: str, *, nodes: set[str] | None = None, actions: set[str] | None = None,
-                  check: bool = False, concurrency: int | None = None) -> RunResult:
+                  check: bool = False, concurrency: int | None = None, rerun: bool = False) -> RunResult:
+        """Run a phase batch by batch; `rerun` runs steps that already succeeded again (a read-only precheck
+        must be repeatable: the window rule wants a recent one)."""
         result = RunResult(phase)
         self.guard(phase, nodes)
         if not check:
@@ -151,18 +210,22 @@ class Engine:
                 self.reconcile()
             self.journal.append("run.start", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
                                 data={"pid": os.getpid()})
+        first = True
         for batch, steps in self.plan.phase(phase).batches():
             todo = [s for s in steps if (nodes is None or s.node in nodes) and (actions is None or s.action in actions)]
-            pending = [s for s in todo if self.journal.step_state(s.id) not in ("succeeded", "skipped")]
+            pending = [s for s in todo if rerun or self.journal.step_state(s.id) not in ("succeeded", "skipped")]
             result.skipped += [s.id for s in todo if s not in pending]
             if not pending:
                 continue
             if check:
                 result.planned += [f"{s.id} ({s.method or s.action}: {s.from_} -> {s.to})" for s in pending]
                 continue
+            if not (result.failed or result.manual) and phase in ("psc", "vcenter") and not first:
+                self._check_batch(batch, pending, result)
             if result.failed or result.manual:
                 result.untouched += [s.id for s in pending]
                 continue
+            first = False
             self._run_batch(pending, result, concurrency)
         if not check:
             self._maybe_close_window(phase)
@@ -170,6 +233,14 @@ class Engine:
                                 status="ok" if result.ok else "failed",
                                 data={"done": len(result.done), "failed": [f for f, _ in result.failed]})
         return result
+
+    def _check_batch(self, batch: int, steps: list[Step], result: RunResult) -> None:
+        """Before each later batch of a wave, look at the domain again: a PSC lost since the wave started
+        stops the wave here (the steps are left untouched), named with the rule."""
+        verdict = self.live_verdict(steps, self.observe())
+        if not verdict:
+            result.failed.append((f"{steps[0].phase} batch {batch}", f"{verdict.reason} [rule: {verdict.rule}]"))
+            self.log.error("wave.stopped", batch=batch, rule=verdict.rule, reason=verdict.reason)
 
     def _run_batch(self, steps: list[Step], result: RunResult, concurrency: int | None) -> None:
         set_steps = [s for s in steps if s.action == "backup" and s.method == "snapshot-set"]
@@ -191,10 +262,6 @@ class Engine:
         self._run_lane([step], result, impl=impl)
         return len(result.failed) + len(result.manual) == failed
 
-    def confirm(self, step: Step, data: dict) -> None:
-        """Journal a step as done from the live node (a manual upgrade the operator carried out)."""
-        self._step_event(step, "reconciled", {"outcome": "succeeded", **data})
-
     def _run_lane(self, lane: list[Step], result: RunResult, as_set: bool = False, impl: Any = None) -> None:
         """A node's steps in order (or, as_set, one domain-wide snapshot-set step over many nodes)."""
         steps = [lane[0]] if as_set else lane
@@ -213,7 +280,7 @@ class Engine:
         if step.action == "upgrade" and step.role == "psc":
             self._maybe_open_window(step)
         for m in members:
-            self._step_event(m, "started")
+            self.step_event(m, "started")
         t0 = time.monotonic()
         ctx.log.info("step.start", action=step.action, method=step.method, frm=step.from_, to=step.to)
         try:
@@ -231,14 +298,14 @@ class Engine:
             ctx.log.error("step.failed", error=text, duration_s=round(time.monotonic() - t0, 3))
             return False
         for m in members:
-            self._step_event(m, "succeeded", (data or {}).get(m.node, data) if as_set else data)
+            self.step_event(m, "succeeded", (data or {}).get(m.node, data) if as_set else data)
             result.done.append(m.id)
         ctx.log.info("step.done", duration_s=round(time.monotonic() - t0, 3))
         return True
 
     def _fail(self, members: list[Step], data: dict) -> None:
         for m in members:
-            self._step_event(m, "failed", data)
+            self.step_event(m, "failed", data)
 
     # ------------------------------------------------------------------ window clock
     def _maybe_open_window(self, step: Step) -> None:
@@ -267,6 +334,11 @@ def stale_backups(hist: DomainHistory, inv: Inventory, max_age_h: float, now: fl
 
 def open_journal(options: EngineOptions, domain: str) -> Journal:
     return Journal.open(journal_path(options.state_dir, domain))
+
+
+def lock_state(options: EngineOptions, domain: str) -> tuple[str, str]:
+    """("", "") | ("held", who) | ("stale", who): the domain lock as `status` shows it (read-only)."""
+    return inspect_lock(Path(options.state_dir) / domain / "lock")
 
 
 def lock_for(options: EngineOptions, domain: str, command: str) -> DomainLock:

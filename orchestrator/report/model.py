@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 from orchestrator.clients.scrub import is_secret_key, scrub_text
 from orchestrator.core.history import DomainHistory, EventLike, domain_version, fold
 from orchestrator.core.inventory import Inventory
+from orchestrator.core.live import still_open
 from orchestrator.core.plan import Plan
 from orchestrator.core.validity import judge
 from orchestrator.engine.journal import SECRET_KEY_RE
@@ -336,6 +337,7 @@ def build_report(inv: Inventory, plan: Plan, events: Iterable[EventLike], *, hea
 
     problems = [f"{r.name} was upgraded {r.upgrades} times (expected once)" for r in rows if r.upgrades > 1]
     problems += [f"step {s} was started and never confirmed (the run died mid-step?)" for s in hist.running_steps]
+    problems += [safe_text(str(d)) for d in still_open(events)]
     return Report(
         domain=inv.domain, target=plan.target, plan_hash=plan.plan_hash, head_seq=int(head[0]),
         head_hash=str(head[1]), generated=generated,

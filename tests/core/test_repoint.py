@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import re
 import sys
 import textwrap
 import time
@@ -127,11 +128,22 @@ def _plan_obj(i):
     return build_plan(i, load_playbook("default"), parse_version(NEW))
 
 
+def _silent_port() -> int:
+    """A loopback port nobody listens on: the command's observation gets 'connection refused' at once."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture
-def cli_domain(tmp_path):
-    """An inventory file, a saved plan and a journal where every PSC already runs 6.5 U1."""
+def cli_domain(tmp_path, monkeypatch):
+    """An inventory file (every node on a silent loopback port: the nodes do not answer), a saved plan and a
+    journal where every PSC already runs 6.5 U1."""
+    monkeypatch.setenv("VCWAVE_SSO_PASSWORD", "not-used-by-a-silent-node")
     inv_file = tmp_path / "inv.yml"
-    inv_file.write_text(INVENTORY)
+    inv_file.write_text(re.sub(r"host: [a-z0-9-]+\.corp\.example", lambda _: "host: 127.0.0.1, port: {0}, "
+                               "sdk_port: {0}, scheme: http".format(_silent_port()), INVENTORY))
     plan_file = tmp_path / "plan.json"
     plan_run(str(inv_file), NEW, str(plan_file), False, None, None)
     state = tmp_path / "state"
@@ -164,17 +176,19 @@ def test_cli_repoint_check_refused_exits_2_naming_the_rule(cli_domain, tmp_path)
     assert "vc-a -> psc-a2 refused" in r.stderr
 
 
-def test_cli_repoint_check_allowed_exits_0(cli_domain, tmp_path):
+def test_cli_repoint_check_to_a_silent_psc_is_refused_without_a_flag(cli_domain, tmp_path):
+    """The journal says vc-a and psc-a2 both run 6.5 U1 (a repoint the journal alone would allow); psc-a2
+    does not answer, so the repoint is refused, no --down needed. (Allowed to an answering PSC: the lab
+    test tests/engine/test_live_lab.py.)"""
     inv_file, plan_file, state = cli_domain
-    # vc-a upgraded too: a 6.5 vCenter may move to the other 6.5 PSC of its site
     plan = load_plan(plan_file)
     with Journal.open(journal_path(state, "vsphere.local")) as j:
         j.append("step", node="vc-a", step="vcenter/upgrade/vc-a", action="upgrade", status="succeeded",
                  phase="vcenter", plan_hash=plan.plan_hash, data={"version_after": NEW})
     r = invoke("repoint", "--vcenter", "vc-a", "--psc", "psc-a2", "--check", "--inventory", str(inv_file),
                "--plan", str(plan_file), "--state-dir", str(state), cwd=tmp_path)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    assert "repoint vc-a -> psc-a2 is allowed" in r.stdout and "check only: nothing changed" in r.stdout
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "repoint-target-up" in r.stderr and "connection refused" in r.stderr.split("refused:", 1)[1]
 
 
 def test_cli_repoint_other_site_and_down(cli_domain, tmp_path):

@@ -259,8 +259,15 @@ def _pre_backups(s: Script) -> Script:
     return s
 
 
+def NodeSeen(answering: bool, version: str = "", why: str = ""):
+    """A live node as core.live folds it (only what the rollback reads)."""
+    from orchestrator.core.live import LiveNode
+    from orchestrator.core.versions import parse_version
+    return LiveNode("n", "", "answering" if answering else "unknown", parse_version(version) if version else None,
+                    parse_version(OLD), why)
+
+
 def _live(**seen):
-    from orchestrator.core.rollback import NodeSeen
     out = {n: NodeSeen(True, NEW if n.startswith("psc") else OLD) for n in NODES}
     out.update(seen)
     return out
@@ -283,7 +290,6 @@ def test_a_vcenter_whose_install_failed_is_restored_and_verified_not_just_powere
 
 
 def test_a_lost_node_and_a_vcenter_the_journal_never_saw_move_are_restored():
-    from orchestrator.core.rollback import NodeSeen
     s = psc_wave(_pre_backups(Script()))
     live = _live(**{"vc-a": NodeSeen(False, why="connection refused"), "vc-b": NodeSeen(True, NEW)})
     plan = plan_domain_rollback(inv60(), fold(inv60(), s.events), live=live)
@@ -294,7 +300,6 @@ def test_a_lost_node_and_a_vcenter_the_journal_never_saw_move_are_restored():
 
 
 def test_a_domain_that_answers_at_its_old_version_untouched_has_nothing_to_roll_back():
-    from orchestrator.core.rollback import NodeSeen
     s = _pre_backups(Script())
     with pytest.raises(RefusedError) as exc:
         plan_domain_rollback(inv60(), fold(inv60(), s.events), live={n: NodeSeen(True, OLD) for n in NODES})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.engine.lock import DomainLock, LockHeld, StaleLock
+from orchestrator.engine.lock import DomainLock, LockHeld, StaleLock, inspect_lock
 from orchestrator.errors import RefusedError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,7 +161,7 @@ def test_other_host_is_never_broken(lock_path: Path) -> None:
 
 RACER = """
 import sys
-from orchestrator.engine.lock import DomainLock, LockHeld, StaleLock
+from orchestrator.engine.lock import DomainLock, LockHeld, StaleLock, inspect_lock
 try:
     lock = DomainLock(sys.argv[1], "racer", break_stale=True).acquire()
 except LockHeld:
@@ -198,3 +198,18 @@ def test_racing_breakers_exactly_one_wins(lock_path: Path) -> None:
                 pass
             p.wait(timeout=30)
     assert not lock_path.exists()
+
+
+def test_inspect_lock_tells_status_none_held_or_stale_without_touching_it(lock_path: Path) -> None:
+    """`status` reads the lock (no flock taken): none, a live holder, a killed one (stale, named as such)."""
+    assert inspect_lock(lock_path) == ("", "")
+    with DomainLock(lock_path, "vcwave upgrade --wave psc"):
+        kind, who = inspect_lock(lock_path)
+        assert kind == "held" and f"pid {os.getpid()}" in who and "upgrade --wave psc" in who
+    dead = _dead_holder(lock_path)
+    before = lock_path.read_bytes()
+    kind, who = inspect_lock(lock_path)
+    assert kind == "stale" and f"pid {dead}" in who
+    assert lock_path.read_bytes() == before
+    _forge(lock_path, host="some-other-host.example", pid=999_999_999)
+    assert inspect_lock(lock_path)[0] == "held"  # cannot be proven dead from here

@@ -181,6 +181,7 @@ def test_unverified_external_backup_does_not_open_the_way_to_the_upgrade(vcsim_o
     inv = variant(EX / "two-site.yml", tmp_path / "inv.yml", "vc-a",
                   backup=f"{{method: external, command: '{run}', verify: '{ver}'}}")
     with lab_domain(tmp_path, monkeypatch, inv, "6.7 U3") as d:
+        waves.precheck(d.flags)  # the window's first rule (precheck-before-window) is met: the backup rule speaks
         with pytest.raises(StepFailed, match="failed its verification"):
             waves.backup(d.flags, "pre")
         waves.stage(d.flags)

@@ -24,8 +24,11 @@ ERROR_TEXT = "installer exited 1: <script>alert('x')</script> vpxd precheck fail
 
 
 def inventory_and_plan() -> tuple[Inventory, Plan]:
+    """As `invoke plan` makes them: both input hashes recorded (a saved plan is rebuilt from them when applied)."""
     inv = load_inventory(INVENTORY)
-    plan = build_plan(inv, load_playbook(), parse_version("6.7 U3"), inventory_sha256=file_sha256(INVENTORY))
+    pb = load_playbook()
+    plan = build_plan(inv, pb, parse_version("6.7 U3"), inventory_sha256=file_sha256(INVENTORY),
+                      playbook_sha256=file_sha256(pb.path))
     return inv, plan
 
 

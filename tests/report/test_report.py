@@ -293,3 +293,24 @@ def test_reconciled_manual_and_unfinished_steps():
     html = render_html(report)
     for outcome in ("reconciled", "manual", "running"):
         assert f'data-outcome="{outcome}"' in html
+
+
+def test_open_disagreements_are_reported_and_resolved_ones_are_not():
+    """The report shows what the last look at the domain found against the journal (vc-b lost), not what
+    was later resolved (psc-a back)."""
+    from orchestrator.engine.journal import Event
+
+    inv, plan = inventory_and_plan()
+
+    def ev(seq, node, status, **data):
+        return Event(seq, BASE + seq * 60, "disagreement", "r", plan.plan_hash, "", "", node, "", "", status, data)
+
+    events = [ev(1, "psc-a", "open", field="answering", journal="at 6.7 U3", live="not answering"),
+              ev(2, "vc-b", "open", field="answering", journal="upgraded and verified at 6.7 U3",
+                 live="not answering (connection refused)"),
+              ev(3, "psc-a", "resolved", field="answering")]
+    report = build_report(inv, plan, events, head=(3, "ab" * 32), generated=BASE + 3600)
+    lost = [p for p in report.problems if "journal says" in p]
+    assert len(lost) == 1 and lost[0].startswith("vc-b: journal says upgraded and verified at 6.7 U3; live: not "
+                                                 "answering (connection refused) since ")
+    assert "vc-b: journal says" in render_html(report)
