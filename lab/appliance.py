@@ -13,8 +13,10 @@ the vSphere Automation SDK docs) so that vcwave's REST client cannot tell it fro
 
 5.5/6.0 (and Windows) nodes answer 404 to every path: they have no appliance REST API. 6.5 nodes answer 404
 to every /rest/appliance/update path. A node that is down does not listen at all (connection refused).
-During the reboot phase of an install every call answers 503. Sessions live in memory: they do not survive
-a reboot (install, restore, revive) nor a lab restart, like on the real appliance.
+A rebooting appliance (the end of an install, a power-on: lab/boot.py) first refuses connections, then
+answers 503 while its services start. Sessions live in memory: they do not survive a reboot (install,
+restore, revive) nor a lab restart, like on the real appliance. A `lost_reply` fault (lab/faults.py) lets
+a call do its work and then drops the answer.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import base64
 import json
 import re
 import secrets
+import select
 import socket
 import threading
 import time
@@ -117,8 +120,8 @@ class ApplianceServer:
             self.sessions.clear()
 
     def sync(self) -> None:
-        """Listen when the node is up, stop listening (connection refused) when it is down."""
-        down = self.state.nodes[self.name]["down"]
+        """Listen when the node is up, stop listening (connection refused) when it is down or its OS reboots."""
+        down = self.state.reachability(self.name) == "refused"
         if down and self.listening:
             self.close()
         elif not down and not self.listening:
@@ -188,17 +191,23 @@ class ApplianceServer:
         fate = st.faults.on_call(self.name)
         if fate == "expire":
             self.expire_sessions()
-        if fate == "reset" or node["down"]:
+        st.settle(self.name)
+        reach = st.reachability(self.name)
+        if fate == "reset" or reach == "refused":
             _reset(h)
             return
         if fate == "503":
             _send(h, 503, vapi_error("service_unavailable", "Service Unavailable (lab fault injection)"))
             return
+        garbage = st.faults.garbage(self.name, h.command, urlsplit(h.path).path)
+        if garbage is not None:
+            send_garbage(h, garbage.answer, garbage.rate)
+            return
         if not has_rest(node):
             _send_text(h, 404, "Not Found")
             return
-        if st.rebooting(self.name):
-            _send(h, 503, vapi_error("service_unavailable", "The appliance is rebooting to complete the update"))
+        if reach == "starting":
+            _send(h, 503, vapi_error("service_unavailable", "The appliance services are starting"))
             return
         url = urlsplit(h.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -216,6 +225,8 @@ class ApplianceServer:
                 if self._check_session(h.headers.get(SESSION_HEADER)) is None:
                     raise err("unauthenticated", "This method requires authentication.", 401)
             result = route(h, query, body, *args)
+            if self._reply_lost(h, _action(route.__name__, query)):
+                return
             raise Reply(200, None if result is _EMPTY else {"value": result})
         except Reply as r:
             _send(h, r.status, r.body)
@@ -223,6 +234,18 @@ class ApplianceServer:
             _send(h, e.status, vapi_error(e.kind, e.message))
         except Exception as e:  # pragma: no cover - a twin bug must show, not hang the client
             _send(h, 500, vapi_error("internal_server_error", f"lab twin error: {type(e).__name__}: {e}"))
+
+    def _reply_lost(self, h: BaseHTTPRequestHandler, action: str) -> bool:
+        """The call did its work; a `lost_reply` fault now drops the answer (RST, or silence until the client
+        gives up). Recorded in the lab's ledger so a test knows the action happened."""
+        f = self.state.faults.lost_reply(self.name, action)
+        if f is None:
+            return False
+        self.state.record(self.name, "lost_reply", action=action, mode=f.mode)
+        if f.mode == "timeout":
+            _hold_silent(h, f.seconds)
+        _reset(h)
+        return True
 
     def _route(self, method: str, path: str, node: dict) -> tuple[Callable | None, tuple]:
         if not hasattr(self, "_route_table"):
@@ -507,12 +530,74 @@ def send_bytes(h: BaseHTTPRequestHandler, status: int, data: bytes, content_type
         h.close_connection = True
 
 
+GARBAGE_BODIES = {
+    "truncated": b'{"value": {"version": "6.7.0.40000", "build": "143677',
+    "list": b'[1, 2, "three"]',
+    "html": b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please sign in</body></html>",
+}
+HUGE = 10 * 1024 * 1024
+TRICKLE = 200 * 1024  # at 1 KB/s: 200 s, far beyond any sane request deadline
+
+
+def send_garbage(h: BaseHTTPRequestHandler, answer: str, rate: int = 1024) -> None:
+    """A 200 that is not what the API documents (lab/faults.py `garbage`): the request is not processed.
+    `huge*` and `trickle` stream until the client hangs up, as a broken proxy would."""
+    h.close_connection = True
+    if answer in GARBAGE_BODIES:
+        body = GARBAGE_BODIES[answer]
+        send_bytes(h, 200, body, "text/html" if answer == "html" else "application/json")
+        return
+    try:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        size = HUGE if answer.startswith("huge") else TRICKLE
+        if answer != "huge-unannounced":
+            h.send_header("Content-Length", str(size))
+        h.send_header("Connection", "close")
+        h.end_headers()
+        piece, pause = (b" " * 65536, 0.0) if answer.startswith("huge") else (b" " * max(1, rate // 10), 0.1)
+        for _ in range(size // len(piece)):
+            h.wfile.write(piece)
+            h.wfile.flush()
+            time.sleep(pause)
+    except OSError:
+        pass  # the client refused the body and hung up: what it should do
+
+
 def _send(h: BaseHTTPRequestHandler, status: int, body: Any) -> None:
     send_bytes(h, status, b"" if body is None else json.dumps(body).encode())
 
 
 def _send_text(h: BaseHTTPRequestHandler, status: int, text: str) -> None:
     send_bytes(h, status, text.encode(), "text/html")
+
+
+# Route handler -> the action name a `lost_reply` fault matches (lab/faults.py LOST_REPLY_ACTIONS).
+_ACTIONS = {"_session_create": "login", "_version": "version", "_health": "health", "_services": "services",
+            "_service": "services", "_backup_create": "backup", "_backup_get": "backup_job",
+            "_restore_create": "restore", "_restore_get": "restore_job", "_update_get": "update_state",
+            "_pending_list": "pending", "_pending_get": "pending", "_staged_get": "staged"}
+
+
+def _action(handler: str, query: dict) -> str:
+    """The action of one call: POST .../pending/{v}?action=install is "install"."""
+    if handler == "_pending_action":
+        return str(query.get("action") or query.get("~action") or "")
+    return _ACTIONS.get(handler, handler.lstrip("_"))
+
+
+def _hold_silent(h: BaseHTTPRequestHandler, seconds: float) -> None:
+    """Say nothing until the client closes its side (its read timeout) or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([h.connection], [], [], 0.1)
+        if ready:
+            try:
+                if not h.connection.recv(1, socket.MSG_PEEK):
+                    return  # EOF: the client gave up
+            except OSError:
+                return
+            time.sleep(0.1)  # the client sent more: still say nothing
 
 
 def _reset(h: BaseHTTPRequestHandler) -> None:

@@ -4,9 +4,16 @@ Why separate from the appliance twin: these are the knobs of the rehearsal itsel
 fresh appliance for a restore, run the installer stand-in), not anything a real appliance offers.
 
     GET  /lab/state                                  whole domain state (passwords removed) + faults
+    GET  /lab/record?since=N                         the lab's own record (lab/ledger.py): entries after the
+                                                     N-th + per-node counts ("installed exactly once")
     POST /lab/node/{name}/restore-mode  {"version"?, "build"?}   freshly deployed appliance, waits for a restore
+                                                     (after `delete`: a new appliance VM is deployed first)
     POST /lab/node/{name}/fail          {"reason"?}  node goes down (REST refused, vcsim stopped)
-    POST /lab/node/{name}/revive                     node comes back (old version if an install died)
+    POST /lab/node/{name}/revive                     node comes back (old version if an install died);
+                                                     refused for a deleted node
+    POST /lab/node/{name}/corrupt       {"reason"?}  answers with health red and key services stopped; only a
+                                                     restore or a snapshot revert brings it back
+    POST /lab/node/{name}/delete        {"reason"?}  its appliance VM is deleted: only restore-mode + a restore
     POST /lab/node/{name}/data          {k: v}       change the node's data (to see a restore bring it back)
     POST /lab/node/{name}/expire-sessions            drop every REST session of the node now
     POST /lab/repoint   {"vcenter", "psc"}           same site + same version, else 400
@@ -91,6 +98,9 @@ class ControlServer:
         try:
             if h.command == "GET" and path == "/lab/state":
                 return _send(h, 200, lab.describe())
+            if h.command == "GET" and path == "/lab/record":
+                since = re.search(r"[?&]since=(\d+)", h.path)
+                return _send(h, 200, lab.state.ledger_view(int(since.group(1)) if since else 0))
             if h.command != "POST":
                 raise LabError(f"not found: {h.command} {path}", "not_found", 404)
             m = re.fullmatch(r"/lab/node/([^/]+)/([a-z-]+)", path)
@@ -102,6 +112,8 @@ class ControlServer:
                     return _send(h, 200, lab.fail(name, body.get("reason", "failed via the lab control API")))
                 if what == "revive":
                     return _send(h, 200, lab.revive(name))
+                if what in ("corrupt", "delete"):
+                    return _send(h, 200, lab.break_node(name, what, body.get("reason", "")))
                 if what == "data":
                     return _send(h, 200, {"data": lab.state.set_data(name, body)})
                 if what == "expire-sessions":

@@ -35,7 +35,7 @@ from orchestrator.core.versions import Version, catalogue, parse_version
 from .appliance import ApplianceServer
 from .control import ControlServer
 from .faults import Faults
-from .state import LabError, LabState, atomic_write, version_of
+from .state import POWERED_OFF, LabError, LabState, atomic_write, version_of
 
 MGMT_VERSION = "6.7 U3"  # the management vCenter(s) holding the appliance VMs
 
@@ -219,7 +219,7 @@ class Lab:
         for m in self.inv.management:
             jobs.append((m.name, self.mgmt_spec_for(m), prev.get("mgmt", {}).get(m.name, {}).get("sdk_port", 0)))
         for name, node in self.state.nodes.items():
-            if node["role"] == "vcenter" and not node["down"]:
+            if node["role"] == "vcenter" and self.state.vim_answers(name):
                 jobs.append((name, self.spec_for(name),
                              prev.get("nodes", {}).get(name, {}).get("sdk_port", 0)))
         self._vcsim_ports: dict[str, int] = {}
@@ -299,23 +299,28 @@ class Lab:
                 self.log(f"tick failed: {type(e).__name__}: {e}")
 
     def reconcile(self, name: str) -> None:
-        """Make the processes match the node: REST listener up/down; vcsim stopped, or (re)started with
-        the node's version/build/uuid/psc/moref salt (same uuid unless the node was rebuilt)."""
+        """Make the processes match the node: REST listener up/down; a deleted node's VM gone from the
+        management vCenter; vcsim stopped (down, rebooting, vpxd stopped), or (re)started with the node's
+        version/build/uuid/psc/moref salt (same uuid unless the node was rebuilt)."""
         lock = self._node_locks.setdefault(name, threading.Lock())
         with lock:
             if self._stopped:
                 return
             node = self.state.nodes[name]
             self.servers[name].sync()
+            if node.get("deleted") and node["vm"]["vcenter"]:
+                if self._mgmt_call(node["vm"]["vcenter"], "destroy_vm", node["vm"]["name"]):
+                    self.log(f"{name}: appliance VM {node['vm']['name']} deleted")
             if not self.use_vcsim or node["role"] != "vcenter":
                 return
             vcsim = self._vcsim_mod()
             proc = self.vcsims.get(name)
-            if node["down"]:
+            if not self.state.vim_answers(name):
                 if proc is not None:
                     proc.stop()
                     self.vcsims.pop(name, None)
-                    self.log(f"vcsim of {name} stopped (node down)")
+                    self.log(f"vcsim of {name} stopped (node {self.state.reachability(name)}, "
+                             f"vpxd {node['services'].get('vpxd')})")
                 return
             spec = self.spec_for(name)
             if proc is None:
@@ -345,12 +350,16 @@ class Lab:
             n["listening"] = bool(srv and srv.listening)
             proc = self.vcsims.get(name)
             n["sdk_url"] = proc.url if proc else None
+            n["reachability"] = self.state.reachability(name)
         snap["faults"] = self.faults.to_dict()
         snap["time_scale"] = self.time_scale
         return snap
 
     def restore_mode(self, name: str, version: str | None, build: int | None) -> dict:
         node = self.state.set_restore_mode(name, version, build)
+        mgmt_name, vm = node["vm"]["vcenter"], node["vm"]["name"]
+        if mgmt_name and self.use_vcsim and vm not in (self._mgmt_call(mgmt_name, "vm_power_states") or {}):
+            self._mgmt_call(mgmt_name, "create_vm", vm)  # a deleted node: the new appliance VM
         self.reconcile(name)
         return {"node": name, "restore_mode": True, "version": node["version"], "build": node["build"]}
 
@@ -358,6 +367,12 @@ class Lab:
         self.state.set_down(name, True, reason)
         self.reconcile(name)
         return {"node": name, "down": True}
+
+    def break_node(self, name: str, kind: str, reason: str) -> dict:
+        """corrupt / delete (and down) from the control API, as the fault kinds of lab/faults.py."""
+        node = self.state.break_node(name, kind, reason)
+        self.reconcile(name)
+        return {"node": name, kind: True, "health": node["health"], "down": node["down"]}
 
     def revive(self, name: str) -> dict:
         self.state.set_down(name, False)
@@ -386,15 +401,20 @@ class Lab:
         new_vm = new_vm_name or f"{old_vm}-{target.major}{target.minor}"
         dur = self.state.duration(source, "upgrade")
         self.log(f"installer: upgrading {source} to {target} ({dur:.2f}s)")
+        self.state.record(source, "install_started", method="installer", version=target.release)
         time.sleep(dur)
         # The identity moves first, then the VMs: the VM watcher then sees the old VM as the kept source.
         n = self.state.apply_major_upgrade(source, target, new_vm, rebuild)
         if mgmt_name:
             self._mgmt_call(mgmt_name, "create_vm", new_vm, old_vm)
             self._mgmt_call(mgmt_name, "power_off", old_vm)
+            self.follow_vms(mgmt_name)
         self.reconcile(source)
+        lost = self.state.faults.lost_reply(source, "installer")
+        if lost is not None:
+            self.state.record(source, "lost_reply", action="installer", mode=lost.mode)
         return {"node": source, "version": n["version"], "build": n["build"], "instance_uuid": n["instance_uuid"],
-                "moref_salt": n["moref_salt"], "vm": n["vm"], "source_vm": {"name": old_vm, "power": "poweredOff"},
+                "lost_reply": lost is not None, "moref_salt": n["moref_salt"], "vm": n["vm"], "source_vm": {"name": old_vm, "power": "poweredOff"},
                 "rebuild": rebuild, "rest_url": self.servers[source].url,
                 "sdk_url": self.vcsims[source].url if source in self.vcsims else None, "seconds": dur}
 
@@ -406,18 +426,30 @@ class Lab:
         if not mgmt_name:
             return
         states = self._mgmt_call(mgmt_name, "vm_power_states") or {}
+        if states:
+            self.state.set_vm_power(mgmt_name, states)
         cur = states.get(node["vm"]["name"])
         prev = (node.get("previous") or {}).get("vm", {}).get("name")
         if prev and states.get(prev) == "poweredOn" and cur == "poweredOff":
             self.state.apply_rollback(name)
             self.log(f"vmwatch: {name}: source {prev} on, {node['vm']['name']} off: the source answers again")
         elif cur == "poweredOff" and not node["down"]:
-            self.state.set_down(name, True, "appliance VM powered off")
-        elif cur == "poweredOn" and node["down"] and node.get("down_reason") == "appliance VM powered off":
-            self.state.set_down(name, False)
+            self.state.set_down(name, True, POWERED_OFF, event="power_off")
+        elif cur == "poweredOn" and node["down"] and node.get("down_reason") == POWERED_OFF:
+            self.state.set_down(name, False, event="power_on")  # it boots: refused, then 503, then answers
         else:
             return
         self.reconcile(name)
+
+    def follow_vms(self, mgmt_name: str) -> None:
+        """Apply now every power task the management vCenter has finished, before a control operation answers.
+
+        The VM watcher polls on its own thread: left alone, it may apply a power-off it saw a moment earlier
+        (e.g. the upgrade's, of the VM the rollback powers back on) after the operation answered, stopping the
+        node's vcsim behind its caller's back. Draining it here makes the answer the node's settled state."""
+        for watcher in getattr(self, "watchers", ()):
+            if watcher.mgmt == mgmt_name:
+                watcher.poll()
 
     def installer_rollback(self, source: str) -> dict:
         n = self.state.apply_rollback(source)
@@ -425,6 +457,7 @@ class Lab:
         if mgmt_name:
             self._mgmt_call(mgmt_name, "power_off", n["new_vm"])
             self._mgmt_call(mgmt_name, "power_on", n["vm"]["name"])
+            self.follow_vms(mgmt_name)
         self.reconcile(source)
         return {"node": source, "version": n["version"], "build": n["build"], "instance_uuid": n["instance_uuid"],
                 "vm": n["vm"], "new_vm": {"name": n["new_vm"], "power": "poweredOff"}}

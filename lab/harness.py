@@ -4,23 +4,32 @@ Three tools, each driving vcwave the way an administrator does — real `invoke`
 and judging the outcome from outside (the journal opened read-only, the lab's `/lab/state`, its daemon log):
 
 * :func:`crash_points` — the rehearsal's command sequence, SIGKILLed at every step boundary (a `started`
-  or `succeeded` step event appears in the journal) and mid-job (a `started` event carrying a job id /
-  install / installer progress; for the installer path also while the lab is *inside* the install), then
-  resumed with the same command (`--break-stale-lock`: a SIGKILLed holder leaves its lock behind, and the
-  lock never steals silently) and the rest of the sequence. Each point must end with every node upgraded
-  exactly once, every backup recorded once, a journal that opens cleanly, and the domain at target, verified.
+  or `succeeded` step event appears in the journal), mid-job (a `started` event carrying a job id /
+  install / installer progress), and at moments only the lab sees (lab/kills.py: an install or snapshot,
+  a power operation or a revert in its record, *inside* an appliance's reboot, at seeded random moments),
+  then resumed with the same command (`--break-stale-lock`: a SIGKILLed holder leaves its lock behind, and
+  the lock never steals silently) and the rest of the sequence. Each point must end with every node
+  installed exactly once *per the lab's own record*, answering at the target with only its own VM powered
+  on, upgraded once and verified per the journal, every backup recorded once, and a journal that opens
+  cleanly. With ``rollback=True`` the sequence is the bad day instead: vc-b's install fails in the vCenter
+  wave, then `invoke rollback`, killed at its points and resumed; the domain must end answering at the
+  source version with the same instance UUIDs.
 * :func:`transient` — a rehearsal with 503s, connection resets and session expiry on ~20 % of the calls;
   it must still complete; returns the number of retries.
-* :func:`bad_inputs` — the corpus in tests/harness/bad/ (cases.yml): every bad inventory, playbook, plan,
-  flag, credential and journal must be refused with exit 2, a message naming the file/field/node, and
-  nothing changed (lab versions and journal event count identical).
+* the bad-inputs corpus lives in lab/badinputs.py (run in-process, one lab for all cases); `bench.faults`
+  and ``python -m lab.harness bad`` run it from here.
 
 Commands run through ``python -m lab.harness invoke ARGS`` = ``invoke -r <repo> ARGS`` with one tuning:
-the engine's poll interval / job deadlines are scaled for the lab (the CLI has no flag for them; the
-production default polls every 2 s, which would make a lab job of 0.3 s cost seconds). Everything else —
-argument parsing, the `_cli` error mapping, exit codes, the commands — is the production path.
+the engine's poll interval, job deadlines and the waits between retries are scaled with the lab's clock
+(:func:`retry_waits`; the CLI has no flag for them: the production default polls every 2 s, which would make
+a lab job of 0.3 s cost seconds, and retries for ~7 s, which would ride out a whole lab reboot that really
+lasts 15 minutes). Everything else — argument parsing, the `_cli` error mapping, exit codes, the commands —
+is the production path. Each such command is a real process in its own session, forked from a warm process
+that has imported vcwave once (lab/warmcli.py: a fresh interpreter spends ~0.6 s of CPU on imports;
+VCWAVE_HARNESS_FORK=0 turns it off).
 
-CLI: ``python -m lab.harness crash [--inventory F] [--target T] [--limit N] [--no-mid-job] [--workdir D]``,
+CLI: ``python -m lab.harness crash [--inventory F] [--target T] [--limit N] [--no-mid-job] [--workdir D]
+[--time-scale S] [--rollback] [--kinds K,K]``,
 ``python -m lab.harness transient ...``, ``python -m lab.harness bad [--workdir D]``.
 """
 from __future__ import annotations
@@ -30,8 +39,8 @@ import collections
 import contextlib
 import json
 import os
+import random
 import re
-import shlex
 import shutil
 import signal
 import sqlite3
@@ -45,33 +54,59 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from lab import kills
+
 ROOT = Path(__file__).resolve().parents[1]
-BAD_DIR = ROOT / "tests" / "harness" / "bad"
 ENV_POLL = "VCWAVE_HARNESS_POLL"
-ENV_DEADLINE = "VCWAVE_HARNESS_DEADLINE_SCALE"
+ENV_TIME_SCALE = "VCWAVE_HARNESS_TIME_SCALE"
+ENV_FORK = "VCWAVE_HARNESS_FORK"  # "0": every tuned command a fresh interpreter (see lab/warmcli.py)
 ENV_KILL_AFTER = "VCWAVE_HARNESS_KILL_AFTER"  # "KIND:N": SIGKILL ourselves right after the N-th KIND event
 DEFAULT_SCALE = 0.0005
+REBOOT_SCALE = 0.004  # an install's reboot lasts 3.6 s (900 s real), the install 9.6 s: a kill can aim inside it
 DEFAULT_POLL = 0.02
 CMD_TIMEOUT = 180.0
+LAB_POLL = 0.01  # lab-side points read the lab's record this often
+# The installs of psc-a and vc-b 24x slower at the default clock: their reboots last 10.8 s (a re-run started
+# 1-5 s after a kill on a busy machine still meets them rebooting) while the rest of the domain keeps its pace.
+SLOW_REBOOTS = ({"type": "slow", "node": "psc-a", "factor": 24, "jobs": ["install"]},
+                {"type": "slow", "node": "vc-b", "factor": 24, "jobs": ["install"]})
+# The bad day of the rollback sweep: vc-b's install fails in the vCenter wave (examples/faults/).
+ROLLBACK_FAULTS = {"seed": 1, "faults": [{"type": "fail_step", "node": "vc-b", "step": "install",
+                                          "message": "vpxd failed to start after the update", "times": 1}]}
 
 
 # ----------------------------------------------------------------------------------------------- commands
 def _fast_invoke(argv: list[str]) -> None:
     """`invoke -r ROOT argv` in this process, with the engine's polling scaled for the lab (see module doc)."""
+    from lab.rehearse import deadline_scale
+    from orchestrator.clients import retry
     from orchestrator.commands import session
 
     poll = float(os.environ.get(ENV_POLL, DEFAULT_POLL))
-    scale = float(os.environ.get(ENV_DEADLINE, 0.01))
+    time_scale = float(os.environ.get(ENV_TIME_SCALE, DEFAULT_SCALE))
     original = session.CommonFlags.options
 
     def options(self):  # type: ignore[no-untyped-def]
-        return original(replace(self, poll_interval=poll, deadline_scale=scale))
+        return original(replace(self, poll_interval=poll, deadline_scale=deadline_scale(time_scale)))
 
     session.CommonFlags.options = options
+    retry.set_default_policy(**retry_waits(time_scale))
     if os.environ.get(ENV_KILL_AFTER):
         _kill_after(os.environ[ENV_KILL_AFTER])
     from invoke.main import program
     program.run(["invoke", "-r", str(ROOT), *argv])
+
+
+def retry_waits(time_scale: float) -> dict[str, float]:
+    """The production retry waits (0.5 s doubling to 15 s: ~7.5 s over 5 attempts) scaled like the deadlines.
+
+    Why not the rehearsal's (lab/rehearse.py, which must complete as a demo): its waits keep a floor that
+    makes the retry budget as long as a whole lab reboot at any clock, so a killed command's resume rides
+    the reboot out on retries alone. Really it is ~7.5 s against a 15-minute reboot; here ~17 % of it: the
+    resume meets a node that does not answer, as an administrator's would."""
+    from lab.rehearse import deadline_scale
+    k = deadline_scale(time_scale)
+    return {"initial_wait": 0.5 * k, "max_wait": 15.0 * k}
 
 
 def _kill_after(spec: str) -> None:
@@ -95,9 +130,9 @@ def _kill_after(spec: str) -> None:
     Journal.append = append
 
 
-def cli_env(lab_dir: str | Path | None = None, **extra: str) -> dict[str, str]:
+def cli_env(lab_dir: str | Path | None = None, time_scale: float = DEFAULT_SCALE, **extra: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-           ENV_POLL: str(DEFAULT_POLL), "PYTHONUNBUFFERED": "1"}
+           ENV_POLL: str(DEFAULT_POLL), ENV_TIME_SCALE: str(time_scale), "PYTHONUNBUFFERED": "1"}
     if lab_dir is not None:
         env["VCWAVE_LAB_DIR"] = str(Path(lab_dir).resolve())
     env.update(extra)
@@ -113,10 +148,27 @@ def invoke_argv(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "invoke", "-r", str(ROOT), *args]
 
 
+def forked() -> bool:
+    """Tuned commands are forked from a warm process (lab/warmcli.py) unless VCWAVE_HARNESS_FORK=0."""
+    return os.environ.get(ENV_FORK, "1") != "0"
+
+
 def run_cli(args: list[str], cwd: str | Path, env: dict[str, str], *, fast: bool = True,
             timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess:
+    if fast and forked():
+        from lab import warmcli
+        return warmcli.run(["invoke", *args], cwd, env, timeout)
     return subprocess.run(fast_argv(args) if fast else invoke_argv(args), cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def spawn(args: list[str], cwd: str | Path, env: dict[str, str]) -> Any:
+    """A tuned command started in its own session (a Popen, or its warm twin), stdout discarded, stderr kept."""
+    if forked():
+        from lab import warmcli
+        return warmcli.WarmCli.shared().spawn(["invoke", *args], cwd, env, capture_stdout=False)
+    return subprocess.Popen(fast_argv(args), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
 
 
 @dataclass(frozen=True)
@@ -124,12 +176,19 @@ class Cmd:
     name: str
     args: tuple[str, ...]
     breakable: bool = True  # takes --break-stale-lock (a changing command holding the domain lock)
+    may_fail: bool = False  # the bad day's vCenter wave: its failure is the scenario, not a harness error
 
 
-def sequence(lab_inventory: str, workdir: Path, target: str, installer: str) -> list[Cmd]:
-    """The rehearsal's commands (lab/rehearse.py), as an administrator types them."""
+def sequence(lab_inventory: str, workdir: Path, target: str, installer: str, rollback: bool = False) -> list[Cmd]:
+    """The rehearsal's commands (lab/rehearse.py), as an administrator types them; with `rollback`, the bad
+    day: the vCenter wave fails (ROLLBACK_FAULTS) and the domain is rolled back."""
     common = ("--inventory", lab_inventory, "--plan", str(workdir / "plan.json"), "--state-dir",
               str(workdir / "state"))
+    if rollback:
+        head = sequence(lab_inventory, workdir, target, installer)[:5]
+        return head + [Cmd("upgrade vcenter", ("upgrade", "--wave", "vcenter", *common, "--installer", installer),
+                           may_fail=True),
+                       Cmd("rollback", ("rollback", *common))]
     return [
         Cmd("plan", ("plan", "--inventory", lab_inventory, "--target", target, "--out", str(workdir / "plan.json")),
             False),
@@ -201,34 +260,18 @@ class JournalWatch:
             self._conn = None
 
 
-def installs_started(lab_dir: Path) -> int:
-    """How many installer upgrades the lab has begun (its daemon log), i.e. install jobs in flight or done."""
-    p = Path(lab_dir) / "daemon.log"
-    try:
-        return len(re.findall(r"installer: upgrading ", p.read_text(errors="replace")))
-    except FileNotFoundError:
-        return 0
-
-
-def installs_per_node(lab_dir: Path) -> dict[str, int]:
-    p = Path(lab_dir) / "daemon.log"
-    try:
-        return dict(collections.Counter(re.findall(r"installer: upgrading (\S+) ", p.read_text(errors="replace"))))
-    except FileNotFoundError:
-        return {}
-
-
 # ----------------------------------------------------------------------------------------------- crash points
 @dataclass(frozen=True)
 class CrashPoint:
     cmd: int          # index into sequence()
     cmd_name: str
-    kind: str         # boundary | mid | install | after:backup | after:source_appliance
+    kind: str         # boundary | mid | after:<record> | lab:<event> | reboot | random (lab/kills.py)
     n: int            # the n-th such event of that command triggers the kill
+    at: float = 0.0   # reboot: the fraction of the reboot; random: seconds after the command started
 
     @property
     def label(self) -> str:
-        return f"{self.cmd_name} #{self.n} {self.kind}"
+        return f"{self.cmd_name} #{self.n} {self.kind}" + (f" @{self.at:g}" if self.at else "")
 
 
 @dataclass
@@ -236,14 +279,15 @@ class PointResult:
     point: CrashPoint
     hit: bool = False
     ok: bool = False
+    missed: bool = False  # the moment never came (a random time after the command ended, a reboot already over)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     killed_at: str = ""
 
     def line(self) -> str:
-        state = "survived" if self.ok else "FAILED"
+        state = "survived" if self.ok else "missed" if self.missed else "FAILED"
         more = "" if self.ok else ": " + "; ".join(self.problems)
-        return f"  {self.point.label:<34} {state:<8} ({self.seconds:5.1f}s) {self.killed_at}{more}"
+        return f"  {self.point.label:<40} {state:<8} ({self.seconds:5.1f}s) {self.killed_at}{more}"
 
 
 @dataclass
@@ -252,6 +296,8 @@ class HarnessResult:
     target: str
     points: list[PointResult] = field(default_factory=list)
     enumerated: int = 0
+    name: str = ""
+    clean_problems: list[str] = field(default_factory=list)  # the uninterrupted run already breaks the checks
 
     @property
     def survived(self) -> int:
@@ -259,16 +305,34 @@ class HarnessResult:
 
     @property
     def total(self) -> int:
-        return len(self.points)
+        """Points whose moment came (a missed point says nothing about vcwave, and is reported apart)."""
+        return sum(1 for p in self.points if not p.missed)
+
+    @property
+    def missed(self) -> int:
+        return sum(1 for p in self.points if p.missed)
 
     @property
     def ok(self) -> bool:
-        return self.total > 0 and self.survived == self.total
+        return self.total > 0 and self.survived == self.total and not self.clean_problems
+
+    def by_kind(self) -> dict[str, str]:
+        """survived/total per kind of point (lab:<event> and after:<record> kept apart: they are the figures)."""
+        kinds = sorted({p.point.kind for p in self.points})
+        return {k: f"{sum(p.ok for p in self.points if p.point.kind == k)}/"
+                   f"{sum(not p.missed for p in self.points if p.point.kind == k)}" for k in kinds}
+
+    def figure(self) -> str:
+        return f"{self.survived}/{self.total}" + (f" ({self.missed} missed)" if self.missed else "")
 
     def summary(self) -> str:
-        lines = [f"crash points on {self.inventory} -> {self.target} ({self.total} of {self.enumerated} enumerated)"]
+        lines = [f"crash points {self.name + ' ' if self.name else ''}on {self.inventory} -> {self.target} "
+                 f"({len(self.points)} of {self.enumerated} enumerated)"]
+        if self.clean_problems:
+            lines.append("the clean run (no kill) already FAILS the checks: " + "; ".join(self.clean_problems))
         lines += [p.line() for p in self.points]
-        lines.append(f"crash points survived: {self.survived}/{self.total}")
+        lines.append("by kind: " + ", ".join(f"{k} {v}" for k, v in self.by_kind().items()))
+        lines.append(f"crash points survived: {self.figure()}")
         return "\n".join(lines)
 
 
@@ -285,19 +349,43 @@ _lab_versions = lab_versions
 @contextlib.contextmanager
 def _lab(inventory: str, lab_dir: Path, time_scale: float, faults: str | None = None):
     from lab import manage
-    with manage.running(inventory, lab_dir, time_scale=time_scale, faults=faults) as info:
+    with manage.running(inventory, lab_dir, time_scale=time_scale, faults=faults, warm=forked()) as info:
         yield info
 
 
+def _faults_file(workdir: Path, sw: "Sweep") -> str | None:
+    """The sweep's fault spec (the rollback's failing vCenter install, slowed nodes), written beside its run
+    (the lab reads a file)."""
+    entries = (ROLLBACK_FAULTS["faults"] if sw.rollback else []) + list(sw.faults)
+    if not entries:
+        return None
+    path = workdir / "faults.yml"
+    path.write_text(yaml.safe_dump({"seed": sw.seed, "faults": entries}))
+    return str(path)
+
+
+def _reached(point: CrashPoint, watch: JournalWatch, base_seq: int, lab: kills.LabWatch, lab_base: int,
+             started: float) -> tuple[bool, float]:
+    """Has the point's moment come? (and how long to pause before asking again)"""
+    if point.kind == "boundary":
+        return watch.boundaries(base_seq) >= point.n, 0.003
+    if point.kind == "mid":
+        return watch.mids(base_seq) >= point.n, 0.003
+    entries = [] if point.kind == kills.RANDOM else lab.poll(lab_base)
+    when = kills.kill_time(point.kind, point.n, point.at, entries, started)
+    return when is not None and time.time() >= when, LAB_POLL
+
+
 def _run_killed(cmd: Cmd, cwd: Path, env: dict[str, str], watch: JournalWatch, point: CrashPoint,
-                lab_dir: Path, timeout: float = CMD_TIMEOUT) -> tuple[bool, subprocess.Popen, str]:
-    """Run cmd; SIGKILL its process group when the point's event appears. (killed?, proc, what)."""
+                lab_dir: Path, timeout: float = CMD_TIMEOUT) -> tuple[bool, Any, str]:
+    """Run cmd; SIGKILL its process group when the point's moment comes. (killed?, proc, what)."""
     base_seq = watch.max_seq()
-    base_installs = installs_started(lab_dir)
+    lab = kills.LabWatch(lab_dir)
+    lab_base = lab.seq()
     if point.kind.startswith("after:"):
         env = {**env, ENV_KILL_AFTER: f"{point.kind[6:]}:{point.n}"}
-    proc = subprocess.Popen(fast_argv(list(cmd.args)), cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = spawn(list(cmd.args), cwd, env)
+    started = time.time()
     deadline = time.monotonic() + timeout
     if point.kind.startswith("after:"):
         try:
@@ -311,30 +399,36 @@ def _run_killed(cmd: Cmd, cwd: Path, env: dict[str, str], watch: JournalWatch, p
         return False, proc, f"exited {proc.returncode} before the point"
     try:
         while proc.poll() is None:
-            if point.kind == "boundary":
-                reached = watch.boundaries(base_seq) >= point.n
-            elif point.kind == "mid":
-                reached = watch.mids(base_seq) >= point.n
-            else:
-                reached = installs_started(lab_dir) - base_installs >= point.n
+            reached, pause = _reached(point, watch, base_seq, lab, lab_base, started)
             if reached:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
+                killed_at = time.time()
                 proc.wait()
-                return True, proc, f"killed at journal seq {watch.max_seq()}"
+                return _landed(point, lab, killed_at, f"killed at journal seq {watch.max_seq()}", proc)
             if time.monotonic() > deadline:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return False, proc, "timeout"
-            time.sleep(0.003)
+            time.sleep(pause)
     finally:
         watch.close()
     return False, proc, f"exited {proc.returncode} before the point"
 
 
-def check_domain(lab_dir: Path, workdir: Path, lab_inventory: str, target: str, *,
-                 installer: bool = False) -> list[str]:
-    """What must hold after any crash + resume; returns the problems (empty = fine)."""
+def _landed(point: CrashPoint, lab: kills.LabWatch, killed_at: float, what: str,
+            proc: Any) -> tuple[bool, Any, str]:
+    """A reboot point counts only when the kill landed inside the reboot (said either way)."""
+    if point.kind != kills.REBOOT:
+        return True, proc, what
+    rb = kills.reboots(lab.entries)[point.n - 1]
+    if kills.landed_in_reboot(lab.entries, point.n, killed_at):
+        return True, proc, f"{what}, {killed_at - rb['t']:.2f}s into {rb['node']}'s {rb['seconds']:.2f}s reboot"
+    return False, proc, f"{what}: {rb['node']}'s reboot was over before the kill landed"
+
+
+def check_domain(lab_dir: Path, workdir: Path, lab_inventory: str, target: str) -> list[str]:
+    """What must hold after any crash + resume of the upgrade; returns the problems (empty = fine)."""
     from orchestrator.core.history import fold
     from orchestrator.core.inventory import load_inventory
     from orchestrator.engine.journal import Journal, JournalCorrupt
@@ -373,17 +467,24 @@ def check_domain(lab_dir: Path, workdir: Path, lab_inventory: str, target: str, 
     problems += [f"step {step} on {node} succeeded {c} times" for (node, step), c in succeeded.items() if c > 1]
     if hist.running_steps:
         problems.append(f"steps left started: {', '.join(hist.running_steps)}")
+    return problems + _lab_problems(lab_dir, {n.name: target for n in inv.nodes}, installs=True)
+
+
+def check_rollback(lab_dir: Path, before: dict) -> list[str]:
+    """After the bad day's rollback: every node answering at the version and with the instance UUID it had
+    before anything started, only its own VM powered on (judged from the lab alone)."""
+    return _lab_problems(lab_dir, {n: d["version"] for n, d in before["nodes"].items()},
+                         uuids={n: d["instance_uuid"] for n, d in before["nodes"].items()})
+
+
+def _lab_problems(lab_dir: Path, versions: dict[str, str], *, installs: bool = False,
+                  uuids: dict[str, str] | None = None) -> list[str]:
+    lab = kills.LabWatch(lab_dir)
     try:
-        live = _lab_versions(lab_dir)
+        problems = kills.whole(lab.state(), versions, uuids)
+        return problems + (kills.installed_once(lab.counts(), versions) if installs else [])
     except OSError as exc:
-        problems.append(f"lab unreachable: {exc}")
-    else:
-        problems += [f"lab: {n} runs {v}, not {target}" for n, v in live.items() if v != target]
-    if installer:
-        per = installs_per_node(lab_dir)
-        problems += [f"installer ran {c} times on {n}" for n, c in per.items() if c != 1]
-        problems += [f"installer never ran on {n.name}" for n in inv.nodes if n.name not in per]
-    return problems
+        return [f"lab unreachable: {exc}"]
 
 
 def _standin(target: str) -> str:
@@ -394,52 +495,81 @@ def _standin(target: str) -> str:
 RECORD_KINDS = ("backup", "source_appliance")
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """What a sweep runs and where it aims: the inventory's sequence (or the bad day's, `rollback`), the lab's
+    clock, which kinds of point (None = all), `randoms` seeded random moments per command, and lab faults
+    (e.g. `slow` on one node: its install, reboot included, lasts longer, in real proportions, while the rest
+    of the domain keeps the fast clock)."""
+
+    inventory: str
+    target: str
+    time_scale: float = DEFAULT_SCALE
+    rollback: bool = False
+    kinds: frozenset[str] | None = None
+    mid_job: bool = True
+    seed: int = 0
+    randoms: int = 1
+    faults: tuple[dict, ...] = ()
+
+    def wants(self, p: CrashPoint) -> bool:
+        if not self.mid_job and p.kind not in ("boundary",) and not p.kind.startswith("after:"):
+            return False
+        return self.kinds is None or p.kind in self.kinds or p.kind.split(":")[0] in self.kinds
+
+
 def enumerate_points(inventory: str, target: str, workdir: Path, *, mid_job: bool = True,
-                     records_too: bool = True, time_scale: float = DEFAULT_SCALE) -> tuple[list[CrashPoint], list[str]]:
-    """A clean run of the sequence; counts each command's boundaries / mid-job events / installs.
+                     records_too: bool = True, time_scale: float = DEFAULT_SCALE,
+                     sweep: Sweep | None = None) -> tuple[list[CrashPoint], list[str]]:
+    """A clean run of the sequence; counts each command's boundaries / mid-job events / lab events.
 
     The run starts from an empty workdir: a plan and journal left by an earlier sweep would make every
     command "already done" and leave nothing to count (a second `invoke bench.faults` once reported 0/0)."""
+    sw = sweep or Sweep(inventory, target, time_scale, mid_job=mid_job)
     wd = Path(workdir)
     if wd.exists():
         shutil.rmtree(wd)
     wd.mkdir(parents=True)
     lab_dir = wd / "lab"
     points: list[CrashPoint] = []
-    with _lab(inventory, lab_dir, time_scale) as info:
-        env = cli_env(lab_dir)
-        cmds = sequence(info["inventory"], wd, target, _standin(target))
+    rng = random.Random(sw.seed)
+    with _lab(sw.inventory, lab_dir, sw.time_scale, _faults_file(wd, sw)) as info:
+        env = cli_env(lab_dir, sw.time_scale)
+        cmds = sequence(info["inventory"], wd, sw.target, _standin(sw.target), sw.rollback)
         watch = JournalWatch(journal_file(wd))
+        before = kills.LabWatch(lab_dir).state()
         for i, cmd in enumerate(cmds):
-            base, inst = watch.max_seq(), installs_started(lab_dir)
+            base, lab = watch.max_seq(), kills.LabWatch(lab_dir)
+            lab_base, t0 = lab.seq(), time.monotonic()
             r = run_cli(list(cmd.args), wd, env)
-            if r.returncode != 0:
+            if r.returncode != 0 and not cmd.may_fail:
                 raise RuntimeError(f"clean run: {cmd.name} exited {r.returncode}:\n{r.stderr[-2000:]}")
-            b, m, k = watch.boundaries(base), watch.mids(base), installs_started(lab_dir) - inst
+            seconds = time.monotonic() - t0
+            b, m = watch.boundaries(base), watch.mids(base)
             records = {kind: watch.query(f"kind = '{kind}'", base) for kind in RECORD_KINDS}
             watch.close()
-            points += [CrashPoint(i, cmd.name, "boundary", n) for n in range(1, b + 1)]
-            if mid_job:
-                points += [CrashPoint(i, cmd.name, "mid", n) for n in range(1, m + 1)]
-                points += [CrashPoint(i, cmd.name, "install", n) for n in range(1, k + 1)]
+            if sw.rollback and cmd.name != "rollback":
+                continue  # the bad day's points are in its rollback
+            found = [CrashPoint(i, cmd.name, "boundary", n) for n in range(1, b + 1)]
+            found += [CrashPoint(i, cmd.name, "mid", n) for n in range(1, m + 1)]
             if records_too:
                 for kind, count in records.items():
-                    points += [CrashPoint(i, cmd.name, f"after:{kind}", n) for n in range(1, count + 1)]
-        problems = check_domain(lab_dir, wd, info["inventory"], target, installer=_uses_installer(wd))
+                    found += [CrashPoint(i, cmd.name, f"after:{kind}", n) for n in range(1, count + 1)]
+            found += [CrashPoint(i, cmd.name, k, n, at)
+                      for k, n, at in kills.lab_points(lab.poll(lab_base), seconds, rng, sw.randoms)]
+            points += [p for p in found if sw.wants(p)]
+        problems = _check(sw, lab_dir, wd, info["inventory"], before)
     return points, problems
 
 
-def _uses_installer(wd: Path) -> bool:
-    try:
-        plan = json.loads((wd / "plan.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return any(s.get("method") == "installer" for ph in plan["phases"] for s in ph["steps"])
+def _check(sw: Sweep, lab_dir: Path, wd: Path, lab_inventory: str, before: dict) -> list[str]:
+    return check_rollback(lab_dir, before) if sw.rollback else check_domain(lab_dir, wd, lab_inventory, sw.target)
 
 
 def run_point(inventory: str, target: str, workdir: Path, point: CrashPoint, *,
-              time_scale: float = DEFAULT_SCALE) -> PointResult:
+              time_scale: float = DEFAULT_SCALE, sweep: Sweep | None = None) -> PointResult:
     """One crash point on a fresh lab: run the sequence, kill at the point, resume, check."""
+    sw = sweep or Sweep(inventory, target, time_scale)
     res = PointResult(point)
     t0 = time.monotonic()
     wd = Path(workdir)
@@ -448,32 +578,34 @@ def run_point(inventory: str, target: str, workdir: Path, point: CrashPoint, *,
     wd.mkdir(parents=True)
     lab_dir = wd / "lab"
     try:
-        with _lab(inventory, lab_dir, time_scale) as info:
-            env = cli_env(lab_dir)
-            cmds = sequence(info["inventory"], wd, target, _standin(target))
+        with _lab(sw.inventory, lab_dir, sw.time_scale, _faults_file(wd, sw)) as info:
+            env = cli_env(lab_dir, sw.time_scale)
+            cmds = sequence(info["inventory"], wd, sw.target, _standin(sw.target), sw.rollback)
             watch = JournalWatch(journal_file(wd))
+            before = kills.LabWatch(lab_dir).state()
             for i, cmd in enumerate(cmds):
                 if i == point.cmd:
                     killed, proc, what = _run_killed(cmd, wd, env, watch, point, lab_dir)
                     res.hit, res.killed_at = killed, what
                     if not killed:
+                        res.missed = point.kind in (kills.REBOOT, kills.RANDOM) and "timeout" not in what
                         res.problems.append(f"crash point not reached ({what}): "
                                             f"{(proc.stderr.read() if proc.stderr else '')[-500:]}")
                     if proc.stderr:
                         proc.stderr.close()
                     args = list(cmd.args) + (["--break-stale-lock"] if cmd.breakable else [])
                     r = run_cli(args, wd, env)
-                    if r.returncode != 0:
+                    if r.returncode != 0 and not cmd.may_fail:
                         res.problems.append(f"resume of `{cmd.name}` exited {r.returncode}: "
                                             f"{_last_lines(r.stderr + r.stdout)}")
                         break
                     continue
                 r = run_cli(list(cmd.args), wd, env)
-                if r.returncode != 0:
+                if r.returncode != 0 and not cmd.may_fail:
                     res.problems.append(f"`{cmd.name}` after the crash exited {r.returncode}: "
                                         f"{_last_lines(r.stderr + r.stdout)}")
                     break
-            res.problems += check_domain(lab_dir, wd, info["inventory"], target, installer=_uses_installer(wd))
+            res.problems += _check(sw, lab_dir, wd, info["inventory"], before)
     except Exception as exc:  # noqa: BLE001 - a harness error is a failed point, reported
         res.problems.append(f"harness error: {type(exc).__name__}: {exc}")
     res.ok = res.hit and not res.problems
@@ -495,7 +627,7 @@ def spread(points: list[CrashPoint], limit: int | None) -> list[CrashPoint]:
     step = len(points) / limit
     chosen = [points[int(i * step)] for i in range(limit)]
     slot = len(chosen) - 1
-    for kind in ("mid", "install", "after:backup"):
+    for kind in ("mid", kills.REBOOT, "lab:install_started", "lab:power_on", "after:backup", kills.RANDOM):
         cands = [p for p in points if p.kind == kind]
         if cands and slot > 0 and not any(p.kind == kind for p in chosen):
             chosen[slot] = cands[len(cands) // 2]
@@ -505,24 +637,26 @@ def spread(points: list[CrashPoint], limit: int | None) -> list[CrashPoint]:
 
 def crash_points(inventory: str | Path, target: str, workdir: str | Path, *, limit: int | None = None,
                  mid_job: bool = True, points: Iterable[CrashPoint] | None = None, workers: int = 2,
-                 time_scale: float = DEFAULT_SCALE, say: Callable[[str], None] | None = None) -> HarnessResult:
+                 time_scale: float = DEFAULT_SCALE, say: Callable[[str], None] | None = None,
+                 rollback: bool = False, kinds: Iterable[str] | None = None, seed: int = 0,
+                 randoms: int = 1, name: str = "", faults: Iterable[dict] = ()) -> HarnessResult:
     """Kill the rehearsal's commands at each crash point, resume, check; see the module docstring."""
     wd = Path(workdir).resolve()
     wd.mkdir(parents=True, exist_ok=True)
-    inventory = str(Path(inventory).resolve())
+    sw = Sweep(str(Path(inventory).resolve()), target, time_scale, rollback,
+               frozenset(kinds) if kinds is not None else None, mid_job, seed, randoms, tuple(faults))
     if points is not None:  # given points: no enumerating clean run (CI keeps it short)
         enumerated = chosen = list(points)
     else:
-        enumerated, clean = enumerate_points(inventory, target, wd / "clean", mid_job=mid_job,
-                                             time_scale=time_scale)
-        if clean:
-            raise RuntimeError("the clean run itself does not satisfy the checks: " + "; ".join(clean))
+        enumerated, clean = enumerate_points(sw.inventory, target, wd / "clean", sweep=sw)
         chosen = spread(enumerated, limit)
-    result = HarnessResult(inventory, target, enumerated=len(enumerated))
+    # A clean run that already fails is reported, not raised: the points still say what a kill adds.
+    result = HarnessResult(sw.inventory, target, enumerated=len(enumerated), name=name,
+                           clean_problems=clean if points is None else [])
 
     def one(ix_point: tuple[int, CrashPoint]) -> PointResult:
         ix, p = ix_point
-        r = run_point(inventory, target, wd / f"point-{ix:03d}", p, time_scale=time_scale)
+        r = run_point(sw.inventory, target, wd / f"point-{ix:03d}", p, sweep=sw)
         if say:
             say(r.line())
         if r.ok:
@@ -567,208 +701,40 @@ def transient(inventory: str | Path, workdir: str | Path, probability: float = 0
     return retries
 
 
-# ----------------------------------------------------------------------------------------------- bad inputs
-@dataclass
-class BadResult:
-    name: str
-    command: str
-    code: int | None
-    stderr: str
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-@dataclass
-class BadInputsResult:
-    results: list[BadResult]
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.results) and all(r.ok for r in self.results)
-
-    def table(self) -> str:
-        w = max(len(r.name) for r in self.results)
-        lines = [f"{'case':<{w}}  exit  ok   message (stderr, first line)"]
-        for r in self.results:
-            msg = (r.stderr.strip().splitlines() or [""])[-1][:110]
-            lines.append(f"{r.name:<{w}}  {str(r.code):>4}  {'yes' if r.ok else 'NO ':<3}  {msg}")
-            lines += [f"{'':<{w}}              problem: {p}" for p in r.problems]
-        lines.append(f"bad inputs refused cleanly: {sum(r.ok for r in self.results)}/{len(self.results)}")
-        return "\n".join(lines)
-
-
-def _tamper(kind: str, plan_path: Path, out: Path, lab_inventory: str) -> None:
-    data = json.loads(plan_path.read_text())
-    if kind == "edit-step":
-        data["phases"][1]["steps"][0]["to"] = "6.7 U1"
-    elif kind == "edit-hash":
-        data["plan_hash"] = "0" * len(data["plan_hash"])
-    elif kind == "edit-both":  # a step edited AND the hash "fixed" by hand to something else
-        data["phases"][1]["steps"][0]["node"] = "vc-b"
-        data["plan_hash"] = "f" * len(data["plan_hash"])
-    elif kind == "wrong-format":
-        data["format"] = "vcwave-plan/99"
-    elif kind == "no-phases":
-        data.pop("phases")
-    elif kind == "other-domain":
-        data["domain"] = "other.local"
-    else:
-        raise ValueError(f"unknown plan tampering {kind!r}")
-    out.write_text(json.dumps(data, indent=1))
-
-
-def _prepare(case: dict, ctx: dict[str, str], case_dir: Path) -> dict[str, str]:
-    """Files a case needs, made from the running lab (plans, changed inventories, secrets...)."""
-    v = dict(ctx)
-    v["case_dir"] = str(case_dir)
-    if "file" in case:
-        src = BAD_DIR / case["file"]
-        dst = case_dir / Path(case["file"]).name
-        text = src.read_text()
-        for k, val in ctx.items():
-            text = text.replace("{" + k + "}", val)
-        dst.write_text(text)
-        v["bad"] = str(dst)
-    prep = case.get("prepare", "")
-    if prep.startswith("tamper:"):
-        dst = case_dir / "plan.json"
-        _tamper(prep.split(":", 1)[1], Path(ctx["plan"]), dst, ctx["lab_inv"])
-        v["bad"] = str(dst)
-    elif prep == "not-json":
-        dst = case_dir / "plan.json"
-        dst.write_text(Path(ctx["plan"]).read_text()[:200])
-        v["bad"] = str(dst)
-    elif prep == "inventory-changed":
-        inv = yaml.safe_load(Path(ctx["lab_inv"]).read_text())
-        inv["nodes"][3]["backup"]["location"] += "/moved"  # an edit after `invoke plan`
-        dst = case_dir / "lab-inventory.yml"
-        dst.write_text(yaml.safe_dump(inv, sort_keys=False))
-        v["bad"] = str(dst)
-    elif prep in ("password-env-missing", "password-file-0644"):
-        text = Path(ctx["lab_inv"]).read_text()
-        if prep == "password-env-missing":
-            text = re.sub(r"password_file: \S+/secrets/sso", "password_env: VCWAVE_HARNESS_UNSET_SSO", text)
-        else:
-            sec = case_dir / "sso"
-            sec.write_text(Path(ctx["lab_dir"], "secrets", "sso").read_text())
-            os.chmod(sec, 0o644)
-            text = re.sub(r"password_file: \S+/secrets/sso", f"password_file: {sec}", text)
-        dst = case_dir / "lab-inventory.yml"
-        dst.write_text(text)
-        # a plan made from this very inventory, so the hash check passes and the credential is what fails
-        r = run_cli(["plan", "--inventory", str(dst), "--target", ctx["target"], "--out", str(case_dir / "plan.json")],
-                    case_dir, cli_env(ctx["lab_dir"]), fast=False)
-        if r.returncode != 0:
-            raise RuntimeError(f"prepare {prep}: plan failed: {r.stderr}")
-        v["bad"], v["bad_plan"] = str(dst), str(case_dir / "plan.json")
-    elif prep == "corrupt-journal":
-        state = case_dir / "state"
-        shutil.copytree(ctx["state"], state, ignore=shutil.ignore_patterns("lock"))
-        with open(state / "vsphere.local" / "journal.sqlite", "ab") as fh:
-            fh.write(b"\x00garbage tail after a torn write\xff" * 37)
-        v["bad"] = str(state)
-    elif prep:
-        raise ValueError(f"unknown prepare {prep!r}")
-    return v
-
-
-def load_cases(corpus: Path = BAD_DIR) -> list[dict]:
-    cases = yaml.safe_load((corpus / "cases.yml").read_text())
-    names = [c["name"] for c in cases]
-    dup = [n for n, c in collections.Counter(names).items() if c > 1]
-    if dup:
-        raise ValueError(f"cases.yml: duplicate case names {dup}")
-    return cases
-
-
-def _event_count(workdir: Path) -> int:
-    w = JournalWatch(journal_file(workdir))
-    try:
-        return w.max_seq()
-    finally:
-        w.close()
-
-
-def bad_inputs(workdir: str | Path, *, corpus: Path = BAD_DIR, only: Iterable[str] | None = None,
-               time_scale: float = DEFAULT_SCALE) -> BadInputsResult:
-    """Every case of the corpus as a real `invoke` subprocess against a running lab; see the module doc."""
-    wd = Path(workdir).resolve()
-    if wd.exists():
-        shutil.rmtree(wd)
-    wd.mkdir(parents=True)
-    cases = load_cases(corpus)
-    if only is not None:
-        keep = set(only)
-        cases = [c for c in cases if c["name"] in keep]
-    lab_dir = wd / "lab"
-    target = "6.7 U3"
-    results: list[BadResult] = []
-    with _lab(str(ROOT / "examples" / "two-site.yml"), lab_dir, time_scale) as info:
-        env = cli_env(lab_dir)
-        ctx = {"lab_inv": info["inventory"], "plan": str(wd / "plan.json"), "state": str(wd / "state"),
-               "lab_dir": str(lab_dir), "target": target, "root": str(ROOT), "installer": _standin(target)}
-        # a journal with history: the plan, then the pre-window backups (so "nothing changed" is measurable)
-        for args in (["plan", "--inventory", ctx["lab_inv"], "--target", target, "--out", ctx["plan"]],
-                     ["backup", "--phase", "pre", "--inventory", ctx["lab_inv"], "--plan", ctx["plan"],
-                      "--state-dir", ctx["state"]]):
-            r = run_cli(args, wd, env)
-            if r.returncode != 0:
-                raise RuntimeError(f"bad_inputs setup: {args[0]} exited {r.returncode}: {r.stderr[-1500:]}")
-        for case in cases:
-            case_dir = wd / "cases" / case["name"]
-            case_dir.mkdir(parents=True)
-            v = _prepare(case, ctx, case_dir)
-            args = [a.format(**v) for a in case["args"]]
-            cenv = dict(env)
-            for k in case.get("unset_env", []):
-                cenv.pop(k, None)
-            versions0, events0 = _lab_versions(lab_dir), _event_count(wd)
-            plan0 = Path(ctx["plan"]).read_bytes()
-            torn = Path(v["bad"]) / "vsphere.local" / "journal.sqlite" if case.get("prepare") == "corrupt-journal" \
-                else None
-            torn0 = torn.read_bytes() if torn else b""
-            r = run_cli(args, case_dir, cenv, fast=False, timeout=60)
-            res = BadResult(case["name"], "invoke " + " ".join(shlex.quote(a) for a in args), r.returncode, r.stderr)
-            if r.returncode != case.get("exit", 2):
-                res.problems.append(f"exit {r.returncode}, expected {case.get('exit', 2)}")
-            low = r.stderr.lower()
-            for frag in case.get("expect", []):
-                frag = str(frag).format(**v)
-                if frag.lower() not in low:
-                    res.problems.append(f"stderr does not name {frag!r}")
-            if "Traceback" in r.stderr:
-                res.problems.append("a traceback instead of a clear message")
-            if _lab_versions(lab_dir) != versions0:
-                res.problems.append("lab versions changed")
-            if _event_count(wd) != events0:
-                res.problems.append(f"journal changed ({events0} -> {_event_count(wd)} events)")
-            if torn is not None and torn.read_bytes() != torn0:
-                res.problems.append("the corrupt journal was written to")
-            if Path(ctx["plan"]).read_bytes() != plan0:
-                res.problems.append("the saved plan was overwritten")
-                Path(ctx["plan"]).write_bytes(plan0)
-            if (Path(ctx["state"]) / "vsphere.local" / "lock").exists():
-                res.problems.append("a lock file was left behind")
-            results.append(res)
-    return BadInputsResult(results)
-
-
 # ----------------------------------------------------------------------------------------------- CLI
+def sweeps(limit: int | None = None) -> list[dict[str, Any]]:
+    """The kill sweeps of `bench.faults`: every point of the update and installer paths at the usual clock,
+    inside reboots (and at seeded random moments) at a clock where a reboot lasts seconds, and in the bad
+    day's rollback."""
+    ex = ROOT / "examples"
+    return [
+        {"name": "update", "inventory": ex / "two-site.yml", "target": "6.7 U3", "limit": limit},
+        {"name": "installer", "inventory": ex / "two-site-6.0.yml", "target": "6.5 U1", "limit": limit},
+        {"name": "reboots", "inventory": ex / "two-site.yml", "target": "6.7 U3", "time_scale": REBOOT_SCALE,
+         "kinds": (kills.REBOOT, kills.RANDOM), "randoms": 1, "seed": 14, "limit": limit},
+        {"name": "long reboots", "inventory": ex / "two-site.yml", "target": "6.7 U3", "faults": SLOW_REBOOTS,
+         "kinds": (kills.REBOOT,), "seed": 14, "limit": limit},
+        {"name": "rollback", "inventory": ex / "two-site.yml", "target": "6.7 U3", "rollback": True,
+         "randoms": 2, "seed": 14, "limit": limit},
+    ]
+
+
 def main_report(limit: int | None = None, as_json: bool = False, workdir: str | Path = ".vcwave/harness") -> str:
-    """`invoke bench.faults`: crash points on the update path and the installer path, transient faults at 20 %,
-    and the bad-inputs corpus. Raises (non-zero exit) when any of them fails; prints the figures."""
+    """`invoke bench.faults`: the kill sweeps (sweeps()), transient faults at 20 %, and the bad-inputs corpus.
+    Raises (non-zero exit) when any of them fails; prints the figures, per sweep and per kind of point."""
+    from lab.badinputs import bad_inputs
     from orchestrator.errors import StepFailed
     wd = Path(workdir)
-    crash = {name: crash_points(ROOT / "examples" / inv, target, wd / f"crash-{name}", limit=limit, say=print)
-             for name, inv, target in (("update", "two-site.yml", "6.7 U3"),
-                                       ("installer", "two-site-6.0.yml", "6.5 U1"))}
+    crash = {}
+    for sw in sweeps(limit):
+        name = sw.pop("name")
+        crash[name] = crash_points(sw.pop("inventory"), sw.pop("target"), wd / f"crash-{name}", say=print,
+                                   name=name, **sw)
     retries = transient(ROOT / "examples" / "two-site.yml", wd / "transient", 0.2)
     bad = bad_inputs(wd / "bad")
-    figures = {f"crash points survived ({k})": f"{sum(p.ok for p in r.points)}/{len(r.points)}"
-               for k, r in crash.items()}
+    figures = {f"crash points survived ({k})": r.figure() + (" — the clean run already fails" if r.clean_problems
+                                                            else "") for k, r in crash.items()}
+    figures.update({f"  {k}: {kind}": v for k, r in crash.items() for kind, v in r.by_kind().items()})
     figures["transient faults at 20 %: rehearsal completed, retries"] = str(retries)
     figures["bad inputs refused (exit 2, nothing changed)"] = f"{sum(c.ok for c in bad.results)}/{len(bad.results)}"
     text = json.dumps(figures, indent=1) if as_json else "\n".join(
@@ -792,6 +758,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--no-mid-job", action="store_true")
     c.add_argument("--workers", type=int, default=2)
     c.add_argument("--workdir", default=".vcwave/harness/crash")
+    c.add_argument("--time-scale", type=float, default=DEFAULT_SCALE,
+                   help=f"the lab's clock ({REBOOT_SCALE}: an install's reboot lasts seconds)")
+    c.add_argument("--rollback", action="store_true", help="the bad day: kill points in the rollback")
+    c.add_argument("--kinds", help="comma-separated kinds of point (boundary,mid,after,lab,reboot,random)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--slow-reboots", action="store_true", help="psc-a's and vc-b's installs 24x slower (10.8 s reboots)")
     t = sub.add_parser("transient")
     t.add_argument("--inventory", default=str(ROOT / "examples" / "two-site.yml"))
     t.add_argument("--probability", type=float, default=0.2)
@@ -801,12 +773,15 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.what == "crash":
         res = crash_points(a.inventory, a.target, a.workdir, limit=a.limit, mid_job=not a.no_mid_job,
-                           workers=a.workers, say=print)
+                           workers=a.workers, say=print, time_scale=a.time_scale, rollback=a.rollback,
+                           kinds=a.kinds.split(",") if a.kinds else None, seed=a.seed,
+                           faults=SLOW_REBOOTS if a.slow_reboots else ())
         print(res.summary())
         return 0 if res.ok else 1
     if a.what == "transient":
         print(f"retries: {transient(a.inventory, a.workdir, a.probability)}")
         return 0
+    from lab.badinputs import bad_inputs
     res = bad_inputs(a.workdir)
     print(res.table())
     return 0 if res.ok else 1

@@ -535,6 +535,9 @@ def _run_upgrade(t: Tpl, lab: Lab, name: str, node: dict, target: Version, out: 
             raise Refusal(EXIT_UNREACHABLE if kind == "service_unavailable" else EXIT_PRECHECK,
                           f"Stage 2 refused: {msg}")
         raise Refusal(EXIT_FAILED, f"Stage 2 failed ({st or 'no answer'}): {msg}")
+    if body.get("lost_reply"):  # lab fault: the upgrade happened, the installer never heard it end
+        raise Refusal(EXIT_FAILED, f"Stage 2 failed: lost the connection to the new appliance {new_vm}; "
+                                   f"its state is unknown")
     out("Stage 2: 100% complete")
     out(f"Stage 2: the source appliance {node['vm']['name']} is powered off; {new_vm} took over its network "
         f"identity")

@@ -53,23 +53,30 @@ def read_lab(lab_dir: str | Path = DEFAULT_DIR) -> dict[str, Any]:
 
 
 def up(inventory: str | Path, lab_dir: str | Path = DEFAULT_DIR, time_scale: float = 0.001,
-       faults: str | None = None, timeout: float = 120.0, extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Start the twin; return lab.json. Refuses to start a second lab in the same folder."""
+       faults: str | None = None, timeout: float = 120.0, extra: tuple[str, ...] = (),
+       warm: bool = False) -> dict[str, Any]:
+    """Start the twin; return lab.json. Refuses to start a second lab in the same folder.
+
+    warm=True (tests and the fault harness, which start dozens of labs): the daemon is forked from an
+    already-imported process (lab/warmcli.py) instead of a fresh interpreter; it is the same daemon."""
     d = Path(lab_dir)
     d.mkdir(parents=True, exist_ok=True)
     if (d / "lab.json").exists():
         old = read_lab(d)
         if _alive(old.get("pid")) and old.get("running", True):
             raise LabError(f"a lab is already running in {d} (pid {old['pid']}): `invoke lab.down` first")
-    cmd = [sys.executable, "-m", "lab.daemon", "--inventory", str(inventory), "--dir", str(d),
-           "--time-scale", str(time_scale), *extra]
+    args = ["--inventory", str(inventory), "--dir", str(d), "--time-scale", str(time_scale), *extra]
     if faults:
-        cmd += ["--faults", str(faults)]
+        args += ["--faults", str(faults)]
     out = open(d / "daemon.out", "w")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                          os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, env=env)
+    if warm:
+        from lab.warmcli import WarmCli
+        proc: Any = WarmCli.shared().spawn(args, os.getcwd(), env, module="lab.daemon", stdout=out)
+    else:
+        proc = subprocess.Popen([sys.executable, "-m", "lab.daemon", *args], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

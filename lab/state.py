@@ -22,18 +22,22 @@ from typing import Any, Callable
 
 from orchestrator.core.versions import Version, catalogue, parse_version
 
-from .faults import Faults
+from . import boot, ledger
+from .faults import Fault, Faults
 
 # Realistic durations in seconds; multiplied by time_scale (and a `slow` fault factor).
 DURATIONS = {
     "backup": 600.0,
     "stage": 300.0,
-    "install": 2400.0,
+    "install": boot.INSTALL_SECONDS,  # of which the last boot.INSTALL_REBOOT_SECONDS reboot (lab/boot.py)
     "restore": 1800.0,
     "upgrade": 3600.0,   # installer major upgrade (stage 1 + stage 2)
     "rollback": 600.0,   # installer rollback (power operations)
+    "power_on": boot.POWER_ON_SECONDS,
 }
-REBOOT_PHASE = 0.85       # last 15% of an install: the appliance reboots, REST answers 503
+POWERED_OFF = "appliance VM powered off"
+# What a corrupted appliance no longer runs (it answers, health red): vCenter's vpxd, a PSC's directory + STS.
+CORRUPT_SERVICES = {"vcenter": ("vpxd",), "psc": ("vmdird", "vmware-stsd")}
 LOCATION_TYPES = ("FTP", "HTTP", "FTPS", "HTTPS", "SCP", "SFTP")
 LOCATION_TYPES_67U2 = ("NFS", "SMB")
 BACKUP_PARTS = ("common", "seat")
@@ -139,6 +143,8 @@ def node_from_inventory(domain: str, raw: dict) -> dict:
         "restore_job": None,
         "update": {"staged": None, "task": None, "failed": None, "latest_query_time": None},
         "broken": "",
+        "booting": None,
+        "deleted": False,
     }
     return node
 
@@ -173,6 +179,7 @@ class LabState:
             "backups": {},
             "repository": None,
             "vms": {},  # mgmt vcenter -> {vm name: "poweredOn"|"poweredOff"}
+            "ledger": [],  # lab/ledger.py: what happened to each node, whichever door it came through
         }
         for n in nodes.values():
             if n["vm"]["vcenter"]:
@@ -225,7 +232,7 @@ class LabState:
         return self.clock()
 
     def duration(self, node: str, kind: str) -> float:
-        return DURATIONS[kind] * self.time_scale * self.faults.slow_factor(node)
+        return DURATIONS[kind] * self.time_scale * self.faults.slow_factor(node, kind)
 
     def snapshot(self) -> dict:
         with self.lock:
@@ -245,8 +252,16 @@ class LabState:
                 self.save()
         self._fire()
 
+    def settle(self, name: str) -> None:
+        """Bring one node up to now before answering for it (a call that lands as its reboot begins gets
+        no answer, as on the appliance)."""
+        with self.lock:
+            if self._advance(name):
+                self.save()
+        self._fire()
+
     def _advance_all(self) -> bool:
-        changed = False
+        changed = self._apply_due_faults()
         for name in list(self.nodes):
             changed |= self._advance(name)
         return changed
@@ -268,6 +283,8 @@ class LabState:
         task = node["update"]["task"]
         if task and task["status"] == "RUNNING":
             changed |= self._advance_update(node, task)
+        if node.get("booting"):
+            changed |= self._advance_boot(node)
         return changed
 
     def _finish(self, job: dict, ok: bool, message: str, state_key: str = "state") -> None:
@@ -292,6 +309,7 @@ class LabState:
             rec["timestamp"] = self.now()
             self.data["backups"][f"{node['name']}/{job['id']}"] = rec
             self._finish(job, True, "Backup job completed successfully.")
+            self._record(node["name"], "backup_completed", id=job["id"])
             return True
         job["progress"] = pct
         return False
@@ -319,11 +337,13 @@ class LabState:
             node["broken"] = problem
             node["services"]["vpxd"] = "STOPPED"
             self._finish(job, False, problem)
+            self._record(node["name"], "restore_failed", backup=job["backup"])
             return True
         node["health"] = "green"
         node["broken"] = ""
         node["services"] = {s: "STARTED" for s in node["services"]}
         self._finish(job, True, "Restore job completed successfully.")
+        self._record(node["name"], "restore_completed", backup=job["backup"])
         return True
 
     def _restore_domain_problem(self, node: dict, rec: dict) -> str:
@@ -358,13 +378,15 @@ class LabState:
             task["progress"] = 50
             self._finish(task, False, task["fail"], "status")
             node["update"]["failed"] = task["version"]
+            self._record(node["name"], "install_failed", version=task["version"], error=task["fail"])
             if task.get("down"):
                 node["down"] = True
                 node["down_reason"] = "appliance went down during the update install"
                 node["health"] = "gray"
                 self._changed(node["name"])
             return True
-        if frac < 1.0:
+        reboot_at = _reboot_at(task)
+        if frac < reboot_at:
             task["progress"] = pct
             return False
         target = parse_version(task["release"], task["build"])
@@ -372,28 +394,110 @@ class LabState:
         if problem:
             self._finish(task, False, problem, "status")
             node["update"]["failed"] = task["version"]
+            self._record(node["name"], "install_failed", version=task["version"], error=problem)
             return True
+        # The packages are in: the appliance reboots into the new version and answers again only at the end.
         node["version"], node["build"] = target.release, target.build
         node["patched"] = True
-        node["boot"] += 1
         node["update"]["staged"] = None
         node["update"]["failed"] = None
         self._finish(task, True, "Installation completed.", "status")
-        self._changed(node["name"])
+        self._record(node["name"], "reboot_started", version=task["version"])
+        self._start_boot(node, task["duration"] * (1.0 - reboot_at), "install")
         return True
 
-    def rebooting(self, name: str) -> bool:
-        """True during the reboot phase of an install (REST answers 503)."""
+    # -- reboots and power-ons (lab/boot.py) --------------------------------------------------------
+    def _start_boot(self, node: dict, seconds: float, why: str) -> None:
+        node["booting"] = {**boot.start(self.now(), seconds, why), "phase": "os"}
+        node["boot"] += 1  # sessions do not survive a reboot
+        self._record(node["name"], "boot_started", why=why, seconds=seconds)
+        self._changed(node["name"])
+
+    def _advance_boot(self, node: dict) -> bool:
+        b = node["booting"]
+        ph = boot.phase(b, self.now())
+        if ph == b.get("phase"):
+            return False
+        self._changed(node["name"])
+        if ph is not None:
+            b["phase"] = ph  # the OS is up: the reverse proxy listens and answers 503
+            return True
+        node["booting"] = None
+        self._record(node["name"], "boot_completed", why=b["why"])
+        if b["why"] == "install":
+            self._record(node["name"], "install_completed", version=node["version"], build=node["build"])
+        return True
+
+    def reachability(self, name: str) -> str:
+        """'refused' (down, or rebooting: nothing listens), 'starting' (services start: 503) or 'up'."""
+        node = self.nodes[name]
+        if node["down"]:
+            return "refused"
+        return {"os": "refused", "services": "starting"}.get(boot.phase(node.get("booting"), self.now()) or "",
+                                                             "up")
+
+    def vim_answers(self, name: str) -> bool:
+        """A vCenter's vim25 endpoint (its vcsim) runs only when the appliance is up and vpxd runs."""
+        node = self.nodes[name]
+        return self.reachability(name) == "up" and node["services"].get("vpxd", "STARTED") == "STARTED"
+
+    # -- the lab's record (lab/ledger.py) and the faults that read it -------------------------------
+    def _record(self, name: str, event: str, **detail: Any) -> None:
+        ledger.append(self.data.setdefault("ledger", []), self.now(), name, event, **detail)
+        self._apply_due_faults()
+
+    def record(self, name: str, event: str, **detail: Any) -> None:
+        """Add to the record from outside the state (installer stand-in, VM watcher, REST twin)."""
         with self.lock:
-            task = self.node(name)["update"]["task"]
-            if not task or task["status"] != "RUNNING" or task["operation"] == "stage":
-                return False
-            frac, _ = self._progress(task)
-            start = REBOOT_PHASE
-            if task["operation"] == "stage-and-install":
-                st = task.get("stage_part", 0.0)
-                start = st + (1 - st) * REBOOT_PHASE
-            return frac >= start and not task.get("fail")
+            self.node(name)
+            self._record(name, event, **detail)
+            self.save()
+        self._fire()
+
+    def ledger_view(self, since: int = 0) -> dict:
+        with self.lock:
+            entries = list(self.data.get("ledger", []))
+        return {"events": copy.deepcopy(entries[since:]), "counts": ledger.counts(entries)}
+
+    def _apply_due_faults(self) -> bool:
+        roles = {n: d["role"] for n, d in self.nodes.items()}
+        applied = False
+        for f in self.faults.pending_node_faults():
+            if f.spent:  # applied meanwhile, by the record entry of another fault
+                continue
+            if f.after is not None and not ledger.met(self.data.get("ledger", []), f.after, roles):
+                continue
+            self.faults.spend(f)
+            if f.node in self.nodes:
+                self._break(f)
+                applied = True
+        return applied
+
+    def _break(self, f: Fault) -> None:
+        """down / corrupt / delete one node (lab/faults.py says what each means and what brings it back)."""
+        node = self.nodes[f.node]
+        reason = f.message or f"lab fault: {f.type}"
+        if f.type == "corrupt":
+            node.update(broken=reason, health="red")
+            for svc in CORRUPT_SERVICES[node["role"]]:
+                node["services"][svc] = "STOPPED"
+        else:
+            node.update(down=True, down_reason=reason, health="gray", booting=None, deleted=f.type == "delete")
+            node["boot"] += 1
+            if f.type == "delete":
+                self.data["vms"].get(node["vm"]["vcenter"], {}).pop(node["vm"]["name"], None)
+        self._record(f.node, f.type, reason=reason)
+        self._changed(f.node)
+
+    def break_node(self, name: str, kind: str, reason: str = "") -> dict:
+        """The control API's down / corrupt / delete: the same as the fault kind, now."""
+        with self.lock:
+            self.node(name)
+            self._break(Fault(type=kind, node=name, message=reason))
+            self.save()
+            out = copy.deepcopy(self.nodes[name])
+        self._fire()
+        return out
 
     # -- domain rules -------------------------------------------------------------------------------
     def _update_rule_problem(self, node: dict, target: Version) -> str:
@@ -412,6 +516,14 @@ class LabState:
             return (f"all Platform Services Controllers of the SSO domain must be at {target.release} or later "
                     f"before a vCenter Server is; older: {names}")
         return ""
+
+    def _psc_unreachable(self, node: dict) -> str:
+        """A vCenter's update or upgrade needs its PSC (the SSO credentials are checked there), or ''."""
+        psc = node.get("psc") or ""
+        if node["role"] != "vcenter" or psc not in self.nodes or self.reachability(psc) == "up":
+            return ""
+        return (f"cannot reach the Platform Services Controller {psc} of {node['name']}: the Single Sign-On "
+                f"credentials cannot be verified")
 
     def domain_versions(self) -> dict[str, str]:
         return {p["name"]: f"{p['version']} build {p['build']}" for p in self.pscs()}
@@ -445,6 +557,7 @@ class LabState:
                 },
             }
             node["backup_jobs"][bid] = job
+            self._record(name, "backup_started", id=bid)
             self.save()
             return job
 
@@ -565,6 +678,7 @@ class LabState:
                    "duration": self.duration(name, "restore"), "end": None,
                    "fail": self.faults.step_failure(name, "restore"), "backup": v["backup"]}
             node["restore_job"] = job
+            self._record(name, "restore_started", backup=v["backup"])
             self.save()
             return copy.deepcopy(job)
 
@@ -668,7 +782,7 @@ class LabState:
                 pw = (user_data or {}).get("vmdir.password")
                 if pw != self.data["sso_password"]:
                     raise LabError("Invalid value for vmdir.password: the SSO administrator password is incorrect")
-                problem = self._update_rule_problem(node, target)
+                problem = self._update_rule_problem(node, target) or self._psc_unreachable(node)
                 if problem:
                     raise LabError(problem, "not_allowed_in_current_state", 400)
                 if operation == "stage-and-install":
@@ -690,6 +804,8 @@ class LabState:
                     "end": None, "duration": dur, "version": vstr, "release": target.release, "build": target.build,
                     "fail": fail, "down": down, "stage_part": stage_part, "error": None}
             u["task"] = task
+            self._record(name, "stage_started" if operation == "stage" else "install_started", version=vstr,
+                         operation=operation)
             self.save()
             return copy.deepcopy(task)
 
@@ -716,32 +832,53 @@ class LabState:
             if version:
                 v = catalogue().resolve(parse_version(version, build))
                 node["version"], node["build"] = v.release, v.build
-            node.update(restore_mode=True, down=False, down_reason="", health="gray", broken="",
-                        data={}, instance_uuid=str(uuid.uuid4()), install_time=self.now(), patched=False)
+            node.update(restore_mode=True, down=False, down_reason="", health="gray", broken="", deleted=False,
+                        booting=None, data={}, instance_uuid=str(uuid.uuid4()), install_time=self.now(),
+                        patched=False)
+            node["services"] = {s: "STARTED" for s in node["services"]}
             node["boot"] += 1
             node["restore_job"] = None
             node["update"] = {"staged": None, "task": None, "failed": None, "latest_query_time": None}
+            if node["vm"]["vcenter"]:  # the installer's restore workflow deployed a new appliance VM
+                self.data["vms"].setdefault(node["vm"]["vcenter"], {})[node["vm"]["name"]] = "poweredOn"
+            self._record(name, "restore_mode", version=node["version"])
             self._changed(name)
             self.save()
             out = copy.deepcopy(node)
         self._fire()
         return out
 
-    def set_down(self, name: str, down: bool, reason: str = "") -> dict:
+    def set_down(self, name: str, down: bool, reason: str = "", event: str | None = None) -> dict:
+        """down=True: nothing answers; down=False: answers at once (revive), or after a boot (event
+        "power_on": the appliance VM was powered on). A deleted node comes back only by restore-mode."""
         with self.lock:
             node = self.node(name)
+            if not down and node.get("deleted"):
+                raise LabError(f"{name} was deleted: only a restore onto a newly deployed appliance brings it "
+                               f"back (POST /lab/node/{name}/restore-mode, then the restore job)",
+                               "not_allowed_in_current_state", 400)
             node["down"] = down
             node["down_reason"] = reason if down else ""
+            node["booting"] = None
             if down:
                 node["health"] = "gray"
             elif node["health"] == "gray" and not node["restore_mode"]:
                 node["health"] = "red" if node["broken"] else "green"
             node["boot"] += 1
+            self._record(name, event or ("down" if down else "revive"), reason=reason)
+            if event == "power_on":
+                self._start_boot(node, self.duration(name, "power_on"), "power_on")
             self._changed(name)
             self.save()
             out = copy.deepcopy(node)
         self._fire()
         return out
+
+    def set_vm_power(self, mgmt: str, states: dict[str, str]) -> None:
+        """What the management vCenter says of its VMs (the lab restarts with them as they were)."""
+        with self.lock:
+            self.data["vms"][mgmt] = dict(states)
+            self.save()
 
     def set_data(self, name: str, values: dict) -> dict:
         with self.lock:
@@ -764,7 +901,7 @@ class LabState:
             if vc["role"] != "vcenter" or p["role"] != "psc":
                 raise LabError(f"repoint needs a vCenter and a PSC, got {vc['role']} {vcenter} and "
                                f"{p['role']} {psc}")
-            if p["down"]:
+            if self.reachability(psc) != "up":
                 raise LabError(f"PSC {psc} is unreachable", "service_unavailable", 400)
             if vc["site"] != p["site"]:
                 raise LabError(f"cannot repoint {vcenter} (site {vc['site']}) to {psc} (site {p['site']}): "
@@ -784,7 +921,7 @@ class LabState:
     def check_major_upgrade(self, name: str, target: Version) -> None:
         node = self.node(name)
         src = version_of(node)
-        if node["down"]:
+        if self.reachability(name) != "up":
             raise LabError(f"source {name} is unreachable", "service_unavailable", 400)
         if target <= src:
             raise LabError(f"target {target.release} is not newer than the source {src.release}")
@@ -800,7 +937,7 @@ class LabState:
             raise LabError(f"{target.release} has no external Platform Services Controller: a PSC cannot be "
                            f"upgraded to it (converge, then decommission)")
         if node["role"] == "vcenter":
-            problem = self._update_rule_problem(node, target)
+            problem = self._update_rule_problem(node, target) or self._psc_unreachable(node)
             if problem:
                 raise LabError(problem, "not_allowed_in_current_state", 400)
 
@@ -824,6 +961,8 @@ class LabState:
                 node["data"] = {"generation": 1}
             node["boot"] += 1
             node["update"] = {"staged": None, "task": None, "failed": None, "latest_query_time": None}
+            self._record(name, "install_completed", version=target.release, build=target.build,
+                         method="installer", vm=new_vm_name)
             self._changed(name)
             self.save()
             out = copy.deepcopy(node)
@@ -839,9 +978,16 @@ class LabState:
                 return
             target.update(copy.deepcopy(persona))
             if which == "current":
+                broken = persona.get("broken") or ""
+                node.update(broken=broken, health="red" if broken else "green")
+                if node["down"]:  # a crashed appliance reverted: off, as a non-memory snapshot leaves it, and
+                    node["down_reason"] = POWERED_OFF  # it boots from the snapshot at the next power-on
+                if not broken:
+                    node["services"] = {s: "STARTED" for s in node["services"]}
                 node["boot"] += 1
                 node["update"] = {"staged": None, "task": None, "failed": None, "latest_query_time": None}
                 self._changed(name)
+            self._record(name, "revert", vm=which, version=persona.get("version"))
             self.save()
         self._fire()
 
@@ -860,14 +1006,20 @@ class LabState:
             node.update(copy.deepcopy(prev))
             node.update(previous=None, down=False, down_reason="", health="green", broken="",
                         restore_mode=False)
-            node["boot"] += 1
             node["update"] = {"staged": None, "task": None, "failed": None, "latest_query_time": None}
-            self._changed(name)
+            self._record(name, "rollback", vm=prev["vm"]["name"], version=prev["version"])
+            self._start_boot(node, self.duration(name, "power_on"), "power_on")  # the source boots
             self.save()
             out = copy.deepcopy(node)
             out["new_vm"] = new_vm
         self._fire()
         return out
+
+
+def _reboot_at(task: dict) -> float:
+    """Where in an install task's progress its reboot begins (after the staging share, if any)."""
+    st = task.get("stage_part", 0.0) if task["operation"] == "stage-and-install" else 0.0
+    return st + (1 - st) * boot.REBOOT_PHASE
 
 
 def backup_password_problem(pw: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-PERSONA_KEYS = ("version", "build", "instance_uuid", "moref_salt", "install_time", "patched", "data")
+PERSONA_KEYS = ("version", "build", "instance_uuid", "moref_salt", "install_time", "patched", "data", "broken")
 
 
 def persona_of(node: dict, which: str) -> dict | None:
@@ -42,6 +42,7 @@ class VmWatcher:
         self.lab, self.mgmt, self.interval = lab, mgmt_name, interval
         self.seen: set[str] = set()
         self.snapshots: dict[str, tuple[str, dict]] = {}  # snapshot moref -> (vm name, persona)
+        self._polling = threading.Lock()  # one poll at a time: a task is applied once, in the order it ran
         self._thread = threading.Thread(target=self._loop, name=f"lab-vmwatch-{mgmt_name}", daemon=True)
 
     def start(self) -> "VmWatcher":
@@ -66,6 +67,12 @@ class VmWatcher:
                 self.lab.log(f"vmwatch {self.mgmt}: {type(exc).__name__}: {exc}")
 
     def poll(self) -> None:
+        """Apply every finished task not seen yet. Also called by the lab itself (see Lab.follow_vms), so that
+        a control operation answers only once its own power operations have reached the node."""
+        with self._polling:
+            self._poll()
+
+    def _poll(self) -> None:
         with self.lab._mgmt_lock:
             si = self._si()
             tm = si.content.taskManager
@@ -120,6 +127,7 @@ class VmWatcher:
                     state.save()
                 self.lab.log(f"vmwatch: snapshot {result._moId} of {vm_name} keeps {node[0]} at "
                              f"{persona['version'] if persona else '?'}")
+                state.record(node[0], "snapshot", vm=vm_name, which=node[1])
         elif "reverttosnapshot" in d and entity:
             vm, persona = self.snapshots.get(entity, (None, None))
             node = self._node_of(vm) if vm else None

@@ -62,6 +62,21 @@ class RefusedError(VcwaveError):
 
 
 class StepFailed(VcwaveError):
-    """A step on a live node failed; the wave stopped in a journaled state. Exit 1."""
+    """A step on a live node failed; the wave stopped in a journaled state. Exit 1, or 2 when what failed
+    every step was a bad server answer (the README's promise for bad input of any kind)."""
 
     exit_code = 1
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        self.exit_code = exit_code
+        super().__init__(message)
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """2 when a bad input or a bad server answer caused `exc` (anywhere in its chain of causes), else 1."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "exit_code", 1) == 2:
+            return 2
+        seen = seen.__cause__ or seen.__context__
+    return 1

@@ -22,3 +22,69 @@ def require_vcsim() -> Path:
 @pytest.fixture(scope="session")
 def vcsim_binary() -> Path:
     return require_vcsim()
+
+
+@pytest.fixture(autouse=True)
+def structlog_reset():
+    """Every test leaves logging as it found it. A command run in-process configures structlog with the
+    sys.stderr of that moment, pytest's capture file for that test, closed afterwards: a later test on the
+    same worker that logs (e.g. the lock's stale_broken warning) then failed with "I/O operation on closed
+    file", depending on the order the tests ran in."""
+    yield
+    import structlog
+
+    import orchestrator.log as olog
+    structlog.reset_defaults()
+    olog._configured = False
+
+
+# -- tiers ---------------------------------------------------------------------------------------------------
+FULL_SWEEP = {"on": False}  # set from --full before collection; read by examples()
+
+
+def examples(n: int) -> int:
+    """Hypothesis examples per property: n in the full sweep, a third by default. Every property still runs on
+    every default run (each rule checked), on fewer random domains; the sweep searches the space harder."""
+    return n if FULL_SWEEP["on"] else max(10, n // 3)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    FULL_SWEEP["on"] = bool(config.getoption("--full"))
+
+
+# The default run (`python3 -m pytest -q`, what CI runs) covers every behaviour once; `--full` adds the sweep
+# (every crash point, every bad input, the benchmarks). Full-only tests are deselected, not skipped: a skip
+# would read as "something is missing", and nothing is.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true", default=False,
+                     help="the full sweep: also the tests marked `full` (every crash point, the benchmarks) "
+                          "and 3x the Hypothesis examples")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups it adds
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--full"):
+        keep, drop = [], []
+        for item in items:
+            (drop if item.get_closest_marker("full") else keep).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+    for item in items:
+        group = module_fixture_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def module_fixture_group(item: pytest.Item) -> str | None:
+    """Tests that share a module fixture which builds something on disk (a lab, a prepared domain, a whole
+    run observed once: it asks for tmp_path_factory) go to one xdist worker, so it is built once, as without
+    xdist. Cheap module fixtures ("vcsim is there", a parsed inventory) do not group: those tests are handed
+    out one by one, so a module's slow lab tests run side by side."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    shared = sorted(name for name, defs in info.name2fixturedefs.items()
+                    if name in info.argnames and defs and defs[-1].scope == "module"
+                    and "tmp_path_factory" in defs[-1].argnames)
+    return f"{item.module.__name__}::{shared[0]}" if shared else None

@@ -21,10 +21,11 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from orchestrator import stop
 from orchestrator.clients import tls
-from orchestrator.clients.retry import (BadRequest, ClientError, DeadlineExceeded, NotFound, RetryPolicy,
+from orchestrator.clients.answers import bounded_response
+from orchestrator.clients.retry import (BadAnswer, BadRequest, ClientError, DeadlineExceeded, NotFound, RetryPolicy,
                                         ServerError, ServiceUnavailable, SessionExpired, TransientError,
                                         Unauthorized, Unsupported, RETRIES, call_with_retry,
-                                        polling)
+                                        default_policy, polling)
 from orchestrator.log import get_logger
 from orchestrator.secrets import Secret, as_secret
 
@@ -32,13 +33,17 @@ SESSION_HEADER = "vmware-api-session-id"
 JOB_TERMINAL = ("SUCCEEDED", "FAILED")
 UPDATE_BUSY = ("STAGE_IN_PROGRESS", "INSTALL_IN_PROGRESS", "ROLLBACK_IN_PROGRESS")
 SOURCE_TYPES = ("LOCAL", "LOCAL_AND_ONLINE", "LAST_CHECK")
+MAX_BODY = 4 * 1024 * 1024   # the largest documented answer (the services list) is tens of KB
+NONE = type(None)
 
 J = TypeVar("J")
 
 
 # -- typed results -------------------------------------------------------------------------------------
 def _msgs(raw: Any) -> tuple[str, ...]:
-    """vapi LocalizableMessage list -> texts."""
+    """vapi LocalizableMessage list -> texts (a lone message or a garbage value is kept as its text)."""
+    if raw and not isinstance(raw, (list, tuple)):
+        raw = [raw]
     out = []
     for m in raw or ():
         if isinstance(m, dict):
@@ -212,13 +217,32 @@ def _task(raw: Any) -> UpdateTask | None:
     return UpdateTask(str(raw.get("operation", "")), str(raw.get("status", "")), pct, message, str(err or ""))
 
 
+def _text(v: Any) -> str:
+    """An id or a name: a string or a number, never a structure (that would be a garbage answer)."""
+    if isinstance(v, (dict, list)) or v is None:
+        raise TypeError(f"expected an id, got {json.dumps(v)[:40]}")
+    return str(v)
+
+
+def _services(raw: Any) -> tuple[Service, ...]:
+    if isinstance(raw, dict):  # /api style: map
+        raw = [{"key": k, "value": v} for k, v in raw.items()]
+    out = []
+    for e in raw:
+        v = e.get("value", {})
+        out.append(Service(_text(e.get("key")), str(v.get("state", "")), str(v.get("health", "") or ""),
+                           str(v.get("startup_type", "") or "")))
+    return tuple(sorted(out, key=lambda s: s.name))
+
+
 # -- the client -----------------------------------------------------------------------------------------
 class ApplianceClient:
     """One appliance's REST API. `password` is a Secret (a plain str is wrapped)."""
 
     def __init__(self, base_url: str, user: str, password: Secret | str, *, verify: bool | str = True,
                  thumbprint: str | None = None, timeout: float = 30.0, node: str = "", api_style: str = "rest",
-                 retry_policy: RetryPolicy | None = None) -> None:
+                 retry_policy: RetryPolicy | None = None, connect_timeout: float = 10.0,
+                 total_timeout: float = 120.0, max_body: int = MAX_BODY) -> None:
         u = urlsplit(base_url)
         if not u.hostname:
             raise ValueError(f"bad appliance URL {base_url!r}")
@@ -233,7 +257,10 @@ class ApplianceClient:
         self.base_url = f"{self.scheme}://{u.netloc}"
         self.user = user
         self._password = as_secret(password)
-        self.timeout = timeout
+        self.timeout = timeout                # per read: no byte for this long is a dead answer
+        self.connect_timeout = connect_timeout
+        self.total_timeout = total_timeout    # per request, however the bytes trickle in
+        self.max_body = max_body
         self.retry_policy = retry_policy
         self._thumbprint = thumbprint
         self._ctx = None
@@ -246,11 +273,11 @@ class ApplianceClient:
     # -- transport ---------------------------------------------------------------------------------------
     def _connection(self) -> http.client.HTTPConnection:
         if self.scheme == "http":
-            return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            return http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
         if self._thumbprint:
             return tls.PinnedHTTPSConnection(self.host, self.port, thumbprint=self._thumbprint, node=self.node,
-                                             timeout=self.timeout, context=self._ctx)
-        return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self._ctx)
+                                             timeout=self.connect_timeout, context=self._ctx)
+        return http.client.HTTPSConnection(self.host, self.port, timeout=self.connect_timeout, context=self._ctx)
 
     def _path(self, rest_path: str) -> str:
         """`rest_path` is written in /rest form without the prefix: 'appliance/system/version'."""
@@ -268,12 +295,13 @@ class ApplianceClient:
             hdrs["Content-Type"] = "application/json"
         hdrs.update(headers or {})
         conn = self._connection()
+        conn.response_class = bounded_response(self.node, f"{method} {path}", max_body=self.max_body,
+                                               total=self.total_timeout, per_read=self.timeout)
         try:
             self.requests += 1
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
-            payload = resp.read()
-            return resp.status, payload, resp.getheader("Content-Type", "") or ""
+            return resp.status, resp.read(), resp.getheader("Content-Type", "") or ""
         finally:
             conn.close()
 
@@ -307,28 +335,58 @@ class ApplianceClient:
                               error_type=etype, messages=messages, **kw)
         return ServerError(f"HTTP {status} on {where}: {detail}", **kw)
 
-    def _once(self, method: str, path: str, what: str, body: Any) -> Any:
+    def _json(self, payload: bytes, ctype: str, method: str, path: str) -> Any:
+        """A 2xx answer's document: JSON by content type and by content, or BadAnswer naming the path."""
+        where = f"{method} {path}"
+        if not payload:
+            return None
+        if "json" not in ctype.lower():
+            raise BadAnswer(f"answer is {ctype or 'untyped'}, not JSON: "
+                            f"{payload[:80].decode('utf-8', 'replace')!r}", node=self.node, what=where)
+        try:
+            return json.loads(payload)
+        except ValueError as exc:
+            raise BadAnswer(f"answer is not valid JSON ({exc}; truncated?)", node=self.node,
+                            what=where) from None
+
+    def _expect(self, value: Any, expect: tuple[type, ...], method: str, path: str) -> Any:
+        """The documented shape of a result (a struct, a list, a string): anything else is a BadAnswer,
+        so that no caller ever reads `.get` of a list or a field of None."""
+        if not isinstance(value, expect) or isinstance(value, bool) and bool not in expect:
+            names = " or ".join("nothing" if t is NONE else {dict: "an object", list: "a list", str: "a string"}
+                                .get(t, t.__name__) for t in expect)
+            raise BadAnswer(f"answer is {type(value).__name__} {json.dumps(value)[:60]}, "
+                            f"expected {names}", node=self.node, what=f"{method} {path}")
+        return value
+
+    def _once(self, method: str, path: str, what: str, body: Any, expect: tuple[type, ...],
+              convert: Callable[[Any], Any] | None) -> Any:
         if self._sid is None:
             self._login_once()
         status, payload, ctype = self._raw(method, path, body, {SESSION_HEADER: self._sid or ""})
-        if 200 <= status < 300:
-            if not payload:
-                return None
-            try:
-                doc = json.loads(payload)
-            except ValueError:
-                raise ServerError(f"garbled answer to {method} {path} (not JSON, {len(payload)} bytes)",
-                                  node=self.node, what=what) from None
-            if self.api_style == "rest" and isinstance(doc, dict) and "value" in doc:
-                return doc["value"]
+        if not 200 <= status < 300:
+            raise self._error(status, payload, ctype, method, path, what, with_session=True)
+        doc = self._json(payload, ctype, method, path)
+        if self.api_style == "rest" and isinstance(doc, dict) and "value" in doc:
+            doc = doc["value"]
+        doc = self._expect(doc, expect, method, path)
+        if convert is None:
             return doc
-        raise self._error(status, payload, ctype, method, path, what, with_session=True)
+        try:
+            return convert(doc)
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            raise BadAnswer(f"answer lacks the documented fields ({type(exc).__name__}: "
+                            f"{exc})", node=self.node, what=f"{method} {path}") from None
 
     def _call(self, method: str, rest_path: str, what: str, *, body: Any = None,
-              query: Mapping[str, str] | None = None, idempotent: bool = True) -> Any:
+              query: Mapping[str, str] | None = None, idempotent: bool = True,
+              expect: tuple[type, ...] = (dict,), convert: Callable[[Any], Any] | None = None) -> Any:
+        """One call, retried by the one policy; the answer checked for its JSON shape (`expect`) and turned
+        into a typed result (`convert`) inside the retry, so a garbage answer to a GET is asked again."""
         path = self._path(rest_path) + (("?" + urlencode(query)) if query else "")
-        return call_with_retry(lambda: self._once(method, path, what, body), what=what, node=self.node,
-                               idempotent=idempotent, relogin=self._relogin, policy=self.retry_policy)
+        return call_with_retry(lambda: self._once(method, path, what, body, expect, convert), what=what,
+                               node=self.node, idempotent=idempotent, relogin=self._relogin,
+                               policy=self.retry_policy)
 
     # -- session -------------------------------------------------------------------------------------------
     def _login_once(self) -> str:
@@ -337,9 +395,9 @@ class ApplianceClient:
         status, payload, ctype = self._raw("POST", path, None, {"Authorization": f"Basic {token}"})
         if not 200 <= status < 300:
             raise self._error(status, payload, ctype, "POST", path, "session.create", with_session=False)
-        doc = json.loads(payload)
-        sid = doc["value"] if isinstance(doc, dict) else doc
-        self._sid = str(sid)
+        doc = self._json(payload, ctype, "POST", path)
+        sid = doc.get("value") if isinstance(doc, dict) else doc  # /rest wraps the id, /api does not
+        self._sid = self._expect(sid, (str,), "POST", path)
         Secret(self._sid)  # registers the session id for scrubbing
         self._log.debug("appliance.session_created", node=self.node)
         return self._sid
@@ -376,33 +434,26 @@ class ApplianceClient:
 
     # -- system ------------------------------------------------------------------------------------------
     def version(self) -> ApplianceVersion:
-        v = self._call("GET", "appliance/system/version", "system.version")
-        return ApplianceVersion(str(v.get("version", "")), str(v.get("build", "")), str(v.get("product", "")),
-                                str(v.get("type", "")), str(v.get("install_time", "")),
-                                str(v.get("releasedate", "") or ""), str(v.get("summary", "") or ""))
+        return self._call("GET", "appliance/system/version", "system.version", convert=lambda v: ApplianceVersion(
+            str(v.get("version", "")), str(v.get("build", "")), str(v.get("product", "")), str(v.get("type", "")),
+            str(v.get("install_time", "")), str(v.get("releasedate", "") or ""), str(v.get("summary", "") or "")))
 
     HEALTH_ITEMS = ("load", "mem", "storage", "swap", "database-storage", "softwarepackages")
 
     def health(self, items: Iterable[str] = HEALTH_ITEMS) -> Health:
-        system = self._call("GET", "appliance/health/system", "health.system")
+        system = self._call("GET", "appliance/health/system", "health.system", expect=(str,))
         sub = []
         for item in items:
             try:
-                sub.append((item, str(self._call("GET", f"appliance/health/{item}", f"health.{item}"))))
+                sub.append((item, self._call("GET", f"appliance/health/{item}", f"health.{item}",
+                                                   expect=(str,))))
             except NotFound:
                 continue
         return Health(str(system), tuple(sub))
 
     def services(self) -> tuple[Service, ...]:
-        raw = self._call("GET", "appliance/vmon/service", "vmon.services")
-        if isinstance(raw, dict):  # /api style: map
-            raw = [{"key": k, "value": v} for k, v in raw.items()]
-        out = []
-        for e in raw or ():
-            v = e.get("value", {})
-            out.append(Service(str(e.get("key")), str(v.get("state", "")), str(v.get("health", "") or ""),
-                               str(v.get("startup_type", "") or "")))
-        return tuple(sorted(out, key=lambda s: s.name))
+        return self._call("GET", "appliance/vmon/service", "vmon.services", expect=(list, dict),
+                          convert=_services)
 
     # -- backup ------------------------------------------------------------------------------------------
     @staticmethod
@@ -424,19 +475,20 @@ class ApplianceClient:
             piece["backup_password"] = bp.reveal()
         if comment:
             piece["comment"] = comment
-        v = self._call("POST", "appliance/recovery/backup/job", "backup.start", body={"piece": piece},
-                       idempotent=False)
-        return str(v["id"])
+        return self._call("POST", "appliance/recovery/backup/job", "backup.start", body={"piece": piece},
+                          idempotent=False, convert=lambda v: _text(v["id"]))
 
     def backup_job(self, job_id: str) -> BackupJob:
-        return self._backup_job(self._call("GET", f"appliance/recovery/backup/job/{quote(job_id, safe='')}",
-                                           "backup.job"))
+        return self._call("GET", f"appliance/recovery/backup/job/{quote(job_id, safe='')}", "backup.job",
+                          convert=self._backup_job)
 
     def backup_jobs(self) -> tuple[str, ...]:
-        return tuple(str(x) for x in self._call("GET", "appliance/recovery/backup/job", "backup.jobs") or ())
+        return self._call("GET", "appliance/recovery/backup/job", "backup.jobs", expect=(list, NONE),
+                          convert=lambda ids: tuple(_text(x) for x in ids or ()))
 
     def backup_cancel(self, job_id: str) -> None:
-        self._call("POST", f"appliance/recovery/backup/job/{quote(job_id, safe='')}/cancel", "backup.cancel")
+        self._call("POST", f"appliance/recovery/backup/job/{quote(job_id, safe='')}/cancel", "backup.cancel",
+                   expect=(NONE, dict))
 
     # -- restore (only on a freshly deployed appliance in restore mode) -------------------------------------
     @staticmethod
@@ -463,8 +515,8 @@ class ApplianceClient:
                          sso_admin_user_password: Secret | str | None = None) -> RestoreValidation:
         piece = self._restore_piece(location_type, location, location_user, location_password, backup_password,
                                     sso_admin_user_name, sso_admin_user_password, False)
-        v = self._call("POST", "appliance/recovery/restore/validate", "restore.validate", body={"piece": piece})
-        return RestoreValidation(str(v.get("status", "")), _msgs(v.get("messages")))
+        return self._call("POST", "appliance/recovery/restore/validate", "restore.validate", body={"piece": piece},
+                          convert=lambda v: RestoreValidation(str(v.get("status", "")), _msgs(v.get("messages"))))
 
     def restore_start(self, *, location_type: str, location: str, location_user: str | None = None,
                       location_password: Secret | str | None = None, backup_password: Secret | str | None = None,
@@ -472,9 +524,8 @@ class ApplianceClient:
                       ignore_warnings: bool = False) -> RestoreJob:
         piece = self._restore_piece(location_type, location, location_user, location_password, backup_password,
                                     sso_admin_user_name, sso_admin_user_password, ignore_warnings)
-        v = self._call("POST", "appliance/recovery/restore/job", "restore.start", body={"piece": piece},
-                       idempotent=False)
-        return self._restore_job(v)
+        return self._call("POST", "appliance/recovery/restore/job", "restore.start", body={"piece": piece},
+                          idempotent=False, convert=self._restore_job)
 
     @staticmethod
     def _restore_job(v: dict) -> RestoreJob:
@@ -482,7 +533,7 @@ class ApplianceClient:
                           v.get("start_time"), v.get("end_time"))
 
     def restore_job(self) -> RestoreJob:
-        return self._restore_job(self._call("GET", "appliance/recovery/restore/job", "restore.job"))
+        return self._call("GET", "appliance/recovery/restore/job", "restore.job", convert=self._restore_job)
 
     # -- update (6.7+) -----------------------------------------------------------------------------------
     def _update_call(self, method: str, rest_path: str, what: str, **kw: Any) -> Any:
@@ -498,9 +549,8 @@ class ApplianceClient:
             raise
 
     def update_state(self) -> UpdateState:
-        v = self._update_call("GET", "appliance/update", "update.get")
-        return UpdateState(str(v.get("state", "")), str(v.get("version", "") or ""), v.get("latest_query_time"),
-                           _task(v.get("task")))
+        return self._update_call("GET", "appliance/update", "update.get", convert=lambda v: UpdateState(
+            str(v.get("state", "")), str(v.get("version", "") or ""), v.get("latest_query_time"), _task(v.get("task"))))
 
     @staticmethod
     def _pending(v: dict, version: str = "") -> PendingUpdate:
@@ -512,18 +562,19 @@ class ApplianceClient:
     def update_pending(self, source_type: str = "LOCAL_AND_ONLINE") -> tuple[PendingUpdate, ...]:
         if source_type not in SOURCE_TYPES:
             raise ValueError(f"source_type must be one of {SOURCE_TYPES}")
-        raw = self._update_call("GET", "appliance/update/pending", "update.pending",
-                                query={"source_type": source_type})
-        return tuple(self._pending(v) for v in raw or ())
+        return self._update_call("GET", "appliance/update/pending", "update.pending",
+                                 query={"source_type": source_type}, expect=(list, NONE),
+                                 convert=lambda raw: tuple(self._pending(v) for v in raw or ()))
 
     def update_precheck(self, version: str) -> PrecheckResult:
-        v = self._update_call("POST", f"appliance/update/pending/{quote(version, safe='')}", "update.precheck",
-                              query={"action": "precheck"})
-        issues = v.get("issues") or {}
-        qs = tuple(str(q.get("data_item", "")) for q in v.get("questions") or () if isinstance(q, dict))
-        return PrecheckResult(version, v.get("check_time"), _issue_texts(issues.get("errors")),
-                              _issue_texts(issues.get("warnings")), _issue_texts(issues.get("info")), qs,
-                              bool(v.get("reboot_required", True)))
+        def result(v: dict) -> PrecheckResult:
+            issues = v.get("issues") or {}
+            qs = tuple(str(q.get("data_item", "")) for q in v.get("questions") or () if isinstance(q, dict))
+            return PrecheckResult(version, v.get("check_time"), _issue_texts(issues.get("errors")),
+                                  _issue_texts(issues.get("warnings")), _issue_texts(issues.get("info")), qs,
+                                  bool(v.get("reboot_required", True)))
+        return self._update_call("POST", f"appliance/update/pending/{quote(version, safe='')}", "update.precheck",
+                                 query={"action": "precheck"}, convert=result)
 
     def _user_data(self, user_data: Mapping[str, Secret | str] | None) -> Any:
         plain = {k: (v.reveal() if isinstance(v, Secret) else str(v)) for k, v in (user_data or {}).items()}
@@ -535,25 +586,25 @@ class ApplianceClient:
 
     def update_stage(self, version: str) -> None:
         self._update_call("POST", f"appliance/update/pending/{quote(version, safe='')}", "update.stage",
-                          query={"action": "stage"}, idempotent=False)
+                          query={"action": "stage"}, idempotent=False, expect=(NONE, dict))
 
     def update_validate(self, version: str, user_data: Mapping[str, Secret | str]) -> tuple[str, ...]:
-        v = self._update_call("POST", f"appliance/update/pending/{quote(version, safe='')}", "update.validate",
-                              query={"action": "validate"}, body={"user_data": self._user_data(user_data)})
-        return _issue_texts((v or {}).get("errors"))
+        return self._update_call("POST", f"appliance/update/pending/{quote(version, safe='')}", "update.validate",
+                                 query={"action": "validate"}, body={"user_data": self._user_data(user_data)},
+                                 expect=(NONE, dict), convert=lambda v: _issue_texts((v or {}).get("errors")))
 
     def update_install(self, version: str, user_data: Mapping[str, Secret | str]) -> None:
         self._update_call("POST", f"appliance/update/pending/{quote(version, safe='')}", "update.install",
                           query={"action": "install"}, body={"user_data": self._user_data(user_data)},
-                          idempotent=False)
+                          idempotent=False, expect=(NONE, dict))
 
     def update_staged(self) -> StagedUpdate | None:
         """The staged update, or None when nothing is staged."""
         try:
-            v = self._update_call("GET", "appliance/update/staged", "update.staged")
+            return self._update_call("GET", "appliance/update/staged", "update.staged", convert=lambda v: StagedUpdate(
+                str(v.get("version", "")), bool(v.get("staging_complete", False))))
         except NotFound:
             return None
-        return StagedUpdate(str(v.get("version", "")), bool(v.get("staging_complete", False)))
 
     # -- waiting -----------------------------------------------------------------------------------------
     def wait_job(self, get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[[J], None] | None = None,
@@ -571,18 +622,24 @@ def wait_job(get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[
     """Poll `get_fn()` with capped exponential backoff until `done(job)` (default: `job.done`), within an
     overall `deadline` (seconds). Emits a `job.progress` event (percent, elapsed, node) on each change.
     Transient failures of a poll (503 while the appliance reboots, a refused connection) are tolerated until
-    the deadline; permanent ones are raised."""
+    the deadline; permanent ones are raised, and so is a garbage answer repeated as many times in a row as
+    the retry policy has attempts (a rebooting node refuses or answers 503; it does not answer garbage)."""
     log = get_logger("vcwave.appliance")
     is_done = done or (lambda j: bool(getattr(j, "done")))
     start = clock()
     interval = initial
     last: tuple | None = None
+    garbage = 0
     while True:
         elapsed = clock() - start
         try:
             with polling():
                 job = get_fn()
+            garbage = 0
         except TransientError as exc:
+            garbage = garbage + 1 if isinstance(exc, BadAnswer) else 0
+            if garbage >= default_policy().attempts:
+                raise
             RETRIES.add(f"{what}.poll")
             log.info("job.poll_failed", node=node, what=what, elapsed=round(elapsed, 2), error=exc.message)
             job = None

@@ -6,9 +6,9 @@ Why here: retries hide faults, so they must be few, visible and bounded. Every c
 a refused precheck, an unsupported path, a TLS failure). Each retry is a structlog event `client.retry` with
 the attempt number and the wait; the process-wide `RETRIES` counter feeds the rehearsal summary.
 
-Non-idempotent calls (starting a backup job, an update install) are not repeated after an ambiguous failure
-(a reset or timeout after the request was sent): the server may have acted on it. They raise `Ambiguous`,
-a permanent error telling the caller to look at the node before repeating.
+Non-idempotent calls (starting a backup job, an update install) are not repeated after an ambiguous
+failure (a reset, a timeout or a garbage answer after the request was sent): the server may have acted.
+They raise `Ambiguous`, a permanent error telling the caller to look at the node before repeating.
 """
 from __future__ import annotations
 
@@ -65,6 +65,17 @@ class Timeout(TransientError):
 
 class ServiceUnavailable(TransientError):
     """HTTP 502/503/504."""
+
+
+class BadAnswer(TransientError):
+    """The node answered, but not what its API documents: not JSON, an HTML page, the wrong shape, a body
+    over the size cap or one that did not arrive within the request's total deadline.
+
+    Transient, so a GET is asked again (a proxy or a restarting service can answer garbage once); a call
+    that may have changed the node (a POST) is never re-sent after one: it becomes `Ambiguous`. Exit 2: the
+    README promises that a bad server answer ends like any bad input, naming the node and the path."""
+
+    exit_code = 2
 
 
 class SessionExpired(TransientError):
@@ -233,7 +244,7 @@ def classify(exc: BaseException, *, node: str = "", what: str = "", sent: bool =
 
 def _ambiguous(exc: BaseException) -> bool:
     """A failure after the request was sent, where the server may have acted."""
-    if isinstance(exc, Timeout):
+    if isinstance(exc, (Timeout, BadAnswer)):
         return True
     return isinstance(exc, ConnectionFailed) and "refused" not in exc.message
 
@@ -279,8 +290,10 @@ def call_with_retry(fn: Callable[[], T], *, what: str, node: str = "", attempts:
                     raise
                 raise exc from raw  # retried right away (wait 0) by tenacity, after a fresh login
             if not idempotent and _ambiguous(exc):
-                raise Ambiguous(f"{exc.message}; the request may have been processed: look at the node "
-                                f"before repeating it", node=node, what=what) from raw
+                amb = Ambiguous(f"{exc.message}; the request may have been processed: look at the node "
+                                f"before repeating it", node=node, what=what)
+                amb.exit_code = exc.exit_code  # a garbage answer stays a bad server answer (exit 2)
+                raise amb from raw
             if exc is raw:
                 raise
             raise exc from raw

@@ -15,8 +15,11 @@ Why this shape:
 """
 from __future__ import annotations
 
+import http.client
 import time
 from dataclasses import dataclass
+from xml.etree.ElementTree import ParseError
+from xml.parsers.expat import ExpatError
 from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import urlsplit
 
@@ -24,13 +27,15 @@ from pyVim import connect as pyvim_connect
 from pyVmomi import vim, vmodl
 
 from orchestrator.clients import tls
-from orchestrator.clients.retry import (BadRequest, ClientError, DeadlineExceeded, NotFound, PermanentError,
+from orchestrator.clients.answers import bounded_response
+from orchestrator.clients.retry import (BadAnswer, BadRequest, ClientError, DeadlineExceeded, NotFound, PermanentError,
                                         RetryPolicy, SessionExpired, Unauthorized, call_with_retry, classify)
 from orchestrator.log import get_logger
 from orchestrator.secrets import Secret, as_secret
 
 T = TypeVar("T")
 
+MAX_BODY = 64 * 1024 * 1024  # a RetrievePropertiesEx page of a large inventory is a few MB; 64 MB is garbage
 SSO_KEYS = ("config.vpxd.sso.admin.uri", "config.vpxd.sso.sts.uri", "config.vpxd.sso.groupcheck.uri")
 
 
@@ -93,6 +98,9 @@ def map_fault(exc: BaseException, *, node: str = "", what: str = "") -> BaseExce
         return BadRequest(_fault_text(exc), error_type=type(exc).__name__, node=node, what=what)
     if isinstance(exc, vmodl.MethodFault):
         return PermanentError(_fault_text(exc), node=node, what=what)
+    if isinstance(exc, (ParseError, ExpatError)):  # an HTML page, truncated or non-SOAP XML with a 200
+        return BadAnswer(f"answer is not the SOAP/XML of the vSphere API ({exc})", node=node,
+                         what=f"{what} /sdk")
     return classify(exc, node=node, what=what)
 
 
@@ -101,7 +109,8 @@ class VSphereClient:
 
     def __init__(self, host: str, port: int, user: str, password: Secret | str, *, scheme: str = "https",
                  verify: bool | str = True, thumbprint: str | None = None, node: str = "",
-                 timeout: float = 60.0, retry_policy: RetryPolicy | None = None) -> None:
+                 timeout: float = 60.0, retry_policy: RetryPolicy | None = None, total_timeout: float = 300.0
+                 ) -> None:
         self.host = host
         self.port = int(port)
         self.user = user
@@ -112,6 +121,7 @@ class VSphereClient:
         self.verify = verify
         self.thumbprint = thumbprint
         self.timeout = timeout
+        self.total_timeout = total_timeout  # per SOAP request; WaitForUpdatesEx long-polls up to 60 s
         self.retry_policy = retry_policy
         self._si: Any = None
         self._content: Any = None
@@ -145,15 +155,29 @@ class VSphereClient:
                 if "thumbprint" in text.lower():
                     raise tls.TlsError(f"server certificate does not match the pinned thumbprint: {text}",
                                        node=self.node, what="connect") from exc
+                if "not a VIM server" in text:  # /sdk answered, but an HTML page or XML of something else
+                    raise BadAnswer(f"answer is not the vSphere API's ({text})", node=self.node,
+                                    what="connect /sdk") from exc
                 raise PermanentError(text, node=self.node, what="connect") from exc
             raise mapped from exc
-        self._content = si.RetrieveContent()  # si.content would cost a round trip on every access
         stub = si._stub
+        self._bound_answers(stub)
+        self._content = si.RetrieveContent()  # si.content would cost a round trip on every access
         stub.requestModifierList.append(self._count)
         cookie = getattr(stub, "cookie", "")
         if cookie:
             Secret(cookie.split("=", 1)[-1].strip('"'))  # session id registered for scrubbing
         return si
+
+    def _bound_answers(self, stub: Any) -> None:
+        """Every later SOAP answer is read within a size cap and a deadline (orchestrator.clients.answers):
+        pyVmomi builds its connections from `stub.scheme`, so a subclass with a bounded response class is
+        swapped in and the pooled connections dropped."""
+        scheme = getattr(stub, "scheme", None)
+        if isinstance(scheme, type) and issubclass(scheme, http.client.HTTPConnection):
+            stub.scheme = type(scheme.__name__, (scheme,), {"response_class": bounded_response(
+                self.node, "/sdk", max_body=MAX_BODY, total=self.total_timeout, per_read=self.timeout)})
+            stub.DropConnections()
 
     def connect(self) -> "VSphereClient":
         if self._si is None:

@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 
 from orchestrator.core.inventory import load_inventory
-from orchestrator.core.plan import Plan, build_plan, file_sha256, save_plan
+from orchestrator.commands.paths import check_file, write_atomic
+from orchestrator.core.plan import Plan, build_plan, file_sha256, plan_text
 from orchestrator.core.playbook import load_playbook
 from orchestrator.core.rules import SITE_BY_SITE
 from orchestrator.core.versions import VersionError, parse_version
@@ -24,8 +25,8 @@ def parse_target(text: str) -> "object":
 def make_plan(inventory: str, target: str, playbook: str | None = None, concurrency: int | None = None,
               site: str | None = None) -> Plan:
     """Compute (not save) the plan. `site` exists only to refuse site-by-site requests with the seed's reason."""
-    if site:
-        raise RefusedError(f"--site {site}: {SITE_BY_SITE}", rule="pscs-first")
+    if site is not None:  # even `--site ""`: there is no site-scoped plan to fall back to
+        raise RefusedError(f"--site {site!r}: {SITE_BY_SITE}", rule="pscs-first")
     inv = load_inventory(inventory)
     pb = load_playbook(playbook)
     return build_plan(inv, pb, parse_target(target), inventory_sha256=file_sha256(inventory),
@@ -34,9 +35,9 @@ def make_plan(inventory: str, target: str, playbook: str | None = None, concurre
 
 def run(inventory: str, target: str, out: str | None = None, as_json: bool = False, playbook: str | None = None,
         concurrency: int | None = None, site: str | None = None) -> str:
+    out_path = check_file("--out", out or DEFAULT_PLAN)
     plan = make_plan(inventory, target, playbook, concurrency, site)
-    out_path = Path(out) if out else DEFAULT_PLAN
-    save_plan(plan, out_path)
+    write_atomic("--out", out_path, plan_text(plan))
     if as_json:
         return json.dumps(plan.to_json(), indent=2, sort_keys=True)
     return render_table(plan) + f"\nplan saved to {out_path} (plan_hash {plan.plan_hash[:12]})"

@@ -11,8 +11,8 @@ from dataclasses import asdict
 from orchestrator.commands.session import CommonFlags, session
 from orchestrator.core.plan import Step
 from orchestrator.core.rules import is_mixed
-from orchestrator.core.rollback import (RollbackAction, RollbackPlan, plan_domain_rollback, plan_node_rollback,
-                                        render)
+from orchestrator.core.rollback import (RollbackAction, RollbackPlan, check_rollback_target, plan_domain_rollback,
+                                        plan_node_rollback, render)
 from orchestrator.engine.runner import RunResult
 from orchestrator.errors import StepFailed
 from orchestrator.steps.rollback import RollbackStep
@@ -82,6 +82,7 @@ def outcome(result: RunResult) -> str:
 
 
 def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only: bool = False) -> str:
+    check_rollback_target(to)  # before the session: a bad flag takes no lock and writes nothing
     with session(flags, "rollback", mutate=not plan_only) as engine:
         rb = _saved(engine) or _plan(engine, to, node)
         if plan_only:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from orchestrator.commands.paths import check_folder
 from orchestrator.commands.plan import DEFAULT_PLAN
 from orchestrator.connect import Connections, TlsOptions
 from orchestrator.core.inventory import Inventory, load_inventory
@@ -43,7 +44,8 @@ class CommonFlags:
 def load_checked(flags: CommonFlags) -> tuple[Inventory, Plan]:
     """The saved plan, its inventory, and proof that the plan is still the one they give: a matching
     inventory hash, then the plan rebuilt from inventory + playbook and compared (an edited plan whose
-    SHA-256 was recomputed is refused with the rule it breaks)."""
+    SHA-256 was recomputed is refused with the rule it breaks). And a usable --state-dir."""
+    check_folder("--state-dir", flags.state_dir)
     plan_file = str(flags.plan or DEFAULT_PLAN)
     plan = load_plan(plan_file)
     inv_path = flags.inventory or plan.inventory
@@ -76,12 +78,12 @@ def session(flags: CommonFlags, command: str, *, mutate: bool = True, record: bo
     taken from the nodes as they answer now. `record=False` (status) journals nothing."""
     inv, plan = load_checked(flags)
     options = flags.options()
+    conns = Connections(inv, TlsOptions(insecure=flags.insecure, ca_bundle=flags.ca_bundle))
+    conns.resolve_all()  # a missing env var or a 0644 password file is bad input: exit 2 before the lock is taken
     lock = lock_for(options, inv.domain, command) if mutate else contextlib.nullcontext()
     with lock:
         journal = open_journal(options, inv.domain)
-        conns = Connections(inv, TlsOptions(insecure=flags.insecure, ca_bundle=flags.ca_bundle))
         try:
-            conns.resolve_all()  # a missing env var or a 0644 password file is bad input: exit 2 before any step
             engine = Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
             with journaled_stop(engine, command):
                 engine.observe(record=record)

@@ -32,7 +32,7 @@ def render(result: RunResult, what: str) -> str:
 def _finish(result: RunResult, what: str) -> str:
     text = render(result, what)
     if result.failed or result.manual:
-        raise StepFailed(text)
+        raise StepFailed(text, exit_code=result.exit_code if not result.manual else 1)
     return text
 
 
@@ -40,6 +40,8 @@ def _nodes(node: str | None, engine) -> set[str] | None:
     if not node:
         return None
     names = {n.strip() for n in node.split(",") if n.strip()}
+    if not names:
+        raise InputError(f"--node {node!r} names no node", Where(field="--node"))
     unknown = sorted(names - {n.name for n in engine.inv.nodes})
     if unknown:
         raise InputError(f"unknown node(s): {', '.join(unknown)}", Where(field="--node"))
@@ -68,6 +70,7 @@ def backup(flags: CommonFlags, phase: str = "pre", node: str | None = None, snap
             extra = run_adhoc(engine, steps, f"snapshots-{phase}")
             result.done += extra.done
             result.failed += extra.failed
+            result.exit_codes += extra.exit_codes
         text = _finish(result, f"backup ({phase})")
         lacking = nodes_without_usable_backup(engine.inv, engine.history())
         if lacking:

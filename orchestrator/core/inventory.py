@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_version
 from orchestrator.core.yamlsrc import Located, load_yaml, loads_yaml
 from orchestrator.errors import InputError, Where
-from orchestrator.hosts import is_loopback
+from orchestrator.hosts import canonical_host, host_problem, is_loopback
 
 ROLES = ("psc", "vcenter")
 PLATFORMS = ("appliance", "windows")
@@ -269,7 +269,7 @@ def _management(c: _Checker, data: Located, creds: set[str]) -> tuple[Management
         m = c.mapping(raw, "a management entry", data, "management")
         c.unknown(m, {"name", "host", "port", "sdk_port", "scheme", "credentials"}, "management entry")
         name = c.text(m, "name")
-        host = c.text(m, "host", node=name)
+        host = _host(c, m, name)
         port = c.port(m, "port", name, 443)
         scheme = _scheme(c, m, host, name)
         cred = c.text(m, "credentials", required=False, default="sso")
@@ -277,6 +277,14 @@ def _management(c: _Checker, data: Located, creds: set[str]) -> tuple[Management
             c.fail(f"management '{name}' names unknown credentials '{cred}'", m, "credentials", name)
         out.append(Management(name, host, port, c.port(m, "sdk_port", name, port), scheme, cred))
     return tuple(out)
+
+
+def _host(c: _Checker, m: Located, node: str) -> str:
+    host = c.text(m, "host", node=node)
+    problem = host_problem(host)
+    if problem:
+        c.fail(f"host '{host}' {problem}", m, "host", node)
+    return host
 
 
 def _scheme(c: _Checker, m: Located, host: str, node: str) -> str:
@@ -301,7 +309,7 @@ def _node(c: _Checker, raw: Any, index: int, data: Located) -> Node:
     role = c.text(m, "role", node=name)
     if role not in ROLES:
         c.fail(f"unknown role '{role}' (allowed: {', '.join(ROLES)})", m, "role", name)
-    host = c.text(m, "host", node=name)
+    host = _host(c, m, name)
     port = c.port(m, "port", name, 443)
     try:
         version = parse_version(c.text(m, "version", node=name))
@@ -389,7 +397,7 @@ def _cross_checks(c: _Checker, inv: Inventory, data: Located) -> None:
         if node.name in by_name:
             c.fail(f"duplicate node name '{node.name}'", raw, "name", node.name)
         by_name[node.name] = raw
-        key = (node.host.lower(), node.port)
+        key = (canonical_host(node.host), node.port)
         if key in hosts:
             c.fail(f"host '{node.host}' (port {node.port}) is already used by node '{hosts[key]}'", raw, "host",
                    node.name)

@@ -191,7 +191,11 @@ def _psc_order(inv: Inventory) -> list[Node]:
 
 
 def check_target(inv: Inventory, target: Version) -> None:
-    """Refuse a target that any node cannot reach directly, or that drops external PSCs (7.0+)."""
+    """Refuse a target that any node cannot reach directly, that drops external PSCs (7.0+), or that every
+    node already runs (a plan of no-op steps would open and close a window for nothing)."""
+    if inv.nodes and all(n.version.same_release(target) for n in inv.nodes):
+        raise InputError(f"nothing to do: every node of {inv.domain} already runs {target.release}",
+                         Where(field="--target"))
     problems = []
     for n in inv.nodes:
         verdict = interop.check_path(n.version, target)
@@ -306,11 +310,16 @@ def _sealed(plan: Plan) -> Plan:
 
 # ---------------------------------------------------------------- saved plans
 
+def plan_text(plan: Plan) -> str:
+    """The saved form of a plan (sorted keys: the same plan is the same file)."""
+    return json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n"
+
+
 def save_plan(plan: Plan, path: str | Path) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n")
+    tmp.write_text(plan_text(plan))
     tmp.replace(p)
 
 

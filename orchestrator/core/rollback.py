@@ -110,13 +110,18 @@ def forward_alternative(inv: Inventory, hist: DomainHistory, target: str, restor
             f"during`, then `invoke rollback --node N`)")
 
 
+def check_rollback_target(to: str) -> None:
+    """`--to` names a backup generation: before the window (pre) or inside it (during)."""
+    if to not in ("pre", "during"):
+        raise RefusedError(f"--to must be pre or during, got {to!r}", rule="rollback-target")
+
+
 def plan_domain_rollback(inv: Inventory, hist: DomainHistory, to: str = "pre", *,
                          live: Mapping[str, LiveNode] | None = None, touched: frozenset[str] | set[str] = frozenset(),
                          target: str = "") -> RollbackPlan:
     """Every node not known good goes back together (`not_known_good`), every node is verified at the end.
     Refused (with the reason) when an asset is missing."""
-    if to not in ("pre", "during"):
-        raise RefusedError(f"--to must be pre or during, got {to!r}", rule="rollback-target")
+    check_rollback_target(to)
     originals = {n.name: n.version for n in inv.nodes}
     if to == "pre":
         want = {n: v.release for n, v in originals.items()}

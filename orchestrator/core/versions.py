@@ -16,7 +16,8 @@ import yaml
 
 _RELEASE_RE = re.compile(
     r"^\s*(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+))?"  # 6.5 or 6.5.0
-    r"(?:\s*(?:U|u|Update\s*|update\s*)(?P<update>\d+)(?P<letter>[a-z]?))?\s*$"
+    r"(?:\s*(?:update\s*|u)(?P<update>\d+)(?P<letter>[a-z]?))?\s*$",
+    re.IGNORECASE,  # VMware writes "Update 3", "U3"; admins type "UPDATE 3" or "u3" too
 )
 _APPLIANCE_RE = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)\.(?P<x>\d+)\.(?P<y>\d+)$")
 
@@ -75,7 +76,8 @@ def parse_version(text: str | int | float, build: int | str | None = None) -> Ve
         m = _RELEASE_RE.match(raw)
         if not m:
             raise VersionError(f"not a vCenter/PSC version: {raw!r} (expected e.g. '6.5 U1' or '6.7.0 U3')")
-        v = Version(int(m["major"]), int(m["minor"]), int(m["update"] or 0), m["letter"] or "")
+        _refuse_patch_field(raw, m, build)
+        v = Version(int(m["major"]), int(m["minor"]), int(m["update"] or 0), (m["letter"] or "").lower())
     if build not in (None, "", 0):
         try:
             b = int(build)
@@ -85,6 +87,16 @@ def parse_version(text: str | int | float, build: int | str | None = None) -> Ve
             raise VersionError(f"not a build number: {build!r}")
         v = Version(v.major, v.minor, v.update, v.letter, b)
     return v
+
+
+def _refuse_patch_field(raw: str, m: re.Match, build: object) -> None:
+    """'6.0.3' is not 6.0 GA: vCenter releases are named 'x.y Un', and the third field only ever reads 0
+    except in vim25's `about.version` of 7.0+ ('7.0.3'), which always comes with a build that says which
+    update it is. Without a build, or next to an explicit update, a non-zero third field is refused."""
+    patch = int(m["patch"] or 0)
+    if patch and (build in (None, "", 0) or m["update"]):
+        raise VersionError(f"not a vCenter/PSC release name: {raw!r} (releases are written 'x.y Un'; did you "
+                           f"mean '{m['major']}.{m['minor']} U{patch}'?)")
 
 
 def parse_appliance_version(text: str) -> Version:

@@ -1,7 +1,11 @@
-"""YAML loading that remembers where each value came from.
+"""YAML loading that remembers where each value came from, and refuses hostile YAML before building anything.
 
 Why: every bad input must be reported with its file, line and field. PyYAML's plain loaders forget
 positions, so mappings are built as `Located` dicts that keep the line of each key.
+
+Anchors and aliases are refused outright: no inventory, playbook or example uses them, and an alias that
+points at an alias ("billion laughs") expands to gigabytes from a few hundred bytes. Control characters
+(NUL...) and nesting deep enough to exhaust Python's stack are refused the same way, with file and line.
 """
 from __future__ import annotations
 
@@ -24,7 +28,17 @@ class Located(dict):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    vcwave_path = ""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Refuse an alias or an anchor where it appears, before the composer can expand it."""
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            kind = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+            raise InputError(f"YAML {kind}{event.anchor} refused: anchors and aliases are not part of vcwave's "
+                             f"files (an alias can expand without limit); write the value out",
+                             Where(file=self.vcwave_path, line=event.start_mark.line + 1))
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
@@ -36,11 +50,11 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, (str, int, float, bool)) or key is None:
             raise InputError("mapping keys must be plain names",
-                             Where(file=str(getattr(loader, "vcwave_path", "")), line=key_node.start_mark.line + 1))
+                             Where(file=loader.vcwave_path, line=key_node.start_mark.line + 1))
         key = str(key)
         if key in out:
             raise InputError(f"duplicate key '{key}'",
-                             Where(file=str(getattr(loader, "vcwave_path", "")), line=key_node.start_mark.line + 1,
+                             Where(file=loader.vcwave_path, line=key_node.start_mark.line + 1,
                                    field=key))
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = key_node.start_mark.line + 1
@@ -50,10 +64,15 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+MAX_BYTES = 8 * 1024 * 1024  # a 1000-node inventory is ~0.3 MB: anything near this is not one
+
+
 def load_yaml(path: str | Path, what: str) -> Any:
-    """Load one YAML document; an unreadable or malformed file is an InputError naming file and line."""
+    """Load one YAML document; an unreadable, oversized or malformed file is an InputError naming file and line."""
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_BYTES:
+            raise InputError(f"{what} file is larger than {MAX_BYTES // (1024 * 1024)} MiB", Where(file=str(p)))
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{what} file not found", Where(file=str(p))) from None
@@ -62,16 +81,33 @@ def load_yaml(path: str | Path, what: str) -> Any:
     return loads_yaml(text, str(p), what)
 
 
+def _reader_error(exc: yaml.reader.ReaderError, text: str, filename: str, what: str) -> InputError:
+    """A character YAML does not allow (NUL, other control characters): name it and its line."""
+    char = exc.character if isinstance(exc.character, int) else ord(exc.character or "\0")
+    line = text.count("\n", 0, max(exc.position, 0)) + 1
+    return InputError(f"{what} is not valid YAML: control character #x{char:02x} is not allowed",
+                      Where(file=filename, line=line))
+
+
 def loads_yaml(text: str, filename: str, what: str) -> Any:
-    loader = _Loader(text)
+    """Parse one YAML document from `text`; every failure is an InputError naming `filename` and the line."""
+    try:
+        loader = _Loader(text)  # the reader checks every character here
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, filename, what) from None
     loader.vcwave_path = filename
     try:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise InputError(f"{what} is not valid YAML: {exc.problem}", Where(file=filename, line=line)) from None
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, filename, what) from None
     except yaml.YAMLError as exc:
         raise InputError(f"{what} is not valid YAML: {exc}", Where(file=filename)) from None
+    except RecursionError:
+        raise InputError(f"{what} is nested too deeply to be an inventory or a playbook",
+                         Where(file=filename)) from None
     finally:
         loader.dispose()
     if data is None:

@@ -228,10 +228,37 @@ class Journal:
     command should write a domain at a time: that is what :class:`orchestrator.engine.lock.DomainLock` is for.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, on_disk: bool = True) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = conn
         self._mutex = threading.Lock()
+        self._on_disk = on_disk
+
+    @classmethod
+    def open_lazy(cls, path: Path | str) -> "Journal":
+        """Like :meth:`open`, but a journal that does not exist yet is created only by the first append.
+
+        Why: a command refused after it opened the journal (a guard, a bad flag, a server's bad answer before
+        any step) must leave nothing behind; until then reads see an empty journal held in memory."""
+        path = Path(path)
+        if path.exists():
+            return cls.open(path)
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        conn.executescript(_empty_script())
+        return cls(path, conn, on_disk=False)
+
+    def _materialize(self) -> None:
+        """The first append of a lazily opened journal: create (or join) the file, then verify it."""
+        with self._mutex:
+            if self._on_disk:
+                return
+            conn = self._require_open()
+            if not self.path.exists():
+                type(self)._create(self.path)
+            self._conn = type(self)._connect(self.path)
+            self._on_disk = True
+            conn.close()
+        self.verify()
 
     # ------------------------------------------------------------------ open / verify
     @classmethod
@@ -263,17 +290,7 @@ class Journal:
                 if str(mode).lower() != "wal":
                     raise VcwaveError(f"journal {path}: this filesystem does not support SQLite WAL mode")
                 conn.execute("PRAGMA synchronous=FULL")
-                meta = {
-                    "format": FORMAT,
-                    "schema_version": str(SCHEMA_VERSION),
-                    "created": repr(time.time()),
-                    "head_seq": "0",
-                    "head_hash": GENESIS_HASH,
-                }
-                inserts = "".join(
-                    f"INSERT INTO meta(key, value) VALUES ('{k}', '{v}');" for k, v in sorted(meta.items())
-                )
-                conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + inserts + "COMMIT;")
+                conn.executescript(_empty_script())
             finally:
                 conn.close()  # checkpoints and removes the -wal/-shm of the temporary file
             fd = os.open(tmp, os.O_RDONLY)
@@ -450,6 +467,8 @@ class Journal:
         data = json.loads(data_text)  # exactly what a later read returns (tuples -> lists)
         _validate(fields, data)
 
+        if not self._on_disk:
+            self._materialize()
         with self._mutex:
             conn = self._require_open()
             ts = time.time()
@@ -565,6 +584,19 @@ class Journal:
         if self._conn is None:
             raise VcwaveError(f"journal {self.path} is closed")
         return self._conn
+
+
+def _empty_script() -> str:
+    """SQL that builds an empty journal (schema + meta head at genesis) in one transaction."""
+    meta = {
+        "format": FORMAT,
+        "schema_version": str(SCHEMA_VERSION),
+        "created": repr(time.time()),
+        "head_seq": "0",
+        "head_hash": GENESIS_HASH,
+    }
+    inserts = "".join(f"INSERT INTO meta(key, value) VALUES ('{k}', '{v}');" for k, v in sorted(meta.items()))
+    return "BEGIN IMMEDIATE;" + _SCHEMA + inserts + "COMMIT;"
 
 
 def _validate(fields: dict[str, str], data: dict) -> None:

@@ -59,6 +59,24 @@ class StaleLock(RefusedError):
         super().__init__(message, rule=RULE)
 
 
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and its ancestors that do not exist yet, deepest first."""
+    out = []
+    while not folder.exists() and folder != folder.parent:
+        out.append(folder)
+        folder = folder.parent
+    return out
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """A command refused under the lock (a guard, a bad answer before any event) leaves no empty state folder."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the journal was written) or already gone: keep what is there
+            return
+
+
 def _describe(holder: dict) -> str:
     if holder.get("_unreadable"):
         return "an unknown process (the lock file content is unreadable)"
@@ -113,11 +131,13 @@ class DomainLock:
         self.broke: dict | None = None  # the stale holder we took over, if any
         self._fd: int | None = None
         self._tmp: Path = self.path
+        self._made: list[Path] = []  # folders acquire() created: removed again if the command wrote nothing
 
     # ------------------------------------------------------------------ public
     def acquire(self) -> "DomainLock":
         if self._fd is not None:
             raise RuntimeError(f"lock {self.path} already acquired by this object")
+        self._made = _missing_folders(self.path.parent)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(_MAX_ATTEMPTS):
             fd = self._write_candidate()
@@ -146,6 +166,7 @@ class DomainLock:
             pass
         finally:
             os.close(fd)  # drops the flock
+            _remove_if_empty(self._made)
 
     @property
     def held(self) -> bool:

@@ -23,7 +23,7 @@ from orchestrator.core.plan import Plan, Step
 from orchestrator.core.versions import parse_version
 from orchestrator.engine.journal import Journal, journal_path
 from orchestrator.engine.lock import DomainLock, inspect_lock
-from orchestrator.errors import RefusedError, StepFailed
+from orchestrator.errors import RefusedError, StepFailed, exit_code_of
 from orchestrator.facts.domain import DEFAULT_DEADLINE_S, observe
 from orchestrator.log import bound
 from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext, lane_of
@@ -51,16 +51,15 @@ class RunResult:
     planned: list[str] = field(default_factory=list)  # --check: what would run
     untouched: list[str] = field(default_factory=list)
     manual: list[tuple[str, str]] = field(default_factory=list)
+    exit_codes: list[int] = field(default_factory=list)  # per failed step: 2 = a bad server answer
 
     @property
     def ok(self) -> bool:
         return not self.failed and not self.manual
 
-
-def state_dir_for(options: EngineOptions, domain: str) -> Path:
-    d = Path(options.state_dir) / domain
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.exit_codes and all(c == 2 for c in self.exit_codes) else 1
 
 
 class Engine:
@@ -295,6 +294,7 @@ class Engine:
             text = scrub_text(str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}")
             self._fail(members, {"error": text})
             result.failed.append((step.id, text))
+            result.exit_codes.append(exit_code_of(exc))
             ctx.log.error("step.failed", error=text, duration_s=round(time.monotonic() - t0, 3))
             return False
         for m in members:
@@ -333,7 +333,8 @@ def stale_backups(hist: DomainHistory, inv: Inventory, max_age_h: float, now: fl
 
 
 def open_journal(options: EngineOptions, domain: str) -> Journal:
-    return Journal.open(journal_path(options.state_dir, domain))
+    """The domain's journal, created on its first event: a command refused before that writes nothing."""
+    return Journal.open_lazy(journal_path(options.state_dir, domain))
 
 
 def lock_state(options: EngineOptions, domain: str) -> tuple[str, str]:
@@ -342,7 +343,7 @@ def lock_state(options: EngineOptions, domain: str) -> tuple[str, str]:
 
 
 def lock_for(options: EngineOptions, domain: str, command: str) -> DomainLock:
-    return DomainLock(state_dir_for(options, domain) / "lock", command, break_stale=options.break_stale_lock)
+    return DomainLock(Path(options.state_dir) / domain / "lock", command, break_stale=options.break_stale_lock)
 
 
 def run_adhoc(engine: Engine, steps: list[Step], label: str) -> RunResult:

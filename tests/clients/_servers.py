@@ -41,7 +41,7 @@ def _handler(script: Script):
             pass
 
         def _send(self, status: int, body: Any) -> None:
-            data = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+            data = b"" if body is None else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

@@ -15,7 +15,6 @@ from typing import Any, Iterator
 import pytest
 
 from tests.conftest import require_vcsim
-import structlog
 
 from orchestrator.clients import retry
 
@@ -29,14 +28,6 @@ def tiny_retries() -> Iterator[None]:
     old = retry.set_default_policy(attempts=5, initial_wait=0.001, max_wait=0.01, deadline=20.0)
     yield
     retry.set_default_policy(old)
-
-
-@pytest.fixture(autouse=True)
-def structlog_reset() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
-    import orchestrator.log as olog
-    olog._configured = False
 
 
 def _unavailable(reason: str) -> None:

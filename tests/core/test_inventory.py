@@ -156,3 +156,33 @@ def test_build_of_another_release_is_refused():
     with pytest.raises(InputError) as info:
         loads_inventory(text, "x.yml")
     assert info.value.where.field == "build"
+
+
+@pytest.mark.parametrize("host, fragment", [
+    ("bad host!!", "not a valid host name"),
+    ("https://vc-a.corp.example", "is a URL"),
+    ("vc-a.corp.example/ui", "is a URL"),
+    ("vc-a.corp.example:443", "carries a port"),
+    ("-vc.corp.example", "not a valid host name"),
+    ("vc..corp.example", "not a valid host name"),
+])
+def test_bad_host_refused_with_line(host, fragment):
+    text = (REPO / "examples" / "two-site.yml").read_text().replace("host: vc-b.corp.example", f"host: '{host}'")
+    with pytest.raises(InputError, match=fragment) as ei:
+        loads_inventory(text, "hosts.yml")
+    assert (ei.value.where.node, ei.value.where.field, ei.value.where.line) == ("vc-b", "host", 43)
+
+
+@pytest.mark.parametrize("host", ["vc-b.corp.example", "VC-B.corp.example", "10.0.0.7", "::1", "[::1]",
+                                  "vc-b.corp.example."])
+def test_good_hosts_accepted(host):
+    text = (REPO / "examples" / "two-site.yml").read_text().replace("host: vc-b.corp.example", f"host: '{host}'")
+    assert loads_inventory(text, "hosts.yml").node("vc-b").host == host
+
+
+def test_trailing_dot_duplicate_is_the_same_host():
+    """'vc-a.corp.example.' is vc-a's host written as an absolute DNS name: one machine, two nodes."""
+    text = (REPO / "examples" / "two-site.yml").read_text().replace("host: vc-b.corp.example",
+                                                                    "host: VC-A.corp.example.")
+    with pytest.raises(InputError, match="already used by node 'vc-a'"):
+        loads_inventory(text, "hosts.yml")

@@ -306,3 +306,19 @@ def test_a_domain_beyond_vmwares_maximums_is_planned_with_a_warning(tmp_path):
     assert any("site site-a has 7 PSCs" in w and "unsupported" in w for w in plan.warnings), plan.warnings
     assert not any("maximum" in w or "at most" in w
                    for w in plan_for(EX / "large.yml", "6.7 U3").warnings)
+
+
+def test_same_version_target_says_nothing_to_do():
+    """Every node already at the target: no plan of no-op steps (it would open and close a window)."""
+    with pytest.raises(InputError, match="nothing to do: every node of vsphere.local already runs 6.7 U1") as ei:
+        plan_for(EX / "two-site.yml", "6.7 U1")
+    assert ei.value.where.field == "--target"
+
+
+def test_partly_at_target_is_still_planned():
+    """Some nodes at the target (a domain half-way through): the others are planned, nothing is refused."""
+    text = (EX / "two-site.yml").read_text().replace('version: "6.7 U1"\n    build: 10244745',
+                                                           'version: "6.7 U3"', 1)
+    inv = loads_inventory(text, "half.yml")
+    plan = build_plan(inv, load_playbook("default"), parse_version("6.7 U3"))
+    assert [s.node for s in upgrades(plan) if s.method != "none"] == [n.name for n in inv.nodes][1:]

@@ -6,6 +6,8 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from tests.conftest import examples
+
 from orchestrator.core import interop, rules
 from orchestrator.core.inventory import loads_inventory
 from orchestrator.core.plan import build_plan, content_hash, plan_from_json
@@ -14,7 +16,7 @@ from orchestrator.errors import InputError, RefusedError
 
 from .strategies import RELEASES, SOURCES, domains, playbooks, reachable
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _plan(dom, gpb):

@@ -2,16 +2,15 @@
 scenario), the failover advice status gives, and `invoke repoint --check` through the real CLI."""
 from __future__ import annotations
 
-import os
 import subprocess
 import re
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
+from lab.harness import cli_env, run_cli
 from orchestrator.commands.plan import run as plan_run
 from orchestrator.core.history import fold
 from orchestrator.core.inventory import loads_inventory
@@ -22,7 +21,6 @@ from orchestrator.engine.journal import Journal, journal_path
 from orchestrator.errors import RefusedError
 from tests.core.test_history import Script
 
-REPO = Path(__file__).resolve().parents[2]
 OLD, NEW = "6.0 U3", "6.5 U1"
 
 INVENTORY = textwrap.dedent("""\
@@ -162,9 +160,9 @@ def cli_domain(tmp_path, monkeypatch):
 
 
 def invoke(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "invoke", "-r", str(REPO), *args], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=120)
+    """`invoke ARGS` as its own process, forked warm by the harness (lab/warmcli.py): the production CLI's
+    parsing, error mapping and exit code, without a fresh interpreter's imports."""
+    return run_cli(list(args), cwd, cli_env(), timeout=120)
 
 
 def test_cli_repoint_check_refused_exits_2_naming_the_rule(cli_domain, tmp_path):

@@ -6,6 +6,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
+
 from orchestrator.core.history import fold
 from orchestrator.core.inventory import loads_inventory
 from orchestrator.core.rollback import plan_domain_rollback, render
@@ -206,7 +208,7 @@ def histories(draw):
     return inv, s, dom
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories(), st.sampled_from(["pre", "during"]))
 def test_order_invariants(h, to):
     inv, s, dom = h

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from tests.conftest import examples
+
 from orchestrator.core.versions import (
     Version,
     VersionError,
@@ -21,6 +23,9 @@ from orchestrator.core.versions import (
     ("6.7 Update 2", Version(6, 7, 2)),
     ("6.7 update 2", Version(6, 7, 2)),
     ("6.7Update2", Version(6, 7, 2)),
+    ("6.0 UPDATE 3", Version(6, 0, 3)),
+    ("6.0 uPdAtE3", Version(6, 0, 3)),
+    ("6.0 U3A", Version(6, 0, 3, "a")),
     ("6.0 U3a", Version(6, 0, 3, "a")),
     ("7.0", Version(7, 0)),
     ("  6.5  ", Version(6, 5)),
@@ -153,15 +158,28 @@ _releases = st.builds(Version, st.integers(5, 9), st.integers(0, 9), st.integers
                       st.sampled_from(["", "a", "b"]))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(_releases, st.sampled_from(["{r}", "{mj}.{mn}.0 U{u}{l}", "{mj}.{mn}U{u}{l}", "{mj}.{mn} Update {u}{l}"]))
 def test_every_spelling_parses_back(v, spelling):
     text = v.release if spelling == "{r}" else spelling.format(mj=v.major, mn=v.minor, u=v.update, l=v.letter)
     assert parse_version(text) == v
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.builds(Version, st.integers(5, 8), st.integers(0, 7), st.integers(0, 3),
                           st.sampled_from(["", "a"]), st.integers(0, 3)), min_size=2, max_size=8))
 def test_order_is_lexicographic(vs):
     assert sorted(vs) == sorted(vs, key=lambda v: (v.major, v.minor, v.update, v.letter, v.build))
+
+
+@pytest.mark.parametrize("text, suggestion", [("6.0.3", "6.0 U3"), ("6.5.1", "6.5 U1"), ("6.7.2", "6.7 U2"),
+                                              ("6.0.3 U3", "6.0 U3")])
+def test_third_field_is_not_silently_dropped(text, suggestion):
+    """'6.0.3' used to read as 6.0 GA: a plan against the wrong release. It is refused with the right name."""
+    with pytest.raises(VersionError, match=f"did you mean '{suggestion}'"):
+        parse_version(text)
+
+
+def test_vim25_third_field_with_a_build_is_resolved_by_the_build():
+    """vim25's about.version of 7.0 U3 reads '7.0.3': with its build the catalogue says which update."""
+    assert catalogue().resolve(parse_version("7.0.3", 18700403)) == Version(7, 0, 3, "", 18700403)

@@ -311,3 +311,19 @@ def test_bench_append_helper(tmp_path: Path) -> None:
     per_append = bench_append(5, directory=tmp_path)
     assert per_append > 0
     assert list(tmp_path.iterdir()) == []  # cleans up after itself
+
+
+def test_lazy_journal_is_created_by_its_first_append_only(tmp_path):
+    """A command refused after it opened the journal leaves no file behind; the first event creates it,
+    and a later open sees that event through the ordinary, verified path."""
+    path = tmp_path / "state" / "vsphere.local" / "journal.sqlite"
+    j = Journal.open_lazy(path)
+    assert (j.events(), j.head()[0], j.step_state("psc/upgrade/psc-a"), j.started_unconfirmed()) == ([], 0, None, [])
+    j.close()
+    assert not (tmp_path / "state").exists()
+    j = Journal.open_lazy(path)
+    j.append("run.start", run_id="r1", plan_hash="ph", data={"command": "backup"})
+    j.close()
+    again = Journal.open_lazy(path)
+    assert [e.kind for e in again.events()] == ["run.start"] and again.head()[0] == 1
+    again.close()

@@ -102,7 +102,7 @@ def test_ctrl_c_asks_for_a_stop_that_every_wait_honours_with_exit_130():
 
 
 def test_a_garbled_or_503_reply_during_an_install_is_unknown_but_a_404_is_an_answer(monkeypatch):
-    from orchestrator.clients.retry import NotFound, ServerError, ServiceUnavailable
+    from orchestrator.clients.retry import BadAnswer, NotFound, ServiceUnavailable
     from orchestrator.steps import update
 
     def ctx_raising(exc):
@@ -111,7 +111,7 @@ def test_a_garbled_or_503_reply_during_an_install_is_unknown_but_a_404_is_an_ans
         monkeypatch.setattr(update, "appliance_version", version)
         return SimpleNamespace(conns=SimpleNamespace(appliance=lambda node: None), node=None, target=U3)
 
-    for exc in (ServerError("garbled answer to GET /rest/appliance/update (not JSON, 40 bytes)"),
+    for exc in (BadAnswer("answer is not valid JSON (truncated?)", what="GET /rest/appliance/update"),
                 ServiceUnavailable("HTTP 503: rebooting")):
         obs = update._observe_update(ctx_raising(exc), "INSTALL_IN_PROGRESS")
         assert not obs.answering and obs.why == exc.message

@@ -1,6 +1,9 @@
 """Smoke tests of lab/bench.py on tiny inputs: structure and the invariants that are NOT timing (round trips
 equal at every size, rows present, lab processes gone). No timed assertions: the benchmarks print figures.
 
+Running a benchmark (plan, facts, overhead, window) is part of the full sweep (`pytest --full`, marker `full`):
+the default run keeps the pure parts, the lab's clean exit and the CLI's table/JSON output.
+
 Benchmarks that need vcsim take the `vcsim_binary` fixture (tests/lab/conftest.py): a missing vcsim FAILS
 in CI (CI=true) and is skipped elsewhere.
 """
@@ -48,6 +51,7 @@ def test_render_and_json_of_rows():
     assert json.loads(bench.as_json(rows))[1]["ok"] is True
 
 
+@pytest.mark.full
 def test_bench_plan_small():
     rows = bench.bench_plan(domains=20, runs=3)
     check_rows(rows)
@@ -98,6 +102,7 @@ def test_phase_job_seconds_runs_lanes_of_a_batch_together():
 
 
 # ------------------------------------------------------------------------------------------- with vcsim
+@pytest.mark.full
 def test_bench_facts_round_trips_do_not_grow_with_vms(vcsim_binary):
     rows = bench.bench_facts((10, 50))
     check_rows(rows)
@@ -122,6 +127,7 @@ def test_bench_lab_leaves_no_process(vcsim_binary, tmp_path):
     assert by_name(rows, "peak RSS")[0]["value"] > 0
 
 
+@pytest.mark.full
 def test_bench_overhead_two_site(vcsim_binary, tmp_path):
     rows = bench.bench_overhead(bench.TWO_SITE, appends=50, workdir=tmp_path)
     check_rows(rows)
@@ -145,6 +151,7 @@ def single_site_67(tmp_path):
     return p
 
 
+@pytest.mark.full
 def test_bench_window_single_site(vcsim_binary, tmp_path):
     """A single-site domain, default vs serial playbook, on a fast lab: the window comes from the journal."""
     inv = single_site_67(tmp_path)

@@ -22,7 +22,19 @@ from orchestrator.core.inventory import load_inventory
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def answering(lab, node, timeout=30.0):
+    """Wait until the node's appliance has booted (lab/boot.py) and, for a vCenter, its vcsim runs again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lab.state.reachability(node) == "up" and (lab.state.nodes[node]["role"] != "vcenter"
+                                                      or node in lab.vcsims):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{node} does not answer after {timeout}s ({lab.state.reachability(node)})")
+
+
 def vim25(lab, node):
+    answering(lab, node)
     u = urlsplit(lab.vcsims[node].url)
     return SmartConnect(protocol="http", host=u.hostname, port=u.port, user=lab.state.data["sso_user"],
                         pwd=lab.state.data["sso_password"], disableSslCertValidation=True)
@@ -226,3 +238,26 @@ def test_daemon_process_large_domain_start_and_sigterm(vcsim_binary, labkit, tmp
         for e in list(info.get("nodes", {}).values()) + list(info.get("management", {}).values()):
             if e.get("vcsim_pid") and _alive(e["vcsim_pid"]):
                 os.kill(e["vcsim_pid"], signal.SIGKILL)
+
+
+def test_deleted_and_corrupted_nodes_in_the_management_vcenter_and_vim25(vcsim_binary, make_lab, labkit,
+                                                                          control_of):
+    """delete: the appliance VM is gone from the management vCenter and vim25 with it, until restore-mode
+    deploys a new VM; corrupt: vpxd stopped, so its vim25 endpoint stops while REST still answers (red)."""
+    lab = make_lab(labkit.TWO_SITE, vcsim=True)
+    ctl = control_of(lab)
+    assert ctl.post("/lab/node/vc-b/delete", {"reason": "VM deleted by mistake"})[0] == 200
+    deadline = time.monotonic() + 30
+    while "vc-b" in mgmt_states(lab, "mgmt-vc") or "vc-b" in lab.vcsims:
+        assert time.monotonic() < deadline, "vc-b's VM or vcsim still there"
+        time.sleep(0.05)
+    assert ctl.post("/lab/node/vc-b/revive")[0] == 400
+    assert ctl.post("/lab/node/vc-b/restore-mode")[0] == 200
+    assert mgmt_states(lab, "mgmt-vc")["vc-b"] == "poweredOn"
+    assert ctl.post("/lab/node/vc-a/corrupt")[0] == 200
+    while "vc-a" in lab.vcsims:
+        assert time.monotonic() < deadline, "vc-a's vcsim still runs with vpxd stopped"
+        time.sleep(0.05)
+    r = labkit.Rest(lab.servers["vc-a"].url, lab)
+    r.login()
+    assert r.get("/rest/appliance/health/system") == "red"

@@ -427,3 +427,14 @@ def test_full_lab_upgrade_keeps_identity(make_lab, control_of, tmp_path, vcsim_b
         Disconnect(si)
     assert power["v1"] == "poweredOff" and power["v1-65"] == "poweredOn"
     assert power["p1"] == "poweredOff" and power["p1-65"] == "poweredOn"
+
+
+def test_a_lost_reply_the_upgrade_happened_but_the_installer_says_it_failed(twin):
+    """lost_reply on `installer`: stage 2 completes in the lab, the installer exits 1 as if its connection
+    dropped; the lab's record knows the install was done once."""
+    twin.control.post("/lab/faults", {"faults": [{"type": "lost_reply", "node": "p1", "action": "installer"}]})
+    code, out = twin.run("6.5 U1", twin.template("p1", "6.5 U1"))
+    assert code == 1 and "lost the connection" in out, out
+    assert twin.node("p1")["version"] == "6.5 U1"
+    c = twin.lab.state.ledger_view()["counts"]["p1"]
+    assert (c["install_started"], c["install_completed"], c["lost_reply"]) == (1, 1, 1)

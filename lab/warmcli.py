@@ -1,0 +1,271 @@
+"""vcwave commands as real processes, without paying their imports each time: forked from a warm process.
+
+The fault harness drives vcwave the way an administrator does, one process per command, so that kill -9
+hits a real process group and exit codes are the real ones. Each fresh `python -m ...` spends ~0.6 s of CPU
+importing invoke, pyVmomi and the orchestrator before it does anything, and a crash point runs ten of them:
+that, not the testing, was most of the suite's CPU. Here one server process imports all of it once and, for
+each command, forks a child that starts its own session (its own process group, as `start_new_session`),
+takes the caller's stdin/stdout/stderr (passed over a UNIX socket), working directory and environment, and
+runs the very entry point `python -m lab.harness invoke ...` runs. The child's pid goes back to the caller at
+once; its exit status (negative signal number when killed, like subprocess) when it ends.
+
+The server is single-threaded (forking a threaded process is unsafe) and started lazily, one per process
+that uses it; it exits when that process does (its stdin is a pipe from it). Only commands that go through
+the harness's tuned entry point are forked: the plain `python -m invoke` path stays a fresh interpreter, so
+start-up and exit-code plumbing keep being exercised for real.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parents[1]
+PRELOAD = ("invoke", "invoke.main", "yaml", "orchestrator.connect", "orchestrator.commands.session",
+           "orchestrator.commands.waves", "orchestrator.commands.plan", "orchestrator.commands.status",
+           "orchestrator.commands.rollback", "orchestrator.commands.repoint", "orchestrator.commands.report",
+           "orchestrator.log", "lab.harness", "lab.daemon", "lab.vmwatch", "lab.mgmt", "lab.vcsim")
+ENTRY_POINTS = ("lab.harness", "lab.daemon")  # modules whose main(argv) a child may run
+MAX_MSG = 1 << 20
+
+
+# ------------------------------------------------------------------------------------------------- server
+def _child(header: dict, fds: list[int], server_fds: tuple[int, ...], in_session: int) -> None:
+    """In the forked child: become the command (own session, its stdio, cwd, env), run it, exit with its code.
+    `in_session` is closed once the session exists: only then does the caller learn the pid (a kill -9 of the
+    process group sent earlier would find no group)."""
+    code = 1
+    try:
+        os.setsid()
+        os.close(in_session)
+        signal.set_wakeup_fd(-1)
+        for fd in server_fds:
+            os.close(fd)
+        for target, fd in zip((0, 1, 2), fds):
+            os.dup2(fd, target)
+        for fd in fds:
+            os.close(fd)
+        os.chdir(header["cwd"])
+        os.environ.clear()
+        os.environ.update(header["env"])
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the only handler the server changed: the rest (SIGPIPE
+        # ignored, SIGINT -> KeyboardInterrupt) is what a fresh interpreter has too
+        sys.stdout.reconfigure(write_through=True)
+        module = header["module"]
+        if module not in ENTRY_POINTS:
+            raise SystemExit(f"warmcli: {module} is not an entry point it runs")
+        sys.argv = [f"python -m {module}", *header["argv"]]
+        code = int(importlib.import_module(module).main(list(header["argv"])) or 0)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 - what an uncaught exception does to a fresh interpreter
+        import traceback
+        traceback.print_exc()
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed pipe: nothing left to say
+                pass
+        os._exit(code)
+
+
+def _exit_code(status: int) -> int:
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def serve(sock_path: str) -> None:
+    """Accept spawn requests until the parent goes away (stdin closes)."""
+    for name in PRELOAD:  # only a head start: a module that moved is imported by the child when it needs it
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sock_path)
+    srv.listen(64)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    sel = selectors.DefaultSelector()
+    sel.register(srv, selectors.EVENT_READ, "accept")
+    sel.register(wake_r, selectors.EVENT_READ, "child")
+    sel.register(sys.stdin, selectors.EVENT_READ, "parent")
+    waiting: dict[int, socket.socket] = {}
+    print("ready", flush=True)
+    while True:
+        for key, _ in sel.select():
+            if key.data == "parent" and not os.read(sys.stdin.fileno(), 1):
+                return
+            if key.data == "child":
+                os.read(wake_r, 4096)
+            elif key.data == "accept":
+                conn, _ = srv.accept()
+                msg, fds, _flags, _addr = socket.recv_fds(conn, MAX_MSG, 3)
+                sys.stdout.flush()
+                session_r, session_w = os.pipe()
+                pid = os.fork()
+                if pid == 0:
+                    os.close(session_r)
+                    _child(json.loads(msg), fds, (srv.fileno(), conn.fileno(), wake_r, wake_w), session_w)
+                os.close(session_w)
+                os.read(session_r, 1)  # EOF once the child has its own session
+                os.close(session_r)
+                for fd in fds:
+                    os.close(fd)
+                conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+                waiting[pid] = conn
+        _reap(waiting)
+
+
+def _reap(waiting: dict[int, socket.socket]) -> None:
+    while waiting:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = waiting.pop(pid, None)
+        if conn is not None:
+            try:
+                conn.sendall(json.dumps({"exit": _exit_code(status)}).encode() + b"\n")
+            except OSError:
+                pass  # the caller went away: nobody to tell
+            conn.close()
+
+
+# ------------------------------------------------------------------------------------------------- client
+class WarmProcess:
+    """The subset of subprocess.Popen the harness uses: pid, poll, wait, returncode, stderr."""
+
+    def __init__(self, conn: socket.socket, stdout: IO[str] | None, stderr: IO[str] | None) -> None:
+        self._conn, self._buf = conn, b""
+        self.stdout, self.stderr = stdout, stderr
+        self.pid = int(self._message(None)["pid"])
+        self.returncode: int | None = None
+
+    def _message(self, timeout: float | None) -> dict:
+        self._conn.settimeout(timeout)
+        while b"\n" not in self._buf:
+            chunk = self._conn.recv(4096)
+            if not chunk:
+                raise OSError("the warm CLI server closed the connection (it died?)")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                self.returncode = int(self._message(0.0)["exit"])
+            except (BlockingIOError, socket.timeout):
+                return None
+            self._done()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            try:
+                self.returncode = int(self._message(timeout)["exit"])
+            except socket.timeout:
+                raise subprocess.TimeoutExpired("warm cli", timeout) from None
+            self._done()
+        return self.returncode
+
+    def _done(self) -> None:
+        self._conn.close()
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.seek(0)
+
+
+class WarmCli:
+    """One server per process, started on first use."""
+
+    _lock = threading.Lock()
+    _instance: "WarmCli | None" = None
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="vcwave-warmcli-")
+        self.sock = os.path.join(self._dir, "s")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", ""))
+                                                            if p)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "lab.warmcli", self.sock], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
+        line = self.proc.stdout.readline() if self.proc.stdout else b""
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the warm CLI server did not start (exit {self.proc.poll()})")
+        atexit.register(self.close)
+
+    @classmethod
+    def shared(cls) -> "WarmCli":
+        with cls._lock:
+            if cls._instance is None or cls._instance.proc.poll() is not None:
+                cls._instance = cls()
+            return cls._instance
+
+    def spawn(self, argv: list[str], cwd: str | Path, env: dict[str, str], *, module: str = "lab.harness",
+              stdout: IO | None = None, capture_stdout: bool = True, capture_stderr: bool = True) -> WarmProcess:
+        """Start `python -m MODULE ARGV` as a forked child in its own session; stdin is /dev/null. Output goes
+        to `stdout` when given (stderr with it), else to text files read back after exit, or nowhere."""
+        out = stdout or (tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") if capture_stdout else None)
+        err = None if stdout else (tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+                                   if capture_stderr else None)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            fds = [devnull, out.fileno() if out else devnull, (err or out).fileno() if (err or stdout) else devnull]
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(self.sock)
+            header = json.dumps({"module": module, "argv": list(argv), "cwd": str(cwd), "env": dict(env)}).encode()
+            socket.send_fds(conn, [header], fds)
+        finally:
+            os.close(devnull)
+        return WarmProcess(conn, None if stdout else out, err)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with contextlib.suppress(OSError):
+            os.unlink(self.sock)
+            os.rmdir(self._dir)
+
+
+def run(argv: list[str], cwd: str | Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Like subprocess.run(capture_output=True, text=True, timeout=...) of `python -m lab.harness ARGV`."""
+    proc = WarmCli.shared().spawn(argv, cwd, env)
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    out = proc.stdout.read() if proc.stdout else ""
+    err = proc.stderr.read() if proc.stderr else ""
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    return subprocess.CompletedProcess(["python -m lab.harness", *argv], code, out, err)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

@@ -1,0 +1,84 @@
+"""Reading a node's HTTP answer within bounds: a size cap and a total deadline per request.
+
+Why one place: both clients read answers over `http.client` (the appliance REST client directly, pyVmomi
+through its SOAP stub), and neither may read a 10 MB body whole nor wait forever on a body that trickles in
+at 1 KB/s (a socket timeout only bounds the wait for *one* byte). `bounded_response` makes an
+`http.client.HTTPResponse` class that refuses an announced or actual body over the cap and stops reading at
+the deadline; a connection uses it through `response_class`. Both failures are `BadAnswer` naming the node
+and the request: transient for the retry policy, so a GET is asked again and a POST becomes ambiguous.
+"""
+from __future__ import annotations
+
+import contextlib
+import http.client
+import time
+from typing import Any, Iterator
+
+from orchestrator.clients.retry import BadAnswer
+
+PIECE = 64 * 1024
+
+
+class BoundedResponse(http.client.HTTPResponse):
+    """An answer read in single receives, each within what is left of the request's deadline."""
+
+    node = ""
+    where = ""
+    max_body = 4 * 1024 * 1024
+    total = 120.0
+    per_read = 30.0
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self._socket = sock
+        self._end = time.monotonic() + self.total
+        self._seen = 0
+
+    def begin(self) -> None:
+        with self._deadline():
+            super().begin()
+        announced = self.getheader("Content-Length", "") or ""
+        if announced.isdigit() and int(announced) > self.max_body:
+            raise self._bad(f"answer of {int(announced)} bytes refused (at most {self.max_body})")
+
+    def read(self, amt: int | None = None) -> bytes:
+        if amt is None or amt < 0:
+            return b"".join(iter(lambda: self.read(PIECE), b""))
+        with self._deadline():
+            data = super().read1(amt)  # one receive: a trickle cannot hold a read past the deadline
+        if self.fp is not None and (not data or self.length == 0):
+            self._close_conn()  # as read() does at the end: the connection may carry the next request
+        self._seen += len(data)
+        if self._seen > self.max_body:
+            raise self._bad(f"answer exceeds {self.max_body} bytes: refused")
+        return data
+
+    @contextlib.contextmanager
+    def _deadline(self) -> Iterator[None]:
+        """Bound the next receive by the per-read timeout and what is left of the request's deadline; a
+        receive cut short by the deadline (not by the per-read timeout) is the deadline's BadAnswer."""
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise self._late()
+        if hasattr(self._socket, "settimeout"):
+            self._socket.settimeout(min(self.per_read, left))
+        try:
+            yield
+        except TimeoutError:
+            if left < self.per_read:
+                raise self._late() from None
+            raise
+
+    def _late(self) -> BadAnswer:
+        return self._bad(f"no complete answer within {self.total:g}s (a body trickling in, or a stalled proxy)")
+
+    def _bad(self, text: str) -> BadAnswer:
+        self.close()
+        return BadAnswer(text, node=self.node, what=self.where)
+
+
+def bounded_response(node: str, where: str, *, max_body: int, total: float, per_read: float) -> type:
+    """A `BoundedResponse` class for one node and request (or endpoint): set it as a connection's
+    `response_class`."""
+    return type("BoundedResponse", (BoundedResponse,), {"node": node, "where": where, "max_body": max_body,
+                                                         "total": total, "per_read": per_read})

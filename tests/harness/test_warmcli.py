@@ -1,0 +1,54 @@
+"""The warm CLI (lab/warmcli.py) must be indistinguishable from a fresh `python -m lab.harness invoke ...` for
+what the harness relies on: exit codes, stderr, cwd and environment, its own session (kill -9 of its process
+group kills it and only it), and the death status of a killed command."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from lab import harness, warmcli
+
+ROOT = Path(__file__).resolve().parents[2]
+TWO_SITE = str(ROOT / "examples" / "two-site.yml")
+
+
+def test_exit_codes_stderr_cwd_and_env_are_the_commands_own(tmp_path):
+    ok = warmcli.run(["invoke", "plan", "--inventory", TWO_SITE, "--target", "6.7 U3", "--out", "p.json"],
+                     tmp_path, harness.cli_env(), timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "p.json").is_file()  # a relative --out lands in the command's cwd
+    bad = warmcli.run(["invoke", "upgrade", "--wave", "site-a", "--plan", "p.json"], tmp_path, harness.cli_env(),
+                      timeout=60)
+    assert bad.returncode == 2 and "--wave must be psc or vcenter" in bad.stderr
+    env = {k: v for k, v in harness.cli_env().items() if k != "HOME"}
+    env["VCWAVE_TEST_ONLY_IN_CHILD"] = "1"
+    missing = warmcli.run(["invoke", "plan", "--inventory", "nope.yml", "--target", "6.7 U3"], tmp_path, env,
+                          timeout=60)
+    assert missing.returncode == 2 and "nope.yml" in missing.stderr
+    assert "VCWAVE_TEST_ONLY_IN_CHILD" not in os.environ  # the caller's environment is untouched
+
+
+def test_a_spawned_lab_daemon_has_its_own_session_and_dies_by_sigkill(tmp_path):
+    out = open(tmp_path / "daemon.out", "w")
+    proc = warmcli.WarmCli.shared().spawn(["--inventory", TWO_SITE, "--dir", str(tmp_path / "lab"), "--no-vcsim"],
+                                          tmp_path, harness.cli_env(), module="lab.daemon", stdout=out)
+    try:
+        assert os.getpgid(proc.pid) == proc.pid != os.getpgid(0)
+        end = time.monotonic() + 60
+        while '"control_url"' not in (tmp_path / "daemon.out").read_text():
+            assert proc.poll() is None, (tmp_path / "daemon.out").read_text()
+            assert time.monotonic() < end, "the daemon never said it was up"
+            time.sleep(0.05)
+        assert proc.poll() is None  # a daemon: it runs until told otherwise
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out.close()
+    assert proc.wait(60) == -signal.SIGKILL
+
+
+def test_only_known_entry_points_run(tmp_path):
+    proc = warmcli.WarmCli.shared().spawn(["-c", "print(1)"], tmp_path, harness.cli_env(), module="runpy")
+    assert proc.wait(60) != 0
+    assert "not an entry point" in proc.stderr.read()
