@@ -17,7 +17,6 @@ Needs the vcsim binary: FAILS when it is unavailable with CI=true, skipped other
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
@@ -94,12 +93,11 @@ def test_sigkill_while_the_appliance_reboots_then_the_rerun_converges(tmp_path, 
         _before_the_window(d)
         boots = lab_node(d, "psc-a")["boot"]
         proc = _cli(d, "upgrade", "--wave", "psc")
-        # the last 15 % of an install is the reboot (the REST API answers 503): kill the command there
-        task = _wait_for(lambda: (t := _install_task(d, "psc-a")) and t["progress"] >= 88 and t,
-                         "psc-a rebooting at the end of its install", proc=proc)
+        # the end of an install is the reboot (refused, then 503 while services start): kill the command there
+        _wait_for(lambda: lab_node(d, "psc-a").get("booting"), "psc-a rebooting at the end of its install",
+                  proc=proc)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        assert task["progress"] >= 85 and lab_node(d, "psc-a")["version"] == "6.7 U1"
         assert events(d, kind="step", step="psc/upgrade/psc-a")[-1].status == "started"
 
         out = waves.upgrade(replace(d.flags, break_stale_lock=True), "psc")
@@ -192,8 +190,8 @@ def test_installer_path_snapshot_set_snapshots_the_new_vms_cold_and_never_powers
 def test_a_vcenter_lost_after_the_psc_wave_is_restored_and_the_rollback_is_done_only_once_it_answers(
         tmp_path, monkeypatch):
     """vc-b fails after the PSC wave (the journal still has it at 6.7 U1, untouched): it is not known good,
-    so the rollback restores it with the set and waits for it; while it does not answer the rollback is not
-    "done" - it stops naming vc-b and the one next command; once vc-b is back the same command finishes."""
+    so the rollback restores it with the set (the lab's revert brings a failed node back) and is done only
+    once every node, vc-b included, answers at 6.7 U1 with its instance UUID."""
     from orchestrator.commands import rollback as rollback_cmd
     with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "6.7 U3") as d:
         original = {n: s["instance_uuid"] for n, s in manage.control(d.lab_dir, "/lab/state")["nodes"].items()}
@@ -205,14 +203,6 @@ def test_a_vcenter_lost_after_the_psc_wave_is_restored_and_the_rollback_is_done_
 
         plan_text = rollback_cmd.run(d.flags, plan_only=True)
         assert "vc-b" in plan_text and "not answering" in plan_text
-        with pytest.raises(StepFailed) as exc:
-            rollback_cmd.run(d.flags)
-        msg = str(exc.value)
-        assert "FAILED rollback-domain-pre/" in msg and "/vc-b" in msg
-        assert set(re.findall(r"`(invoke [^`]+)`", msg)) == {"invoke rollback"}, msg
-        assert not events(d, kind="note", status="rollback-done")
-
-        manage.control(d.lab_dir, "/lab/node/vc-b/revive", {})
         out = rollback_cmd.run(d.flags)
         assert "every node answers at its rollback version" in out
         nodes = manage.control(d.lab_dir, "/lab/state")["nodes"]
