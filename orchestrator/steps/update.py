@@ -2,15 +2,15 @@
 inside it. A manual method (6.5 patches, Windows vCenters) pauses the wave with exact instructions."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from orchestrator.clients.retry import BadRequest, ClientError, NotFound, Unsupported, polling
-from orchestrator.core.converge import DONE, FAILED, FINISHED, RUNNING, START, Decision, Observation, resume_command
+from orchestrator.core.converge import DONE, FAILED, RUNNING, START, Decision, Observation, resume_command
 from orchestrator.core.versions import catalogue
 from orchestrator.errors import StepFailed
 from orchestrator.facts.node import appliance_version, gather
 from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext
-from orchestrator.steps.common import settle, start_once
+from orchestrator.steps.common import deadline, poll_kwargs, settle, start_once
 
 
 def _target_string(ctx: StepContext) -> str:
@@ -23,8 +23,7 @@ def _unknown(exc: ClientError) -> bool:
     return not isinstance(exc, (NotFound, Unsupported, BadRequest))
 
 
-def _observe_update(ctx: StepContext, busy: str, finished: Callable[[Any], bool] = lambda client: False
-                    ) -> Observation:
+def _observe_update(ctx: StepContext, busy: str) -> Observation:
     """The node's version and its update task, as one observation; never raises for a silent node."""
     client = ctx.conns.appliance(ctx.node)
     try:
@@ -33,46 +32,35 @@ def _observe_update(ctx: StepContext, busy: str, finished: Callable[[Any], bool]
             if ver is not None and ver.same_release(ctx.target):
                 return Observation(True, ver)
             state = client.update_state()
-            done = finished(client)
     except ClientError as exc:
         if not _unknown(exc):
             raise
         return Observation(False, why=exc.message)
     running = state.state == busy or bool(state.task and state.task.status == "RUNNING")
-    job = FINISHED if done else RUNNING if running else FAILED if state.failed else ""
+    job = RUNNING if running else FAILED if state.failed else ""
     return Observation(True, ver, job, progress=state.progress if running else None)
 
 
 class Stage:
-    """Stage the update bits before the window: done when the target is staged (or already installed)."""
+    """Stage the update bits before the window; what is already staged is not staged again."""
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        version = _target_string(ctx)
         client = ctx.conns.appliance(ctx.node)
-
-        def observe() -> Observation:
-            return _observe_update(ctx, "STAGE_IN_PROGRESS", lambda c: _staged(c, version))
+        version = _target_string(ctx)
         try:
-            d = settle(ctx, observe, "stage", ctx.target)
-            if d.kind == START:
+            if not _staged(client, version):
                 start_once(lambda: client.update_stage(version) or True,
-                           lambda: True if observe().job in (RUNNING, FINISHED) else None, what="update.stage")
-            if d.kind != DONE:
-                d = settle(ctx, observe, "stage", ctx.target, job_minutes=15)
-            if d.kind != DONE:
-                state = client.update_state()
-                raise StepFailed(f"node {ctx.node.name}: staging {version} failed: "
-                                 f"{(state.task.error if state.task else '') or state.state}")
+                           lambda: True if (client.update_state().state == "STAGE_IN_PROGRESS"
+                                            or client.update_staged() is not None) else None, what="update.stage")
+                client.wait_job(client.update_staged, deadline=deadline(ctx, 15), what="stage",
+                                done=lambda s: bool(s and s.version == version and s.staging_complete),
+                                **poll_kwargs(ctx))
         except ClientError as exc:
             raise StepFailed(f"node {ctx.node.name}: staging {version} failed: {exc}") from exc
         return {"staged": version}
 
-    def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
-        """Staged already -> done; staging running -> follow it; else not done (staging again is harmless)."""
-        version = _target_string(ctx)
-        d = settle(ctx, lambda: _observe_update(ctx, "STAGE_IN_PROGRESS", lambda c: _staged(c, version)),
-                   "stage", ctx.target, job_minutes=15, started=True)
-        return {"staged": version} if d.kind == DONE else NOT_DONE
+    def reconcile(self, ctx: StepContext, started: Any) -> str:
+        return NOT_DONE  # staging is idempotent: run() checks what is already staged
 
 
 def _staged(client: Any, version: str) -> bool:
