@@ -69,7 +69,7 @@ class Rehearsal:
     def _do(self, name: str, fn: Callable[[], str]) -> None:
         t0 = time.monotonic()
         try:
-            out = fn()
+            fn()
         except StepFailed as exc:
             self.steps.append(f"{name} FAILED {time.monotonic() - t0:.2f}s")
             self.failed = f"{name}: {exc}"

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from invoke import Collection, Exit, task
 
+from orchestrator import stop
 from orchestrator.errors import InputError, VcwaveError, Where
 
 COMMON_HELP = {
@@ -49,10 +50,17 @@ def cli(fn: Callable[..., str | None]) -> Callable[..., None]:
         from orchestrator import log
         log.configure(json=bool(kwargs.get("json")), verbose=bool(kwargs.get("verbose")), human=True)
         try:
-            out = fn(c, *args, **kwargs)
+            with stop.signals_stop():  # Ctrl-C / SIGTERM: every wait stops, the run is journaled, the lock released
+                out = fn(c, *args, **kwargs)
         except VcwaveError as exc:
             log.finish(keep=exc.exit_code != 2)  # refused (bad input): nothing written
             print(f"vcwave: error: {exc}", file=sys.stderr)
+            raise Exit(code=exc.exit_code) from None
+        except stop.Interrupted as exc:
+            log.finish()
+            nxt = getattr(exc, "next_command", "")
+            print(f"vcwave: {exc}; the domain lock is released" + (f"; next: {nxt}" if nxt else ""),
+                  file=sys.stderr)
             raise Exit(code=exc.exit_code) from None
         except BaseException:
             log.finish()  # whatever happened: the live view gives the terminal back, the log is kept

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
+from orchestrator import stop
 from orchestrator.clients import tls
 from orchestrator.clients.answers import bounded_response
 from orchestrator.clients.retry import (BadAnswer, BadRequest, ClientError, DeadlineExceeded, NotFound, RetryPolicy,
@@ -605,7 +606,7 @@ class ApplianceClient:
     # -- waiting -----------------------------------------------------------------------------------------
     def wait_job(self, get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[[J], None] | None = None,
                  done: Callable[[J], bool] | None = None, what: str = "job", initial: float = 0.5,
-                 factor: float = 1.6, cap: float = 10.0, sleep: Callable[[float], None] = time.sleep,
+                 factor: float = 1.6, cap: float = 10.0, sleep: Callable[[float], None] = stop.sleep,
                  clock: Callable[[], float] = time.monotonic) -> J:
         return wait_job(get_fn, deadline=deadline, on_progress=on_progress, done=done, what=what, node=self.node,
                         initial=initial, factor=factor, cap=cap, sleep=sleep, clock=clock)
@@ -613,7 +614,7 @@ class ApplianceClient:
 
 def wait_job(get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[[J], None] | None = None,
              done: Callable[[J], bool] | None = None, what: str = "job", node: str = "", initial: float = 0.5,
-             factor: float = 1.6, cap: float = 10.0, sleep: Callable[[float], None] = time.sleep,
+             factor: float = 1.6, cap: float = 10.0, sleep: Callable[[float], None] = stop.sleep,
              clock: Callable[[], float] = time.monotonic) -> J:
     """Poll `get_fn()` with capped exponential backoff until `done(job)` (default: `job.done`), within an
     overall `deadline` (seconds). Emits a `job.progress` event (percent, elapsed, node) on each change.

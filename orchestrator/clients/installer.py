@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Callable, Mapping
@@ -42,6 +41,7 @@ from typing import Iterable, Callable, Mapping
 from orchestrator.core.installer_template import (TemplateError, fill_secrets, no_ssl_flag,
                                                   validate_template, verify_flag)
 from orchestrator import scrub as scrubbing
+from orchestrator import stop
 from orchestrator.errors import InputError, StepFailed
 from orchestrator.processes import pid_alive
 from orchestrator.secrets import Secret, reveal
@@ -337,7 +337,7 @@ def _follow(path: Path, proc: subprocess.Popen, interval: float = 0.05) -> Itera
                 if not rest:
                     break
             else:
-                time.sleep(interval)
+                stop.sleep(interval)  # Ctrl-C/SIGTERM: `_run`'s finally stops the installer
         if pending:
             yield pending
 

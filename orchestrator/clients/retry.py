@@ -19,7 +19,6 @@ import http.client
 import socket
 import ssl
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, TypeVar
@@ -27,6 +26,7 @@ from typing import Any, Callable, Iterator, TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity import wait_exponential
 
+from orchestrator import stop
 from orchestrator.errors import VcwaveError
 
 T = TypeVar("T")
@@ -295,7 +295,7 @@ def _log():
 # -- the call ----------------------------------------------------------------------------------------
 def call_with_retry(fn: Callable[[], T], *, what: str, node: str = "", attempts: int | None = None,
                     deadline: float | None = None, policy: RetryPolicy | None = None, idempotent: bool = True,
-                    relogin: Callable[[], None] | None = None, sleep: Callable[[float], None] = time.sleep) -> T:
+                    relogin: Callable[[], None] | None = None, sleep: Callable[[float], None] = stop.sleep) -> T:
     """Run `fn()`; retry transient failures with capped exponential backoff, at most `attempts` times and
     within `deadline` seconds. `relogin` (if given) is called once on SessionExpired, then the call repeats;
     a second SessionExpired after the re-login is raised as Unauthorized (permanent). Inside `polling()`

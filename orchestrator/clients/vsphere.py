@@ -190,7 +190,10 @@ class VSphereClient:
         return self
 
     def _relogin(self) -> None:
-        content = self._content
+        """A lost session means the vCenter restarted (a reboot, a snapshot revert, the installer's address
+        swap): its service content - `about` with version, build and instance UUID - is read again, never
+        kept from before the restart."""
+        self._content = content = self._si.RetrieveContent()
         content.sessionManager.Login(userName=self.user, password=self._password.reveal())
         _register_session(self._si._stub)
         self._log.info("vsphere.relogged_in", node=self.node)

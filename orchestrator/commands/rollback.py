@@ -9,7 +9,6 @@ import time
 from dataclasses import asdict
 
 from orchestrator.commands.session import CommonFlags, session
-from orchestrator.commands.waves import render as render_result
 from orchestrator.core.finalize import rollback_after_finalize
 from orchestrator.core.plan import Step
 from orchestrator.core.rules import is_mixed
@@ -48,28 +47,61 @@ def _steps(plan: RollbackPlan, engine) -> list[tuple[Step, RollbackStep]]:
     return out
 
 
+def _touched(engine) -> frozenset[str]:
+    """Nodes whose upgrade step was started since the last completed rollback (a failed or interrupted
+    install leaves a node whose state is not known good, whatever version the journal still gives it)."""
+    since = max((e.seq for e in engine.journal.events(kind="note", status="rollback-done")), default=0)
+    return frozenset(e.node for e in engine.journal.events(kind="step", action="upgrade", status="started",
+                                                           since=since) if e.data.get("method") != "none")
+
+
+def _plan(engine, to: str, node: str | None) -> RollbackPlan:
+    hist = engine.history()
+    if node:
+        return plan_node_rollback(engine.inv, hist, node)
+    return plan_domain_rollback(engine.inv, hist, to, live=(engine.state or engine.observe()).nodes,
+                                touched=_touched(engine), target=engine.plan.target)
+
+
+NEXT = "invoke rollback"  # resumes the saved plan; every action asks its node first
+
+
+def outcome(result: RunResult) -> str:
+    """The end of a rollback run: what was done, what stopped it, and ONE next command (the same line
+    goes to the log), never two different ones."""
+    lines = [f"rollback: {len(result.done)} action(s) done, {len(result.skipped)} already done"]
+    lines += [f"  FAILED {step}: {err}" for step, err in result.failed]
+    lines += [f"  PAUSED {step}: {text}" for step, text in result.manual]
+    if result.untouched:
+        lines.append(f"  not started: {', '.join(result.untouched)}")
+    if result.ok:
+        lines.append("  every node answers at its rollback version with its instance UUID")
+    else:
+        lines.append(f"  next: fix what is named above, then `{NEXT}` (it resumes the same plan and asks "
+                     "every node first)")
+    return "\n".join(lines)
+
+
 def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only: bool = False) -> str:
     check_rollback_target(to)  # before the session: a bad flag takes no lock and writes nothing
     with session(flags, "rollback", mutate=not plan_only) as engine:
-        hist = engine.history()
-        rollback_after_finalize(hist)
-        rb = _saved(engine)
-        if rb is None:
-            rb = plan_node_rollback(engine.inv, hist, node) if node else plan_domain_rollback(engine.inv, hist, to)
-        text = render(rb)
+        rollback_after_finalize(engine.history())
+        rb = _saved(engine) or _plan(engine, to, node)
         if plan_only:
-            return text + "\n(plan only: nothing changed)"
+            return render(rb) + "\n(plan only: nothing changed)"
+        text = render(rb, alternative=False)
         if _saved(engine) is None:
             engine.journal.append("note", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase="rollback",
                                   status="rollback-plan", data={"scope": rb.scope, "to": rb.to,
                                                                 "actions": [asdict(a) for a in rb.actions]})
         result = RunResult("rollback")
-        for step, impl in _steps(rb, engine):
+        steps = _steps(rb, engine)
+        for i, (step, impl) in enumerate(steps):
             if engine.journal.step_state(step.id) == "succeeded":
                 result.skipped.append(step.id)
                 continue
-            engine._run_lane([step], result, impl=impl)
-            if not result.ok:
+            if not engine.run_step(step, result, impl):
+                result.untouched += [s.id for s, _ in steps[i + 1:]]
                 break
         if result.ok:
             engine.journal.append("note", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase="rollback",
@@ -83,7 +115,8 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
                 engine.journal.append("window", run_id=engine.run_id, plan_hash=engine.plan.plan_hash,
                                       phase="rollback", status="closed", data={"length_s": length, "by": "rollback"})
                 engine.log.info("window.closed", length_s=length, by="rollback")
-        out = text + "\n" + render_result(result, "rollback")
+        out = text + "\n" + outcome(result)
         if not result.ok:
+            engine.log.warning("rollback.stopped", next=NEXT)
             raise StepFailed(out)
         return out

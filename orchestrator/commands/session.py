@@ -6,6 +6,7 @@ must match the inventory it was made from, and only one changing command runs pe
 from __future__ import annotations
 
 import contextlib
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +22,7 @@ from orchestrator.engine.runner import Engine, EngineOptions, lock_for, open_jou
 from orchestrator.log import describe_run, get_logger, record_to
 from orchestrator.steps.installer import private_root
 from orchestrator.steps.registry import impl_for
+from orchestrator.stop import Interrupted
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,22 @@ def load_checked(flags: CommonFlags) -> tuple[Inventory, Plan]:
 
 
 @contextlib.contextmanager
+def journaled_stop(engine: Engine, command: str) -> Iterator[None]:
+    """Ctrl-C / SIGTERM inside a command: journal who stopped it (the steps it left started are reconciled
+    against the live nodes by the next run), log the one next command, then let the lock go."""
+    try:
+        yield
+    except Interrupted as exc:
+        nxt = f"invoke {command}"
+        engine.journal.append("run.end", run_id=engine.run_id, plan_hash=engine.plan.plan_hash,
+                              phase=command.split()[0], status="interrupted",
+                              data={"signal": signal.Signals(exc.signum).name, "next": nxt})
+        engine.log.warning("command.interrupted", signal=signal.Signals(exc.signum).name, next=nxt)
+        exc.next_command = nxt
+        raise
+
+
+@contextlib.contextmanager
 def session(flags: CommonFlags, command: str, *, mutate: bool = True, record: bool = True) -> Iterator[Engine]:
     """Every command starts here, and starts by looking at the domain (`engine.observe`): its decisions are
     taken from the nodes as they answer now. `record=False` (status) journals nothing."""
@@ -71,9 +89,10 @@ def session(flags: CommonFlags, command: str, *, mutate: bool = True, record: bo
         journal = open_journal(options, inv.domain)
         try:
             engine = Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
-            hist = engine.observe(record=record).history
-            describe_run(plan, (hist.window_opened, hist.window_closed))
-            yield engine
+            with journaled_stop(engine, command):
+                hist = engine.observe(record=record).history
+                describe_run(plan, (hist.window_opened, hist.window_closed))
+                yield engine
         finally:
             conns.close()
             journal.close()

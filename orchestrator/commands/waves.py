@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 from orchestrator.commands.session import CommonFlags, session
+from orchestrator.core.converge import planned_version
 from orchestrator.core.plan import Step
 from orchestrator.core.validity import nodes_without_usable_backup
 from orchestrator.engine.runner import RunResult, run_adhoc
@@ -23,8 +24,8 @@ def render(result: RunResult, what: str) -> str:
     elif result.failed or result.manual:
         lines.append("  nothing else was touched")
     if result.failed:
-        lines.append("  safe next: fix the cause and re-run the same command (it resumes; nothing done is redone), "
-                     "or `invoke rollback --plan-only` to see the way back")
+        lines.append("  next: fix what is named above, then re-run the same command (it resumes, asks every node "
+                     "first and redoes nothing that is done)")
     return "\n".join(lines)
 
 
@@ -103,9 +104,8 @@ def verify(flags: CommonFlags, node: str | None = None) -> str:
             return _finish(engine.run_phase("post", actions={"verify"}), "verify (post)")
         nodes = _nodes(node, engine) or {n.name for n in engine.inv.nodes}
         _confirm_manual(engine, nodes)
-        hist = engine.history()
         steps = [Step(f"verify/{n.name}/{engine.run_id}", "verify", 0, n.name, n.role, n.site, "verify", "",
-                      hist.nodes[n.name].version.release, hist.nodes[n.name].version.release)
+                      _expected(engine, n), _expected(engine, n))
                  for n in engine.inv.nodes if n.name in nodes]
         return _finish(run_adhoc(engine, steps, "verify"), "verify")
 
@@ -123,3 +123,17 @@ def _confirm_manual(engine, nodes: set[str]) -> None:
         if live and live.release == step.to:
             engine.step_event(step, "reconciled", {"outcome": "succeeded", "version_after": live.release,
                                                    "build_after": live.build, "manual": True})
+
+
+def _expected(engine, node) -> str:
+    """The node's planned version (core.converge.planned_version) from the journal's moves: started
+    upgrades of the plan and saved rollback plans, in order."""
+    upgrades = {s.id: s.to for s in engine.plan.steps() if s.action == "upgrade" and s.node == node.name}
+    moves: list[tuple[str, str]] = []
+    for e in engine.journal.events(kind=["step", "note"]):
+        if e.kind == "step" and e.step in upgrades and e.node == node.name and e.status == "started":
+            moves.append(("upgrade", upgrades[e.step]))
+        elif e.kind == "note" and e.status == "rollback-plan":
+            moves += [("rollback", a["to_version"]) for a in e.data.get("actions", ())
+                      if a["node"] == node.name and a["action"] == "verify"]
+    return planned_version(node.version.release, moves)

@@ -32,6 +32,7 @@ class InteropData:
     location_types_since: dict[str, Version]
     durations_min: dict[str, float]
     configuration_maximums: dict[str, int]
+    restart_min: dict[str, float]
     converge_into: tuple[str, ...] = ()
 
     def features(self, v: Version) -> LineFeatures:
@@ -50,6 +51,7 @@ def interop_data() -> InteropData:
         location_types_since={k: parse_version(v) for k, v in raw["location_types_since"].items()},
         durations_min={k: float(v) for k, v in raw["durations_min"].items()},
         configuration_maximums={k: int(v) for k, v in raw["configuration_maximums"].items()},
+        restart_min={k: float(v) for k, v in raw["restart_min"].items()},
         converge_into=tuple(str(x) for x in raw.get("converge_into", ())),
     )
 
@@ -176,3 +178,12 @@ def estimate_minutes(step: str, method: str = "", role: str = "") -> float:
             return 0.0
         return d["update_install"]
     return d.get(step, 0.0)
+
+
+def restart_minutes(kind: str) -> float:
+    """How long a node may stay silent while a change of this kind lands (update, stage, installer, backup,
+    power_on, restore, verify), from the data: the deadline of the "unknown" wait (core.converge)."""
+    data = interop_data().restart_min
+    if kind not in data:
+        raise KeyError(f"no restart deadline for {kind!r} in vcwave's interop data")
+    return data[kind]

@@ -6,13 +6,20 @@ Servers that were upgraded"; installer upgrades roll back by powering the new ap
 source on, all nodes together, PSCs first (KB 322065); a snapshot set is only ever reverted whole.
 Order: vCenters stopped first, then PSCs brought back, then vCenters, then every node verified at its
 old version with its original instance UUID.
+
+Which nodes are restored is decided from the domain as it is, not from the journal alone: every node that
+is not *known good* - moved in the journal, seen live at another version (a vCenter the journal never saw
+move), not answering (lost), or touched by an upgrade that failed or was interrupted - is restored and
+verified. A rollback is done only when every node answers at its rollback version with its instance UUID.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from orchestrator.core.history import Backup, DomainHistory, domain_version
 from orchestrator.core.inventory import Inventory
+from orchestrator.core.live import LiveNode
 from orchestrator.core.validity import judge_all, usable_single
 from orchestrator.errors import RefusedError
 
@@ -38,6 +45,7 @@ class RollbackPlan:
     scope: str  # "domain" or a node name
     to: str  # pre | during
     actions: tuple[RollbackAction, ...]
+    alternative: str = ""  # VMware's other way out, when it applies (shown, never run)
 
     @property
     def id(self) -> str:
@@ -66,14 +74,53 @@ def _asset_for(node: str, hist: DomainHistory, inv: Inventory, to: str, target_d
     return cands[0] if cands else None
 
 
+def not_known_good(inv: Inventory, hist: DomainHistory, want: Mapping[str, str], live: Mapping[str, LiveNode],
+                   touched: frozenset[str] | set[str]) -> dict[str, str]:
+    """The nodes a rollback must restore, with why: moved in the journal, not answering, seen live at a
+    version other than `want`, or touched by an upgrade step that did not succeed (its state is unknown:
+    a failed install may have left half a patch). A node missing from `live` was not observed."""
+    out: dict[str, str] = {}
+    for n in inv.nodes:
+        journal, seen = hist.nodes[n.name].version.release, live.get(n.name)
+        if journal != want[n.name]:
+            out[n.name] = f"at {journal}"
+        elif seen is not None and not seen.answering:
+            out[n.name] = f"not answering ({seen.why or seen.state})"
+        elif seen is not None and seen.version and seen.version.release != want[n.name]:
+            out[n.name] = f"answers at {seen.version.release} (the journal never saw it move)"
+        elif n.name in touched:
+            out[n.name] = "its upgrade failed or was interrupted: its state is not known good"
+    return out
+
+
+def forward_alternative(inv: Inventory, hist: DomainHistory, target: str, restore: Mapping[str, str]) -> str:
+    """VMware's other way out, when every PSC is already at the target and a vCenter is not known good:
+    go forward instead of back (upgrade the remaining vCenters, then repoint or restore the failed one in
+    the upgraded domain)."""
+    if not target or any(hist.nodes[p.name].version.release != target for p in inv.pscs):
+        return ""
+    vcs = sorted(n for n in restore if not inv.node(n).is_psc and hist.nodes[n].version.release != target)
+    if not vcs:
+        return ""
+    failed = ", ".join(vcs)
+    return (f"VMware's other way out: every PSC already runs {target}; instead of rolling the domain back you may "
+            f"go forward: `invoke upgrade --wave vcenter` for the remaining vCenters, then bring {failed} back "
+            f"by repointing it to a PSC of its site at the same version (`invoke repoint --vcenter N --psc P "
+            f"--check`) or by restoring it from a backup taken in the upgraded domain (`invoke backup --phase "
+            f"during`, then `invoke rollback --node N`)")
+
+
 def check_rollback_target(to: str) -> None:
     """`--to` names a backup generation: before the window (pre) or inside it (during)."""
     if to not in ("pre", "during"):
         raise RefusedError(f"--to must be pre or during, got {to!r}", rule="rollback-target")
 
 
-def plan_domain_rollback(inv: Inventory, hist: DomainHistory, to: str = "pre") -> RollbackPlan:
-    """Every node that moved goes back together. Refused (with the reason) when an asset is missing."""
+def plan_domain_rollback(inv: Inventory, hist: DomainHistory, to: str = "pre", *,
+                         live: Mapping[str, LiveNode] | None = None, touched: frozenset[str] | set[str] = frozenset(),
+                         target: str = "") -> RollbackPlan:
+    """Every node not known good goes back together (`not_known_good`), every node is verified at the end.
+    Refused (with the reason) when an asset is missing."""
     check_rollback_target(to)
     originals = {n.name: n.version for n in inv.nodes}
     if to == "pre":
@@ -86,7 +133,8 @@ def plan_domain_rollback(inv: Inventory, hist: DomainHistory, to: str = "pre") -
         target_domain = during[-1].domain_version
         want = {n.name: (target_domain if n.is_psc else originals[n.name].release) for n in inv.nodes}
     current = {n: h.version.release for n, h in hist.nodes.items()}
-    moved = [n for n in inv.nodes if current[n.name] != want[n.name]]
+    why = not_known_good(inv, hist, want, live or {}, touched)
+    moved = [n for n in inv.nodes if n.name in why]
     if not moved:
         raise RefusedError(f"nothing to roll back: every node already runs its {to}-upgrade version",
                            rule="rollback-nothing")
@@ -95,7 +143,7 @@ def plan_domain_rollback(inv: Inventory, hist: DomainHistory, to: str = "pre") -
     for n in moved:
         a = _asset_for(n.name, hist, inv, to, target_domain)
         if a is None:
-            missing.append(f"{n.name} (at {current[n.name]}, must return to {want[n.name]})")
+            missing.append(f"{n.name} ({why[n.name]}, must return to {want[n.name]})")
         else:
             assets[n.name] = a
     # A snapshot set is reverted whole: every member of it goes back, moved or not.
@@ -123,17 +171,20 @@ def plan_domain_rollback(inv: Inventory, hist: DomainHistory, to: str = "pre") -
         k += 1
         actions.append(RollbackAction(k, n.name, n.role, "restore", method, a.set_id or a.backup_id,
                                       want[n.name], f"{'PSCs first' if n.is_psc else 'then vCenters'}: "
-                                      f"{a.method} {a.backup_id} taken at domain {a.domain_version}"))
+                                      f"{a.method} {a.backup_id} taken at domain {a.domain_version}"
+                                      + (f"; {why[n.name]}" if n.name in why else "")))
     for n in stopped:
         if n.name not in assets:
             k += 1
             actions.append(RollbackAction(k, n.name, n.role, "start", "power-on", "", current[n.name],
                                           "not restored: started again once its PSC is back"))
-    for n in pscs + vcs:
+    for n in [*inv.pscs, *inv.vcenters]:  # done only when EVERY node answers at its rollback version
         k += 1
         actions.append(RollbackAction(k, n.name, n.role, "verify", "verify-old", "", want[n.name],
-                                      "old version/build and the original instance UUID"))
-    return RollbackPlan("domain", to, tuple(actions))
+                                      "old version/build and the original instance UUID"
+                                      + (f" ({why[n.name]})" if n.name in why else "")))
+    alternative = forward_alternative(inv, hist, target, why) if to == "pre" else ""
+    return RollbackPlan("domain", to, tuple(actions), alternative)
 
 
 def plan_node_rollback(inv: Inventory, hist: DomainHistory, node: str) -> RollbackPlan:
@@ -155,9 +206,13 @@ def plan_node_rollback(inv: Inventory, hist: DomainHistory, node: str) -> Rollba
         RollbackAction(2, node, n.role, "verify", "verify-old", "", b.node_version, "version and instance UUID")))
 
 
-def render(plan: RollbackPlan) -> str:
+def render(plan: RollbackPlan, alternative: bool = True) -> str:
+    """The plan as a table; with `alternative`, VMware's other way out below it (shown with --plan-only,
+    where the operator chooses; a running or paused rollback names only its own next command)."""
     lines = [f"rollback of {plan.scope} to {plan.to}-upgrade state:"]
     for a in plan.actions:
         lines.append(f"  {a.order:>2}. {a.action:<8} {a.node:<12} {a.method:<16} {a.asset:<28} -> {a.to_version}"
                      f"   ({a.reason})")
+    if alternative and plan.alternative:
+        lines.append(plan.alternative)
     return "\n".join(lines)

@@ -262,6 +262,13 @@ class Engine:
             for f in [pool.submit(self._run_lane, lane, result) for lane in lanes]:
                 f.result()
 
+    def run_step(self, step: Step, result: RunResult, impl: Any = None) -> bool:
+        """One step outside the plan's batches (a rollback action), with the same checkpoints; `impl`
+        overrides the registry. Returns whether it succeeded."""
+        failed = len(result.failed) + len(result.manual)
+        self._run_lane([step], result, impl=impl)
+        return len(result.failed) + len(result.manual) == failed
+
     def _run_lane(self, lane: list[Step], result: RunResult, as_set: bool = False, impl: Any = None) -> None:
         """A node's steps in order (or, as_set, one domain-wide snapshot-set step over many nodes)."""
         steps = [lane[0]] if as_set else lane
@@ -290,7 +297,7 @@ class Engine:
         except ManualStepRequired as exc:
             self._fail(members, {"manual": True, "instructions": scrub_text(exc.instructions)})
             result.manual.append((step.id, str(exc)))
-            ctx.log.warning("step.manual", instructions=exc.instructions)
+            ctx.log.warning("step.manual", instructions=exc.instructions, next=exc.next_command)
             return False
         except Exception as exc:  # StepFailed, or an unexpected error: journaled either way, the lane stops
             text = scrub_text(str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}")

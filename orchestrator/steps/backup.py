@@ -16,12 +16,14 @@ import uuid
 from typing import Any
 
 from orchestrator.clients.appliance import BackupJob
-from orchestrator.clients.retry import ClientError
+from orchestrator.clients.retry import ClientError, polling
+from orchestrator.core.converge import ADOPT, DONE, FAILED, FINISHED, RUNNING, Observation
 from orchestrator.core.interop import backup_method_problem
 from orchestrator.core.plan import Step
 from orchestrator.errors import StepFailed
 from orchestrator.steps.base import NOT_DONE, StepContext
-from orchestrator.steps.common import current_domain_version, deadline, poll_kwargs, start_once, wait_answering
+from orchestrator.steps.common import (current_domain_version, deadline, poll_kwargs, power, serving, settle,
+                                       start_once, wait_answering)
 
 SNAPSHOT_PREFIX = "vcwave"
 
@@ -75,27 +77,32 @@ class FileBackup:
                               current_domain_version(ctx), ctx.step.tag)
 
     def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
-        """A crash mid-backup: adopt the job we started if the node knows it, never start a second one."""
+        """A crash mid-backup: adopt the job we started if the node knows it, never start a second one. A
+        node that does not answer is unknown (core.converge): waited on, never taken for "not done"."""
         job = ctx.last_progress("job_id")
-        if not job:
-            # Killed between the POST and journaling its id: a job the node started since this step began is
-            # ours. Adopt it rather than start a second one (the node would refuse: one job at a time).
+        if job:
+            recorded = _recorded(ctx, ctx.node.name, job["job_id"])
+            if recorded is not None:
+                return recorded  # it finished and was journaled just before the crash: not recorded twice
+        found: dict[str, str] = {}
+
+        def observe() -> Observation:
             try:
-                adopted = _job_started_since(ctx.conns.appliance(ctx.node), started.ts)
-            except ClientError:
-                return NOT_DONE
-            if adopted is None:
-                return NOT_DONE
-            job = {"job_id": adopted, "location": ""}
-        recorded = _recorded(ctx, ctx.node.name, job["job_id"])
-        if recorded is not None:
-            return recorded  # it finished and was journaled just before the crash: not recorded twice
-        try:
-            state = ctx.conns.appliance(ctx.node).backup_job(job["job_id"])
-        except ClientError:
-            return NOT_DONE
-        if state.state in ("SUCCEEDED", "INPROGRESS"):
-            return self._finish(ctx, job["job_id"], job.get("location", ""))
+                with polling():
+                    client = ctx.conns.appliance(ctx.node)
+                    # Killed between the POST and journaling its id: a job the node started since this step
+                    # began is ours (the node would refuse a second one: one job at a time).
+                    job_id = job["job_id"] if job else _job_started_since(client, started.ts)
+                    if job_id is None:
+                        return Observation(True)
+                    found["job_id"] = job_id
+                    state = client.backup_job(job_id).state
+            except ClientError as exc:
+                return Observation(False, why=exc.message)
+            return Observation(True, job={"SUCCEEDED": FINISHED, "INPROGRESS": RUNNING}.get(state, FAILED))
+        d = settle(ctx, observe, "backup", None, started=True)
+        if d.kind in (DONE, ADOPT):
+            return self._finish(ctx, found["job_id"], (job or {}).get("location", ""))
         return NOT_DONE
 
 
@@ -127,7 +134,11 @@ def _job_started_since(client: Any, since: float, slack: float = 5.0) -> str | N
 
 class SnapshotSetBackup:
     """Cold snapshots of every appliance VM of the domain, taken together (a single reverted PSC breaks
-    replication): vCenters shut down first, then PSCs; all snapshotted; PSCs powered on first, then vCenters."""
+    replication): vCenters shut down first, then PSCs; all snapshotted; PSCs powered on first, then vCenters.
+
+    The VM snapshotted is the one that serves the node now: after an installer migration that is the new
+    appliance, not the powered-off source (kept as a rollback asset, never powered on while the new one
+    holds the identity)."""
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         return self.run_set(ctx, [ctx.step])
@@ -138,15 +149,16 @@ class SnapshotSetBackup:
         if missing:
             raise StepFailed(f"snapshot set: no appliance VM declared for {', '.join(missing)}")
         set_id = f"{SNAPSHOT_PREFIX}-{ctx.step.tag or 'set'}-{uuid.uuid4().hex[:8]}"
-        ctx.progress({"set_id": set_id, "members": [n.name for n in nodes]})
+        vms = {n.name: serving(ctx, n.name) for n in nodes}
+        ctx.progress({"set_id": set_id, "members": [n.name for n in nodes], "vms": vms})
         order_off = sorted(nodes, key=lambda n: n.role != "vcenter")  # vCenters first
         taken = False
         try:
             for n in order_off:
-                self._power(ctx, n, on=False)
+                self._power(ctx, n, vms[n.name], on=False)
             for n in nodes:
                 mg = ctx.conns.management(n.vm.vcenter)
-                vm = mg.vm_by_name(n.vm.name)
+                vm = mg.vm_by_name(vms[n.name])
                 start_once(lambda: mg.create_snapshot(vm, set_id, f"vcwave cold snapshot set {set_id}"),
                            lambda: _snapshot_named(mg.snapshots(vm), set_id),
                            what="snapshot.create")
@@ -154,8 +166,8 @@ class SnapshotSetBackup:
         finally:
             if not taken:  # something failed: everything back on at once, PSCs first
                 for n in sorted(nodes, key=lambda n: n.role != "psc"):
-                    self._power(ctx, n, on=True)
-        silent = self._bring_back(ctx, nodes)
+                    self._power(ctx, n, vms[n.name], on=True)
+        silent = self._bring_back(ctx, nodes, vms)
         if silent:
             raise StepFailed(f"snapshot set {set_id}: taken, but {', '.join(silent)} did not answer after "
                              f"power-on; look at {'them' if len(silent) > 1 else 'it'} (console, services), then "
@@ -163,69 +175,67 @@ class SnapshotSetBackup:
         dv = current_domain_version(ctx)
         out = {}
         for n in nodes:
-            out[n.name] = _record_backup(ctx, n.name, f"{set_id}:{n.vm.name}", f"{n.vm.vcenter}/{n.vm.name}",
+            out[n.name] = _record_backup(ctx, n.name, f"{set_id}:{vms[n.name]}", f"{n.vm.vcenter}/{vms[n.name]}",
                                          "snapshot-set", _node_version_now(ctx, n.name), dv, ctx.step.tag,
-                                         set_id=set_id, members=[m.node for m in members])
+                                         set_id=set_id, members=[m.node for m in members], vm=vms[n.name])
         return out
 
-    def _bring_back(self, ctx: StepContext, nodes: list[Any]) -> list[str]:
+    def _bring_back(self, ctx: StepContext, nodes: list[Any], vms: dict[str, str]) -> list[str]:
         """Power the set back on in VMware's order: PSCs, and only once they answer, the vCenters (their
         services need the PSC at boot); then wait for the vCenters too, so that the next command finds a
-        domain in service. Returns the nodes that did not answer in time."""
+        domain in service. Only the VM that serves each node is powered on. Returns the nodes that did not
+        answer in time."""
         silent: list[str] = []
         for role in ("psc", "vcenter"):
             group = [n for n in nodes if n.role == role]
             for n in group:
-                self._power(ctx, n, on=True)
+                self._power(ctx, n, vms[n.name], on=True)
             silent += wait_answering(ctx, group, minutes=20)
         return silent
 
     @staticmethod
-    def _power(ctx: StepContext, n: Any, on: bool) -> None:
-        mg = ctx.conns.management(n.vm.vcenter)
-        state = mg.vm_power_states([n.vm.name]).get(n.vm.name)
-        vm = mg.vm_by_name(n.vm.name)
-        if on and state != "poweredOn":
-            mg.power_on(vm)
-        elif not on and state == "poweredOn":
-            mg.power_off(vm)
+    def _power(ctx: StepContext, n: Any, vm: str, on: bool) -> None:
+        power(ctx, n.name, vm, on)
 
     def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
         """A crash mid-set. Each member step is reconciled on its own: if its snapshot of the interrupted set
         exists, it is recorded (once) and done; otherwise everything is powered back on in the safe order and
         the set is taken again. A set is never half-trusted: a member without its snapshot is not done."""
-        set_id, members = self._interrupted_set(ctx)
+        set_id, members, vms = self._interrupted_set(ctx)
         node = ctx.node
         if set_id and node.vm is not None and node.name in members:
-            key = f"{set_id}:{node.vm.name}"
+            vm = vms.get(node.name) or node.vm.name
+            key = f"{set_id}:{vm}"
             recorded = _recorded(ctx, node.name, key)
             if recorded is not None:
                 return recorded
-            if all(self._has_snapshot(ctx, ctx.inv.node(m), set_id) for m in members):
-                self._power_all_on(ctx)
-                return _record_backup(ctx, node.name, key, f"{node.vm.vcenter}/{node.vm.name}", "snapshot-set",
+            if all(self._has_snapshot(ctx, ctx.inv.node(m), vms.get(m) or ctx.inv.node(m).vm.name, set_id)
+                   for m in members):
+                self._power_all_on(ctx, vms)
+                return _record_backup(ctx, node.name, key, f"{node.vm.vcenter}/{vm}", "snapshot-set",
                                       _node_version_now(ctx, node.name), current_domain_version(ctx),
-                                      ctx.step.tag, set_id=set_id, reconciled=True)
-        self._power_all_on(ctx)
+                                      ctx.step.tag, set_id=set_id, reconciled=True, vm=vm)
+        self._power_all_on(ctx, vms)
         return NOT_DONE
 
-    def _power_all_on(self, ctx: StepContext) -> None:
+    def _power_all_on(self, ctx: StepContext, vms: dict[str, str]) -> None:
+        """Every node's serving VM on, PSCs first (the set's own choice of VM when it journaled one)."""
         nodes = [n for n in ctx.inv.nodes if n.vm is not None]
         for n in sorted(nodes, key=lambda n: n.role != "psc"):
-            self._power(ctx, n, on=True)
+            self._power(ctx, n, vms.get(n.name) or serving(ctx, n.name), on=True)
 
     @staticmethod
-    def _has_snapshot(ctx: StepContext, n: Any, set_id: str) -> bool:
+    def _has_snapshot(ctx: StepContext, n: Any, vm: str, set_id: str) -> bool:
         mg = ctx.conns.management(n.vm.vcenter)
-        return _snapshot_named(mg.snapshots(mg.vm_by_name(n.vm.name)), set_id) is not None
+        return _snapshot_named(mg.snapshots(mg.vm_by_name(vm)), set_id) is not None
 
     @staticmethod
-    def _interrupted_set(ctx: StepContext) -> tuple[str | None, list[str]]:
-        """The set id and members journaled by the set's first member step (same phase)."""
+    def _interrupted_set(ctx: StepContext) -> tuple[str | None, list[str], dict[str, str]]:
+        """The set id, members and VMs journaled by the set's first member step (same phase)."""
         for e in reversed(ctx.events(kind="step", status="started")):
             if e.phase == ctx.step.phase and e.action == "backup" and "set_id" in e.data:
-                return e.data["set_id"], list(e.data.get("members", ()))
-        return None, []
+                return e.data["set_id"], list(e.data.get("members", ())), dict(e.data.get("vms", {}))
+        return None, [], {}
 
 
 def _snapshot_named(tree: Any, name: str) -> str | None:

@@ -21,10 +21,11 @@ class ManualStepRequired(StepFailed):
     """vcwave cannot drive this change: the wave pauses with exact instructions; `invoke verify --node N`
     proves the node is at the target and lets the wave go on."""
 
-    def __init__(self, node: str, instructions: str) -> None:
+    def __init__(self, node: str, instructions: str, next_command: str = "") -> None:
         self.node = node
         self.instructions = instructions
-        super().__init__(f"node {node}: manual step required:\n{instructions}\nthen run: invoke verify --node {node}")
+        self.next_command = next_command or f"invoke verify --node {node}"  # the ONE next command
+        super().__init__(f"node {node}: manual step required:\n{instructions}\nthen run: {self.next_command}")
 
 
 @dataclass

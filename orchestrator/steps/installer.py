@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator import stop
 from orchestrator.clients.installer import (InstallerError, InstallerRunner, installer_output_started,
                                             installer_processes, resolve_installer)
 from orchestrator.clients.retry import ClientError, expected_outage
@@ -18,7 +19,7 @@ from orchestrator.errors import InputError, StepFailed
 from orchestrator.facts.node import gather
 from orchestrator.processes import pid_alive
 from orchestrator.steps.base import NOT_DONE, StepContext
-from orchestrator.steps.common import current_domain_version, deadline
+from orchestrator.steps.common import current_domain_version, deadline, serving
 
 SWITCHING = "switching to the new appliance"  # the installer moves the address from source to new VM
 
@@ -68,6 +69,8 @@ class InstallerUpgrade:
         done = self._already_there(ctx)
         if done is not None:
             return done
+        if node.vm is not None:
+            serving(ctx, node.name)  # refuses (IdentityConflict) when two VMs already run with its identity
         template, secrets = _template_and_secrets(ctx)
         problems = installer_precheck(ctx)
         if problems:
@@ -115,7 +118,7 @@ class InstallerUpgrade:
                 break
             if facts is not None:
                 ctx.log.info("installer.node_not_answering", errors=list(facts.errors))
-            time.sleep(max(ctx.options.poll_interval, 0.05))
+            stop.sleep(max(ctx.options.poll_interval, 0.05))
         if facts is None or facts.version is None or not facts.version.same_release(ctx.target):
             return None
         started = ctx.last_progress("new_vm")
@@ -144,7 +147,7 @@ class InstallerUpgrade:
         end = time.monotonic() + deadline(ctx, 120)
         while any(pid_alive(p) for p in pids) and time.monotonic() < end:
             ctx.log.info("installer.still_running", pids=pids)
-            time.sleep(max(ctx.options.poll_interval, 0.05))
+            stop.sleep(max(ctx.options.poll_interval, 0.05))
         if any(pid_alive(p) for p in pids):
             raise StepFailed(f"node {node.name}: the installer (pid {', '.join(map(str, pids))}) is still running "
                              f"after the deadline; let it finish, then run the same command again")

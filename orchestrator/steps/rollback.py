@@ -9,26 +9,22 @@ from orchestrator.clients.retry import BadRequest, ClientError
 from orchestrator.core.rollback import RollbackAction
 from orchestrator.errors import StepFailed
 from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext
-from orchestrator.steps.common import deadline, poll_kwargs
+from orchestrator.steps.common import deadline, node_vms, poll_kwargs, power, serving
 from orchestrator.steps.verify import settled_facts
 
 
-def _power(ctx: StepContext, vcenter: str, vm_name: str, on: bool) -> None:
-    mg = ctx.conns.management(vcenter)
-    state = mg.vm_power_states([vm_name]).get(vm_name)
-    if state is None:
-        raise StepFailed(f"VM {vm_name} not found in management vCenter {vcenter}")
-    if on and state != "poweredOn":
-        mg.power_on(mg.vm_by_name(vm_name))
-    elif not on and state == "poweredOn":
-        mg.power_off(mg.vm_by_name(vm_name))
+def _all_off(ctx: StepContext, node: str) -> None:
+    """Every VM carrying the node's identity off (the source and, after an installer run, the new one)."""
+    for vm in node_vms(ctx, node).vms:
+        power(ctx, node, vm, on=False)
 
 
-def _serving_vm(ctx: StepContext, node: str | None = None) -> str:
-    """The VM that answers for the node now: the installer's new appliance if one took over, else its own."""
-    n = ctx.inv.node(node) if node else ctx.node
-    kept = [e for e in ctx.events(kind="source_appliance", node=n.name) if e.status == "kept"]
-    return (kept[-1].data.get("new_vm_name") if kept else "") or n.vm.name
+def _set_vm(ctx: StepContext, node: str, set_id: str) -> str:
+    """The VM a snapshot set snapshotted for the node (the one serving it then), from its backup record."""
+    for e in ctx.events(kind="backup", node=node):
+        if e.data.get("set_id") == set_id:
+            return e.data.get("vm") or str(e.data["backup_id"]).split(":", 1)[-1]
+    return ctx.inv.node(node).vm.name
 
 
 class RollbackStep:
@@ -43,11 +39,11 @@ class RollbackStep:
         try:
             if a.method == "power-off":
                 if ctx.node.vm:
-                    _power(ctx, ctx.node.vm.vcenter, _serving_vm(ctx), on=False)
+                    _all_off(ctx, ctx.node.name)
                 return {}
             if a.method == "power-on":
                 if ctx.node.vm:
-                    _power(ctx, ctx.node.vm.vcenter, _serving_vm(ctx), on=True)
+                    power(ctx, ctx.node.name, serving(ctx, ctx.node.name), on=True)
                 return {}
             if a.method == "snapshot-revert":
                 return self._revert_set(ctx)
@@ -66,16 +62,14 @@ class RollbackStep:
         """The whole set together: all members off, every VM reverted, PSCs on first, then vCenters."""
         set_id = self.action.asset
         nodes = [ctx.inv.node(n) for n in self.members]
+        vms = {n.name: _set_vm(ctx, n.name, set_id) for n in nodes}
         for n in sorted(nodes, key=lambda n: n.role != "vcenter"):
-            serving = _serving_vm(ctx, n.name)
-            _power(ctx, n.vm.vcenter, serving, on=False)  # an installer's new appliance stays off
-            if serving != n.vm.name:
-                _power(ctx, n.vm.vcenter, n.vm.name, on=False)
+            _all_off(ctx, n.name)  # every VM of the identity: the one reverted comes back alone
         for n in nodes:
             mg = ctx.conns.management(n.vm.vcenter)
-            mg.revert_snapshot(mg.vm_by_name(n.vm.name), set_id)
+            mg.revert_snapshot(mg.vm_by_name(vms[n.name]), set_id)
         for n in sorted(nodes, key=lambda n: n.role != "psc"):
-            _power(ctx, n.vm.vcenter, n.vm.name, on=True)
+            power(ctx, n.name, vms[n.name], on=True)
         return {"version_after": self.action.to_version, "set_id": set_id}
 
     def _source_appliance(self, ctx: StepContext) -> dict[str, Any]:
@@ -84,10 +78,9 @@ class RollbackStep:
         if not kept:
             raise StepFailed(f"node {ctx.node.name}: no kept source appliance recorded")
         d = kept[-1].data
-        vc = ctx.node.vm.vcenter
         if d.get("new_vm_name"):
-            _power(ctx, vc, d["new_vm_name"], on=False)
-        _power(ctx, vc, d["vm_name"], on=True)
+            power(ctx, ctx.node.name, d["new_vm_name"], on=False)
+        power(ctx, ctx.node.name, d["vm_name"], on=True)
         return {"version_after": self.action.to_version, "source_vm": d["vm_name"]}
 
     def _file_restore(self, ctx: StepContext) -> dict[str, Any]:
@@ -109,7 +102,7 @@ class RollbackStep:
                 raise ManualStepRequired(ctx.node.name, (
                     f"the node refused the restore ({exc.message}). A file restore runs only on a freshly deployed "
                     f"appliance: deploy a {self.action.to_version} appliance for {ctx.node.name} ({ctx.node.host}) "
-                    f"with VMware's installer (Restore, stage 1), then run `invoke rollback` again")) from exc
+                    f"with VMware's installer (Restore, stage 1)"), next_command="invoke rollback") from exc
         job = client.wait_job(client.restore_job, deadline=deadline(ctx, 60), what="restore", **poll_kwargs(ctx))
         if not job.succeeded:
             raise StepFailed(f"node {ctx.node.name}: restore {job.state}: {'; '.join(job.messages)}")
@@ -117,7 +110,7 @@ class RollbackStep:
 
     def _verify_old(self, ctx: StepContext) -> dict[str, Any]:
         """The node may still be booting after a revert or a power-on: `settled_facts` asks until the deadline."""
-        facts, problems = settled_facts(ctx, self.action.to_version)
+        facts, problems = settled_facts(ctx, self.action.to_version, "power_on")
         if problems:
             raise StepFailed(f"node {ctx.node.name}: after rollback:\n  - " + "\n  - ".join(problems))
         return {"version_after": self.action.to_version, "instance_uuid": facts.instance_uuid}

@@ -4,25 +4,51 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.clients.retry import ClientError, expected_outage
+from orchestrator.clients.retry import BadRequest, ClientError, NotFound, Unsupported, expected_outage, polling
+from orchestrator.core.converge import DONE, FAILED, RUNNING, START, Decision, Observation, resume_command
 from orchestrator.core.versions import catalogue
 from orchestrator.errors import StepFailed
 from orchestrator.facts.node import appliance_version, gather
 from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext
-from orchestrator.steps.common import deadline, poll_kwargs, start_once
+from orchestrator.steps.common import deadline, poll_kwargs, settle, start_once
 
 
 def _target_string(ctx: StepContext) -> str:
     return catalogue().appliance_string(ctx.target)
 
 
+def _unknown(exc: ClientError) -> bool:
+    """A node that refuses, answers 503 or garbles its reply says nothing about the work: unknown. A 404
+    (no update API, an update the node does not offer) is a real answer."""
+    return not isinstance(exc, (NotFound, Unsupported, BadRequest))
+
+
+def _observe_update(ctx: StepContext, busy: str) -> Observation:
+    """The node's version and its update task, as one observation; never raises for a silent node."""
+    client = ctx.conns.appliance(ctx.node)
+    try:
+        with polling():
+            ver, _ = appliance_version(ctx.conns, ctx.node)
+            if ver is not None and ver.same_release(ctx.target):
+                return Observation(True, ver)
+            state = client.update_state()
+    except ClientError as exc:
+        if not _unknown(exc):
+            raise
+        return Observation(False, why=exc.message)
+    running = state.state == busy or bool(state.task and state.task.status == "RUNNING")
+    job = RUNNING if running else FAILED if state.failed else ""
+    return Observation(True, ver, job, progress=state.progress if running else None)
+
+
 class Stage:
+    """Stage the update bits before the window; what is already staged is not staged again."""
+
     def run(self, ctx: StepContext) -> dict[str, Any]:
         client = ctx.conns.appliance(ctx.node)
         version = _target_string(ctx)
         try:
-            staged = client.update_staged()
-            if not (staged and staged.version == version and staged.staging_complete):
+            if not _staged(client, version):
                 start_once(lambda: client.update_stage(version) or True,
                            lambda: True if (client.update_state().state == "STAGE_IN_PROGRESS"
                                             or client.update_staged() is not None) else None, what="update.stage")
@@ -37,71 +63,82 @@ class Stage:
         return NOT_DONE  # staging is idempotent: run() checks what is already staged
 
 
+def _staged(client: Any, version: str) -> bool:
+    staged = client.update_staged()
+    return bool(staged and staged.version == version and staged.staging_complete)
+
+
 class UpdateInstall:
+    """Install a staged patch. Asks the node first, before starting and when reconciling: at the target ->
+    done; an install running -> adopt it; silent (rebooting) -> unknown, waited on; else start it."""
+
     def run(self, ctx: StepContext) -> dict[str, Any]:
+        return self._converge(ctx, started=bool(ctx.step_events()[:-1]))
+
+    def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
+        """Never install twice: the same decision as run(), made again after a crash."""
+        return self._converge(ctx, started=True)
+
+    def _converge(self, ctx: StepContext, started: bool) -> dict[str, Any]:
         client = ctx.conns.appliance(ctx.node)
         version = _target_string(ctx)
+
+        def observe() -> Observation:
+            return _observe_update(ctx, "INSTALL_IN_PROGRESS")
         try:
-            state = client.update_state()
-            if state.state != "INSTALL_IN_PROGRESS":
+            d = settle(ctx, observe, "update", ctx.target, started=started)
+            if d.kind == START:
                 pre = client.update_precheck(version)
                 if pre.errors:
                     raise StepFailed(f"node {ctx.node.name}: update precheck refused {version}: "
                                      + "; ".join(pre.errors))
-                start_once(lambda: client.update_install(version, {"vmdir.password": ctx.conns.secret("sso")}) or True,
-                           lambda: True if client.update_state().state == "INSTALL_IN_PROGRESS" else None,
-                           what="update.install")
+                start_once(lambda: client.update_install(version, {"vmdir.password": ctx.conns.secret("sso")})
+                           or True, lambda: True if observe().job == RUNNING else None, what="update.install")
                 ctx.progress({"install": version})
+            if d.kind != DONE:
+                with expected_outage("rebooting"):  # its 503s and refused connections are the update, not faults
+                    d = settle(ctx, observe, "update", ctx.target, job_minutes=60, started=True)
         except ClientError as exc:
-            raise StepFailed(f"node {ctx.node.name}: update install of {version} refused: {exc}") from exc
-        return self._wait(ctx)
+            raise StepFailed(f"node {ctx.node.name}: update install of {version}: {exc}") from exc
+        return self._confirm(ctx, d)
 
-    def _wait(self, ctx: StepContext) -> dict[str, Any]:
-        client = ctx.conns.appliance(ctx.node)
-        try:
-            with expected_outage("rebooting"):  # its 503s are the update, not faults
-                state = client.wait_job(client.update_state, deadline=deadline(ctx, 60), what="install",
-                                        done=lambda s: s.state in ("UP_TO_DATE", "UPDATES_PENDING",
-                                                                   "INSTALL_FAILED")
-                                        and not (s.task and s.task.status == "RUNNING"), **poll_kwargs(ctx))
-            if state.state == "INSTALL_FAILED":
-                err = state.task.error if state.task else ""
-                raise StepFailed(f"node {ctx.node.name}: install failed: {err or state.state}")
-            ver, _ = appliance_version(ctx.conns, ctx.node)
-        except ClientError as exc:
-            raise StepFailed(f"node {ctx.node.name}: install: {exc}") from exc
-        if ver is None or not ver.same_release(ctx.target):
-            raise StepFailed(f"node {ctx.node.name}: after install the node runs "
-                             f"{ver.release if ver else 'an unknown version'}, not {ctx.target.release}")
+    @staticmethod
+    def _confirm(ctx: StepContext, d: Decision) -> dict[str, Any]:
+        if d.kind != DONE:
+            state = ctx.conns.appliance(ctx.node).update_state()
+            err = (state.task.error if state.task else "") or state.state
+            raise StepFailed(f"node {ctx.node.name}: install failed: {err}. Next: fix the cause, then "
+                             f"`{resume_command(ctx.step.phase, ctx.step.action)}` (it asks the node first)")
+        ver, _ = appliance_version(ctx.conns, ctx.node)
+        if ver is None:
+            raise StepFailed(f"node {ctx.node.name}: after install the node did not say which version it runs")
         return {"version_after": ver.release, "build_after": ver.build}
-
-    def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
-        """Never install twice: at target -> done; install running -> wait for it; else not done."""
-        try:
-            ver, _ = appliance_version(ctx.conns, ctx.node)
-            if ver is not None and ver.same_release(ctx.target):
-                return {"version_after": ver.release, "build_after": ver.build}
-            if ctx.conns.appliance(ctx.node).update_state().state == "INSTALL_IN_PROGRESS":
-                return self._wait(ctx)
-        except ClientError:
-            return NOT_DONE
-        return NOT_DONE
 
 
 class ManualUpgrade:
-    """vcwave cannot drive it: pause the wave with the instructions; verify proves it was done."""
+    """vcwave cannot drive it: pause the wave with the instructions; verify proves it was done. The node is
+    asked first (an operator may have patched it already; a node being patched may not answer for a while)."""
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        facts = gather(ctx.conns, ctx.node, fingerprint=False, health=False)
-        if facts.version and facts.version.same_release(ctx.target):
-            return {"version_after": facts.version.release, "build_after": facts.version.build}
-        raise ManualStepRequired(ctx.node.name, instructions(ctx))
+        done = self._at_target(ctx)
+        if done is None:
+            raise ManualStepRequired(ctx.node.name, instructions(ctx))
+        return done
 
     def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
-        facts = gather(ctx.conns, ctx.node, fingerprint=False, health=False)
-        if facts.version and facts.version.same_release(ctx.target):
-            return {"version_after": facts.version.release, "build_after": facts.version.build}
-        return NOT_DONE
+        return self._at_target(ctx) or NOT_DONE
+
+    @staticmethod
+    def _at_target(ctx: StepContext) -> dict[str, Any] | None:
+        seen: list[Observation] = []
+
+        def observe() -> Observation:
+            with polling():
+                facts = gather(ctx.conns, ctx.node, fingerprint=False, health=False)
+            seen.append(Observation(facts.reachable, facts.version, why="; ".join(facts.errors)))
+            return seen[-1]
+        ver = seen[-1].version if settle(ctx, observe, "update", ctx.target).kind == DONE else None
+        return {"version_after": ver.release, "build_after": ver.build} if ver else None
 
 
 def instructions(ctx: StepContext) -> str:

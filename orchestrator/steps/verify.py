@@ -9,13 +9,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from orchestrator import stop
+from orchestrator.clients.retry import polling
 from orchestrator.core import interop
 from orchestrator.core.rules import expected_sso_host
 from orchestrator.core.versions import parse_version
 from orchestrator.errors import StepFailed
 from orchestrator.facts.node import NodeFacts, gather
 from orchestrator.steps.base import NOT_DONE, StepContext
-from orchestrator.steps.common import deadline
+from orchestrator.steps.common import restart_deadline
 
 
 def problems_of(ctx: StepContext, facts: NodeFacts, expected: str) -> list[str]:
@@ -52,17 +54,23 @@ def problems_of(ctx: StepContext, facts: NodeFacts, expected: str) -> list[str]:
     return out
 
 
-def settled_facts(ctx: StepContext, expected: str) -> tuple[NodeFacts, list[str]]:
-    """Ask until the node answers without problems or the deadline passes: right after an install, a revert or
-    a power-on, vpxd and the REST API take a while to come back, and that is not a failure yet."""
-    end = time.monotonic() + deadline(ctx, 10)
+def settled_facts(ctx: StepContext, expected: str, kind: str = "verify") -> tuple[NodeFacts, list[str]]:
+    """Ask until the node answers without problems or its restart deadline (version data: `kind` is verify,
+    power_on or restore) passes: right after a revert or a power-on, vpxd and the REST API take a while to
+    come back, and that is not a failure yet. Each look is one poll (no client retries stacked under it),
+    and the log gets one line per change of what is wrong, not one per attempt."""
+    end = time.monotonic() + restart_deadline(ctx, kind)
+    said: list[str] | None = None
     while True:
-        facts = gather(ctx.conns, ctx.node)
+        with polling():
+            facts = gather(ctx.conns, ctx.node)
         problems = problems_of(ctx, facts, expected)
         if not problems or time.monotonic() >= end:
             return facts, problems
-        ctx.log.info("verify.waiting_for_node", problems=len(problems))
-        time.sleep(max(ctx.options.poll_interval, 0.05))
+        if problems != said:
+            said = problems
+            ctx.log.info("verify.waiting_for_node", expected=expected, problems=problems)
+        stop.sleep(max(ctx.options.poll_interval, 0.05))
 
 
 class Verify:

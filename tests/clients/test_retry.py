@@ -232,3 +232,4 @@ def test_wait_job_sees_the_end_of_a_reboot_at_its_own_cadence():
     assert job.done and calls == [True] * 4
     assert [k for k, _ in slept] == ["loop"] * 3  # never a client retry wait
     assert retry.RETRIES.by_what() == {"job.poll": 2}
+

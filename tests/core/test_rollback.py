@@ -29,10 +29,11 @@ def pairs(plan):
 
 
 def core_pairs(plan):
-    """The restore/verify actions, and stops of restored nodes: what the rollback does to the nodes that moved."""
+    """The restore actions, stops and verifies of restored nodes: what the rollback does to the nodes that
+    moved (every node is verified; `test_every_node_is_verified...` checks the others)."""
     restored = {a.node for a in plan.actions if a.action == "restore"}
     return [(a.action, a.node) for a in plan.actions
-            if a.action in ("restore", "verify") or (a.action == "stop" and a.node in restored)]
+            if a.action == "restore" or (a.action in ("stop", "verify") and a.node in restored)]
 
 
 def psc_wave(s: Script) -> Script:
@@ -231,11 +232,11 @@ def test_order_invariants(h, to):
     # every PSC restore before any vCenter restore
     if psc_restores and vc_restores:
         assert max(psc_restores) < min(vc_restores)
-    # verify actions last, one per restored node
+    # verify actions last, one per node of the domain (done only when every node answers at its version)
     first_verify = kinds.index("verify")
     assert all(k == "verify" for k in kinds[first_verify:]) and "verify" not in kinds[:first_verify]
     restored = [a.node for a in acts if a.action == "restore"]
-    assert sorted(a.node for a in acts if a.action == "verify") == sorted(restored)
+    assert sorted(a.node for a in acts if a.action == "verify") == sorted(roles)
     assert len(set(restored)) == len(restored)
     # every vCenter restored was stopped first
     stopped = {a.node for a in acts if a.action == "stop"}
@@ -250,3 +251,68 @@ def test_order_invariants(h, to):
     set_members = {a.node for a in acts if a.method == "snapshot-revert"}
     if set_members:
         assert set_members == {b.node for b in hist.backups if b.set_id == "vcwave-pre-gen"}
+
+
+# ------------------------------------------------------------------ everything not known good (issue 14)
+
+def _pre_backups(s: Script) -> Script:
+    for n in NODES:
+        s.backup(n, "external", "pre", OLD, OLD, bid=f"pre-{n}")
+    return s
+
+
+def NodeSeen(answering: bool, version: str = "", why: str = ""):
+    """A live node as core.live folds it (only what the rollback reads)."""
+    from orchestrator.core.live import LiveNode
+    from orchestrator.core.versions import parse_version
+    return LiveNode("n", "", "answering" if answering else "unknown", parse_version(version) if version else None,
+                    parse_version(OLD), why)
+
+
+def _live(**seen):
+    out = {n: NodeSeen(True, NEW if n.startswith("psc") else OLD) for n in NODES}
+    out.update(seen)
+    return out
+
+
+def test_a_vcenter_whose_install_failed_is_restored_and_verified_not_just_powered_on():
+    """The journal still has vc-b at the old version after its failed install: it is touched, so it is
+    restored (not only stopped and started) and verified."""
+    from orchestrator.core.rollback import not_known_good
+    s = psc_wave(_pre_backups(Script())).upgrade("vc-b", NEW, "vcenter", status="failed")
+    inv = inv60()
+    hist = fold(inv, s.events)
+    plan = plan_domain_rollback(inv, hist, live=_live(), touched={"vc-b"}, target=NEW)
+    acts = pairs(plan)
+    assert ("restore", "vc-b") in acts and ("start", "vc-b") not in acts
+    assert [n for a, n in acts if a == "verify"] == NODES
+    assert "failed or was interrupted" in next(a.reason for a in plan.actions if a.node == "vc-b"
+                                              and a.action == "restore")
+    assert "vc-a" not in not_known_good(inv, hist, {n: OLD for n in NODES}, _live(), {"vc-b"})
+
+
+def test_a_lost_node_and_a_vcenter_the_journal_never_saw_move_are_restored():
+    s = psc_wave(_pre_backups(Script()))
+    live = _live(**{"vc-a": NodeSeen(False, why="connection refused"), "vc-b": NodeSeen(True, NEW)})
+    plan = plan_domain_rollback(inv60(), fold(inv60(), s.events), live=live)
+    restores = {a.node: a.reason for a in plan.actions if a.action == "restore"}
+    assert set(restores) == set(NODES)
+    assert "not answering (connection refused)" in restores["vc-a"]
+    assert "never saw it move" in restores["vc-b"]
+
+
+def test_a_domain_that_answers_at_its_old_version_untouched_has_nothing_to_roll_back():
+    s = _pre_backups(Script())
+    with pytest.raises(RefusedError) as exc:
+        plan_domain_rollback(inv60(), fold(inv60(), s.events), live={n: NodeSeen(True, OLD) for n in NODES})
+    assert exc.value.rule == "rollback-nothing"
+
+
+def test_the_forward_way_out_is_offered_only_when_every_psc_is_at_the_target():
+    s = psc_wave(_pre_backups(Script())).upgrade("vc-b", NEW, "vcenter", status="failed")
+    plan = plan_domain_rollback(inv60(), fold(inv60(), s.events), live=_live(), touched={"vc-b"}, target=NEW)
+    assert "upgrade --wave vcenter" in plan.alternative and "vc-b" in plan.alternative
+    assert plan.alternative in render(plan)
+    half = _pre_backups(Script()).window("opened").upgrade("psc-a", NEW, "psc")
+    plan = plan_domain_rollback(inv60(), fold(inv60(), half.events), target=NEW)
+    assert plan.alternative == ""

@@ -76,7 +76,7 @@ def test_vcenter_lost_after_psc_wave_the_domain_rollback_is_proposed():
     # every vCenter stops first (vc-a did not move: it starts again once the PSCs are back)
     assert acts == [("stop", "vc-a"), ("stop", "vc-b"), ("restore", "psc-a"), ("restore", "psc-b"),
                     ("restore", "vc-b"), ("start", "vc-a"), ("verify", "psc-a"), ("verify", "psc-b"),
-                    ("verify", "vc-b")]
+                    ("verify", "vc-a"), ("verify", "vc-b")]
     assert all(a.to_version == OLD for a in plan.actions if a.action in ("restore", "verify"))
     assert [a.order for a in plan.actions] == list(range(1, len(plan.actions) + 1))
     restores = {a.node: a for a in plan.actions if a.action == "restore"}

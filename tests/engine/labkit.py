@@ -11,9 +11,17 @@ from lab import manage
 from lab.installer_standin import ENV_LAB_DIR, standin_path
 from orchestrator.commands import plan as plan_cmd
 from orchestrator.commands.session import CommonFlags
+from orchestrator.engine.journal import Journal, journal_path
 
 # The lab clock: these tests assert outcomes, never durations, so a 40-minute install lasts 0.5 s.
 TIME_SCALE = 0.0002
+EX = Path(__file__).resolve().parents[2] / "examples"
+
+
+def events(d: types.SimpleNamespace, **filters) -> list:
+    """The lab domain's journal events (filters as Journal.events)."""
+    with Journal.open(journal_path(d.flags.state_dir, d.domain)) as j:
+        return j.events(**filters)
 
 
 @contextlib.contextmanager

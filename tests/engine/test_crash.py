@@ -70,15 +70,12 @@ def test_update_api_waves_survive_sigkill(point, tmp_path):
     assert r.ok, r.line()
 
 
-@pytest.mark.xfail(strict=True, reason="needs steps branch: the installer path's in-window snapshot set powers "
-                                       "the kept source VMs on beside the new appliances (two VMs, one identity), "
-                                       "which the harness now checks from the lab, killed or not")
 @pytest.mark.parametrize("point", INSTALLER_POINTS)
 def test_installer_path_survives_sigkill_without_a_second_install(point, tmp_path):
     """Fixed (815d2fc, 0b5e411, 31b45b4): an installer run outlives a killed vcwave (own session, output to a
     file); the resumed step finds it by its journaled pid or its private folder, waits for it and looks at
-    the node: it never starts a second install, and a node already at the target is never re-run. Still
-    failing, for another reason the lab now sees: see the xfail reason."""
+    the node: it never starts a second install, and a node already at the target is never re-run. And the
+    in-window snapshot set snapshots the new appliances, never powering a kept source on beside them."""
     r = _survive(INSTALLER, point, tmp_path)
     assert r.hit, r.line()
     assert r.ok, r.line()

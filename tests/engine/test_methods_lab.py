@@ -106,8 +106,10 @@ def test_manual_6_5_patch_pauses_then_verify_lets_the_wave_go_on(vcsim_ok, tmp_p
         paused = events(d, kind="step", step="psc/upgrade/psc-a")[-1]
         assert paused.status == "failed" and paused.data["manual"] is True
 
-        # still at 6.5: verify checks the node at the version it runs, but confirms no upgrade
-        waves.verify(f, node="psc-a")
+        # still at 6.5: verify expects the planned version (its upgrade was started) and says what is wrong;
+        # nothing is confirmed
+        with pytest.raises(StepFailed, match="expected 6.5 U1, node runs 6.5"):
+            waves.verify(f, node="psc-a")
         assert events(d, kind="step", step="psc/upgrade/psc-a")[-1].status == "failed"
 
         _patch_out_of_band(d, "psc-a")

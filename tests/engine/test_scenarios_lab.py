@@ -137,6 +137,14 @@ def test_failure_in_vcenter_wave_rolls_every_node_back(vcsim_ok, tmp_path, monke
 
         out = rollback_cmd.run(d.flags)
         assert "rollback of domain to pre-upgrade state" in out
+        # vc-b's failed install leaves it not known good: restored with the set and verified, not just restarted
+        saved = events(d, kind="note", status="rollback-plan")[-1].data["actions"]
+        vc_b = [(a["action"], a["method"]) for a in saved if a["node"] == "vc-b"]
+        assert ("restore", "snapshot-revert") in vc_b and ("start", "power-on") not in vc_b
+        assert "failed or was interrupted" in next(a["reason"] for a in saved
+                                                   if a["node"] == "vc-b" and a["action"] == "restore")
+        assert sorted(a["node"] for a in saved if a["action"] == "verify") == sorted(NODES)
+        assert "every node answers at its rollback version" in out and "nothing else was touched" not in out
 
         after = identity(d)
         for n in NODES:

@@ -18,19 +18,20 @@ def _nodes():
 def test_pscs_on_and_answering_before_any_vcenter_is_powered_on(monkeypatch):
     calls = []
     monkeypatch.setattr(backup.SnapshotSetBackup, "_power",
-                        staticmethod(lambda ctx, n, on: calls.append(("on" if on else "off", n.name))))
+                        staticmethod(lambda ctx, n, vm, on: calls.append(("on" if on else "off", vm))))
     monkeypatch.setattr(backup, "wait_answering",
                         lambda ctx, nodes, minutes: calls.append(("wait", tuple(n.name for n in nodes))) or [])
-    assert backup.SnapshotSetBackup()._bring_back(None, _nodes()) == []
-    assert calls == [("on", "psc-a"), ("on", "psc-b"), ("wait", ("psc-a", "psc-b")),
+    vms = {"psc-a": "psc-a-65", "psc-b": "psc-b-65", "vc-a": "vc-a", "vc-b": "vc-b"}  # PSCs migrated
+    assert backup.SnapshotSetBackup()._bring_back(None, _nodes(), vms) == []
+    assert calls == [("on", "psc-a-65"), ("on", "psc-b-65"), ("wait", ("psc-a", "psc-b")),
                      ("on", "vc-a"), ("on", "vc-b"), ("wait", ("vc-a", "vc-b"))]
 
 
 def test_a_node_that_stays_silent_is_reported(monkeypatch):
-    monkeypatch.setattr(backup.SnapshotSetBackup, "_power", staticmethod(lambda ctx, n, on: None))
+    monkeypatch.setattr(backup.SnapshotSetBackup, "_power", staticmethod(lambda ctx, n, vm, on: None))
     monkeypatch.setattr(backup, "wait_answering",
                         lambda ctx, nodes, minutes: [n.name for n in nodes if n.name == "vc-b"])
-    assert backup.SnapshotSetBackup()._bring_back(None, _nodes()) == ["vc-b"]
+    assert backup.SnapshotSetBackup()._bring_back(None, _nodes(), {n.name: n.name for n in _nodes()}) == ["vc-b"]
 
 
 def test_wait_answering_asks_until_every_node_answers(monkeypatch):
@@ -52,8 +53,9 @@ def test_wait_answering_asks_until_every_node_answers(monkeypatch):
 
 
 def test_a_silent_node_fails_the_set_step_with_what_to_do(monkeypatch):
-    monkeypatch.setattr(backup.SnapshotSetBackup, "_bring_back", lambda self, ctx, nodes: ["vc-b"])
-    monkeypatch.setattr(backup.SnapshotSetBackup, "_power", staticmethod(lambda ctx, n, on: None))
+    monkeypatch.setattr(backup.SnapshotSetBackup, "_bring_back", lambda self, ctx, nodes, vms: ["vc-b"])
+    monkeypatch.setattr(backup.SnapshotSetBackup, "_power", staticmethod(lambda ctx, n, vm, on: None))
+    monkeypatch.setattr(backup, "serving", lambda ctx, name: name)
     mg = SimpleNamespace(vm_by_name=lambda name: name, create_snapshot=lambda vm, name, desc: None,
                          snapshots=lambda vm: [])
     nodes = {n: SimpleNamespace(name=n, role="vcenter", vm=SimpleNamespace(vcenter="mgmt", name=n))

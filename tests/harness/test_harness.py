@@ -111,9 +111,6 @@ def test_the_kill_lands_inside_the_reboot(killed_in_reboot):
     assert r.hit and "into psc-a's 10.80s reboot" in r.killed_at, r.line()
 
 
-@pytest.mark.xfail(strict=True, reason="needs steps branch: UpdateInstall.reconcile turns a node that does not "
-                                       "answer (rebooting) into NOT_DONE, the re-run's precheck then gets "
-                                       "'Update 6.7.0.40000 not found (404)' and the wave fails for good")
 def test_a_kill_inside_a_reboot_converges_with_one_install_per_node(killed_in_reboot):
     """Every node ends installed exactly once per the lab's own record, answering at the target."""
     assert killed_in_reboot.ok, killed_in_reboot.line()
