@@ -66,10 +66,11 @@ class Connections:
         probe._lock = threading.Lock()
         probe._appliance, probe._vsphere = {}, {}
         probe._timeouts = {"timeout": deadline}
-        # Many short tries, not two: a node that answers one 503 or reset in five is up and must not read as
-        # silent (the guards would refuse the wave); a node that is really down still costs about 3 s.
-        probe._policy = RetryPolicy(attempts=8, initial_wait=min(0.1, deadline / 20), max_wait=min(0.5, deadline / 4),
-                                    deadline=deadline)
+        # Several short, quiet tries per call within a quarter of the deadline (a node is asked a few things
+        # in turn): a node that answers one 503 or reset in five is up and must not read as silent (the
+        # guards would refuse the wave), and a node that is really down still costs about the deadline.
+        probe._policy = RetryPolicy(attempts=6, initial_wait=min(0.1, deadline / 20), max_wait=min(0.5, deadline / 8),
+                                    deadline=deadline / 4, quiet=True)
         return probe
 
     def user(self, credential: str) -> str:

@@ -133,6 +133,7 @@ class RetryPolicy:
     initial_wait: float = 0.5
     max_wait: float = 15.0
     deadline: float = 300.0
+    quiet: bool = False  # a quick look (the domain's observation): its retries are not a step's faults
 
 
 _policy = RetryPolicy()
@@ -339,6 +340,10 @@ def call_with_retry(fn: Callable[[], T], *, what: str, node: str = "", attempts:
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
+        if pol.quiet:  # the look reports what it saw (answering or not, and why): no warning, no fault counted
+            log.debug("probe.retry", node=node, what=what, attempt=state.attempt_number,
+                      error=type(exc).__name__)
+            return
         RETRIES.add(what)
         emit = log.info if _EXPECTED.get() else log.warning  # a wait while a node is down on purpose: no warning
         emit("client.retry", node=node, what=what, attempt=state.attempt_number, max_attempts=attempts,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.clients.retry import ClientError, NotFound
+from orchestrator.clients.retry import BadAnswer, ClientError, NotFound
 from orchestrator.core.inventory import Node
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_appliance_version, parse_version
 from orchestrator.facts.compare import actual_version
@@ -31,6 +31,7 @@ class NodeFacts:
     vms: tuple[str, ...] = ()
     datastores: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    bad_answer: bool = False  # one of the errors is a garbage answer (bad input from the server: exit 2)
 
     def baseline(self) -> dict[str, Any]:
         """What the journal keeps as the pre-upgrade identity (continuity checks compare to it)."""
@@ -60,6 +61,7 @@ def gather(conns: Any, node: Node, *, fingerprint: bool = True, health: bool = T
     `health` asks the health items and the services; `services` alone asks only which services are down
     (one request instead of eight: what a look at the whole domain before every batch can afford)."""
     errors: list[str] = []
+    garbage = False
     version, has_rest, source = None, None, ""
     health_level, down, not_green = "", (), ()
     try:
@@ -74,6 +76,7 @@ def gather(conns: Any, node: Node, *, fingerprint: bool = True, health: bool = T
                          if s.state != "STARTED" and s.startup_type.upper() == "AUTOMATIC")
     except ClientError as exc:
         errors.append(f"appliance: {exc}")
+        garbage = garbage or isinstance(exc, BadAnswer)
     uuid = psc_host = ""
     hosts = vms = dss = ()
     if node.role == "vcenter":
@@ -91,6 +94,7 @@ def gather(conns: Any, node: Node, *, fingerprint: bool = True, health: bool = T
                 hosts, vms, dss = fp.hosts, fp.vms, fp.datastores
         except ClientError as exc:
             errors.append(f"vim25: {exc}")
+            garbage = garbage or isinstance(exc, BadAnswer)
     reachable = source != "" or (has_rest is False and node.role == "psc" and not errors)
     return NodeFacts(node.name, reachable, version, source, has_rest, health_level, not_green, down, uuid,
-                     psc_host, hosts, vms, dss, tuple(errors))
+                     psc_host, hosts, vms, dss, tuple(errors), bad_answer=garbage)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.clients.retry import ClientError
+from orchestrator.clients.retry import BadAnswer, ClientError
 from orchestrator.core import interop
 from orchestrator.core.versions import catalogue
 from orchestrator.errors import StepFailed
@@ -16,8 +16,9 @@ from orchestrator.facts.node import gather
 from orchestrator.steps.base import StepContext
 
 
-def check_node(ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-    """All problems of one node (empty = ready) and the facts seen."""
+def check_node(ctx: StepContext) -> tuple[list[str], dict[str, Any], bool]:
+    """All problems of one node (empty = ready), the facts seen, and whether a garbage answer is among the
+    problems (a bad server answer is bad input: the command exits 2, as the README promises)."""
     node, problems = ctx.node, []
     current = ctx.history().nodes[node.name].version
     verdict = interop.check_path(current, ctx.target)
@@ -44,43 +45,44 @@ def check_node(ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         problems.append(f"services down: {', '.join(facts.services_down)}")
     if facts.has_rest is False and interop.has_rest_api(current):
         problems.append(f"no appliance REST API answered, but {current.release} should have one")
-    problems += _method_precheck(ctx, current)
-    return problems, facts.baseline()
+    method_problems, method_garbage = _method_precheck(ctx, current)
+    return problems + method_problems, facts.baseline(), facts.bad_answer or method_garbage
 
 
-def _method_precheck(ctx: StepContext, current: Any) -> list[str]:
+def _method_precheck(ctx: StepContext, current: Any) -> tuple[list[str], bool]:
     choice = interop.upgrade_method(current, ctx.target, ctx.node.platform) if interop.check_path(
         current, ctx.target).ok else None
     if choice is None or choice.method in ("none", "manual"):
-        return []
+        return [], False
     if not any(s.node == ctx.node.name and s.action == "upgrade" for s in ctx.plan.steps()):
-        return []  # a node this plan does not upgrade (the PSCs of a converge): no method to check
+        return [], False  # a node this plan does not upgrade (the PSCs of a converge): no method to check
     if ctx.node.role == "vcenter" and ctx.step.phase == "pre":
         # The appliance's own precheck refuses a vCenter target newer than its PSC, which is every vCenter
         # before the psc wave: it runs at the start of the vCenter's upgrade step instead. The installer
         # template is still verified now.
         if choice.method == "installer":
             from orchestrator.steps.installer import installer_precheck
-            return installer_precheck(ctx, template_only=True)
-        return []
+            return installer_precheck(ctx, template_only=True), False
+        return [], False
     if choice.method == "update":
         try:
             res = ctx.conns.appliance(ctx.node).update_precheck(catalogue().appliance_string(ctx.target))
         except ClientError as exc:
-            return [f"update precheck: {exc}"]
-        return [f"update precheck: {e}" for e in getattr(res, "errors", ())]
+            return [f"update precheck: {exc}"], isinstance(exc, BadAnswer)
+        return [f"update precheck: {e}" for e in getattr(res, "errors", ())], False
     from orchestrator.steps.installer import installer_precheck
-    return installer_precheck(ctx)
+    return installer_precheck(ctx), False
 
 
 class Precheck:
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        problems, baseline = check_node(ctx)
+        problems, baseline, garbage = check_node(ctx)
         if baseline.get("instance_uuid") or baseline.get("version"):
             if not ctx.baseline():
                 ctx.record("fact", status="baseline", data=baseline)
         if problems:
-            raise StepFailed(f"node {ctx.node.name}: precheck failed:\n  - " + "\n  - ".join(problems))
+            raise StepFailed(f"node {ctx.node.name}: precheck failed:\n  - " + "\n  - ".join(problems),
+                             exit_code=2 if garbage else 1)
         return {"checked": True}
 
     def reconcile(self, ctx: StepContext, started: Any) -> str:

@@ -90,4 +90,4 @@ def test_rehearsing_a_two_hop_target_rehearses_hop_1_and_says_so(vcsim_ok, tmp_p
     out = rehearse(str(EX / "two-site.yml"), "8.0 U3", workdir=str(tmp_path / "r"), say=lambda _: None)
     assert "-> 7.0 U3 (hop 1 of 2 to 8.0 U3)" in out and "outcome: upgraded" in out
     assert "route: 6.7 U1 -> 7.0 U3 (converge) -> 8.0 U3 (linked-major); only hop 1 was rehearsed" in out
-    assert "domain version now: 6.7 U1+7.0 U3" in out
+    assert "domain version now 6.7 U1+7.0 U3;" in out
