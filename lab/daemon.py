@@ -63,7 +63,7 @@ class Lab:
                  faults: dict | list | str | Path | None = None, session_timeout: float = 1800.0,
                  use_vcsim: bool = True, vcsim_binary: str | Path | None = None, workers: int = 16) -> None:
         self.inventory_path = Path(inventory)
-        self.dir = Path(lab_dir)
+        self.dir = Path(lab_dir).resolve()  # absolute: vcsim, the certificates and the lab inventory are read from other folders
         self.time_scale = float(time_scale)
         self.session_timeout = float(session_timeout)
         self.use_vcsim = use_vcsim
