@@ -1,0 +1,32 @@
+"""After a whole rehearsal on the installer path (whose template carries the SSO and root passwords), no file
+vcwave wrote — plan, journal, event log, report, installer folders — holds a password it used, and no
+installer folder is left in the system temp folder. The lab's own secret files (0600, what an administrator
+points `password_file` at) are the only place the passwords may be."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(180)
+def test_a_rehearsal_leaves_no_password_in_any_file_it_wrote(vcsim_binary, tmp_path):
+    before = set(Path(tempfile.gettempdir()).glob("vcwave-installer-*"))
+    wd = tmp_path / "r"
+    r = subprocess.run([sys.executable, "-m", "invoke", "-r", str(ROOT), "rehearse", "--inventory",
+                        str(ROOT / "examples" / "two-site-6.0.yml"), "--target", "6.5 U1", "--workdir", str(wd)],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=170)
+    assert r.returncode == 0 and "outcome: upgraded" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    secrets = {p.read_text().strip() for p in (wd / "lab" / "secrets").iterdir()}
+    assert secrets and all(len(s) >= 8 for s in secrets)
+    written = [p for p in wd.rglob("*") if p.is_file() and "lab" not in p.relative_to(wd).parts[:1]]
+    assert any(p.name == "journal.sqlite" for p in written) and any(p.name == "events.jsonl" for p in written)
+    assert any(p.name == "report.html" for p in written)
+    leaks = [(str(p.relative_to(wd)), s[:2] + "…") for p in written for s in secrets if s.encode() in p.read_bytes()]
+    assert leaks == []
+    assert set(Path(tempfile.gettempdir()).glob("vcwave-installer-*")) - before == set()
