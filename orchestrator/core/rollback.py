@@ -102,12 +102,21 @@ def forward_alternative(inv: Inventory, hist: DomainHistory, target: str, restor
     vcs = sorted(n for n in restore if not inv.node(n).is_psc and hist.nodes[n].version.release != target)
     if not vcs:
         return ""
-    failed = ", ".join(vcs)
+    rest = sorted(n.name for n in inv.vcenters if n.name not in restore and hist.nodes[n.name].version.release != target)
+    verdicts = judge_all(inv, hist)
+    restorable = [n for n in vcs if usable_single(verdicts[n])]
+    stuck = [n for n in vcs if n not in restorable]
+    steps = [f"`invoke upgrade --wave vcenter --node {','.join(rest)}` for the vCenters that remain"] if rest else []
+    if restorable:
+        steps.append(f"restore {', '.join(restorable)} alone from its backup taken in the upgraded domain "
+                     f"(`invoke rollback --node N`), or repoint it to a PSC of its site at the same version "
+                     f"(`invoke repoint --vcenter N --psc P --check`)")
+    if stuck:
+        steps.append(f"{', '.join(stuck)} has no backup taken in the upgraded domain: it can only rejoin once "
+                     f"repaired (or rebuilt and restored by hand); until then only the domain rollback above "
+                     f"brings it back with vcwave")
     return (f"VMware's other way out: every PSC already runs {target}; instead of rolling the domain back you may "
-            f"go forward: `invoke upgrade --wave vcenter` for the remaining vCenters, then bring {failed} back "
-            f"by repointing it to a PSC of its site at the same version (`invoke repoint --vcenter N --psc P "
-            f"--check`) or by restoring it from a backup taken in the upgraded domain (`invoke backup --phase "
-            f"during`, then `invoke rollback --node N`)")
+            f"go forward: " + "; then ".join(steps))
 
 
 def check_rollback_target(to: str) -> None:

@@ -234,5 +234,6 @@ def nodes_answer_before_change(silent: Mapping[str, str]) -> Verdict:
         return Verdict(False, "node-answers-before-change",
                        "these nodes do not answer: " + "; ".join(f"{n} ({why})" for n, why in sorted(silent.items()))
                        + ". Bring them back, then run `invoke status`; if they cannot come back, `invoke rollback "
-                       "--plan-only` shows the way back")
+                       "--plan-only` shows the way back (and, where VMware allows going forward, which nodes "
+                       "`--node` may still take)")
     return Verdict(True, "node-answers-before-change")

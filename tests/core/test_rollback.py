@@ -312,6 +312,11 @@ def test_the_forward_way_out_is_offered_only_when_every_psc_is_at_the_target():
     s = psc_wave(_pre_backups(Script())).upgrade("vc-b", NEW, "vcenter", status="failed")
     plan = plan_domain_rollback(inv60(), fold(inv60(), s.events), live=_live(), touched={"vc-b"}, target=NEW)
     assert "upgrade --wave vcenter" in plan.alternative and "vc-b" in plan.alternative
+    # a command that runs: the wave limited to the vCenter that remains (the whole wave is refused while
+    # vc-b is silent), and no restore offered for vc-b, which has no backup taken in the upgraded domain
+    assert "`invoke upgrade --wave vcenter --node vc-a`" in plan.alternative
+    assert "vc-b has no backup taken in the upgraded domain" in plan.alternative
+    assert "rollback --node" not in plan.alternative
     assert plan.alternative in render(plan)
     half = _pre_backups(Script()).window("opened").upgrade("psc-a", NEW, "psc")
     plan = plan_domain_rollback(inv60(), fold(inv60(), half.events), target=NEW)
