@@ -293,11 +293,9 @@ def _host(c: _Checker, m: Located, node: str) -> str:
 
 def _pin(c: _Checker, m: Located, node: str) -> str | None:
     """A node's or management vCenter's `tls: {thumbprint: "AA:BB:..."}`: the SHA-256 pin, normalized."""
-    raw = m.get("tls")
+    raw = _optional_mapping(c, m, "tls", {"thumbprint"}, node)
     if raw is None:
         return None
-    raw = c.mapping(raw, "'tls'", m, "tls", node)
-    c.unknown(raw, {"thumbprint"}, "tls", node)
     text = c.text(raw, "thumbprint", node=node)
     try:
         return normalize_thumbprint(text)
@@ -373,12 +371,20 @@ def _freeze(v: Any) -> Any:
     return v
 
 
-def _vm(c: _Checker, m: Located, node: str) -> VmRef | None:
-    raw = m.get("vm")
+def _optional_mapping(c: _Checker, m: Located, key: str, allowed: set[str], node: str) -> Located | None:
+    """An optional sub-mapping of a node (`vm:`, `tls:`): None when absent, else checked for its keys."""
+    raw = m.get(key)
     if raw is None:
         return None
-    v = c.mapping(raw, "'vm'", m, "vm", node)
-    c.unknown(v, {"vcenter", "name"}, "vm", node)
+    sub = c.mapping(raw, f"'{key}'", m, key, node)
+    c.unknown(sub, allowed, key, node)
+    return sub
+
+
+def _vm(c: _Checker, m: Located, node: str) -> VmRef | None:
+    v = _optional_mapping(c, m, "vm", {"vcenter", "name"}, node)
+    if v is None:
+        return None
     return VmRef(c.text(v, "vcenter", node=node), c.text(v, "name", node=node))
 
 
