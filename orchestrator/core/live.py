@@ -110,7 +110,10 @@ def clock(ts: float) -> str:
 
 
 def journal_says(h: NodeHistory) -> str:
-    """The journal's view of a node in words: 'upgraded and verified at 6.7 U3', 'at 6.7 U1'."""
+    """The journal's view of a node in words: 'upgraded and verified at 6.7 U3', 'at 6.7 U1', or, when no step
+    of it was ever journaled, that the version is only the inventory's word."""
+    if not h.last_step:
+        return f"nothing yet (the inventory declares {h.version.release})"
     done = []
     if h.upgraded:
         done.append("upgraded")

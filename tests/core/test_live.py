@@ -89,6 +89,13 @@ def test_live_version_wins_over_the_journal(inv):
     assert [(d.node, d.field, d.live) for d in st_.disagreements] == [("psc-b", "version", "runs 6.7 U3")]
 
 
+def test_with_no_journal_the_version_is_the_inventorys_word_not_the_journals(inv):
+    """An empty state folder: nothing was journaled, so the disagreement must not claim the journal said it."""
+    st_ = fold_live(inv, fold(inv, []), seen({**dict.fromkeys(NODES, OLD), "psc-a": NEW}))
+    (d,) = st_.disagreements
+    assert str(d).startswith("psc-a: journal says nothing yet (the inventory declares 6.7 U1); live: runs 6.7 U3")
+
+
 def test_since_is_kept_from_the_first_journaled_disagreement(inv):
     hist = fold(inv, after_psc_wave().events)
     first = fold_live(inv, hist, seen(ALL_AFTER_PSC, {"vc-b": "connection refused"}, ts=100.0))
