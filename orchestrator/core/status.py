@@ -14,6 +14,8 @@ from orchestrator.core.repoint import failover_options
 from orchestrator.core.validity import judge_all, usable_single
 from orchestrator.core.versions import parse_version
 
+UNDONE_BY_ROLLBACK = ("psc", "vcenter", "post")  # a completed domain rollback undid what these phases did
+
 PHASE_COMMAND = {"pre": "invoke backup --phase pre", "psc": "invoke upgrade --wave psc",
                  "vcenter": "invoke upgrade --wave vcenter", "post": "invoke verify && invoke backup --phase post"}
 
@@ -24,7 +26,7 @@ class Status:
     target: str
     domain_version: str
     nodes: tuple[dict[str, Any], ...]
-    phases: dict[str, str]  # pending | partial | done | failed
+    phases: dict[str, str]  # pending | partial | done | failed | rolled back (a completed domain rollback)
     window: dict[str, Any]
     next_command: str
     problems: tuple[str, ...]
@@ -138,6 +140,7 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
     nxt = _next_after_trouble(inv, plan, hist, live, lock, verdicts)
     if not nxt and _rolled_back(inv, hist, live):
         nxt = f"domain back at {domain_version(inv, versions)}; run `invoke plan` to try again"
+        phases = {k: "rolled back" if k in UNDONE_BY_ROLLBACK and v != "pending" else v for k, v in phases.items()}
     for name in ("pre", "psc", "vcenter", "post") if not nxt else ():
         st = phases.get(name)
         if st == "failed":

@@ -226,6 +226,8 @@ def test_status_after_a_completed_rollback_says_plan_again(inv, plan):
     st_ = compute_status(inv, plan, hist, _states(plan, ("pre", "psc")), 5000.0, live)
     assert st_.next_command == "domain back at 6.7 U1; run `invoke plan` to try again"
     assert st_.whole_domain == ("pre",)
+    # what the PSC wave did is undone: it no longer reads "psc done"; what never ran stays pending
+    assert st_.phases["pre"] == "done" and st_.phases["psc"] == "rolled back" and st_.phases["vcenter"] == "pending"
 
 
 # ------------------------------------------------------------------ the saved plan, applied
