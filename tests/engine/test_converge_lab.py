@@ -63,6 +63,7 @@ def test_two_site_converges_one_vcenter_at_a_time(vcsim_ok, tmp_path, monkeypatc
     assert st.failover == ()  # converged vCenters have no PSC to fail over from
 
 
+@pytest.mark.full  # default: the kept-source rollback in test_scenarios_lab (TIERS.md)
 def test_a_failed_converge_rolls_the_whole_domain_back_with_the_same_identities(vcsim_ok, tmp_path, monkeypatch):
     """vc-b's converge fails after vc-a converged: `invoke rollback` brings every node back to 6.7 U1, vc-a
     with its own instance UUID and its PSC pointer again (the kept source appliance answers)."""
@@ -83,6 +84,7 @@ def test_a_failed_converge_rolls_the_whole_domain_back_with_the_same_identities(
             before[n]["version"], before[n]["instance_uuid"], before[n]["psc"], False), n
 
 
+@pytest.mark.full  # default: the converge above + core/test_route (TIERS.md)
 def test_rehearsing_a_two_hop_target_rehearses_hop_1_and_says_so(vcsim_ok, tmp_path):
     """`invoke rehearse --target "8.0 U3"` on the two-site domain: the converge (hop 1, with the 7.0 installer)
     is rehearsed; the summary names the route and says the linked hop is not."""

@@ -6,9 +6,10 @@ same command again with --break-stale-lock and the rest of the sequence. Must ho
 node upgraded exactly once, every backup recorded once, the journal opens, the domain at target and verified.
 
 Tiers: the default run keeps one representative point per step kind (a file backup, a cold snapshot set, an
-update-API install, an installer run); `--full` adds the other hand-picked points and the sweep of EVERY
-enumerated point on both upgrade paths (the same as `python -m lab.harness crash`). Each point is a test of
-its own on its own lab, so the xdist workers share them out and a failure names its point.
+installer run; the update-API install's kill -9 is tests/engine/test_live_steps_lab.py's, tests/TIERS.md);
+`--full` adds the other hand-picked points and the sweep of EVERY enumerated point on both upgrade paths (the
+same as `python -m lab.harness crash`). Each point is a test of its own on its own lab, so the xdist workers
+share them out and a failure names its point.
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ full = pytest.mark.full
 # one point = a lab and the whole command sequence (~15 s on a loaded 2-CPU machine): more than the default
 pytestmark = pytest.mark.timeout(180)
 UPDATE_POINTS = [
-    pytest.param(CrashPoint(PSC, "upgrade psc", "mid", 2), id="psc-b-update-install-running"),  # default
+    # the update-API install killed mid-job: in the default tier as test_live_steps_lab's SIGKILL inside the
+    # install's reboot and SIGTERM while it runs (both a lab each, half this point's commands): tests/TIERS.md
+    pytest.param(CrashPoint(PSC, "upgrade psc", "mid", 2), id="psc-b-update-install-running", marks=full),
     pytest.param(CrashPoint(PSC, "upgrade psc", "boundary", 1), id="psc-a-started-nothing-done", marks=full),
     pytest.param(CrashPoint(PSC, "upgrade psc", "boundary", 6), id="psc-b-upgraded-not-verified", marks=full),
     pytest.param(CrashPoint(VC, "upgrade vcenter", "boundary", 3), id="in-window-backups", marks=full),

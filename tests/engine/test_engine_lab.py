@@ -274,7 +274,7 @@ def test_a_slow_running_wave_holds_the_lock(prepared):
 
 
 # --------------------------------------------------------------------------------- a torn journal
-@pytest.mark.parametrize("damage", ["garbage-tail", "truncated"])
+@pytest.mark.parametrize("damage", ["garbage-tail", pytest.param("truncated", marks=pytest.mark.full)])  # TIERS.md
 def test_torn_journal_tail_is_reported_and_nothing_changes(prepared, damage):
     d = prepared
     path = journal_file(d.wd)
@@ -299,6 +299,7 @@ def test_torn_journal_tail_is_reported_and_nothing_changes(prepared, damage):
 
 
 # --------------------------------------------------------------------------------- the seed's path
+@pytest.mark.full  # default: the installer crash point + kept-source rollback (TIERS.md)
 def test_seed_60_to_65_by_installer_verified_then_rolled_back(tmp_path):
     from lab import mgmt
 

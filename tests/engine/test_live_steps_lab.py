@@ -159,6 +159,7 @@ def test_sigterm_during_a_wait_exits_143_releases_the_lock_and_the_rerun_adopts(
         assert _upgraded_times(d, "psc-a") == 1
 
 
+@pytest.mark.full  # default: test_crash[stage2-in-flight] (TIERS.md)
 def test_installer_path_snapshot_set_snapshots_the_new_vms_cold_and_never_powers_a_source_on(
         tmp_path, monkeypatch):
     with lab_domain(tmp_path, monkeypatch, EX / "two-site-6.0.yml", "6.5 U1") as d:
@@ -187,6 +188,7 @@ def test_installer_path_snapshot_set_snapshots_the_new_vms_cold_and_never_powers
             assert f" of {inv.node(node).vm.name} keeps" not in log  # the powered-off source was not
 
 
+@pytest.mark.full  # default: test_scenarios_lab's failed vCenter wave (TIERS.md)
 def test_a_vcenter_lost_after_the_psc_wave_is_restored_and_the_rollback_is_done_only_once_it_answers(
         tmp_path, monkeypatch):
     """vc-b fails after the PSC wave (the journal still has it at 6.7 U1, untouched): it is not known good,

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.full  # default: each place a secret could land, tested alone (TIERS.md)
 def test_a_rehearsal_leaves_no_password_in_any_file_it_wrote(vcsim_binary, tmp_path):
     before = set(Path(tempfile.gettempdir()).glob("vcwave-installer-*"))
     wd = tmp_path / "r"

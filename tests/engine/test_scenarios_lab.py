@@ -75,6 +75,7 @@ def through_psc_wave(d, snapshots: bool = False) -> None:
 
 # ------------------------------------------------------------------ single node vs whole domain
 
+@pytest.mark.full  # default: core/test_validity + the single-node restore below (TIERS.md)
 def test_single_node_rollback_after_psc_wave_needs_a_during_backup(vcsim_ok, tmp_path, monkeypatch):
     with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "6.7 U3") as d:
         through_psc_wave(d)

@@ -61,6 +61,7 @@ def test_fast_argv_runs_the_production_cli(tmp_path):
     assert bad.returncode == 2 and "--wave must be psc or vcenter" in bad.stderr
 
 
+@pytest.mark.full  # default: the retries per fault kind, tests/TIERS.md
 def test_transient_faults_rehearsal_completes(tmp_path):
     """~20 % of the calls answer 503, lose their connection or find their session expired: the rehearsal still
     completes. Fixed (a20a9a2, 189f190): a reset on a non-idempotent start (e.g. `POST .../recovery/backup/job`)
@@ -106,11 +107,13 @@ def killed_in_reboot(tmp_path_factory):
     return res.points[0]
 
 
+@pytest.mark.full  # default: test_live_steps_lab's SIGKILL in a reboot (TIERS.md)
 def test_the_kill_lands_inside_the_reboot(killed_in_reboot):
     r = killed_in_reboot
     assert r.hit and "into psc-a's 10.80s reboot" in r.killed_at, r.line()
 
 
+@pytest.mark.full  # default: test_live_steps_lab's SIGKILL in a reboot (TIERS.md)
 def test_a_kill_inside_a_reboot_converges_with_one_install_per_node(killed_in_reboot):
     """Every node ends installed exactly once per the lab's own record, answering at the target."""
     assert killed_in_reboot.ok, killed_in_reboot.line()

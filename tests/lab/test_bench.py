@@ -60,6 +60,7 @@ def test_bench_plan_small():
     assert by_name(rows, "per generated domain")
 
 
+@pytest.mark.full  # the benchmarks' own tooling: the full sweep (TIERS.md)
 def test_generated_domains_vary_and_plan():
     import random
     from orchestrator.core.inventory import loads_inventory
@@ -115,6 +116,7 @@ def test_bench_facts_round_trips_do_not_grow_with_vms(vcsim_binary):
     assert len(by_name(rows, "seconds at")) == 2
 
 
+@pytest.mark.full  # the benchmarks' own tooling: the full sweep (TIERS.md)
 def test_bench_lab_leaves_no_process(vcsim_binary, tmp_path):
     rows = bench.bench_lab(bench.TWO_SITE, sample_s=0.2, workdir=tmp_path)
     check_rows(rows)
@@ -171,6 +173,7 @@ def test_bench_window_single_site(vcsim_binary, tmp_path):
             assert not manage._alive(p)
 
 
+@pytest.mark.full  # the benchmarks' own tooling: the full sweep (TIERS.md)
 def test_main_prints_a_table_and_json(monkeypatch, capsys, tmp_path):
     from orchestrator import log
     small = bench.bench_plan

@@ -136,6 +136,7 @@ def test_restart_keeps_port_and_uuid_changes_version(start):
     mgmt.disconnect(si)
 
 
+@pytest.mark.full  # a scale check; default: the smaller vcsim tests (TIERS.md)
 def test_thousand_vms(start):
     p = start(make_spec(name="big", vms=1000))
     si = mgmt.connect(p.url, USER, PASSWORD)

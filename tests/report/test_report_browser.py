@@ -73,7 +73,9 @@ def _report_file(tmp_path: Path, monkeypatch, writer) -> tuple[Path, int]:
     return out, len(report.bars)
 
 
-@pytest.mark.parametrize("writer", [write_upgrade_run, write_rollback_run], ids=["upgrade", "rollback"])
+# one Chromium page load in the default tier (TIERS.md): the rollback run's page is the same renderer
+@pytest.mark.parametrize("writer", [pytest.param(write_upgrade_run, id="upgrade"),
+                                    pytest.param(write_rollback_run, id="rollback", marks=pytest.mark.full)])
 def test_chromium_renders_timeline(tmp_path, monkeypatch, writer):
     chromium()  # fail/skip early with the hint
     page, nbars = _report_file(tmp_path, monkeypatch, writer)
