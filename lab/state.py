@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from orchestrator.core.versions import Version, catalogue, parse_version
 
-from . import boot, ledger
+from . import boot, decommission, ledger
 from .faults import Fault, Faults
 
 # Realistic durations in seconds; multiplied by time_scale (and a `slow` fault factor).
@@ -34,6 +34,7 @@ DURATIONS = {
     "upgrade": 3600.0,   # installer major upgrade (stage 1 + stage 2)
     "rollback": 600.0,   # installer rollback (power operations)
     "power_on": boot.POWER_ON_SECONDS,
+    "decommission": decommission.SECONDS,
 }
 POWERED_OFF = "appliance VM powered off"
 # What a corrupted appliance no longer runs (it answers, health red): vCenter's vpxd, a PSC's directory + STS.
@@ -272,7 +273,7 @@ class LabState:
         changed = self._apply_due_faults()
         for name in list(self.nodes):
             changed |= self._advance(name)
-        return changed
+        return self._advance_decommissions() or changed
 
     def _progress(self, job: dict) -> tuple[float, int]:
         elapsed = self.now() - job["start"]
@@ -924,6 +925,47 @@ class LabState:
             out = copy.deepcopy(vc)
         self._fire()
         return out
+
+    # PSC decommission (lab/decommission.py) ---------------------------------------------------------
+    def start_decommission(self, on: str, psc: str | None, user: str, password: str, only_precheck: bool) -> str:
+        """`POST /rest/vcenter/topology/pscs/{hostname}?action=decommission` on `on`: the task id."""
+        with self.lock:
+            ok = user.lower() == self.data["sso_user"].lower() and password == self.data["sso_password"]
+            answering = psc is not None and self.reachability(psc) == "up"
+            kind, text = decommission.problem(self.nodes, on, psc, ok, answering)
+            if kind:
+                raise LabError(text, kind, 401 if kind == "unauthenticated" else 400)
+            task = decommission.new_task(on, str(psc), self.now(), self.duration(str(psc), "decommission"),
+                                         only_precheck)
+            self.data.setdefault("topology_tasks", {})[task["id"]] = task
+            self._record(str(psc), "decommission_started", on=on, precheck=only_precheck)
+            self.save()
+        return task["id"]
+
+    def topology_task(self, task_id: str) -> dict:
+        """`GET /rest/cis/tasks/{task}` of a decommission task."""
+        with self.lock:
+            if self._advance_decommissions():
+                self.save()
+            task = self.data.get("topology_tasks", {}).get(task_id)
+            if task is None:
+                raise LabError(f"no task {task_id!r}", "not_found", 404)
+            out = decommission.view(task, iso)
+        self._fire()
+        return out
+
+    def _advance_decommissions(self) -> bool:
+        """Finish the decommissions whose time has come: the PSC shut down, out of the domain, its VM off."""
+        done = decommission.due(self.data.get("topology_tasks", {}), self.now())
+        for task in done:
+            psc = self.nodes[task["psc"]]
+            task.update(status="SUCCEEDED", end=self.now())
+            psc.update(decommissioned=True, down=True, down_reason="decommissioned", health="gray", booting=None)
+            psc["boot"] += 1
+            self.data["vms"].setdefault(psc["vm"]["vcenter"], {})[psc["vm"]["name"]] = "poweredOff"
+            self._record(psc["name"], "decommissioned", on=task["on"])
+            self._changed(psc["name"])
+        return bool(done)
 
     # installer stand-in ------------------------------------------------------------------------------
     def check_major_upgrade(self, name: str, target: Version, sso: dict | None = None) -> None:

@@ -119,6 +119,15 @@ class RestoreJob(_JobState):
 
 
 @dataclass(frozen=True)
+class CisTask(_JobState):
+    """`GET /rest/cis/tasks/{task}` (6.7.1+): status PENDING | RUNNING | BLOCKED | SUCCEEDED | FAILED."""
+
+    id: str
+    state: str
+    messages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RestoreValidation:
     status: str           # OK|WARNING|FAIL
     messages: tuple[str, ...] = ()
@@ -602,6 +611,21 @@ class ApplianceClient:
                 str(v.get("version", "")), bool(v.get("staging_complete", False)), str(v.get("name", ""))))
         except NotFound:
             return None
+
+    # -- topology (converged 7.0+ vCenters) -----------------------------------------------------------------
+    def psc_decommission(self, hostname: str, sso_user: str, sso_password: Secret | str,
+                         only_precheck: bool = False) -> str:
+        """Start decommissioning the external PSC `hostname` from this converged vCenter: the task id.
+        VMware's appliance management programming guide, "Decommissioning Nodes" (docs/vsphere-facts-7-8.md)."""
+        body = {"spec": {"sso_admin_username": sso_user, "sso_admin_password": as_secret(sso_password).reveal()},
+                "only_precheck": only_precheck}
+        return self._call("POST", f"vcenter/topology/pscs/{quote(hostname, safe='')}", "topology.pscs.decommission",
+                          query={"action": "decommission", "vmw-task": "true"}, body=body, idempotent=False,
+                          expect=(str,))
+
+    def task(self, task_id: str) -> CisTask:
+        return self._call("GET", f"cis/tasks/{quote(task_id, safe='')}", "cis.tasks.get", convert=lambda v: CisTask(
+            task_id, str(v["status"]), _msgs((v.get("error") or {}).get("messages"))))
 
     # -- waiting -----------------------------------------------------------------------------------------
     def wait_job(self, get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[[J], None] | None = None,

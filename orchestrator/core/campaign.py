@@ -13,6 +13,7 @@ from typing import Any
 
 from orchestrator.core import interop, rules
 from orchestrator.core.inventory import Inventory
+from orchestrator.core.next_inventory import FILENAME as NEXT_INVENTORY
 from orchestrator.core.plan import Plan, build_plan, check_target, with_route
 from orchestrator.core.playbook import Playbook
 from orchestrator.core.route import Hop, Route, describe, find_route
@@ -69,12 +70,12 @@ def route_entries(inv: Inventory, playbook: Playbook, route: Route, first_window
 def next_step_text(route: Route, inventory: str) -> str:
     """What the administrator does once this hop is finished."""
     first, final = route.first, route.final
-    edit = (f"set the node versions in {inventory} to {first.target.release}" if first.kind != "converge" else
-            f"once the PSCs are decommissioned, describe the converged domain in {inventory} (topology: embedded; "
-            f"the vCenters at {first.target.release} with embedded_psc: true and no psc; the PSCs removed)")
-    return (f"after hop 1 is finished (every node verified at {first.target.release}, post backups taken), "
-            f"{edit} and run `invoke plan --inventory {inventory} --target \"{final.release}\"` again for hop 2 "
-            f"({first.target.release} -> {route.hops[1].target.release}, {route.hops[1].kind})")
+    done = "the PSCs decommissioned, " if first.kind == "converge" else ""
+    return (f"after hop 1 is finished (every node verified at {first.target.release}, post backups taken, "
+            f"{done}`invoke finalize` done), run `invoke plan --inventory <state-dir>/<domain>/{NEXT_INVENTORY} "
+            f"--target \"{final.release}\"` for hop 2 ({first.target.release} -> {route.hops[1].target.release}, "
+            f"{route.hops[1].kind}): finalize writes that inventory from {inventory} and the versions the nodes "
+            f"answer with")
 
 
 def route_lines(entries: list[dict[str, Any]]) -> list[str]:
