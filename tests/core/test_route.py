@@ -161,12 +161,12 @@ def test_two_site_to_8_0_saves_the_converge_hop_and_names_the_linked_one(tmp_pat
     assert plan.target == "7.0 U3" and plan.phase("psc").steps == ()
     assert [(h["to"], h["kind"], h["built"]) for h in plan.route["hops"]] == [
         ("7.0 U3", "converge", True), ("8.0 U3", "linked-major", False)]
-    assert "embedded_psc: true" in plan.route["next"] and "PSCs are decommissioned" in plan.route["next"]
+    assert "next-inventory.yml" in plan.route["next"] and "the PSCs decommissioned" in plan.route["next"]
 
 
 def test_plan_command_prints_the_route_and_json_carries_it(tmp_path):
     text = plan_cmd.run(str(EX / "two-site-6.0.yml"), "8.0 U3", str(tmp_path / "p.json"))
-    assert "route to 8.0 U3: 3 hops" in text and "linked-major" in text and "again for hop 2" in text
+    assert "route to 8.0 U3: 3 hops" in text and "linked-major" in text and "for hop 2" in text
     data = json.loads(plan_cmd.run(str(EX / "two-site-6.0.yml"), "8.0 U3", str(tmp_path / "q.json"), as_json=True))
     assert data["target"] == "6.7 U3" and len(data["route"]["hops"]) == 3
 
@@ -185,7 +185,7 @@ def test_after_a_converge_hop_status_names_the_decommission_then_the_next_hop():
     from orchestrator.core.status import after_the_hop
     inv = load_inventory(EX / "two-site.yml")
     text = after_the_hop(inv, campaign("two-site.yml", "8.0 U3"), fold(inv, []))
-    assert text.index("decommission the external PSCs psc-a, psc-b") < text.index("again for hop 2")
+    assert text.index("decommission the external PSCs psc-a, psc-b") < text.index("for hop 2")
     assert after_the_hop(inv, campaign("two-site.yml", "6.7 U3"), fold(inv, [])) == ""
 
 
