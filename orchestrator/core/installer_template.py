@@ -94,6 +94,10 @@ SCHEMAS: dict[tuple[int, int], dict[str, Any]] = {
     # installer's own --verify-template-only (vcwave's precheck) refuses a wrong one before anything changes.
     (7, 0): {"version": "2.13.0", "dotted": False, "verify_flag": "--verify-template-only",
              "no_ssl_flag": "--no-ssl-certificate-verification", "sources": ("6.5", "6.7")},
+    # 8.0: the 7.0 schema; linked embedded vCenters 7.0 -> 8.0 (vSphere 8.0 Upgrade: "from version 6.7 or 7.0").
+    # vcwave converges into 7.0 only (interop.yaml `converge_into`), so an 8.0 template never has an sso section.
+    (8, 0): {"version": "2.13.0", "dotted": False, "verify_flag": "--verify-template-only",
+             "no_ssl_flag": "--no-ssl-certificate-verification", "sources": ("6.7", "7.0")},
 }
 _BY_TEMPLATE_VERSION = {s["version"]: line for line, s in reversed(SCHEMAS.items())}  # first line wins
 

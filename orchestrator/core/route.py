@@ -28,10 +28,10 @@ from orchestrator.errors import RefusedError
 EXTERNAL = "external-psc"
 EMBEDDED = "embedded"
 # Hop kinds the planner plans step by step (core/plan.py); the window of the others is estimated.
-PLANNED_KINDS = ("patch", "installer", "converge")
+PLANNED_KINDS = ("patch", "installer", "converge", "linked-major", "linked-patch")
 # Hop kinds this vcwave can run end to end. The others are named in a route with their window, and refused
 # when they would be the hop to run now (never half-run).
-BUILT_KINDS = ("patch", "installer", "converge")
+BUILT_KINDS = PLANNED_KINDS
 
 _ORDER = {
     "patch": "every external PSC of every site one at a time, then the vCenters (those sharing a PSC together)",
