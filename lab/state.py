@@ -235,7 +235,8 @@ class LabState:
         return self.data["nodes"]
 
     def pscs(self) -> list[dict]:
-        return [n for n in self.nodes.values() if n["role"] == "psc"]
+        """The external PSCs still in the SSO domain (a decommissioned one left it)."""
+        return [n for n in self.nodes.values() if n["role"] == "psc" and not n.get("decommissioned")]
 
     def now(self) -> float:
         return self.clock()

@@ -17,7 +17,7 @@ import yaml
 from orchestrator.commands.paths import write_atomic
 from orchestrator.commands.session import CommonFlags, session
 from orchestrator.commands.waves import render as render_result
-from orchestrator.core.finalize import Decommission, plan_finalize, render, upgraded_nodes
+from orchestrator.core.finalize import Decommission, Removal, plan_finalize, render, upgraded_nodes
 from orchestrator.core.history import FINALIZED
 from orchestrator.core.next_inventory import FILENAME, header, next_inventory
 from orchestrator.core.plan import Step
@@ -41,9 +41,10 @@ def _step(engine, node: str, action: str, method: str, reason: str, tag: str = "
 
 
 def _decommission_steps(engine, d: Decommission) -> list[Step]:
-    """A backup of the PSC (its inventory method when it is one a single node can take), then the decommission."""
+    """A backup of the PSC by its inventory method (a snapshot set of the PSC alone: it leaves the domain, so
+    no partner has to be reverted with it), then the decommission."""
     backup = engine.inv.node(d.psc).backup
-    method = backup.method if backup is not None and backup.method in ("file", "external") else "file"
+    method = backup.method if backup is not None else "file"  # none declared: the file backup says what is missing
     return [_step(engine, d.psc, "backup", method, "a backup of the PSC before it leaves the SSO domain",
                   "decommission"),
             _step(engine, d.psc, "finalize", "decommission-psc", f"decommission the external PSC through {d.partner}")]
@@ -57,10 +58,22 @@ def _run(engine, steps: list[Step]) -> str:
     return out
 
 
-def _write_next_inventory(engine, live: dict[str, Version | None], gone: list[str]) -> Path:
+def _serving_vms(engine, removals: tuple[Removal, ...]) -> dict[str, str]:
+    """The installer's new appliance of each node whose source was removed, as the management vCenter shows
+    it now (powered on); a node whose new VM is not seen keeps its inventory VM (a rollback would need it)."""
+    out = {}
+    for r in removals:
+        kept = engine.journal.events(kind="source_appliance", node=r.node, status="kept")
+        new = kept[-1].data.get("new_vm_name") if kept else ""
+        if new and engine.conns.management(r.vcenter).vm_power_states([new]).get(new) == "poweredOn":
+            out[r.node] = new
+    return out
+
+
+def _write_next_inventory(engine, live: dict[str, Version | None], gone: list[str], vms: dict[str, str]) -> Path:
     raw = yaml.safe_load(Path(engine.inv.path).read_text(encoding="utf-8"))
     text = yaml.safe_dump(next_inventory(raw, {n: (v.release, v.build) for n, v in live.items() if v is not None},
-                                         gone), sort_keys=False, default_flow_style=None)
+                                         gone, vms), sort_keys=False, default_flow_style=None)
     path = journal_path(engine.options.state_dir, engine.inv.domain).with_name(FILENAME)
     write_atomic("--state-dir", path, header(engine.inv.path, engine.plan.target) + text)
     return path
@@ -88,6 +101,6 @@ def run(flags: CommonFlags, yes: bool = False, confirm: Callable[[str], bool] | 
         engine.journal.append("note", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase="finalize",
                               status=FINALIZED, data={"removed": [r.vm_name for r in work.removals],
                                                       "decommissioned": gone})
-        path = _write_next_inventory(engine, live, gone)
+        path = _write_next_inventory(engine, live, gone, _serving_vms(engine, work.removals))
         return "\n".join([text, *outs, "finalized: a rollback is no longer offered for this hop",
                           f"the next hop's inventory: {path}"])

@@ -15,10 +15,11 @@ FILENAME = "next-inventory.yml"
 
 
 def next_inventory(raw: Mapping[str, Any], live: Mapping[str, tuple[str, int | None]],
-                   decommissioned: Iterable[str]) -> dict[str, Any]:
+                   decommissioned: Iterable[str], vms: Mapping[str, str] | None = None) -> dict[str, Any]:
     """`raw` (the hop's inventory as read from YAML) with every node at the release and build it answered
-    with (`live`: node -> (release, build)), the decommissioned PSCs gone and, once no PSC is left, the
-    vCenters embedded (`topology: embedded`, `embedded_psc: true`, no `psc`)."""
+    with (`live`: node -> (release, build)), on the appliance VM that serves it now (`vms`: node -> VM name,
+    the installer's new appliance once its source is removed), the decommissioned PSCs gone and, once no PSC
+    is left, the vCenters embedded (`topology: embedded`, `embedded_psc: true`, no `psc`)."""
     gone = set(decommissioned)
     out = copy.deepcopy(dict(raw))
     nodes = [dict(n) for n in out.get("nodes") or () if n.get("name") not in gone]
@@ -26,6 +27,8 @@ def next_inventory(raw: Mapping[str, Any], live: Mapping[str, tuple[str, int | N
     for n in nodes:
         release, build = live[n["name"]]
         n["version"] = release
+        if n["name"] in (vms or {}):
+            n["vm"] = {**(n.get("vm") or {}), "name": (vms or {})[n["name"]]}
         if build:
             n["build"] = build
         else:
