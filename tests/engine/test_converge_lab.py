@@ -115,13 +115,3 @@ def test_a_failed_converge_rolls_the_whole_domain_back_with_the_same_identities(
     for n in before:
         assert (after[n]["version"], after[n]["instance_uuid"], after[n]["psc"], after[n]["down"]) == (
             before[n]["version"], before[n]["instance_uuid"], before[n]["psc"], False), n
-
-
-def test_rehearsing_a_two_hop_target_rehearses_hop_1_and_says_so(vcsim_ok, tmp_path):
-    """`invoke rehearse --target "8.0 U3"` on the two-site domain: the converge (hop 1, with the 7.0 installer)
-    is rehearsed; the summary names the route and says the linked hop is not."""
-    from lab.rehearse import rehearse
-    out = rehearse(str(EX / "two-site.yml"), "8.0 U3", workdir=str(tmp_path / "r"), say=lambda _: None)
-    assert "-> 7.0 U3 (hop 1 of 2 to 8.0 U3)" in out and "outcome: upgraded" in out
-    assert "route: 6.7 U1 -> 7.0 U3 (converge) -> 8.0 U3 (linked-major); only hop 1 was rehearsed" in out
-    assert "domain version now 6.7 U1+7.0 U3;" in out
