@@ -17,7 +17,7 @@ import yaml
 from orchestrator.commands.paths import write_atomic
 from orchestrator.commands.session import CommonFlags, session
 from orchestrator.commands.waves import render as render_result
-from orchestrator.core.finalize import Decommission, Removal, plan_finalize, render, upgraded_nodes
+from orchestrator.core.finalize import Removal, plan_finalize, render, upgraded_nodes
 from orchestrator.core.history import FINALIZED
 from orchestrator.core.next_inventory import FILENAME, header, next_inventory
 from orchestrator.core.plan import Step
@@ -40,14 +40,14 @@ def _step(engine, node: str, action: str, method: str, reason: str, tag: str = "
                 reason, tag)
 
 
-def _decommission_steps(engine, d: Decommission) -> list[Step]:
+def _decommission_steps(engine, psc: str, partner: str) -> list[Step]:
     """A backup of the PSC by its inventory method (a snapshot set of the PSC alone: it leaves the domain, so
     no partner has to be reverted with it), then the decommission."""
-    backup = engine.inv.node(d.psc).backup
+    backup = engine.inv.node(psc).backup
     method = backup.method if backup is not None else "file"  # none declared: the file backup says what is missing
-    return [_step(engine, d.psc, "backup", method, "a backup of the PSC before it leaves the SSO domain",
+    return [_step(engine, psc, "backup", method, "a backup of the PSC before it leaves the SSO domain",
                   "decommission"),
-            _step(engine, d.psc, "finalize", "decommission-psc", f"decommission the external PSC through {d.partner}")]
+            _step(engine, psc, "finalize", "decommission-psc", f"decommission the external PSC through {partner}")]
 
 
 def _run(engine, steps: list[Step]) -> str:
@@ -83,7 +83,7 @@ def run(flags: CommonFlags, yes: bool = False, confirm: Callable[[str], bool] | 
     with session(flags, "finalize") as engine:
         target = engine.plan.target
         work = plan_finalize(engine.inv, engine.plan, engine.history())
-        gone = [d.psc for d in work.decommissions]
+        gone = [psc for psc, _ in work.decommissions]
         live = _live(engine, [n.name for n in engine.inv.nodes if n.name not in gone])
         behind = [f"{n}: {live[n].release if live[n] else 'no answer (unknown)'}" for n in upgraded_nodes(engine.plan)
                   if live[n] is None or live[n].release != target]
@@ -94,7 +94,7 @@ def run(flags: CommonFlags, yes: bool = False, confirm: Callable[[str], bool] | 
         if not yes and not (confirm is not None and confirm(text)):
             raise RefusedError(text + "\nnot confirmed: nothing was changed (confirm, or pass --yes)",
                                rule="finalize-confirm")
-        outs = [_run(engine, _decommission_steps(engine, d)) for d in work.decommissions]
+        outs = [_run(engine, _decommission_steps(engine, psc, partner)) for psc, partner in work.decommissions]
         if work.removals:
             outs.append(_run(engine, [_step(engine, r.node, "finalize", "remove-source",
                                             f"remove the kept source appliance {r.vm_name}") for r in work.removals]))

@@ -32,19 +32,11 @@ class Removal:
 
 
 @dataclass(frozen=True)
-class Decommission:
-    """One external PSC to take out of the SSO domain, through `partner` (a converged vCenter, same site first)."""
-
-    psc: str
-    partner: str
-
-
-@dataclass(frozen=True)
 class Finalize:
-    """What finalize does, in order: back up and decommission each PSC (converge hop), then remove the kept
-    source appliances."""
+    """What finalize does, in order: back up and decommission each PSC of a converge hop (`decommissions`:
+    (PSC, the converged vCenter it is decommissioned through)), then remove the kept source appliances."""
 
-    decommissions: tuple[Decommission, ...]
+    decommissions: tuple[tuple[str, str], ...]
     removals: tuple[Removal, ...]
 
 
@@ -93,9 +85,9 @@ def plan_finalize(inv: Inventory, plan: Plan, hist: DomainHistory) -> Finalize:
     if unverified:
         raise RefusedError(f"not verified at {plan.target}: {', '.join(unverified)}; run `invoke verify` first",
                            rule="finalize-unverified")
-    decommissions: tuple[Decommission, ...] = ()
+    decommissions: tuple[tuple[str, str], ...] = ()
     if converges(inv, parse_version(plan.target)):
-        decommissions = tuple(Decommission(p.name, decommission_partner(inv, p.name)) for p in inv.pscs)
+        decommissions = tuple((p.name, decommission_partner(inv, p.name)) for p in inv.pscs)
     out = []
     for b in hist.backups:
         node = inv.node(b.node)
@@ -113,7 +105,7 @@ def render(work: Finalize, target: str) -> str:
     if work.decommissions:
         lines.append("These external PSCs will be backed up, then decommissioned (shut down and removed from the "
                      "SSO domain):")
-        lines += [f"  {d.psc} (through {d.partner})" for d in work.decommissions]
+        lines += [f"  {psc} (through {partner})" for psc, partner in work.decommissions]
     if work.removals:
         lines.append("These kept source appliances will be deleted:")
         lines += [f"  {r.vm_name} on {r.vcenter} ({r.node} at {r.node_version})" for r in work.removals]

@@ -45,7 +45,7 @@ def test_a_converge_hop_decommissions_each_psc_through_a_vcenter_of_its_site_and
     inv = load_inventory(EX / "two-site.yml")
     plan = build_plan(inv, load_playbook(), parse_version("7.0 U3"))
     work = plan_finalize(inv, plan, converged_history(inv))
-    assert [(d.psc, d.partner) for d in work.decommissions] == [("psc-a", "vc-a"), ("psc-b", "vc-b")]
+    assert work.decommissions == (("psc-a", "vc-a"), ("psc-b", "vc-b"))
     assert [r.vm_name for r in work.removals] == ["vc-a", "vc-b"]
 
 
