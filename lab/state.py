@@ -94,6 +94,13 @@ def has_api_style(node: dict) -> bool:
     return has_rest(node) and version_of(node).without_build() >= Version(7, 0, 2)
 
 
+def linked(node: dict) -> bool:
+    """A vCenter that carries SSO itself (7.0+, embedded) and replicates vmdir with the other such vCenters
+    of its domain (Enhanced Linked Mode)."""
+    return (node["role"] == "vcenter" and not node.get("psc") and version_of(node).line not in EXTERNAL_PSC_LINES
+            and not node.get("deleted"))
+
+
 def has_update_api(node: dict) -> bool:
     v = version_of(node)
     return has_rest(node) and (v.major, v.minor) >= (6, 7)
@@ -409,12 +416,37 @@ class LabState:
         # The packages are in: the appliance reboots into the new version and answers again only at the end.
         node["version"], node["build"] = target.release, target.build
         node["patched"] = True
+        self._replicate()
         node["update"]["staged"] = None
         node["update"]["failed"] = None
         self._finish(task, True, "Installation completed.", "status")
         self._record(node["name"], "reboot_started", version=task["version"])
         self._start_boot(node, task["duration"] * (1.0 - reboot_at), "install")
         return True
+
+    # -- vmdir replication of linked vCenters (VMware KB 313886) ------------------------------------------
+    def _replicate(self) -> None:
+        """A change on a linked vCenter (an update, an installer upgrade) replicates to every linked vCenter of
+        the domain (vmdir, every 30 s): they all carry one new vmdir generation, in their data (what a
+        snapshot keeps and a revert brings back)."""
+        nodes = [n for n in self.nodes.values() if linked(n)]
+        if len(nodes) < 2:
+            return
+        gen = max(n["data"].get("vmdir", 0) for n in nodes) + 1
+        for n in nodes:
+            n["data"]["vmdir"] = gen
+
+    def _replication_check(self, node: dict) -> None:
+        """KB 313886: "reverting one [linked node] alone leaves the vmdir instances unable to replicate". A
+        linked vCenter that boots with another vmdir generation than its partners (it was reverted, they were
+        not, or the other way round) comes up broken; a whole set reverted before any power-on does not."""
+        peers = [n["name"] for n in self.nodes.values() if linked(n) and n is not node
+                 and n["data"].get("vmdir", 0) != node["data"].get("vmdir", 0)]
+        if not linked(node) or not peers:
+            return
+        node.update(health="red", broken=f"vmdir replication with {', '.join(sorted(peers))} fails: linked vCenters "
+                                         f"must be reverted together, all before any is powered on (KB 313886)")
+        self._record(node["name"], "corrupt", reason="vmdir replication")
 
     # -- reboots and power-ons (lab/boot.py) --------------------------------------------------------
     def _start_boot(self, node: dict, seconds: float, why: str) -> None:
@@ -433,6 +465,8 @@ class LabState:
             b["phase"] = ph  # the OS is up: the reverse proxy listens and answers 503
             return True
         node["booting"] = None
+        if b["why"] == "power_on":
+            self._replication_check(node)
         self._record(node["name"], "boot_completed", why=b["why"])
         if b["why"] == "install":
             self._record(node["name"], "install_completed", version=node["version"], build=node["build"])
@@ -1025,6 +1059,7 @@ class LabState:
                 node["data"] = {"generation": 1}
             node["boot"] += 1
             node["update"] = {"staged": None, "task": None, "failed": None, "latest_query_time": None}
+            self._replicate()
             self._record(name, "install_completed", version=target.release, build=target.build,
                          method="installer", vm=new_vm_name)
             self._changed(name)
