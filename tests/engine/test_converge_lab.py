@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_vcsim
-from tests.engine.labkit import lab_domain
+from tests.engine.labkit import failed_vcenter_wave_rolled_back, lab_domain
 
 from lab import manage
 from orchestrator.commands import finalize as finalize_cmd
@@ -27,7 +27,7 @@ from orchestrator.core.campaign import domain_route
 from orchestrator.core.inventory import load_inventory
 from orchestrator.core.route import describe
 from orchestrator.core.versions import parse_version
-from orchestrator.errors import RefusedError, StepFailed
+from orchestrator.errors import RefusedError
 
 EX = Path(__file__).resolve().parents[2] / "examples"
 
@@ -100,17 +100,7 @@ def test_two_site_converges_one_vcenter_at_a_time(vcsim_ok, tmp_path, monkeypatc
 def test_a_failed_converge_rolls_the_whole_domain_back_with_the_same_identities(vcsim_ok, tmp_path, monkeypatch):
     """vc-b's converge fails after vc-a converged: `invoke rollback` brings every node back to 6.7 U1, vc-a
     with its own instance UUID and its PSC pointer again (the kept source appliance answers)."""
-    faults = tmp_path / "faults.yml"
-    faults.write_text("faults:\n  - {type: fail_step, node: vc-b, step: install, message: \"stage 2 failed\"}\n")
-    with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "7.0 U3", faults=str(faults)) as d:
-        before = manage.control(d.lab_dir, "/lab/state")["nodes"]
-        waves.precheck(d.flags)
-        waves.backup(d.flags, "pre")
-        with pytest.raises(StepFailed, match="vc-b"):
-            waves.upgrade(d.flags, "vcenter")
-        mid = manage.control(d.lab_dir, "/lab/state")["nodes"]
-        rollback_cmd.run(d.flags)
-        after = manage.control(d.lab_dir, "/lab/state")["nodes"]
+    before, mid, after, _ = failed_vcenter_wave_rolled_back(tmp_path, monkeypatch, EX / "two-site.yml", "7.0 U3")
     assert (mid["vc-a"]["version"], mid["vc-b"]["version"]) == ("7.0 U3", "6.7 U1")
     for n in before:
         assert (after[n]["version"], after[n]["instance_uuid"], after[n]["psc"], after[n]["down"]) == (

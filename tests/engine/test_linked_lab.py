@@ -16,14 +16,12 @@ import pytest
 import yaml
 
 from tests.conftest import require_vcsim
-from tests.engine.labkit import events, lab_domain
+from tests.engine.labkit import events, failed_vcenter_wave_rolled_back, lab_domain
 
 from lab import manage
 from orchestrator.commands import finalize as finalize_cmd
-from orchestrator.commands import rollback as rollback_cmd
 from orchestrator.commands import waves
 from orchestrator.core.plan import load_plan
-from orchestrator.errors import StepFailed
 
 EX = Path(__file__).resolve().parents[2] / "examples"
 
@@ -68,17 +66,7 @@ def test_linked_vcenters_go_one_at_a_time_after_a_cold_set(vcsim_ok, tmp_path, m
 def test_a_failed_linked_major_rolls_every_linked_vcenter_back_together(vcsim_ok, tmp_path, monkeypatch):
     """vc-b's 8.0 install fails after vc-a went to 8.0: `invoke rollback` brings both back to 7.0 U3 with their
     own instance UUIDs, from the cold snapshot set taken together (never one linked node reverted alone)."""
-    faults = tmp_path / "faults.yml"
-    faults.write_text("faults:\n  - {type: fail_step, node: vc-b, step: install, message: \"stage 2 failed\"}\n")
-    with lab_domain(tmp_path, monkeypatch, EX / "linked-7.0.yml", "8.0 U3", faults=str(faults)) as d:
-        before = manage.control(d.lab_dir, "/lab/state")["nodes"]
-        waves.precheck(d.flags)
-        waves.backup(d.flags, "pre")
-        with pytest.raises(StepFailed, match="vc-b"):
-            waves.upgrade(d.flags, "vcenter")
-        mid = manage.control(d.lab_dir, "/lab/state")["nodes"]
-        out = rollback_cmd.run(d.flags)
-        after = manage.control(d.lab_dir, "/lab/state")["nodes"]
+    before, mid, after, out = failed_vcenter_wave_rolled_back(tmp_path, monkeypatch, EX / "linked-7.0.yml", "8.0 U3")
     assert (mid["vc-a"]["version"], mid["vc-b"]["version"]) == ("8.0 U3", "7.0 U3")
     assert "every node answers at its rollback version with its instance UUID" in out
     for n in ("vc-a", "vc-b"):
