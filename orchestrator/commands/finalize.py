@@ -43,8 +43,7 @@ def _step(engine, node: str, action: str, method: str, reason: str, tag: str = "
 def _decommission_steps(engine, psc: str, partner: str) -> list[Step]:
     """A backup of the PSC by its inventory method (a snapshot set of the PSC alone: it leaves the domain, so
     no partner has to be reverted with it), then the decommission."""
-    backup = engine.inv.node(psc).backup
-    method = backup.method if backup is not None else "file"  # none declared: the file backup says what is missing
+    method = engine.inv.node(psc).backup.method  # core/finalize.py refused a PSC without one
     return [_step(engine, psc, "backup", method, "a backup of the PSC before it leaves the SSO domain",
                   "decommission"),
             _step(engine, psc, "finalize", "decommission-psc", f"decommission the external PSC through {partner}")]

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from orchestrator.core import interop
 from orchestrator.core.history import DomainHistory
-from orchestrator.core.inventory import Inventory
+from orchestrator.core.inventory import Inventory, Node
 from orchestrator.core.plan import Plan, converges
 from orchestrator.core.versions import parse_version
 from orchestrator.errors import RefusedError
@@ -71,6 +72,18 @@ def decommission_blockers(psc_address: str, pointers: Mapping[str, str | None]) 
     return out
 
 
+def _check_psc_backup(psc: Node, hist: DomainHistory) -> None:
+    """VMware asks for a backup of a PSC before it is decommissioned: refuse now (exit 2, nothing changed) when
+    the inventory gives none that can work for it, naming the node and the field."""
+    b = psc.backup
+    problem = ("no backup declared ('backup:')" if b is None else
+               interop.backup_method_problem(hist.nodes[psc.name].version, psc.platform, psc.vm is not None,
+                                             b.method, b.location_type))
+    if problem:
+        raise RefusedError(f"{psc.name}: {problem}: a backup of the PSC comes before its decommission, and none can "
+                           f"be taken", rule="finalize-psc-backup")
+
+
 def plan_finalize(inv: Inventory, plan: Plan, hist: DomainHistory) -> Finalize:
     """What finalize does, or RefusedError (exit 2) saying why not now."""
     if hist.finalized is not None:
@@ -87,6 +100,8 @@ def plan_finalize(inv: Inventory, plan: Plan, hist: DomainHistory) -> Finalize:
                            rule="finalize-unverified")
     decommissions: tuple[tuple[str, str], ...] = ()
     if converges(inv, parse_version(plan.target)):
+        for p in inv.pscs:
+            _check_psc_backup(p, hist)
         decommissions = tuple((p.name, decommission_partner(inv, p.name)) for p in inv.pscs)
     out = []
     for b in hist.backups:

@@ -49,6 +49,17 @@ def test_a_converge_hop_decommissions_each_psc_through_a_vcenter_of_its_site_and
     assert [r.vm_name for r in work.removals] == ["vc-a", "vc-b"]
 
 
+def test_a_psc_without_a_backup_that_can_work_is_refused_before_anything_changes(tmp_path):
+    text = (EX / "two-site.yml").read_text()
+    inv = loads_inventory(text.replace(
+        '    backup: {method: file, location_type: SFTP, location: "sftp://backup.corp.example/vcwave/psc-b"}\n', "", 1),
+        "two-site.yml")
+    plan = build_plan(inv, load_playbook(), parse_version("7.0 U3"))
+    with pytest.raises(RefusedError) as info:
+        plan_finalize(inv, plan, converged_history(inv))
+    assert info.value.rule == "finalize-psc-backup" and "psc-b: no backup declared" in str(info.value)
+
+
 def test_a_converge_hop_is_not_finalized_before_every_vcenter_is_verified():
     inv = load_inventory(EX / "two-site.yml")
     plan = build_plan(inv, load_playbook(), parse_version("7.0 U3"))
