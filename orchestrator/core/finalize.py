@@ -128,7 +128,12 @@ def render(work: Finalize, target: str) -> str:
 
 
 def rollback_after_finalize(hist: DomainHistory) -> None:
-    """Refuse a rollback once the hop is finalized: the assets it would bring back were removed on purpose."""
+    """Refuse a rollback once the hop is finalized, or once a PSC is decommissioned by an interrupted finalize:
+    what it would bring back was removed on purpose, and a decommissioned PSC has left the SSO domain."""
     if hist.finalized is not None:
         raise RefusedError("this hop was finalized (`invoke finalize`): its kept source appliances were removed "
                            "and a rollback is no longer offered", rule="rollback-finalized")
+    if hist.decommissioned:
+        raise RefusedError(f"{', '.join(hist.decommissioned)} decommissioned by `invoke finalize` (out of the SSO "
+                           f"domain): a rollback is no longer offered; run `invoke finalize` again to finish",
+                           rule="rollback-finalized")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from orchestrator.core.campaign import domain_route
-from orchestrator.core.finalize import address, decommission_blockers, plan_finalize
+from orchestrator.core.finalize import address, decommission_blockers, plan_finalize, rollback_after_finalize
 from orchestrator.core.history import fold
 from orchestrator.core.inventory import load_inventory, loads_inventory
 from orchestrator.core.next_inventory import next_inventory
@@ -100,3 +100,13 @@ def test_the_next_inventory_after_an_installer_hop_keeps_the_psc_topology():
     inv = loads_inventory(yaml.safe_dump(next_inventory(raw, live, [])), "next-inventory.yml")
     assert inv.topology == "external-psc" and {n.version.release for n in inv.nodes} == {"6.7 U3"}
     assert describe(domain_route(inv, parse_version("8.0 U3"))) == "6.7 U3 -> 7.0 U3 (converge) -> 8.0 U3 (linked-major)"
+
+
+def test_a_psc_decommissioned_by_an_interrupted_finalize_ends_the_rollback():
+    """finalize stopped after psc-a left the SSO domain: no rollback would bring it back."""
+    inv = load_inventory(EX / "two-site.yml")
+    hist = fold(inv, [ev(1, "note", "finalize-decommissioned", "psc-a")])
+    assert hist.finalized is None and hist.decommissioned == ("psc-a",)
+    with pytest.raises(RefusedError) as info:
+        rollback_after_finalize(hist)
+    assert info.value.rule == "rollback-finalized" and "psc-a decommissioned" in str(info.value)
