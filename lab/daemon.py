@@ -129,7 +129,7 @@ class Lab:
                 srv = ApplianceServer(self.state, name, self.session_timeout,
                                       port=prev.get("nodes", {}).get(name, {}).get("rest_port", 0), tls=server_tls)
                 self.servers[name] = srv
-                srv.resolve = self._node_at
+                srv.resolve, srv.address_of = self._node_at, self._address_of
                 srv.start()
             if self.use_vcsim:
                 self._start_vcsims(prev)
@@ -390,6 +390,9 @@ class Lab:
     def _node_at(self, hostname: str) -> str | None:
         """The node a client names by address (every twin listens on 127.0.0.1, told apart by its port)."""
         return next((n for n, s in self.servers.items() if hostname == f"127.0.0.1:{s.port}"), None)
+
+    def _address_of(self, name: str) -> str:
+        return f"127.0.0.1:{self.servers[name].port}"
 
     def repoint(self, vcenter: str, psc: str) -> dict:
         self.state.repoint(vcenter, psc)

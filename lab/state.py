@@ -977,6 +977,21 @@ class LabState:
             self.save()
         return task["id"]
 
+    def topology_nodes(self, address_of: Callable[[str], str]) -> list[dict]:
+        """`GET /rest/vcenter/topology/nodes` (vSphere API 6.7.2+): the nodes of the SSO domain, a decommissioned
+        PSC no longer among them."""
+        with self.lock:
+            self._advance_decommissions()
+            out = []
+            for n in self.nodes.values():
+                if n.get("decommissioned") or n.get("deleted"):
+                    continue
+                kind = "PSC_EXTERNAL" if n["role"] == "psc" else "VCSA_EXTERNAL" if n.get("psc") else "VCSA_EMBEDDED"
+                out.append({"node": address_of(n["name"]), "type": kind,
+                            **({"client_affinity": address_of(n["psc"])} if n.get("psc") else {})})
+        self._fire()
+        return out
+
     def topology_task(self, task_id: str) -> dict:
         """`GET /rest/cis/tasks/{task}` of a decommission task."""
         with self.lock:

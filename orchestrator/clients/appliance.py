@@ -128,6 +128,15 @@ class CisTask(_JobState):
 
 
 @dataclass(frozen=True)
+class TopologyNode:
+    """One node of the SSO domain as a vCenter lists it (`GET /rest/vcenter/topology/nodes`, vSphere API 6.7.2+)."""
+
+    node: str  # IP address or DNS name
+    type: str  # VCSA_EMBEDDED | VCSA_EXTERNAL | PSC_EXTERNAL
+    client_affinity: str = ""  # a VCSA_EXTERNAL's PSC
+
+
+@dataclass(frozen=True)
 class RestoreValidation:
     status: str           # OK|WARNING|FAIL
     messages: tuple[str, ...] = ()
@@ -622,6 +631,13 @@ class ApplianceClient:
         return self._call("POST", f"vcenter/topology/pscs/{quote(hostname, safe='')}", "topology.pscs.decommission",
                           query={"action": "decommission", "vmw-task": "true"}, body=body, idempotent=False,
                           expect=(str,))
+
+    def topology_nodes(self) -> tuple[TopologyNode, ...]:
+        """The vCenters and PSCs of this vCenter's SSO domain (a decommissioned PSC is no longer one)."""
+        return self._call("GET", "vcenter/topology/nodes", "topology.nodes.list", expect=(list,),
+                          convert=lambda raw: tuple(TopologyNode(str(n["node"]).lower(), str(n["type"]),
+                                                                 str(n.get("client_affinity") or "").lower())
+                                                    for n in raw))
 
     def task(self, task_id: str) -> CisTask:
         return self._call("GET", f"cis/tasks/{quote(task_id, safe='')}", "cis.tasks.get", convert=lambda v: CisTask(

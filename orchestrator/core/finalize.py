@@ -84,6 +84,17 @@ def _check_psc_backup(psc: Node, hist: DomainHistory) -> None:
                            f"be taken", rule="finalize-psc-backup")
 
 
+def psc_left_domain(listed: bool, answering: bool) -> bool | None:
+    """Whether a PSC is decommissioned, from the domain: True once a converged vCenter no longer lists it among
+    the SSO domain's nodes AND it does not answer (decommissioning shuts it down); False while it is listed and
+    answers; None (unknown) otherwise — a name the topology spells differently must never read as "gone"."""
+    if not listed and not answering:
+        return True
+    if listed and answering:
+        return False
+    return None
+
+
 def plan_finalize(inv: Inventory, plan: Plan, hist: DomainHistory) -> Finalize:
     """What finalize does, or RefusedError (exit 2) saying why not now."""
     if hist.finalized is not None:

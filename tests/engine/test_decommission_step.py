@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator.clients.appliance import CisTask
+from orchestrator.clients.appliance import ApplianceVersion, CisTask, TopologyNode
 from orchestrator.clients.retry import NotFound, ServiceUnavailable
 from orchestrator.clients.vsphere import PscPointer
 from orchestrator.core.history import FINALIZE_DECOMMISSIONED
@@ -26,10 +26,21 @@ INV = load_inventory(EX / "two-site.yml")
 
 
 class Partner:
-    """The converged vCenter's appliance API: the decommission task and its states, one per poll."""
+    """The converged vCenter's appliance API (the domain's topology, the decommission task and its states, one
+    per poll), and the PSC's own answer (`psc_up`)."""
 
-    def __init__(self, states=(), missing=False):
+    def __init__(self, states=(), missing=False, listed=True, psc_up=True):
         self.node, self.started, self.states, self.missing = "vc-a", [], list(states), missing
+        self.listed, self.psc_up = listed, psc_up
+
+    def topology_nodes(self):
+        return (TopologyNode("vc-a.corp.example", "VCSA_EMBEDDED"),) + (
+            (TopologyNode("psc-a.corp.example", "PSC_EXTERNAL"),) if self.listed else ())
+
+    def version(self):
+        if not self.psc_up:
+            raise ServiceUnavailable("refused", node="psc-a", what="system.version", status=503)
+        return ApplianceVersion("6.7.0.20000", "10244745", "VMware Platform Services Controller", "", "", "", "")
 
     def psc_decommission(self, hostname, user, password, only_precheck=False):
         self.started.append(hostname)
@@ -109,3 +120,20 @@ def test_after_a_crash_the_journaled_task_decides(states, missing, adopted):
 def test_after_a_crash_without_a_journaled_task_it_starts_again():
     ctx, _ = context(Partner(["SUCCEEDED"]), CONVERGED)
     assert DecommissionPsc().reconcile(ctx, None) == NOT_DONE
+
+
+@pytest.mark.parametrize("listed, psc_up, outcome", [
+    (False, False, "done"),      # a lost answer: the domain says it is decommissioned; nothing is sent again
+    (True, False, "unknown"),    # listed but silent (down? shutting down?): unknown, never "go"
+    (False, True, "unknown"),    # answers but not listed (a name spelled otherwise?): unknown, never "gone"
+])
+def test_the_domain_says_whether_the_psc_already_left_it(listed, psc_up, outcome):
+    partner = Partner(["SUCCEEDED"], listed=listed, psc_up=psc_up)
+    ctx, notes = context(partner, CONVERGED)
+    if outcome == "done":
+        assert DecommissionPsc().run(ctx)["decommissioned"] == "psc-a" and len(notes) == 1
+        assert DecommissionPsc().reconcile(ctx, None) != NOT_DONE
+    else:
+        with pytest.raises(StepFailed, match="unknown whether it is still in the SSO domain"):
+            DecommissionPsc().run(ctx)
+    assert partner.started == []

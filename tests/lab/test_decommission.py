@@ -46,6 +46,9 @@ def test_only_a_converged_vcenter_decommissions_and_only_with_the_sso_administra
 
 
 def test_the_decommission_task_shuts_the_psc_down_and_removes_it_from_the_domain(lab):
+    assert [(n["node"], n["type"], n.get("client_affinity")) for n in lab.topology_nodes(lambda name: name)] == [
+        ("psc-a", "PSC_EXTERNAL", None), ("psc-b", "PSC_EXTERNAL", None), ("vc-a", "VCSA_EMBEDDED", None),
+        ("vc-b", "VCSA_EXTERNAL", "psc-b")]
     pre = lab.start_decommission("vc-a", "psc-a", USER, PW, True)
     assert lab.topology_task(pre)["status"] == "SUCCEEDED" and not lab.nodes["psc-a"]["down"]  # a precheck only
     task = lab.start_decommission("vc-a", "psc-a", USER, PW, False)
@@ -54,5 +57,6 @@ def test_the_decommission_task_shuts_the_psc_down_and_removes_it_from_the_domain
     assert lab.topology_task(task)["status"] == "SUCCEEDED"
     psc = lab.nodes["psc-a"]
     assert psc["decommissioned"] and psc["down"] and lab.data["vms"]["mgmt-vc"]["psc-a"] == "poweredOff"
+    assert {n["node"] for n in lab.topology_nodes(lambda name: name)} == {"vc-a", "vc-b", "psc-b"}  # psc-a left
     assert "already decommissioned" in refused(lambda: lab.start_decommission("vc-a", "psc-a", USER, PW, False)).message
     assert refused(lambda: lab.topology_task("nope")).status == 404
