@@ -44,6 +44,8 @@ class BoundedResponse(http.client.HTTPResponse):
     def read(self, amt: int | None = None) -> bytes:
         if amt is None or amt < 0:
             return b"".join(iter(lambda: self.read(PIECE), b""))
+        if self.fp is None:  # read to the end: its socket may be closed already (an HTTP/1.0 answer)
+            return b""
         with self._deadline():
             data = super().read1(amt)  # one receive: a trickle cannot hold a read past the deadline
         if self.fp is not None and (not data or self.length == 0):

@@ -109,7 +109,7 @@ def test_vsphere_garbage_is_a_bad_answer_naming_the_node(body):
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         c = VSphereClient("127.0.0.1", srv.server_address[1], "u", "p", scheme="http", node="vc-x")
-        with pytest.raises(BadAnswer, match=r"^node vc-x: connect /sdk: answer is not the (SOAP/XML|vSphere API)"):
+        with pytest.raises(BadAnswer, match=r"^node vc-x: connect GET /sdk/vimServiceVersions.xml: answer is not the vSphere API"):
             c.connect()
     finally:
         srv.shutdown()
