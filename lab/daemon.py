@@ -88,6 +88,7 @@ class Lab:
         self._logf = None
         self.started_at = 0.0
         self.startup_seconds = 0.0
+        self.resumed = False
 
     # -- logging -----------------------------------------------------------------------------------
     def log(self, text: str) -> None:
@@ -114,6 +115,7 @@ class Lab:
         sso = self.inv.credential("sso")
         if state_path.exists():
             self.state = LabState.load(state_path, **kw)
+            self.resumed = True  # said by `invoke lab.up`: the nodes are where the last lab left them
             self.log("resumed state.json")
         else:
             self.state = LabState.create(state_path, self.raw, sso.user, passwords["sso"], passwords["root"], **kw)
@@ -482,6 +484,7 @@ class Lab:
             "control_url": self.control.url if self.control else None,
             "control_port": self.control.port if self.control else None,
             "started_at": self.started_at, "startup_seconds": round(self.startup_seconds, 3),
+            "resumed": self.resumed,
             "time_scale": self.time_scale, "inventory": str(self.dir / "lab-inventory.yml"),
             "source_inventory": str(self.inventory_path.resolve()), "nodes": {}, "management": {},
             "ca_bundle": str(self.tls.ca.resolve()) if getattr(self, "tls", None) else None,
