@@ -5,7 +5,8 @@ through its SOAP stub), and neither may read a 10 MB body whole nor wait forever
 at 1 KB/s (a socket timeout only bounds the wait for *one* byte). `bounded_response` makes an
 `http.client.HTTPResponse` class that refuses an announced or actual body over the cap and stops reading at
 the deadline; a connection uses it through `response_class`. Both failures are `BadAnswer` naming the node
-and the request: transient for the retry policy, so a GET is asked again and a POST becomes ambiguous.
+and the request: transient for the retry policy, so a GET is asked again and a POST becomes ambiguous; an
+answer cut by the deadline (`SlowAnswer`) is not asked again (it already took the whole deadline).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import http.client
 import time
 from typing import Any, Iterator
 
-from orchestrator.clients.retry import BadAnswer
+from orchestrator.clients.retry import BadAnswer, SlowAnswer
 
 PIECE = 64 * 1024
 
@@ -71,12 +72,13 @@ class BoundedResponse(http.client.HTTPResponse):
                 raise self._late() from None
             raise
 
-    def _late(self) -> BadAnswer:
-        return self._bad(f"no complete answer within {self.total:g}s (a body trickling in, or a stalled proxy)")
+    def _late(self) -> SlowAnswer:
+        return self._bad(f"no complete answer within {self.total:g}s (a body trickling in, or a stalled proxy)",
+                         SlowAnswer)
 
-    def _bad(self, text: str) -> BadAnswer:
+    def _bad(self, text: str, kind: type[BadAnswer] = BadAnswer) -> BadAnswer:
         self.close()
-        return BadAnswer(text, node=self.node, what=self.where)
+        return kind(text, node=self.node, what=self.where)
 
 
 def bounded_response(node: str, where: str, *, max_body: int, total: float, per_read: float) -> type:
