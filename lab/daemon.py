@@ -129,7 +129,8 @@ class Lab:
         try:
             for name in self.state.nodes:
                 srv = ApplianceServer(self.state, name, self.session_timeout,
-                                      port=prev.get("nodes", {}).get(name, {}).get("rest_port", 0), tls=server_tls)
+                                      port=prev.get("nodes", {}).get(name, {}).get("rest_port", 0), tls=server_tls,
+                                      session_log=self.issued("rest", name))
                 self.servers[name] = srv
                 srv.start()
             if self.use_vcsim:
@@ -202,7 +203,8 @@ class Lab:
             name=name, version=f"{v.major}.{v.minor}.0", build=v.build, api_version=api_version(v),
             full_name=f"VMware vCenter Server {v.major}.{v.minor}.0 build-{v.build}",
             instance_uuid=node["instance_uuid"], psc_host=psc_host, user=self.state.data["sso_user"],
-            password=self.state.data["sso_password"], moref_salt=int(node.get("moref_salt") or 0), tls=self.tls)
+            password=self.state.data["sso_password"], moref_salt=int(node.get("moref_salt") or 0), tls=self.tls,
+            session_log=self.issued("soap", name))
 
     def mgmt_spec_for(self, m):
         vcsim = self._vcsim_mod()
@@ -213,7 +215,16 @@ class Lab:
             name=m.name, version=f"{v.major}.{v.minor}.0", build=v.build, api_version=api_version(v),
             full_name=f"VMware vCenter Server {v.major}.{v.minor}.0 build-{v.build}",
             instance_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.inv.domain}/mgmt/{m.name}")),
-            psc_host="", user=cred.user, password=self.passwords[m.credentials], appliance_vms=vms, tls=self.tls)
+            psc_host="", user=cred.user, password=self.passwords[m.credentials], appliance_vms=vms, tls=self.tls,
+            session_log=self.issued("soap", m.name))
+
+    def issued(self, kind: str, name: str) -> Path:
+        """Where the lab records the session ids it issues (`soap` by vcsim, `rest` by the REST twin), one per
+        line, 0600 in a 0700 folder: `sessions/<kind>-<name>.txt`. They are secrets like the passwords: a
+        test reads them to prove that no file vcwave wrote holds one."""
+        d = self.dir / "sessions"
+        d.mkdir(mode=0o700, exist_ok=True)
+        return d / f"{kind}-{name}.txt"
 
     def _start_vcsims(self, prev: dict) -> None:
         vcsim = self._vcsim_mod()
