@@ -316,6 +316,10 @@ class ApplianceServer:
             ("GET", R(r"/rest/appliance/health/" + seg), self._health, False),
             ("GET", R(r"/rest/appliance/vmon/service"), self._services, False),
             ("GET", R(r"/rest/appliance/vmon/service/" + seg), self._service, False),
+            # The same vMon services under their vSphere API 6.7 name (com.vmware.vcenter.services.Service):
+            # what VMware's 9.x Python SDK binds (it has no appliance.vmon binding), 6.7+ like the update API.
+            ("GET", R(r"/rest/vcenter/services"), self._services, True),
+            ("GET", R(r"/rest/vcenter/services/" + seg), self._service, True),
             ("POST", R(r"/rest/appliance/recovery/backup/job"), self._backup_create, False),
             ("GET", R(r"/rest/appliance/recovery/backup/job"), self._backup_list, False),
             ("GET", R(r"/rest/appliance/recovery/backup/job/" + seg), self._backup_get, False),
