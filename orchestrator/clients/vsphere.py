@@ -12,6 +12,8 @@ Why this shape:
   `verify=False` only when passed explicitly, logged as `tls.verification_disabled`. pyVmomi itself skips
   verification for 'localhost'/'127.0.0.1' when no context is given, so a context is ALWAYS passed.
   Plain http only for loopback hosts (the lab's vcsim).
+- Every answer is read within a size cap and a total deadline (clients/answers.py), the login's too: the
+  steps of pyVmomi's `SmartConnect` are run here with the bounded stub (see `_smart_connect`).
 - An expired session (vim.fault.NotAuthenticated) logs in again once on the same stub, so ManagedObject
   references held by callers stay valid; every call goes through `retry.call_with_retry`.
 """
