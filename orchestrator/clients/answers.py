@@ -4,7 +4,8 @@ Why one place: both clients read answers over `http.client` (the appliance REST 
 through its SOAP stub), and neither may read a 10 MB body whole nor wait forever on a body that trickles in
 at 1 KB/s (a socket timeout only bounds the wait for *one* byte). `bounded_response` makes an
 `http.client.HTTPResponse` class that refuses an announced or actual body over the cap and stops reading at
-the deadline; a connection uses it through `response_class`. Both failures are `BadAnswer` naming the node
+the deadline, and refuses a compressed body (no client asks for one: 64 MB of gzip can expand to gigabytes
+past the cap); a connection uses it through `response_class`. Both failures are `BadAnswer` naming the node
 and the request: transient for the retry policy, so a GET is asked again and a POST becomes ambiguous; an
 answer cut by the deadline (`SlowAnswer`) is not asked again (it already took the whole deadline).
 """
@@ -41,6 +42,9 @@ class BoundedResponse(http.client.HTTPResponse):
         announced = self.getheader("Content-Length", "") or ""
         if announced.isdigit() and int(announced) > self.max_body:
             raise self._bad(f"answer of {int(announced)} bytes refused (at most {self.max_body})")
+        encoding = (self.getheader("Content-Encoding", "") or "identity").strip().lower()
+        if encoding != "identity":  # never asked for: a compressed body would expand past the cap unread
+            raise self._bad(f"answer is {encoding}-compressed, which was not asked for (its size cannot be bounded)")
 
     def read(self, amt: int | None = None) -> bytes:
         if amt is None or amt < 0:

@@ -175,7 +175,8 @@ class VSphereClient:
         try:
             version = self._api_version(ctx)
             stub = SoapStubAdapter(host=self.host, port=self.port if ctx else -self.port, version=version,
-                                   path="/sdk", sslContext=ctx, httpConnectionTimeout=self.timeout)
+                                   path="/sdk", sslContext=ctx, httpConnectionTimeout=self.timeout,
+                                   acceptCompressedResponses=False)  # a gzip body would escape the size cap
             self._bound_answers(stub)
             si = vim.ServiceInstance("ServiceInstance", stub)
             call = "RetrieveServiceContent /sdk"

@@ -4,6 +4,7 @@ version document pyVmomi reads first, which it answers with garbage XML, a 70 MB
 1 KB/s. Each ends as a BadAnswer naming the node and the call (exit 2), within the request's deadline."""
 from __future__ import annotations
 
+import gzip
 import http.client
 import threading
 import time
@@ -16,6 +17,7 @@ from orchestrator.clients.retry import BadAnswer, RetryPolicy
 from orchestrator.clients.vsphere import VSphereClient, supported_api_version
 
 SEVENTY_MB = 70 * 1024 * 1024
+GZIPPED = gzip.compress(b" " * (1024 * 1024))
 GARBAGE = (b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv='
            b'"http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><LoginResponse><returnval><key>')
 
@@ -64,6 +66,12 @@ class _Proxy(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(GARBAGE)))
             self.end_headers()
             self.wfile.write(GARBAGE)
+            return
+        if self.answer == "gzip":  # compressed though not asked for: 64 KB of it would expand to 64 MB
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(GZIPPED)))
+            self.end_headers()
+            self.wfile.write(GZIPPED)
             return
         if self.answer == "huge":  # announced: refused before a byte of the body is read
             self.send_header("Content-Length", str(SEVENTY_MB))
@@ -133,6 +141,13 @@ def test_a_70_mb_login_answer_is_refused_unread(proxy, vcsim, victim, call):
     with pytest.raises(BadAnswer, match=rf"^node vc-x: connect {call}: answer of {SEVENTY_MB} bytes refused"):
         _client(proxy, vcsim).connect()
     assert time.monotonic() - t0 < 10  # refused on the header, not after 70 MB (generous: a loaded machine)
+
+
+def test_a_compressed_login_answer_is_refused(proxy, vcsim):
+    """vcwave asks for no compression (a gzip body escapes the size cap: it is counted before it expands)."""
+    proxy.victim, proxy.answer = b"<Login", "gzip"
+    with pytest.raises(BadAnswer, match=r"^node vc-x: connect Login /sdk: answer is gzip-compressed, which was not"):
+        _client(proxy, vcsim).connect()
 
 
 @pytest.mark.full
