@@ -85,7 +85,7 @@ def test_an_existing_state_folder_keeps_the_operators_mode(tmp_path, umask_022):
     assert (_mode(state), _mode(state / "d")) == (0o750, 0o700)
 
 
-@pytest.mark.parametrize("tool", ["vcwave", "invoke"])
+@pytest.mark.parametrize("tool", ["vcwave", pytest.param("invoke", marks=pytest.mark.full)])
 def test_advice_and_errors_name_the_program_being_run(tmp_path, tool):
     """`status` without a plan advises a `plan` command the operator can run: their program, the flags
     `plan` requires, and the file status looked for."""
@@ -115,6 +115,7 @@ def _psc_a(info: dict) -> str:
         return "down" if json.loads(r.read())["nodes"]["psc-a"]["down"] else "up"
 
 
+@pytest.mark.full  # three lab daemons: ~3-5 s
 def test_lab_up_says_it_resumed_and_reset_starts_afresh(tmp_path):
     from lab import manage
     d = tmp_path / "lab"
