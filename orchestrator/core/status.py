@@ -4,7 +4,7 @@ mixed-version window clock, which backups can still restore what, and the next s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from orchestrator.core.history import DomainHistory, domain_version
 from orchestrator.core.inventory import Inventory
@@ -12,7 +12,7 @@ from orchestrator.core.live import RESTORE_MODE, DomainState
 from orchestrator.core.plan import Plan, converges
 from orchestrator.core.repoint import failover_options
 from orchestrator.core.validity import judge_all, usable_single
-from orchestrator.core.versions import parse_version
+from orchestrator.core.versions import Version, parse_version
 
 UNDONE_BY_ROLLBACK = ("psc", "vcenter", "post")  # a completed domain rollback undid what these phases did
 
@@ -26,15 +26,17 @@ class Status:
     target: str
     domain_version: str
     nodes: tuple[dict[str, Any], ...]
-    phases: dict[str, str]  # pending | partial | done | failed | rolled back (a completed domain rollback)
+    phases: dict[str, str]  # pending | partial | done | failed | rolled back | not needed (live at target)
     window: dict[str, Any]
     next_command: str
     problems: tuple[str, ...]
     failover: tuple[str, ...] = ()
     whole_domain: tuple[str, ...] = ()  # backup sets (tags) that can bring the whole domain back
+    summary: str = ""  # every node's version by role, live where observed (see `domain_summary`)
 
     def to_json(self) -> dict[str, Any]:
         return {"domain": self.domain, "target": self.target, "domain_version": self.domain_version,
+                "versions": self.summary,
                 "problems": list(self.problems), "nodes": list(self.nodes), "phases": self.phases,
                 "window": self.window, "next_command": self.next_command,
                 "if_a_psc_fails": list(self.failover), "whole_domain_restore_from": list(self.whole_domain)}
@@ -117,6 +119,56 @@ def _node_row(n: Any, hist: DomainHistory, live: DomainState | None, verdicts: d
                          "reason": v.reason} for v in verdicts[n.name]]}
 
 
+ROLE_WORDS = {"psc": "PSCs", "vcenter": "vCenters"}
+
+
+def _role_part(role: str, seen: list[tuple[str, str]], target: str) -> str:
+    """'PSCs 6.7 U3 (3/3 at target)', 'vCenters 6.7 U1 ×1, unknown (vc-b) (0/2 at target)'."""
+    labels: dict[str, list[str]] = {}
+    for name, label in seen:
+        labels.setdefault(label, []).append(name)
+    parts = [f"unknown ({', '.join(names)})" if label == "unknown" else
+             label + (f" ×{len(names)}" if len(labels) > 1 else "")
+             for label, names in sorted(labels.items(), key=lambda kv: _release_order(kv[0]))]
+    at = sum(1 for _, label in seen if label == target)
+    return f"{ROLE_WORDS.get(role, role)} {', '.join(parts)} ({at}/{len(seen)} at target)"
+
+
+def _release_order(label: str) -> tuple[int, Version | None]:
+    """Older releases first, "unknown" last."""
+    return (1, None) if label == "unknown" else (0, parse_version(label))
+
+
+def domain_summary(inv: Inventory, versions: Mapping[str, Version | None], target: str) -> str:
+    """What every node runs, in one line: one version when the whole domain runs it, else each role's
+    versions and how many are at the target. A node that does not answer is "unknown" (never the version
+    the journal last gave it), so a domain whose PSCs are done but whose vCenters are behind never reads as
+    done. Why not the SSO domain version: the PSCs alone say nothing about the vCenters behind them."""
+    labels = {n.name: versions[n.name].release if versions[n.name] is not None else "unknown" for n in inv.nodes}
+    if len(set(labels.values())) == 1 and "unknown" not in labels.values():
+        return f"{next(iter(labels.values()))} on every node"
+    by_role: dict[str, list[tuple[str, str]]] = {}
+    for n in inv.nodes:
+        by_role.setdefault(n.role, []).append((n.name, labels[n.name]))
+    mixed = len({v for v in labels.values() if v != "unknown"}) > 1
+    return (("mixed" if mixed else "partly unknown") + " — " +
+            ", ".join(_role_part(role, seen, target) for role, seen in by_role.items()))
+
+
+def _at_target(inv: Inventory, plan: Plan, live: DomainState | None) -> bool:
+    """Every node answers, live, at the plan's target release (the journal is not asked: a new state folder
+    on an upgraded domain has nothing to say, and the domain is what counts)."""
+    target = parse_version(plan.target)
+    return live is not None and all(s.answering and s.version is not None and s.version.same_release(target)
+                                    for s in live.nodes.values())
+
+
+def _nothing_to_do(plan: Plan) -> str:
+    """The next command on a domain that already runs the target: the route's next hop, or how to go further."""
+    more = plan.route["next"] if plan.route else f"to go further, `invoke plan --target <a release newer than {plan.target}>`"
+    return f"nothing to do: every node answers at {plan.target}; {more}"
+
+
 def whole_domain_sets(inv: Inventory, verdicts: dict) -> tuple[str, ...]:
     """Backup tags (pre, during...) from which every node can be brought back together."""
     tags = {v.backup.tag for vs in verdicts.values() for v in vs if v.whole_domain}
@@ -138,6 +190,9 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
                  if h.upgraded > 1]
     versions = {n: (live.nodes[n].version or h.version) if live else h.version for n, h in hist.nodes.items()}
     nxt = _next_after_trouble(inv, plan, hist, live, lock, verdicts)
+    if not nxt and _at_target(inv, plan, live) and set(phases.values()) == {"pending"}:
+        nxt = _nothing_to_do(plan)  # nothing journaled, but the domain already runs the target
+        phases = dict.fromkeys(phases, "not needed")
     if not nxt and _rolled_back(inv, hist, live):
         nxt = f"domain back at {domain_version(inv, versions)}; run `invoke plan` to try again"
         phases = {k: "rolled back" if k in UNDONE_BY_ROLLBACK and v != "pending" else v for k, v in phases.items()}
@@ -150,10 +205,15 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
         if st != "done":
             nxt = PHASE_COMMAND[name] if name != "pre" else "invoke precheck && invoke backup --phase pre && invoke stage"
             break
-    nxt = nxt or after_the_hop(inv, plan, hist) or "nothing: every phase is done"
-    failover = tuple(f"{o.psc} fails -> {o.vcenter}: {o.advice}" for o in failover_options(inv, hist.versions()))
+    nxt = nxt or after_the_hop(inv, plan, hist) or (_nothing_to_do(plan) if _at_target(inv, plan, live)
+                                                     else "nothing: every phase is done")
+    seen = {n: live.nodes[n].version for n in hist.nodes} if live else dict(hist.versions())
+    down = frozenset(live.lost()) if live else frozenset()
+    failover = tuple(f"{o.psc} {'does not answer now' if o.psc in down else 'fails'} -> {o.vcenter}: {o.advice}"
+                     for o in failover_options(inv, seen, down))
     return Status(inv.domain, plan.target, domain_version(inv, versions), tuple(nodes), phases,
-                  window_info(hist, now), nxt, tuple(problems), failover, whole_domain_sets(inv, verdicts))
+                  window_info(hist, now), nxt, tuple(problems), failover, whole_domain_sets(inv, verdicts),
+                  domain_summary(inv, seen, plan.target))
 
 
 def after_the_hop(inv: Inventory, plan: Plan, hist: DomainHistory) -> str:
@@ -181,7 +241,7 @@ def after_the_hop(inv: Inventory, plan: Plan, hist: DomainHistory) -> str:
 def render(status: Status) -> str:
     """Problems first (what is wrong now), then where the domain stands, then the next safe command."""
     w = status.window
-    lines = [f"domain {status.domain}: domain version {status.domain_version}, target {status.target}"]
+    lines = [f"domain {status.domain}: {status.summary}; target {status.target}"]
     lines += [f"problem: {p}" for p in status.problems]
     lines += ["phases: " + ", ".join(f"{k} {v}" for k, v in status.phases.items()),
               f"mixed-version window: {w['state']}" + (f", {w['length_s'] / 60:.1f} min" if w.get('opened') else ""),

@@ -1,0 +1,112 @@
+"""Status tells what is true of the domain, not what the journal remembers (pure, from fixtures): the next
+command on a domain already at the target with no journal, the version line by role with silent nodes
+"unknown", and the failover hint from live answers only."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.core.history import fold
+from orchestrator.core.live import fold_live
+from orchestrator.core.status import compute_status, render
+from tests.core.test_history import Script
+from tests.core.test_live import ALL_AFTER_PSC, NODES, NEW, OLD, after_psc_wave, inv, plan, seen  # noqa: F401
+from tests.core.test_repoint import _plan_obj, inv as inv_two_pscs_per_site
+
+ALL_DONE = ("pre", "psc", "vcenter", "post")
+
+
+def _status(inv, plan, script, observed, phases=()):  # noqa: F811
+    hist = fold(inv, script.events)
+    states = {s.id: "succeeded" for ph in plan.phases if ph.name in phases for s in ph.steps}
+    return compute_status(inv, plan, hist, states, 5000.0, fold_live(inv, hist, observed) if observed else None)
+
+
+def test_empty_journal_on_a_domain_live_at_the_target_says_nothing_to_do(inv, plan):  # noqa: F811
+    st = _status(inv, plan, Script(), seen(dict.fromkeys(NODES, NEW)))
+    assert st.next_command.startswith("nothing to do: every node answers at 6.7 U3; to go further")
+    assert "invoke plan --target" in st.next_command and "precheck" not in st.next_command
+    assert set(st.phases.values()) == {"not needed"}
+    assert render(st).startswith("domain vsphere.local: 6.7 U3 on every node; target 6.7 U3")
+
+
+def test_empty_journal_on_a_domain_at_its_source_still_starts_with_precheck(inv, plan):  # noqa: F811
+    st = _status(inv, plan, Script(), seen(dict.fromkeys(NODES, OLD)))
+    assert st.next_command == "invoke precheck && invoke backup --phase pre && invoke stage"
+
+
+def test_empty_journal_with_a_silent_node_is_not_nothing_to_do(inv, plan):  # noqa: F811
+    st = _status(inv, plan, Script(), seen(dict.fromkeys(NODES, NEW), {"vc-b": "connection refused"}))
+    assert not st.next_command.startswith("nothing to do") and st.next_command.startswith("bring vc-b back")
+    assert "unknown (vc-b)" in st.summary
+
+
+def test_a_completed_run_says_the_domain_is_at_the_target(inv, plan):  # noqa: F811
+    st = _status(inv, plan, after_psc_wave(), seen(dict.fromkeys(NODES, NEW)), ALL_DONE)
+    assert st.next_command.startswith("nothing to do: every node answers at 6.7 U3")
+
+
+def test_without_an_observation_a_completed_run_reads_from_the_journal(inv, plan):  # noqa: F811
+    st = _status(inv, plan, after_psc_wave(), None, ALL_DONE)
+    assert st.next_command == "nothing: every phase is done"
+
+
+# ------------------------------------------------------------------ the version line
+
+def test_after_the_psc_wave_the_line_shows_vcenters_behind(inv, plan):  # noqa: F811
+    st = _status(inv, plan, after_psc_wave(), seen(ALL_AFTER_PSC), ("pre", "psc"))
+    assert st.summary == "mixed — PSCs 6.7 U3 (2/2 at target), vCenters 6.7 U1 (0/2 at target)"
+    assert st.to_json()["versions"] == st.summary
+    assert st.domain_version == "6.7 U3"  # the SSO domain's version is still given, by its name
+
+
+def test_a_silent_psc_is_unknown_not_the_journals_version(inv, plan):  # noqa: F811
+    st = _status(inv, plan, after_psc_wave(), seen(ALL_AFTER_PSC, {"psc-b": "connection refused"}),
+                 ("pre", "psc"))
+    assert st.summary.startswith("mixed — PSCs 6.7 U3 ×1, unknown (psc-b) (1/2 at target), vCenters 6.7 U1")
+    assert {n["node"]: n["version"] for n in st.nodes}["psc-b"] == "unknown"
+
+
+def test_every_node_silent_is_unknown_not_mixed(inv, plan):  # noqa: F811
+    st = _status(inv, plan, Script(), seen(dict.fromkeys(NODES, OLD), dict.fromkeys(NODES, "refused")))
+    assert st.summary.startswith("partly unknown — PSCs unknown (psc-a, psc-b) (0/2 at target)")
+
+
+# ------------------------------------------------------------------ the failover hint, from live facts
+
+SIX = ("psc-a1", "psc-a2", "psc-b1", "vc-a", "vc-b")
+
+
+def _failover(observed, script=None):
+    i = inv_two_pscs_per_site()
+    st = _status(i, _plan_obj(i), script or Script(), observed)
+    return {line.split(" -> ")[1].split(":")[0]: line for line in st.failover}
+
+
+def test_failover_never_proposes_a_psc_that_does_not_answer():
+    lines = _failover(seen(dict.fromkeys(SIX, "6.0 U3"), {"psc-a2": "connection refused"}))
+    assert "repoint to psc-a2" not in lines["vc-a"]
+    assert lines["vc-a"] == ("psc-a1 fails -> vc-a: no other PSC of 6.0 U3 answers in site site-a: restore or "
+                             "redeploy psc-a1")
+
+
+def test_failover_never_proposes_a_psc_at_another_live_version():
+    """The journal has psc-a2 at 6.0 U3; live it runs 6.5 U1 (upgraded by hand): no repoint there."""
+    lines = _failover(seen({**dict.fromkeys(SIX, "6.0 U3"), "psc-a2": "6.5 U1"}))
+    assert "repoint to psc-a2" not in lines["vc-a"] and "restore or redeploy psc-a1" in lines["vc-a"]
+
+
+def test_failover_proposes_an_answering_psc_of_the_same_site_and_live_version():
+    lines = _failover(seen(dict.fromkeys(SIX, "6.0 U3")))
+    assert lines["vc-a"] == "psc-a1 fails -> vc-a: repoint to psc-a2"
+
+
+def test_failover_when_the_vcenters_psc_is_already_down():
+    lines = _failover(seen(dict.fromkeys(SIX, "6.0 U3"), {"psc-a1": "connection refused"}))
+    assert lines["vc-a"] == "psc-a1 does not answer now -> vc-a: repoint to psc-a2"
+
+
+@pytest.mark.parametrize("silent", ["vc-a"])
+def test_a_silent_vcenter_gets_no_proposal(silent):
+    lines = _failover(seen(dict.fromkeys(SIX, "6.0 U3"), {silent: "connection refused"}))
+    assert lines["vc-a"].endswith("vc-a does not answer: its version is unknown, so no PSC can be proposed until "
+                                  "it answers")
