@@ -31,6 +31,7 @@ class EventLike(Protocol):
 # Journal notes written by `invoke finalize` (the journal's own event kinds stay as they are).
 FINALIZE_REMOVED = "finalize-removed"
 FINALIZED = "finalized"
+REFUSED = "refused"  # a guard refused a command on a domain with a journal (data: rule, reason); the report shows it
 
 
 @dataclass(frozen=True)

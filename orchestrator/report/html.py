@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from orchestrator.report.legend import CHAR_W, bar_text, kind, legend
-from orchestrator.report.model import Report, fmt_duration, fmt_ts, stopped_text
+from orchestrator.report.model import Report, fmt_duration, fmt_ts, stopped_text, until_text
 
 WIDTH = 1240
 LEFT = 240
@@ -331,6 +331,30 @@ def render_html(r: Report) -> str:
                              for f in r.failures], ["bad"] * len(r.failures)))
     else:
         parts.append("<p>No failure recorded.</p>")
+
+    parts.append("<h2>Outages</h2>")
+    if r.outages:
+        parts.append(_table(["node", "since", "until", "length", "what the domain showed", "journal said"],
+                            [[e(o.node), e(fmt_ts(o.since)), e(until_text(o)), e(fmt_duration(o.duration)), e(o.live),
+                              e(o.journal)] for o in r.outages], ["bad"] * len(r.outages)))
+    else:
+        parts.append("<p>No node was found not answering.</p>")
+
+    parts.append("<h2>Disagreements</h2>")
+    if r.disagreements:
+        parts.append(_table(["node", "about", "since", "until", "journal said", "live"],
+                            [[e(d.node), e(d.field), e(fmt_ts(d.since)), e(until_text(d)), e(d.journal), e(d.live)]
+                             for d in r.disagreements]))
+    else:
+        parts.append("<p>Journal and domain never disagreed otherwise.</p>")
+
+    parts.append("<h2>Refusals</h2>")
+    if r.refusals:
+        parts.append(_table(["time", "command", "rule", "node", "what it said"],
+                            [[e(fmt_ts(x.ts)), e(x.command), f"<code>{e(x.rule)}</code>", e(x.node or "-"),
+                              e(x.reason)] for x in r.refusals]))
+    else:
+        parts.append("<p>No command was refused.</p>")
 
     parts.append("<h2>Rollbacks</h2>")
     if r.rollbacks:

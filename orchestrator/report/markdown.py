@@ -2,7 +2,7 @@
 journal can become live markup in a Markdown renderer, and a `|` cannot break a table."""
 from __future__ import annotations
 
-from orchestrator.report.model import Report, fmt_duration, fmt_ts, stopped_text
+from orchestrator.report.model import Report, fmt_duration, fmt_ts, stopped_text, until_text
 
 
 def cell(value: object) -> str:
@@ -72,6 +72,29 @@ def render_markdown(r: Report) -> str:
                          for f in r.failures])
     else:
         lines.append("No failure recorded.")
+
+    lines += ["", "## Outages", ""]
+    if r.outages:
+        lines += _table(["node", "since", "until", "length", "what the domain showed", "journal said"],
+                        [[o.node, fmt_ts(o.since), until_text(o), fmt_duration(o.duration), o.live, o.journal]
+                         for o in r.outages])
+    else:
+        lines.append("No node was found not answering.")
+
+    lines += ["", "## Disagreements", ""]
+    if r.disagreements:
+        lines += _table(["node", "about", "since", "until", "journal said", "live"],
+                        [[d.node, d.field, fmt_ts(d.since), until_text(d), d.journal, d.live]
+                         for d in r.disagreements])
+    else:
+        lines.append("Journal and domain never disagreed otherwise.")
+
+    lines += ["", "## Refusals", ""]
+    if r.refusals:
+        lines += _table(["time", "command", "rule", "node", "what it said"],
+                        [[fmt_ts(x.ts), x.command, x.rule, x.node or "-", x.reason] for x in r.refusals])
+    else:
+        lines.append("No command was refused.")
 
     lines += ["", "## Rollbacks", ""]
     if r.rollbacks:

@@ -1,0 +1,89 @@
+"""The report shows what went wrong beside the steps: outages with since/until, other disagreements, and
+refusals with their rule, in report.md and report.html, scrubbed (pure, from journal events)."""
+from __future__ import annotations
+
+from orchestrator import scrub
+from orchestrator.core.history import REFUSED
+from orchestrator.engine.journal import Event
+from orchestrator.report import build_report, render_html, render_markdown
+from orchestrator.report.episodes import episodes
+
+from . import BASE, inventory_and_plan
+from .test_report import parse
+
+SECRET = "Sup3r-S3cret-value"
+
+
+def _events(plan_hash: str) -> list[Event]:
+    def ev(seq, kind, node, status, phase="", **data):
+        return Event(seq, BASE + seq * 60, kind, "r", plan_hash, phase, "", node, "", "", status, data)
+
+    return [ev(1, "disagreement", "psc-a", "open", field="answering", journal="upgraded and verified at 6.7 U3",
+               live="not answering (connection refused)"),
+            ev(2, "disagreement", "psc-a", "open", field="answering", journal="upgraded and verified at 6.7 U3",
+               live="not answering (connection refused)"),  # seen again: the same outage
+            ev(3, "note", "vc-a", REFUSED, "vcenter", rule="vcenter-beside-silent-psc",
+               reason=f"node vc-a: its PSC psc-a does not answer (seen with {SECRET})"),
+            ev(4, "disagreement", "psc-a", "resolved", field="answering"),
+            ev(5, "disagreement", "vc-b", "open", field="version", journal="at 6.7 U1", live="runs 6.7 U3"),
+            ev(6, "disagreement", "vc-b", "open", field="answering", journal="at 6.7 U1", live="not answering")]
+
+
+def _report():
+    inv, plan = inventory_and_plan()
+    scrub.register(SECRET)
+    try:
+        return build_report(inv, plan, _events(plan.plan_hash), head=(6, "cd" * 32), generated=BASE + 3600)
+    finally:
+        scrub.forget_all()
+
+
+def test_an_outage_runs_from_the_first_silent_look_to_the_first_answering_one():
+    r = _report()
+    psc = [o for o in r.outages if o.node == "psc-a"]
+    assert len(psc) == 1 and psc[0].since == BASE + 60 and psc[0].until == BASE + 240
+    vcb = [o for o in r.outages if o.node == "vc-b"]
+    assert len(vcb) == 1 and vcb[0].until is None  # still silent at the last look
+
+
+def test_a_disagreement_that_is_not_an_outage_is_listed_apart():
+    r = _report()
+    assert [(d.node, d.field, d.live) for d in r.disagreements] == [("vc-b", "version", "runs 6.7 U3")]
+
+
+def test_a_changed_live_answer_ends_one_episode_and_starts_another():
+    inv, plan = inventory_and_plan()
+    evs = [Event(i, BASE + i, "disagreement", "r", "", "", "", "psc-a", "", "", "open",
+                 {"field": "answering", "journal": "at 6.7 U1", "live": live})
+           for i, live in enumerate(["not answering (refused)", "not answering (503)"], 1)]
+    eps = episodes(evs)
+    assert [(x.live, x.since, x.until) for x in eps] == [("not answering (refused)", BASE + 1, BASE + 2),
+                                                          ("not answering (503)", BASE + 2, None)]
+
+
+def test_refusals_carry_the_rule_and_are_scrubbed():
+    r = _report()
+    assert len(r.refusals) == 1
+    x = r.refusals[0]
+    assert (x.command, x.rule, x.node) == ("vcenter", "vcenter-beside-silent-psc", "vc-a")
+    assert SECRET not in x.reason and "***" in x.reason
+
+
+def test_both_renderings_show_outages_disagreements_and_refusals():
+    r = _report()
+    md, html = render_markdown(r), render_html(r)
+    for text in (md, html):
+        assert SECRET not in text
+    assert "## Outages" in md and "## Disagreements" in md and "## Refusals" in md
+    assert "still at the last look" in md and "3 min" in md  # psc-a silent from 01:00 to 04:00 after BASE
+    assert "vcenter-beside-silent-psc" in md
+    text = " ".join(parse(html).text)
+    for heading in ("Outages", "Disagreements", "Refusals"):
+        assert heading in text
+    assert "vcenter-beside-silent-psc" in text and "runs 6.7 U3" in text and "still at the last look" in text
+
+
+def test_a_quiet_run_says_so_in_each_section():
+    inv, plan = inventory_and_plan()
+    md = render_markdown(build_report(inv, plan, [], head=(0, ""), generated=BASE))
+    assert "No node was found not answering." in md and "No command was refused." in md
