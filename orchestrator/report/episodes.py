@@ -17,6 +17,7 @@ from orchestrator.core.live import DISAGREEMENT_KIND
 from orchestrator.scrub import scrub_text
 
 OUTAGE_FIELDS = ("answering", "restore-mode")  # the node did not answer as itself
+ASKS_THE_NODE = ("precheck", "verify")  # a step that succeeds only when its node answers: it ends an outage
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Episode:
     live: str
     since: float
     until: float | None
+    ended_by: str = ""  # "observed answering", or the step that found the node answering again
 
     @property
     def outage(self) -> bool:
@@ -57,25 +59,34 @@ def episodes(events: Iterable[EventLike]) -> list[Episode]:
     done: list[Episode] = []
     open_: dict[tuple[str, str], Episode] = {}
     for e in events:
+        if _answered(e):  # no later observation needed: a read of the node succeeded
+            for key in [k for k in open_ if k[0] == e.node and k[1] in OUTAGE_FIELDS]:
+                done.append(_closed(open_.pop(key), e.ts, f"{e.action} succeeded"))
         if e.kind != DISAGREEMENT_KIND:
             continue
         key = (e.node, str(e.data.get("field", "")))
         prev = open_.get(key)
         if e.status == "resolved":
             if prev is not None:
-                done.append(_closed(open_.pop(key), e.ts))
+                done.append(_closed(open_.pop(key), e.ts, "observed answering" if prev.outage else "observed"))
             continue
         live = scrub_text(str(e.data.get("live", "")))
         if prev is not None and prev.live == live:
             continue  # the same disagreement seen again
         if prev is not None:
-            done.append(_closed(prev, e.ts))
+            done.append(_closed(prev, e.ts, f"became: {live}"))
         open_[key] = Episode(e.node, key[1], scrub_text(str(e.data.get("journal", ""))), live, e.ts, None)
     return sorted([*done, *open_.values()], key=lambda x: (x.since, x.node))
 
 
-def _closed(ep: Episode, ts: float) -> Episode:
-    return Episode(ep.node, ep.field, ep.journal, ep.live, ep.since, ts)
+def _answered(e: EventLike) -> bool:
+    """A step that could only succeed with its node answering (a precheck, a verify) succeeded."""
+    ok = e.status == "succeeded" or (e.status == "reconciled" and e.data.get("outcome") == "succeeded")
+    return e.kind == "step" and ok and e.action in ASKS_THE_NODE
+
+
+def _closed(ep: Episode, ts: float, how: str) -> Episode:
+    return Episode(ep.node, ep.field, ep.journal, ep.live, ep.since, ts, how)
 
 
 def refusals(events: Iterable[EventLike]) -> list[Refusal]:

@@ -375,7 +375,7 @@ def fmt_duration(seconds: float | None) -> str:
 
 def until_text(ep: Episode) -> str:
     """When an outage or disagreement ended, in words (one that still held is said so, not left blank)."""
-    return fmt_ts(ep.until) if ep.until is not None else "still at the last look"
+    return f"{fmt_ts(ep.until)} ({ep.ended_by})" if ep.until is not None else "still at the last look"
 
 
 def stopped_text(b: BackupRow) -> str:

@@ -87,3 +87,15 @@ def test_a_quiet_run_says_so_in_each_section():
     inv, plan = inventory_and_plan()
     md = render_markdown(build_report(inv, plan, [], head=(0, ""), generated=BASE))
     assert "No node was found not answering." in md and "No command was refused." in md
+
+
+def test_an_outage_ends_when_a_step_that_asks_the_node_succeeds():
+    """A rollback's last look is before it starts; its verify of psc-b proves psc-b answers again."""
+    evs = [Event(1, BASE + 1, "disagreement", "r", "", "", "", "psc-b", "", "", "open",
+                 {"field": "answering", "journal": "at 6.7 U3", "live": "not answering"}),
+           Event(2, BASE + 2, "step", "r", "", "rollback", "", "psc-b", "rb/01-restore/psc-b", "rollback",
+                 "succeeded", {}),  # a power-on or revert does not prove it answers
+           Event(3, BASE + 9, "step", "r", "", "rollback", "", "psc-b", "rb/02-verify/psc-b", "verify",
+                 "succeeded", {})]
+    (ep,) = episodes(evs)
+    assert (ep.since, ep.until, ep.ended_by) == (BASE + 1, BASE + 9, "verify succeeded")
