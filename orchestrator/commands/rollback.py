@@ -10,6 +10,8 @@ from dataclasses import asdict
 
 from orchestrator.commands.session import CommonFlags, session
 from orchestrator.core.finalize import rollback_after_finalize
+from orchestrator.core.history import DomainHistory
+from orchestrator.core.inventory import Inventory
 from orchestrator.core.plan import Step
 from orchestrator.core.rules import is_mixed
 from orchestrator.core.rollback import (RollbackAction, RollbackPlan, check_rollback_target, plan_domain_rollback,
@@ -45,6 +47,12 @@ def _steps(plan: RollbackPlan, engine) -> list[tuple[Step, RollbackStep]]:
         out.append((Step(sid, "rollback", a.order, a.node, n.role, n.site, "rollback" if a.action != "verify"
                          else "verify", a.method, "", a.to_version, a.reason), impl))
     return out
+
+
+def set_vms(inv: Inventory, hist: DomainHistory, set_id: str, members: tuple[str, ...]) -> dict[str, str]:
+    """node -> the VM the snapshot set holds for it (its backup id is `<set>:<vm>`; else the inventory's VM)."""
+    held = {b.node: b.backup_id.split(":", 1)[-1] for b in hist.backups if b.set_id == set_id}
+    return {n: held.get(n) or getattr(inv.node(n).vm, "name", "?") for n in members}
 
 
 def _touched(engine) -> frozenset[str]:
@@ -100,6 +108,9 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
             if engine.journal.step_state(step.id) == "succeeded":
                 result.skipped.append(step.id)
                 continue
+            if impl.members:  # a snapshot set: the console shows one line per VM under the set's line
+                engine.log.info("rollback.set", step=step.id, set_id=impl.action.asset,
+                                vms=set_vms(engine.inv, engine.history(), impl.action.asset, impl.members))
             if not engine.run_step(step, result, impl):
                 result.untouched += [s.id for s, _ in steps[i + 1:]]
                 break
