@@ -163,10 +163,15 @@ def _at_target(inv: Inventory, plan: Plan, live: DomainState | None) -> bool:
                                     for s in live.nodes.values())
 
 
-def _nothing_to_do(plan: Plan) -> str:
-    """The next command on a domain that already runs the target: the route's next hop, or how to go further."""
+def _nothing_to_do(inv: Inventory, plan: Plan) -> str:
+    """The next command on a domain that already runs the target: the route's next hop, or how to go further;
+    and the inventory's stale versions named, since the next plan starts from what it declares."""
+    target = parse_version(plan.target)
+    stale = [n.name for n in inv.nodes if not n.version.same_release(target)]
+    fix = (f"; the inventory still declares another version for {', '.join(stale)}: set `version: \"{plan.target}\"` "
+           f"there first" if stale else "")
     more = plan.route["next"] if plan.route else f"to go further, `invoke plan --target <a release newer than {plan.target}>`"
-    return f"nothing to do: every node answers at {plan.target}; {more}"
+    return f"nothing to do: every node answers at {plan.target}; {more}{fix}"
 
 
 def whole_domain_sets(inv: Inventory, verdicts: dict) -> tuple[str, ...]:
@@ -191,7 +196,7 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
     versions = {n: (live.nodes[n].version or h.version) if live else h.version for n, h in hist.nodes.items()}
     nxt = _next_after_trouble(inv, plan, hist, live, lock, verdicts)
     if not nxt and _at_target(inv, plan, live) and set(phases.values()) == {"pending"}:
-        nxt = _nothing_to_do(plan)  # nothing journaled, but the domain already runs the target
+        nxt = _nothing_to_do(inv, plan)  # nothing journaled, but the domain already runs the target
         phases = dict.fromkeys(phases, "not needed")
     if not nxt and _rolled_back(inv, hist, live):
         nxt = f"domain back at {domain_version(inv, versions)}; run `invoke plan` to try again"
@@ -205,7 +210,7 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
         if st != "done":
             nxt = PHASE_COMMAND[name] if name != "pre" else "invoke precheck && invoke backup --phase pre && invoke stage"
             break
-    nxt = nxt or after_the_hop(inv, plan, hist) or (_nothing_to_do(plan) if _at_target(inv, plan, live)
+    nxt = nxt or after_the_hop(inv, plan, hist) or (_nothing_to_do(inv, plan) if _at_target(inv, plan, live)
                                                      else "nothing: every phase is done")
     seen = {n: live.nodes[n].version for n in hist.nodes} if live else dict(hist.versions())
     down = frozenset(live.lost()) if live else frozenset()

@@ -25,6 +25,8 @@ def test_empty_journal_on_a_domain_live_at_the_target_says_nothing_to_do(inv, pl
     st = _status(inv, plan, Script(), seen(dict.fromkeys(NODES, NEW)))
     assert st.next_command.startswith("nothing to do: every node answers at 6.7 U3; to go further")
     assert "invoke plan --target" in st.next_command and "precheck" not in st.next_command
+    assert st.next_command.endswith("the inventory still declares another version for psc-a, psc-b, vc-a, vc-b: "
+                                    'set `version: "6.7 U3"` there first')
     assert set(st.phases.values()) == {"not needed"}
     assert render(st).startswith("domain vsphere.local: 6.7 U3 on every node; target 6.7 U3")
 
