@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from orchestrator.commands.session import CommonFlags, session
 from orchestrator.core.finalize import rollback_after_finalize
-from orchestrator.core.history import DomainHistory
+from orchestrator.core.history import ROLLBACK_DONE, ROLLBACK_PLAN, DomainHistory
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.plan import Step
 from orchestrator.core.rules import is_mixed
@@ -23,8 +23,8 @@ from orchestrator.steps.rollback import RollbackStep
 
 def _saved(engine) -> RollbackPlan | None:
     """The unfinished rollback plan of an earlier run, if any."""
-    notes = [e for e in engine.journal.events(kind="note", status=["rollback-plan", "rollback-done"])]
-    if not notes or notes[-1].status != "rollback-plan":
+    notes = [e for e in engine.journal.events(kind="note", status=[ROLLBACK_PLAN, ROLLBACK_DONE])]
+    if not notes or notes[-1].status != ROLLBACK_PLAN:
         return None
     d = notes[-1].data
     return RollbackPlan(d["scope"], d["to"], tuple(RollbackAction(**a) for a in d["actions"]))
@@ -58,7 +58,7 @@ def set_vms(inv: Inventory, hist: DomainHistory, set_id: str, members: tuple[str
 def _touched(engine) -> frozenset[str]:
     """Nodes whose upgrade step was started since the last completed rollback (a failed or interrupted
     install leaves a node whose state is not known good, whatever version the journal still gives it)."""
-    since = max((e.seq for e in engine.journal.events(kind="note", status="rollback-done")), default=0)
+    since = max((e.seq for e in engine.journal.events(kind="note", status=ROLLBACK_DONE)), default=0)
     return frozenset(e.node for e in engine.journal.events(kind="step", action="upgrade", status="started",
                                                            since=since) if e.data.get("method") != "none")
 
@@ -100,7 +100,7 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
         text = render(rb, alternative=False)
         if _saved(engine) is None:
             engine.journal.append("note", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase="rollback",
-                                  status="rollback-plan", data={"scope": rb.scope, "to": rb.to,
+                                  status=ROLLBACK_PLAN, data={"scope": rb.scope, "to": rb.to,
                                                                 "actions": [asdict(a) for a in rb.actions]})
         result = RunResult("rollback")
         steps = _steps(rb, engine)
@@ -116,7 +116,7 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
                 break
         if result.ok:
             engine.journal.append("note", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase="rollback",
-                                  status="rollback-done", data={"scope": rb.scope, "to": rb.to})
+                                  status=ROLLBACK_DONE, data={"scope": rb.scope, "to": rb.to})
             engine.journal.append("step", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase="rollback",
                                   step=rb.id, action="rollback", status="succeeded", data={"scope": rb.scope})
             hist = engine.history()

@@ -31,6 +31,7 @@ class EventLike(Protocol):
 # Journal notes written by `invoke finalize` (the journal's own event kinds stay as they are).
 FINALIZE_REMOVED = "finalize-removed"
 FINALIZED = "finalized"
+ROLLBACK_PLAN, ROLLBACK_DONE = "rollback-plan", "rollback-done"  # written by `invoke rollback`
 REFUSED = "refused"  # a guard refused a command on a domain with a journal (data: rule, reason); the report shows it
 
 
@@ -74,6 +75,7 @@ class DomainHistory:
     prechecks: dict[str, tuple[str, float]] = field(default_factory=dict)  # node -> newest (outcome, ts)
     paused: tuple[str, ...] = ()  # steps paused for a manual change (`invoke verify --node N` confirms it)
     finalized: float | None = None  # `invoke finalize` passed the point of no return (kept sources removed)
+    rollback_open: bool = False  # a domain rollback's plan is saved and not done: `invoke rollback` resumes it
 
     def versions(self) -> dict[str, Version]:
         return {n: h.version for n, h in self.nodes.items()}
@@ -105,6 +107,7 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     prechecks: dict[str, tuple[str, float]] = {}
     paused: dict[str, str] = {}
     finalized = None
+    rollback_open = False
     for e in events:
         count += 1
         if e.kind == "step":
@@ -146,6 +149,8 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
             backups = [b for b in backups if not (b.node == e.node and b.method == "source-appliance")]
         elif e.kind == "note" and e.status == FINALIZED:
             finalized = e.ts
+        elif e.kind == "note" and e.status in (ROLLBACK_PLAN, ROLLBACK_DONE):
+            rollback_open = e.status == ROLLBACK_PLAN
         elif e.kind == "window":
             if e.status == "opened" and opened is None:
                 opened, closed = e.ts, None
@@ -154,4 +159,4 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     nodes = {n.name: NodeHistory(n.name, versions[n.name], *last[n.name], upgraded[n.name], verified[n.name])
              for n in inv.nodes}
     return DomainHistory(nodes, tuple(backups), opened, closed, tuple(failed.values()), tuple(running.values()),
-                         rollbacks, count, prechecks, tuple(paused.values()), finalized)
+                         rollbacks, count, prechecks, tuple(paused.values()), finalized, rollback_open)

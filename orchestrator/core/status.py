@@ -74,6 +74,8 @@ def _next_after_trouble(inv: Inventory, plan: Plan, hist: DomainHistory, live: D
         return f"a vcwave command was killed holding the domain lock ({who}): re-run it with --break-stale-lock"
     if kind == "held":
         return f"wait: {who} is acting on the domain; run `invoke status` again when it ends"
+    if hist.rollback_open:  # its own power-offs and restores leave nodes silent on purpose: it goes first
+        return _resume_rollback(inv, hist, live)
     interrupted = {s.node for s in plan.steps() if s.id in hist.running_steps}
     lost = [n for n in live.lost() if n not in interrupted] if live is not None else []
     if lost:
@@ -93,6 +95,27 @@ def _next_after_trouble(inv: Inventory, plan: Plan, hist: DomainHistory, live: D
         nodes = sorted({s.node for s in plan.steps() if s.id in hist.paused})
         return f"do the manual step shown in the log on {', '.join(nodes)}, then `invoke verify --node {nodes[0]}`"
     return ""
+
+
+def _resume_rollback(inv: Inventory, hist: DomainHistory, live: DomainState | None) -> str:
+    """A domain rollback stopped half-way (paused for a manual step, failed, or killed): the one next command
+    is `invoke rollback`, which resumes the same saved plan and asks every node first; what must happen
+    before it is named (a node that does not answer cannot be restored from a file onto itself)."""
+    again = "then re-run `invoke rollback` (it resumes the same plan)"
+    paused = sorted(n for n, h in hist.nodes.items() if h.last_step in hist.paused)
+    if paused:
+        return (f"the rollback is paused at {', '.join(paused)}: do the manual step `invoke rollback` named (a file "
+                f"restore needs a freshly deployed appliance in restore mode), {again}")
+    failed = sorted(n for n, h in hist.nodes.items() if h.last_step in hist.failed_steps)
+    silent = [n for n in failed if live is not None and live.nodes[n].state != RESTORE_MODE
+              and not live.nodes[n].answering]
+    if silent:
+        fresh = ", ".join(f"{n} ({inv.node(n).version.release})" for n in silent)
+        return (f"the rollback stopped at {', '.join(silent)}, which does not answer: bring it back, or, if it cannot "
+                f"come back, deploy a fresh appliance in restore mode for {fresh} with VMware's installer (Restore, "
+                f"stage 1); {again}")
+    return ("re-run `invoke rollback`: a domain rollback is not finished (it resumes the same plan and asks every "
+            "node first)")
 
 
 def _rolled_back(inv: Inventory, hist: DomainHistory, live: DomainState | None) -> bool:

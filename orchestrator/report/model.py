@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from orchestrator.core.history import DomainHistory, EventLike, domain_version, fold
+from orchestrator.core.history import (ROLLBACK_DONE, ROLLBACK_PLAN, DomainHistory, EventLike, domain_version,
+                                       fold)
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.live import still_open
 from orchestrator.core.plan import Plan
@@ -264,10 +265,10 @@ def _rollbacks(events: Sequence[EventLike]) -> list[RollbackRun]:
     for e in events:
         if e.kind != "note":
             continue
-        if e.status == "rollback-plan":
+        if e.status == ROLLBACK_PLAN:
             runs.append(RollbackRun(safe_text(e.data.get("scope", "")), safe_text(e.data.get("to", "")), e.ts, None,
                                     len(e.data.get("actions") or ()), "in progress"))
-        elif e.status == "rollback-done" and runs and runs[-1].end is None:
+        elif e.status == ROLLBACK_DONE and runs and runs[-1].end is None:
             r = runs[-1]
             runs[-1] = RollbackRun(r.scope, r.to, r.start, e.ts, r.actions, "done")
     return runs

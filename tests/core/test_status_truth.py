@@ -52,6 +52,51 @@ def test_without_an_observation_a_completed_run_reads_from_the_journal(inv, plan
     assert st.next_command == "nothing: every phase is done"
 
 
+def _rollback_started() -> Script:
+    s = after_psc_wave()
+    s.add("note", phase="rollback", status="rollback-plan", data={"scope": "domain", "to": "pre", "actions": []})
+    for vc in ("vc-a", "vc-b"):
+        s.step(vc, "rollback", "started", f"rb/01-stop/{vc}", "rollback")
+        s.step(vc, "rollback", "succeeded", f"rb/01-stop/{vc}", "rollback")
+    return s
+
+
+def test_a_paused_rollback_is_resumed_by_rollback_not_by_bringing_its_stopped_vcenters_back(inv, plan):  # noqa: F811
+    """The rollback powered the vCenters off and paused at psc-a's file restore (no fresh appliance yet)."""
+    s = _rollback_started().step("psc-a", "rollback", "failed", "rb/03-restore/psc-a", "rollback", manual=True)
+    st = _status(inv, plan, s, seen(ALL_AFTER_PSC, {"vc-a": "refused", "vc-b": "refused"}), ("pre", "psc"))
+    assert st.next_command.startswith("the rollback is paused at psc-a:") and "bring" not in st.next_command
+    assert st.next_command.endswith("then re-run `invoke rollback` (it resumes the same plan)")
+    assert "invoke verify --node" not in st.next_command
+
+
+def test_a_killed_rollback_is_resumed_by_rollback(inv, plan):  # noqa: F811
+    s = _rollback_started().step("psc-a", "rollback", "started", "rb/03-restore/psc-a", "rollback")
+    st = _status(inv, plan, s, seen(ALL_AFTER_PSC, {"vc-a": "refused", "vc-b": "refused"}), ("pre", "psc"))
+    assert st.next_command.startswith("re-run `invoke rollback`: a domain rollback is not finished")
+
+
+def test_a_rollback_stopped_at_a_silent_node_says_deploy_a_fresh_appliance(inv, plan):  # noqa: F811
+    """psc-b's appliance is gone: its file restore failed with 'connection refused'; re-running alone would
+    fail the same way."""
+    s = _rollback_started().step("psc-b", "rollback", "failed", "rb/04-restore/psc-b", "rollback",
+                                 error="restore.job: connection refused")
+    st = _status(inv, plan, s, seen(ALL_AFTER_PSC, {"vc-a": "off", "vc-b": "off", "psc-b": "refused"}), ("pre", "psc"))
+    assert st.next_command.startswith("the rollback stopped at psc-b, which does not answer")
+    assert "fresh appliance in restore mode for psc-b (6.7 U1)" in st.next_command
+    assert st.next_command.endswith("then re-run `invoke rollback` (it resumes the same plan)")
+
+
+def test_a_finished_rollback_is_not_resumed(inv, plan):  # noqa: F811
+    s = _rollback_started()
+    s.add("note", phase="rollback", status="rollback-done", data={"scope": "domain", "to": "pre"})
+    s.step("", "rollback", "succeeded", "rb", "rollback")
+    for n in NODES:
+        s.restore(n, OLD)
+    st = _status(inv, plan, s, seen(dict.fromkeys(NODES, OLD)), ("pre", "psc"))
+    assert st.next_command == "domain back at 6.7 U1; run `invoke plan` to try again"
+
+
 # ------------------------------------------------------------------ the version line
 
 def test_after_the_psc_wave_the_line_shows_vcenters_behind(inv, plan):  # noqa: F811
