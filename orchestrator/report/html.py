@@ -276,6 +276,13 @@ def _table(headers: list[str], rows: list[list[str]], classes: list[str] | None 
     return "\n".join(out)
 
 
+def _section(title: str, headers: list[str], rows: list[list[str]], empty: str, bad: bool = False) -> list[str]:
+    """A titled table (every row marked `bad` when the kind is trouble), or one sentence saying there is
+    nothing of the kind. `rows` hold escaped cells only."""
+    body = _table(headers, rows, ["bad"] * len(rows) if bad else None) if rows else f"<p>{e(empty)}</p>"
+    return [f"<h2>{e(title)}</h2>", body]
+
+
 def render_html(r: Report) -> str:
     """The whole page. Table cells are built from escaped text only (see `e`)."""
     head = f"seq {r.head_seq}" + (f", hash {r.head_hash[:16]}" if r.head_hash else "")
@@ -312,57 +319,28 @@ def render_html(r: Report) -> str:
           str(n.upgrades), e(f"{n.last_step} {n.last_status}".strip() or "-")] for n in r.rows],
         ["bad" if n.upgrades > 1 or n.last_status == "failed" else "" for n in r.rows])]
 
-    parts.append("<h2>Backups</h2>")
-    if r.backups:
-        parts.append(_table(
-            ["id", "node", "method", "tag", "taken", "taken at domain", "usable alone now?", "in a domain rollback?",
-             "stopped being usable alone", "reason"],
-            [[f"<code>{e(b.backup_id)}</code>", e(b.node), e(b.method), e(b.tag or "-"), e(fmt_ts(b.ts)),
-              e(b.domain_version), _yes(b.usable_alone_now), _yes(b.whole_domain_now), e(stopped_text(b)),
-              e(b.reason)] for b in r.backups]))
-    else:
-        parts.append("<p>No backup recorded.</p>")
-
-    parts.append("<h2>Failures</h2>")
-    if r.failures:
-        parts.append(_table(["time", "node", "step", "kind", "error"],
-                            [[e(fmt_ts(f.ts)), e(f.node or "(domain)"), f"<code>{e(f.step)}</code>",
-                              "manual step" if f.manual else "failed", f'<span class="error">{e(f.error)}</span>']
-                             for f in r.failures], ["bad"] * len(r.failures)))
-    else:
-        parts.append("<p>No failure recorded.</p>")
-
-    parts.append("<h2>Outages</h2>")
-    if r.outages:
-        parts.append(_table(["node", "since", "until", "length", "what the domain showed", "journal said"],
-                            [[e(o.node), e(fmt_ts(o.since)), e(until_text(o)), e(fmt_duration(o.duration)), e(o.live),
-                              e(o.journal)] for o in r.outages], ["bad"] * len(r.outages)))
-    else:
-        parts.append("<p>No node was found not answering.</p>")
-
-    parts.append("<h2>Disagreements</h2>")
-    if r.disagreements:
-        parts.append(_table(["node", "about", "since", "until", "journal said", "live"],
-                            [[e(d.node), e(d.field), e(fmt_ts(d.since)), e(until_text(d)), e(d.journal), e(d.live)]
-                             for d in r.disagreements]))
-    else:
-        parts.append("<p>Journal and domain never disagreed otherwise.</p>")
-
-    parts.append("<h2>Refusals</h2>")
-    if r.refusals:
-        parts.append(_table(["time", "command", "rule", "node", "what it said"],
-                            [[e(fmt_ts(x.ts)), e(x.command), f"<code>{e(x.rule)}</code>", e(x.node or "-"),
-                              e(x.reason)] for x in r.refusals]))
-    else:
-        parts.append("<p>No command was refused.</p>")
-
-    parts.append("<h2>Rollbacks</h2>")
-    if r.rollbacks:
-        parts.append(_table(["scope", "to", "started", "ended", "length", "actions", "status"],
-                            [[e(x.scope), e(x.to), e(fmt_ts(x.start)), e(fmt_ts(x.end)), e(fmt_duration(x.duration)),
-                              str(x.actions), e(x.status)] for x in r.rollbacks]))
-    else:
-        parts.append("<p>No rollback recorded.</p>")
+    parts += _section("Backups", [
+        "id", "node", "method", "tag", "taken", "taken at domain", "usable alone now?", "in a domain rollback?",
+        "stopped being usable alone", "reason"],
+        [[f"<code>{e(b.backup_id)}</code>", e(b.node), e(b.method), e(b.tag or "-"), e(fmt_ts(b.ts)),
+          e(b.domain_version), _yes(b.usable_alone_now), _yes(b.whole_domain_now), e(stopped_text(b)),
+          e(b.reason)] for b in r.backups], "No backup recorded.")
+    parts += _section("Failures", ["time", "node", "step", "kind", "error"],
+                      [[e(fmt_ts(f.ts)), e(f.node or "(domain)"), f"<code>{e(f.step)}</code>",
+                        "manual step" if f.manual else "failed", f'<span class="error">{e(f.error)}</span>']
+                       for f in r.failures], "No failure recorded.", bad=True)
+    parts += _section("Outages", ["node", "since", "until", "length", "what the domain showed", "journal said"],
+                      [[e(o.node), e(fmt_ts(o.since)), e(until_text(o)), e(fmt_duration(o.duration)), e(o.live),
+                        e(o.journal)] for o in r.outages], "No node was found not answering.", bad=True)
+    parts += _section("Disagreements", ["node", "about", "since", "until", "journal said", "live"],
+                      [[e(d.node), e(d.field), e(fmt_ts(d.since)), e(until_text(d)), e(d.journal), e(d.live)]
+                       for d in r.disagreements], "Journal and domain never disagreed otherwise.")
+    parts += _section("Refusals", ["time", "command", "rule", "node", "what it said"],
+                      [[e(fmt_ts(x.ts)), e(x.command), f"<code>{e(x.rule)}</code>", e(x.node or "-"), e(x.reason)]
+                       for x in r.refusals], "No command was refused.")
+    parts += _section("Rollbacks", ["scope", "to", "started", "ended", "length", "actions", "status"],
+                      [[e(x.scope), e(x.to), e(fmt_ts(x.start)), e(fmt_ts(x.end)), e(fmt_duration(x.duration)),
+                        str(x.actions), e(x.status)] for x in r.rollbacks], "No rollback recorded.")
 
     w = r.window
     parts.append("<h2>Mixed-version window</h2>")
