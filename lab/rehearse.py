@@ -2,7 +2,7 @@
 same orchestrator commands an administrator runs in production.
 
 precheck -> backup (pre) -> stage -> upgrade psc -> (backups during) -> upgrade vcenter -> verify -> backup
-(post); with a fault file, a failing step is followed by `rollback`. Then the report, the lab is stopped,
+(post); with a fault file, a failing step (or a wave its guards refuse: a node lost) is followed by `rollback`. Then the report, the lab is stopped,
 and a summary is printed: window length, steps, retries, backups usable at the end.
 """
 from __future__ import annotations
@@ -70,9 +70,10 @@ class Rehearsal:
         t0 = time.monotonic()
         try:
             fn()
-        except StepFailed as exc:
-            self.steps.append(f"{name} FAILED {time.monotonic() - t0:.2f}s")
-            self.failed = f"{name}: {exc}"
+        except (StepFailed, RefusedError) as exc:  # a guard refusing a wave is the fault's damage too
+            word = "REFUSED" if isinstance(exc, RefusedError) else "FAILED"
+            self.steps.append(f"{name} {word} {time.monotonic() - t0:.2f}s")
+            self.failed = f"{name}: {word} {exc}" if word == "REFUSED" else f"{name}: {exc}"
             raise
         self.steps.append(f"{name} ok {time.monotonic() - t0:.2f}s")  # the console showed its steps
 
@@ -110,10 +111,10 @@ class Rehearsal:
             try:
                 for name, fn in sequence:
                     self._do(name, fn)
-            except StepFailed:
+            except (StepFailed, RefusedError):
                 if not self.faults:
                     raise
-                self.say(f"== a step failed as the fault file asked: {self.failed.splitlines()[0]}")
+                self.say(f"== the fault file's damage stopped the upgrade: {self.failed.splitlines()[0]}")
                 try:
                     self._do("rollback", lambda: rollback_cmd.run(flags))
                     self.rolled_back = True
