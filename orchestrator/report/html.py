@@ -182,6 +182,7 @@ def render_svg(r: Report) -> str:
             out.append(f'<path class="backup t-{e(bk.tag)}" data-backup="{e(bk.backup_id)}" '
                        f'data-method="{e(bk.method)}" d="{_backup_shape(bk.method, bx, mid)}" stroke="#fff" '
                        f'stroke-width="1"><title>{e(tip)}</title></path>')
+        out += _outage_marks(r, row.name, y, x, t1)
         for f in r.failures:
             if f.node != row.name:
                 continue
@@ -255,6 +256,20 @@ def _snapshot_sets(r: Report, ypos: dict[str, float], x) -> list[str]:
         out.append(f'<line class="snapshot-set" data-set="{e(set_id)}" x1="{bx}" y1="{min(ys)}" x2="{bx}" '
                    f'y2="{max(ys)}" stroke="#37474f" stroke-width="2"><title>snapshot set {e(set_id)}: '
                    f'{e(", ".join(m.node for m in members))}, taken together</title></line>')
+    return out
+
+
+def _outage_marks(r: Report, node: str, y: float, x, t1: float) -> list[str]:
+    """A dark strip under the node's bars while it did not answer (or waited for a restore): on paper the
+    legend names it, on screen its tooltip gives since/until and what the domain showed."""
+    out = []
+    for o in r.outages:
+        if o.node != node:
+            continue
+        x0, x1 = x(o.since), x(o.until if o.until is not None else t1)
+        tip = f"{node} {o.live}: {fmt_ts(o.since)} → {until_text(o)}"
+        out.append(f'<rect class="outage" data-node="{e(node)}" x="{x0}" y="{y + 29}" width="{max(x1 - x0, 3)}" '
+                   f'height="5" fill="#37474f"><title>{e(tip)}</title></rect>')
     return out
 
 

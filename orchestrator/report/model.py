@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 from orchestrator.core.history import (ROLLBACK_DONE, ROLLBACK_PLAN, DomainHistory, EventLike, domain_version,
                                        fold)
 from orchestrator.core.inventory import Inventory
-from orchestrator.core.live import still_open
+from orchestrator.core.live import Disagreement
 from orchestrator.core.plan import Plan
 from orchestrator.core.secret_keys import is_secret_key
 from orchestrator.core.validity import judge
@@ -339,7 +339,8 @@ def build_report(inv: Inventory, plan: Plan, events: Iterable[EventLike], *, hea
     seen = episodes(events)
     problems = [f"{r.name} was upgraded {r.upgrades} times (expected once)" for r in rows if r.upgrades > 1]
     problems += [f"step {s} was started and never confirmed (the run died mid-step?)" for s in hist.running_steps]
-    problems += [safe_text(str(d)) for d in still_open(events)]
+    problems += [safe_text(str(Disagreement(x.node, x.field, x.journal, x.live, x.since)))
+                 for x in seen if x.until is None]  # what the last look (or a later verify) did not see end
     problems += [f"TLS verification was OFF (--insecure) for the {safe_text(e.phase)} run started "
                  f"{fmt_ts(e.ts)}: the nodes were not authenticated"
                  for e in events if e.kind == "run.start" and e.data.get("insecure")]

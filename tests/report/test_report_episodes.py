@@ -81,6 +81,9 @@ def test_both_renderings_show_outages_disagreements_and_refusals():
     for heading in ("Outages", "Disagreements", "Refusals"):
         assert heading in text
     assert "vcenter-beside-silent-psc" in text and "runs 6.7 U3" in text and "still at the last look" in text
+    strips = [a for tag, a in parse(html).tags if tag == "rect" and a.get("class") == "outage"]
+    assert sorted(a["data-node"] for a in strips) == ["psc-a", "vc-b"]  # drawn on the timeline too
+    assert "the node did not answer: an outage" in text  # and named in the legend, for paper
 
 
 def test_a_quiet_run_says_so_in_each_section():
@@ -99,3 +102,15 @@ def test_an_outage_ends_when_a_step_that_asks_the_node_succeeds():
                  "succeeded", {})]
     (ep,) = episodes(evs)
     assert (ep.since, ep.until, ep.ended_by) == (BASE + 1, BASE + 9, "verify succeeded")
+
+
+def test_an_outage_a_verify_ended_is_no_longer_a_problem():
+    """The rehearsal's rollback verified vc-b after the last look that found it silent: not a problem now."""
+    inv, plan = inventory_and_plan()
+    evs = [Event(1, BASE + 1, "disagreement", "r", "", "", "", "vc-b", "", "", "open",
+                 {"field": "answering", "journal": "at 6.7 U1", "live": "not answering"}),
+           Event(2, BASE + 9, "step", "r", "", "rollback", "", "vc-b", "rb/10-verify/vc-b", "verify", "succeeded", {})]
+    r = build_report(inv, plan, evs, head=(2, ""), generated=BASE + 60)
+    assert not [p for p in r.problems if "journal says" in p] and len(r.outages) == 1
+    still = build_report(inv, plan, evs[:1], head=(1, ""), generated=BASE + 60)
+    assert [p for p in still.problems if p.startswith("vc-b: journal says at 6.7 U1; live: not answering since ")]
