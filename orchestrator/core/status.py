@@ -26,7 +26,7 @@ class Status:
     target: str
     domain_version: str
     nodes: tuple[dict[str, Any], ...]
-    phases: dict[str, str]  # pending | partial | done | failed | rolled back | not needed (live at target)
+    phases: dict[str, str]  # pending | partial | done | failed | paused (manual step) | rolled back | not needed
     window: dict[str, Any]
     next_command: str
     problems: tuple[str, ...]
@@ -95,6 +95,11 @@ def _next_after_trouble(inv: Inventory, plan: Plan, hist: DomainHistory, live: D
         nodes = sorted({s.node for s in plan.steps() if s.id in hist.paused})
         return f"do the manual step shown in the log on {', '.join(nodes)}, then `invoke verify --node {nodes[0]}`"
     return ""
+
+
+def _failed_beside(plan: Plan, hist: DomainHistory, phase: str) -> bool:
+    """Did a step of `phase` fail outright, beside the ones paused for a manual change?"""
+    return any(s.id in hist.failed_steps and s.id not in hist.paused for s in plan.phase(phase).steps)
 
 
 def _resume_rollback(inv: Inventory, hist: DomainHistory, live: DomainState | None) -> str:
@@ -235,6 +240,9 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
             break
     nxt = nxt or after_the_hop(inv, plan, hist) or (_nothing_to_do(inv, plan) if _at_target(inv, plan, live)
                                                      else "nothing: every phase is done")
+    waiting = {s.phase for s in plan.steps() if s.id in hist.paused}  # a manual step is a pause, not a failure
+    phases = {k: "paused" if v == "failed" and k in waiting and not _failed_beside(plan, hist, k) else v
+              for k, v in phases.items()}
     seen = {n: live.nodes[n].version for n in hist.nodes} if live else dict(hist.versions())
     down = frozenset(live.lost()) if live else frozenset()
     failover = tuple(f"{o.psc} {'does not answer now' if o.psc in down else 'fails'} -> {o.vcenter}: {o.advice}"

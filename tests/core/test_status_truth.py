@@ -52,6 +52,18 @@ def test_without_an_observation_a_completed_run_reads_from_the_journal(inv, plan
     assert st.next_command == "nothing: every phase is done"
 
 
+def test_a_manual_pause_reads_paused_not_failed(inv, plan):  # noqa: F811
+    s = after_psc_wave().step("vc-a", "upgrade", "failed", "vcenter/upgrade/vc-a", "vcenter", manual=True)
+    states = {"vcenter/upgrade/vc-a": "failed"}
+    hist = fold(inv, s.events)
+    st = compute_status(inv, plan, hist, states, 5000.0, fold_live(inv, hist, seen(ALL_AFTER_PSC)))
+    assert st.phases["vcenter"] == "paused" and st.next_command.endswith("`invoke verify --node vc-a`")
+    s.step("vc-b", "upgrade", "failed", "vcenter/upgrade/vc-b", "vcenter", error="install failed")
+    hist = fold(inv, s.events)
+    st = compute_status(inv, plan, hist, {**states, "vcenter/upgrade/vc-b": "failed"}, 5000.0)
+    assert st.phases["vcenter"] == "failed"  # a real failure beside the pause is not hidden
+
+
 def _rollback_started() -> Script:
     s = after_psc_wave()
     s.add("note", phase="rollback", status="rollback-plan", data={"scope": "domain", "to": "pre", "actions": []})
