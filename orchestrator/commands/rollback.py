@@ -14,6 +14,7 @@ from orchestrator.core.history import ROLLBACK_DONE, ROLLBACK_PLAN, DomainHistor
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.plan import Step
 from orchestrator.core.rules import is_mixed
+from orchestrator.core.status import rollback_next
 from orchestrator.core.rollback import (RollbackAction, RollbackPlan, check_rollback_target, plan_domain_rollback,
                                         plan_node_rollback, render)
 from orchestrator.engine.runner import RunResult
@@ -74,9 +75,10 @@ def _plan(engine, to: str, node: str | None) -> RollbackPlan:
 NEXT = "invoke rollback"  # resumes the saved plan; every action asks its node first
 
 
-def outcome(result: RunResult) -> str:
+def outcome(result: RunResult, nxt: str = f"fix what is named above, then `{NEXT}` (it resumes the same plan "
+                                          f"and asks every node first)") -> str:
     """The end of a rollback run: what was done, what stopped it, and ONE next command (the same line
-    goes to the log), never two different ones."""
+    goes to the log, and `status` gives it too: core.status.rollback_next), never two different ones."""
     lines = [f"rollback: {len(result.done)} action(s) done, {len(result.skipped)} already done"]
     lines += [f"  FAILED {step}: {err}" for step, err in result.failed]
     lines += [f"  PAUSED {step}: {text}" for step, text in result.manual]
@@ -85,8 +87,7 @@ def outcome(result: RunResult) -> str:
     if result.ok:
         lines.append("  every node answers at its rollback version with its instance UUID")
     else:
-        lines.append(f"  next: fix what is named above, then `{NEXT}` (it resumes the same plan and asks "
-                     "every node first)")
+        lines.append(f"  next: {nxt}")
     return "\n".join(lines)
 
 
@@ -126,8 +127,7 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
                 engine.journal.append("window", run_id=engine.run_id, plan_hash=engine.plan.plan_hash,
                                       phase="rollback", status="closed", data={"length_s": length, "by": "rollback"})
                 engine.log.info("window.closed", length_s=length, by="rollback")
-        out = text + "\n" + outcome(result)
-        if not result.ok:
-            engine.log.warning("rollback.stopped", next=NEXT)
-            raise StepFailed(out)
-        return out
+            return text + "\n" + outcome(result)
+        nxt = rollback_next(engine.inv, engine.history(), engine.observe())  # the domain as the stop left it
+        engine.log.warning("rollback.stopped", next=nxt)
+        raise StepFailed(text + "\n" + outcome(result, nxt))

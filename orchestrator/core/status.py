@@ -75,7 +75,7 @@ def _next_after_trouble(inv: Inventory, plan: Plan, hist: DomainHistory, live: D
     if kind == "held":
         return f"wait: {who} is acting on the domain; run `invoke status` again when it ends"
     if hist.rollback_open:  # its own power-offs and restores leave nodes silent on purpose: it goes first
-        return _resume_rollback(inv, hist, live)
+        return rollback_next(inv, hist, live)
     interrupted = {s.node for s in plan.steps() if s.id in hist.running_steps}
     lost = [n for n in live.lost() if n not in interrupted] if live is not None else []
     if lost:
@@ -102,15 +102,16 @@ def _failed_beside(plan: Plan, hist: DomainHistory, phase: str) -> bool:
     return any(s.id in hist.failed_steps and s.id not in hist.paused for s in plan.phase(phase).steps)
 
 
-def _resume_rollback(inv: Inventory, hist: DomainHistory, live: DomainState | None) -> str:
-    """A domain rollback stopped half-way (paused for a manual step, failed, or killed): the one next command
-    is `invoke rollback`, which resumes the same saved plan and asks every node first; what must happen
-    before it is named (a node that does not answer cannot be restored from a file onto itself)."""
-    again = "then re-run `invoke rollback` (it resumes the same plan)"
+def rollback_next(inv: Inventory, hist: DomainHistory, live: DomainState | None) -> str:
+    """The one next command after a domain rollback stopped half-way (paused for a manual step, failed, or
+    killed) — `invoke rollback` prints it as it stops and `status` shows it after: `invoke rollback`
+    resumes the same saved plan and asks every node first; what must happen before it is named (a node that
+    does not answer cannot be restored from a file onto itself)."""
+    again = "re-run `invoke rollback` (it resumes the same plan and asks every node first)"
     paused = sorted(n for n, h in hist.nodes.items() if h.last_step in hist.paused)
     if paused:
-        return (f"the rollback is paused at {', '.join(paused)}: do the manual step `invoke rollback` named (a file "
-                f"restore needs a freshly deployed appliance in restore mode), {again}")
+        return (f"the rollback is paused at {', '.join(paused)}: do the manual step it named (a file restore needs "
+                f"a freshly deployed appliance in restore mode), then {again}")
     failed = sorted(n for n, h in hist.nodes.items() if h.last_step in hist.failed_steps)
     silent = [n for n in failed if live is not None and live.nodes[n].state != RESTORE_MODE
               and not live.nodes[n].answering]
@@ -118,9 +119,10 @@ def _resume_rollback(inv: Inventory, hist: DomainHistory, live: DomainState | No
         fresh = ", ".join(f"{n} ({inv.node(n).version.release})" for n in silent)
         return (f"the rollback stopped at {', '.join(silent)}, which does not answer: bring it back, or, if it cannot "
                 f"come back, deploy a fresh appliance in restore mode for {fresh} with VMware's installer (Restore, "
-                f"stage 1); {again}")
-    return ("re-run `invoke rollback`: a domain rollback is not finished (it resumes the same plan and asks every "
-            "node first)")
+                f"stage 1); then {again}")
+    if failed:
+        return f"the rollback stopped at {', '.join(failed)}: fix what its failed step names, then {again}"
+    return f"a domain rollback is not finished: {again}"
 
 
 def _rolled_back(inv: Inventory, hist: DomainHistory, live: DomainState | None) -> bool:

@@ -78,14 +78,15 @@ def test_a_paused_rollback_is_resumed_by_rollback_not_by_bringing_its_stopped_vc
     s = _rollback_started().step("psc-a", "rollback", "failed", "rb/03-restore/psc-a", "rollback", manual=True)
     st = _status(inv, plan, s, seen(ALL_AFTER_PSC, {"vc-a": "refused", "vc-b": "refused"}), ("pre", "psc"))
     assert st.next_command.startswith("the rollback is paused at psc-a:") and "bring" not in st.next_command
-    assert st.next_command.endswith("then re-run `invoke rollback` (it resumes the same plan)")
+    assert st.next_command.endswith("then re-run `invoke rollback` (it resumes the same plan and asks every node "
+                                    "first)")
     assert "invoke verify --node" not in st.next_command
 
 
 def test_a_killed_rollback_is_resumed_by_rollback(inv, plan):  # noqa: F811
     s = _rollback_started().step("psc-a", "rollback", "started", "rb/03-restore/psc-a", "rollback")
     st = _status(inv, plan, s, seen(ALL_AFTER_PSC, {"vc-a": "refused", "vc-b": "refused"}), ("pre", "psc"))
-    assert st.next_command.startswith("re-run `invoke rollback`: a domain rollback is not finished")
+    assert st.next_command.startswith("a domain rollback is not finished: re-run `invoke rollback`")
 
 
 def test_a_rollback_stopped_at_a_silent_node_says_deploy_a_fresh_appliance(inv, plan):  # noqa: F811
@@ -96,7 +97,15 @@ def test_a_rollback_stopped_at_a_silent_node_says_deploy_a_fresh_appliance(inv, 
     st = _status(inv, plan, s, seen(ALL_AFTER_PSC, {"vc-a": "off", "vc-b": "off", "psc-b": "refused"}), ("pre", "psc"))
     assert st.next_command.startswith("the rollback stopped at psc-b, which does not answer")
     assert "fresh appliance in restore mode for psc-b (6.7 U1)" in st.next_command
-    assert st.next_command.endswith("then re-run `invoke rollback` (it resumes the same plan)")
+    assert st.next_command.endswith("then re-run `invoke rollback` (it resumes the same plan and asks every node "
+                                    "first)")
+
+
+def test_a_rollback_stopped_at_an_answering_node_says_fix_then_resume(inv, plan):  # noqa: F811
+    s = _rollback_started().step("psc-b", "rollback", "failed", "rb/04-restore/psc-b", "rollback", error="disk full")
+    st = _status(inv, plan, s, seen(ALL_AFTER_PSC, {"vc-a": "off", "vc-b": "off"}), ("pre", "psc"))
+    assert st.next_command.startswith("the rollback stopped at psc-b: fix what its failed step names, then re-run "
+                                      "`invoke rollback`")
 
 
 def test_a_finished_rollback_is_not_resumed(inv, plan):  # noqa: F811
