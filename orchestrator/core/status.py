@@ -4,15 +4,16 @@ mixed-version window clock, which backups can still restore what, and the next s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
+from orchestrator.core.domain_line import domain_summary
 from orchestrator.core.history import DomainHistory, domain_version
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.live import RESTORE_MODE, DomainState
 from orchestrator.core.plan import Plan, converges
 from orchestrator.core.repoint import failover_options
 from orchestrator.core.validity import judge_all, usable_single
-from orchestrator.core.versions import Version, parse_version
+from orchestrator.core.versions import parse_version
 
 UNDONE_BY_ROLLBACK = ("psc", "vcenter", "post")  # a completed domain rollback undid what these phases did
 
@@ -147,42 +148,6 @@ def _node_row(n: Any, hist: DomainHistory, live: DomainState | None, verdicts: d
             "backups": [{"id": v.backup.backup_id, "method": v.backup.method, "tag": v.backup.tag,
                          "single_node": v.single_node, "whole_domain": v.whole_domain,
                          "reason": v.reason} for v in verdicts[n.name]]}
-
-
-ROLE_WORDS = {"psc": "PSCs", "vcenter": "vCenters"}
-
-
-def _role_part(role: str, seen: list[tuple[str, str]], target: str) -> str:
-    """'PSCs 6.7 U3 (3/3 at target)', 'vCenters 6.7 U1 ×1, unknown (vc-b) (0/2 at target)'."""
-    labels: dict[str, list[str]] = {}
-    for name, label in seen:
-        labels.setdefault(label, []).append(name)
-    parts = [f"unknown ({', '.join(names)})" if label == "unknown" else
-             label + (f" ×{len(names)}" if len(labels) > 1 else "")
-             for label, names in sorted(labels.items(), key=lambda kv: _release_order(kv[0]))]
-    at = sum(1 for _, label in seen if label == target)
-    return f"{ROLE_WORDS.get(role, role)} {', '.join(parts)} ({at}/{len(seen)} at target)"
-
-
-def _release_order(label: str) -> tuple[int, Version | None]:
-    """Older releases first, "unknown" last."""
-    return (1, None) if label == "unknown" else (0, parse_version(label))
-
-
-def domain_summary(inv: Inventory, versions: Mapping[str, Version | None], target: str) -> str:
-    """What every node runs, in one line: one version when the whole domain runs it, else each role's
-    versions and how many are at the target. A node that does not answer is "unknown" (never the version
-    the journal last gave it), so a domain whose PSCs are done but whose vCenters are behind never reads as
-    done. Why not the SSO domain version: the PSCs alone say nothing about the vCenters behind them."""
-    labels = {n.name: versions[n.name].release if versions[n.name] is not None else "unknown" for n in inv.nodes}
-    if len(set(labels.values())) == 1 and "unknown" not in labels.values():
-        return f"{next(iter(labels.values()))} on every node"
-    by_role: dict[str, list[tuple[str, str]]] = {}
-    for n in inv.nodes:
-        by_role.setdefault(n.role, []).append((n.name, labels[n.name]))
-    mixed = len({v for v in labels.values() if v != "unknown"}) > 1
-    return (("mixed" if mixed else "partly unknown") + " — " +
-            ", ".join(_role_part(role, seen, target) for role, seen in by_role.items()))
 
 
 def _at_target(inv: Inventory, plan: Plan, live: DomainState | None) -> bool:
