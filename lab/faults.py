@@ -52,8 +52,8 @@ What happens to a whole node, and replies lost after the action was accepted (is
   vmware-stsd on a PSC); revive does nothing — only a restore (onto an appliance in restore mode) or a
   snapshot revert brings it back. `delete`: its appliance VM is gone from the management vCenter; it never
   answers again until `POST /lab/node/{name}/restore-mode` deploys a new appliance to restore onto.
-* `after` (any of the three, and `garbage`; optional — without it the fault bites as soon as it is loaded): when the lab's
-  own record (lab/ledger.py, `GET /lab/record`) holds `count` (default 1; `all` = at least one per matching
+* `after` (any of the three, and `garbage`; optional — without it the fault bites as soon as it is loaded):
+  when the lab's own record (lab/ledger.py, `GET /lab/record`) holds `count` (default 1; `all` = at least one per matching
   node) events `event` of `node` (a name or "*") or of every node of `role` (psc | vcenter). Events:
   EVENTS in lab/ledger.py (install_started, reboot_started, install_completed, backup_started,
   restore_completed, revert, power_on, ...).

@@ -2,8 +2,9 @@
 same orchestrator commands an administrator runs in production.
 
 precheck -> backup (pre) -> stage -> upgrade psc -> (backups during) -> upgrade vcenter -> verify -> backup
-(post); with a fault file, a failing step (or a wave its guards refuse: a node lost) is followed by `rollback`. Then the report, the lab is stopped,
-and a summary is printed: window length, steps, retries, backups usable at the end.
+(post); with a fault file, a failing step (or a wave its guards refuse: a node lost) is followed by
+`rollback`. Then the report, the lab is stopped, and a summary is printed: window length, steps, retries,
+backups usable at the end.
 """
 from __future__ import annotations
 
@@ -71,9 +72,9 @@ class Rehearsal:
         try:
             fn()
         except (StepFailed, RefusedError) as exc:  # a guard refusing a wave is the fault's damage too
-            word = "REFUSED" if isinstance(exc, RefusedError) else "FAILED"
-            self.steps.append(f"{name} {word} {time.monotonic() - t0:.2f}s")
-            self.failed = f"{name}: {word} {exc}" if word == "REFUSED" else f"{name}: {exc}"
+            refused = isinstance(exc, RefusedError)
+            self.steps.append(f"{name} {'REFUSED' if refused else 'FAILED'} {time.monotonic() - t0:.2f}s")
+            self.failed = f"{name}: {'REFUSED ' if refused else ''}{exc}"
             raise
         self.steps.append(f"{name} ok {time.monotonic() - t0:.2f}s")  # the console showed its steps
 

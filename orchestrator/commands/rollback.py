@@ -102,7 +102,7 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
         if _saved(engine) is None:
             engine.journal.append("note", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase="rollback",
                                   status=ROLLBACK_PLAN, data={"scope": rb.scope, "to": rb.to,
-                                                                "actions": [asdict(a) for a in rb.actions]})
+                                                              "actions": [asdict(a) for a in rb.actions]})
         result = RunResult("rollback")
         steps = _steps(rb, engine)
         for i, (step, impl) in enumerate(steps):

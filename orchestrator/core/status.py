@@ -165,7 +165,8 @@ def _nothing_to_do(inv: Inventory, plan: Plan) -> str:
     stale = [n.name for n in inv.nodes if not n.version.same_release(target)]
     fix = (f"; the inventory still declares another version for {', '.join(stale)}: set `version: \"{plan.target}\"` "
            f"there first" if stale else "")
-    more = plan.route["next"] if plan.route else f"to go further, `invoke plan --target <a release newer than {plan.target}>`"
+    more = (plan.route["next"] if plan.route
+            else f"to go further, `invoke plan --target <a release newer than {plan.target}>`")
     return f"nothing to do: every node answers at {plan.target}; {more}{fix}"
 
 

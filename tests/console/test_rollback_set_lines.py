@@ -49,5 +49,6 @@ def test_the_vms_of_a_set_come_from_its_backup_records():
     s = Script()
     for n, vm in VMS.items():
         s.backup(n, "snapshot-set", "pre", "6.7 U1", "6.7 U1", bid=f"vcwave-pre-1:{vm}", set_id="vcwave-pre-1")
-    s.backup("psc-a", "snapshot-set", "during", "6.7 U3", "6.7 U3", bid="vcwave-during-2:other", set_id="vcwave-during-2")
+    s.backup("psc-a", "snapshot-set", "during", "6.7 U3", "6.7 U3", bid="vcwave-during-2:other",
+             set_id="vcwave-during-2")
     assert set_vms(inv, fold(inv, s.events), "vcwave-pre-1", tuple(VMS)) == VMS

@@ -75,7 +75,8 @@ def test_status_shows_the_failover_advice():
     s = psc_wave()
     plan = _plan_obj(i)
     st = compute_status(i, plan, fold(i, s.events), {}, time.time())
-    assert "psc-a1 fails -> vc-a: no other PSC of 6.0 U3 answers in site site-a: restore or redeploy psc-a1" in st.failover
+    assert ("psc-a1 fails -> vc-a: no other PSC of 6.0 U3 answers in site site-a: restore or redeploy psc-a1"
+            in st.failover)
     assert st.to_json()["if_a_psc_fails"] == list(st.failover)
 
 
