@@ -178,3 +178,13 @@ def test_a_silent_vcenter_gets_no_proposal(silent):
     lines = _failover(seen(dict.fromkeys(SIX, "6.0 U3"), {silent: "connection refused"}))
     assert lines["vc-a"].endswith("vc-a does not answer: its version is unknown, so no PSC can be proposed until "
                                   "it answers")
+
+
+def test_a_rollback_plan_with_file_restores_says_up_front_which_appliances_to_deploy():
+    from orchestrator.core.rollback import RollbackAction, RollbackPlan, render
+    acts = (RollbackAction(1, "vc-a", "vcenter", "stop", "power-off", "", "6.7 U3", "vCenters stop first"),
+            RollbackAction(2, "psc-a", "psc", "restore", "file-restore", "b1", "6.7 U1", "PSCs first"),
+            RollbackAction(3, "psc-b", "psc", "restore", "file-restore", "b2", "6.7 U1", "PSCs first"))
+    text = render(RollbackPlan("domain", "pre", acts))
+    assert "the rollback pauses at psc-a (6.7 U1), psc-b (6.7 U1) in turn until one is deployed for it" in text
+    assert "file restore" not in render(RollbackPlan("domain", "pre", acts[:1]))
