@@ -129,6 +129,13 @@ def bench_window(c, json=False, inventory=None):
     return _bench("window", json, **({"inventory": inventory} if inventory else {}))
 
 
+@task(name="hops", help={"json": "JSON output"})
+@cli
+def bench_hops(c, json=False):
+    """Each hop's window (6.0 U3 -> 6.7 U3 -> 7.0 U3 -> 8.0 U3 rehearsed hop by hop) against its theoretical minimum."""
+    return _bench("hops", json)
+
+
 @task(name="faults", help={"json": "JSON output", "limit": "crash points to try (default: all)"})
 @cli
 def bench_faults(c, json=False, limit=None):
@@ -142,7 +149,7 @@ def bench_faults(c, json=False, limit=None):
 def bench_all(c, json=False):
     """Every benchmark above except the fault harness."""
     from lab import bench
-    rows = [r for name in ("plan", "lab", "facts", "overhead", "window") for r in getattr(bench, f"bench_{name}")()]
+    rows = [r for name in bench.BENCHES for r in getattr(bench, f"bench_{name}")()]
     return bench.as_json(rows) if json else bench.render(rows)
 
 
@@ -151,4 +158,4 @@ ns.add_task(rehearse)
 ns.add_collection(Collection("lab", lab_up, lab_status, lab_down, lab_build))
 ns.add_collection(Collection("cassettes", cassettes_record))
 ns.add_collection(Collection("bench", bench_all, bench_plan, bench_lab, bench_facts, bench_overhead, bench_window,
-                             bench_faults))
+                             bench_hops, bench_faults))

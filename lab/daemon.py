@@ -129,6 +129,7 @@ class Lab:
                 srv = ApplianceServer(self.state, name, self.session_timeout,
                                       port=prev.get("nodes", {}).get(name, {}).get("rest_port", 0), tls=server_tls)
                 self.servers[name] = srv
+                srv.resolve, srv.address_of = self._node_at, self._address_of
                 srv.start()
             if self.use_vcsim:
                 self._start_vcsims(prev)
@@ -315,6 +316,8 @@ class Lab:
             if node.get("deleted") and node["vm"]["vcenter"]:
                 if self._mgmt_call(node["vm"]["vcenter"], "destroy_vm", node["vm"]["name"]):
                     self.log(f"{name}: appliance VM {node['vm']['name']} deleted")
+            if node.get("decommissioned") and node["vm"]["vcenter"]:  # the decommission shut the PSC down
+                self._mgmt_call(node["vm"]["vcenter"], "power_off", node["vm"]["name"])
             if not self.use_vcsim or node["role"] != "vcenter":
                 return
             vcsim = self._vcsim_mod()
@@ -383,6 +386,13 @@ class Lab:
         self.reconcile(name)
         n = self.state.nodes[name]
         return {"node": name, "down": False, "version": n["version"], "build": n["build"]}
+
+    def _node_at(self, hostname: str) -> str | None:
+        """The node a client names by address (every twin listens on 127.0.0.1, told apart by its port)."""
+        return next((n for n, s in self.servers.items() if hostname == f"127.0.0.1:{s.port}"), None)
+
+    def _address_of(self, name: str) -> str:
+        return f"127.0.0.1:{self.servers[name].port}"
 
     def repoint(self, vcenter: str, psc: str) -> dict:
         self.state.repoint(vcenter, psc)

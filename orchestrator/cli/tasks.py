@@ -179,7 +179,8 @@ def rollback(c, plan_only=False, to="pre", node=None, inventory=None, plan=None,
 @cli
 def finalize(c, yes=False, inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, json=False,
              verbose=False, break_stale_lock=False):
-    """The point of no return of a finished hop: delete the kept source appliances; rollback is no longer offered."""
+    """The point of no return of a finished hop: decommission a converge's PSCs, delete the kept source appliances,
+    write the next hop's inventory; rollback is no longer offered."""
     from orchestrator.commands import finalize as cmd
     return cmd.run(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), yes,
                    confirm=lambda text: input(text + "\nType 'finalize' to go on: ").strip() == "finalize")

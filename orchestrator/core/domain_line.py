@@ -7,7 +7,7 @@ answer (their version is unknown, never the one the journal last recorded).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.versions import Version, parse_version
@@ -32,17 +32,21 @@ def _release_order(label: str) -> tuple[int, Version | None]:
     return (1, None) if label == "unknown" else (0, parse_version(label))
 
 
-def domain_summary(inv: Inventory, versions: Mapping[str, Version | None], target: str) -> str:
+def domain_summary(inv: Inventory, versions: Mapping[str, Version | None], target: str,
+                   decommissioned: Iterable[str] = ()) -> str:
     """What every node runs, in one line: one version when the whole domain runs it, else each role's
     versions and how many are at the target. A node that does not answer is "unknown" (never the version
     the journal last gave it), so a domain whose PSCs are done but whose vCenters are behind never reads as
     done. Why not the SSO domain version: the PSCs alone say nothing about the vCenters behind them."""
-    labels = {n.name: versions[n.name].release if versions[n.name] is not None else "unknown" for n in inv.nodes}
+    gone = sorted(set(decommissioned))
+    tail = f"; decommissioned: {', '.join(gone)}" if gone else ""  # left the SSO domain: silent by design
+    nodes = [n for n in inv.nodes if n.name not in gone]
+    labels = {n.name: versions[n.name].release if versions[n.name] is not None else "unknown" for n in nodes}
     if len(set(labels.values())) == 1 and "unknown" not in labels.values():
-        return f"{next(iter(labels.values()))} on every node"
+        return f"{next(iter(labels.values()))} on every node{tail}"
     by_role: dict[str, list[tuple[str, str]]] = {}
-    for n in inv.nodes:
+    for n in nodes:
         by_role.setdefault(n.role, []).append((n.name, labels[n.name]))
     mixed = len({v for v in labels.values() if v != "unknown"}) > 1
     return (("mixed" if mixed else "partly unknown") + " — " +
-            ", ".join(_role_part(role, seen, target) for role, seen in by_role.items()))
+            ", ".join(_role_part(role, seen, target) for role, seen in by_role.items()) + tail)

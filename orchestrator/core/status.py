@@ -10,6 +10,7 @@ from orchestrator.core.domain_line import domain_summary
 from orchestrator.core.history import DomainHistory, domain_version
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.live import RESTORE_MODE, DomainState
+from orchestrator.core.next_inventory import FILENAME as NEXT_INVENTORY
 from orchestrator.core.plan import Plan, converges
 from orchestrator.core.repoint import failover_options
 from orchestrator.core.validity import judge_all, usable_single
@@ -78,7 +79,7 @@ def _next_after_trouble(inv: Inventory, plan: Plan, hist: DomainHistory, live: D
     if hist.rollback_open:  # its own power-offs and restores leave nodes silent on purpose: it goes first
         return rollback_next(inv, hist, live)
     interrupted = {s.node for s in plan.steps() if s.id in hist.running_steps}
-    lost = [n for n in live.lost() if n not in interrupted] if live is not None else []
+    lost = [n for n in live.lost() if n not in interrupted and n not in hist.decommissioned] if live else []
     if lost:
         waiting = [n for n in lost if live.nodes[n].state == RESTORE_MODE]
         if waiting:
@@ -139,8 +140,9 @@ def _node_row(n: Any, hist: DomainHistory, live: DomainState | None, verdicts: d
     seen = live.nodes[n.name] if live else None
     usable = usable_single(verdicts[n.name])
     version = h.version.release if seen is None else (seen.version.release if seen.version else "unknown")
+    state = "decommissioned" if n.name in hist.decommissioned else seen.state if seen else "not observed"
     return {"node": n.name, "role": n.role, "site": n.site, "version": version,
-            "journal_version": h.version.release, "live": seen.state if seen else "not observed",
+            "journal_version": h.version.release, "live": state,
             "why": seen.why if seen else "", "identity_vm": seen.identity if seen else "",
             "last_step": h.last_step, "last_status": h.last_status, "upgrades": h.upgraded,
             "verified_at": h.verified_at,
@@ -152,17 +154,17 @@ def _node_row(n: Any, hist: DomainHistory, live: DomainState | None, verdicts: d
 
 def _at_target(inv: Inventory, plan: Plan, live: DomainState | None) -> bool:
     """Every node answers, live, at the plan's target release (the journal is not asked: a new state folder
-    on an upgraded domain has nothing to say, and the domain is what counts)."""
+    on an upgraded domain has nothing to say, and the domain is what counts); decommissioned PSCs are gone."""
     target = parse_version(plan.target)
     return live is not None and all(s.answering and s.version is not None and s.version.same_release(target)
-                                    for s in live.nodes.values())
+                                    for n, s in live.nodes.items() if n not in live.history.decommissioned)
 
 
-def _nothing_to_do(inv: Inventory, plan: Plan) -> str:
+def _nothing_to_do(inv: Inventory, plan: Plan, gone: tuple[str, ...]) -> str:
     """The next command on a domain that already runs the target: the route's next hop, or how to go further;
     and the inventory's stale versions named, since the next plan starts from what it declares."""
     target = parse_version(plan.target)
-    stale = [n.name for n in inv.nodes if not n.version.same_release(target)]
+    stale = [n.name for n in inv.nodes if not n.version.same_release(target) and n.name not in gone]
     fix = (f"; the inventory still declares another version for {', '.join(stale)}: set `version: \"{plan.target}\"` "
            f"there first" if stale else "")
     more = (plan.route["next"] if plan.route
@@ -184,7 +186,7 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
     phases = phase_states(plan, step_state)
     verdicts = judge_all(inv, hist)
     nodes = [_node_row(n, hist, live, verdicts) for n in inv.nodes]
-    problems = [str(d) for d in live.disagreements] if live else []
+    problems = [str(d) for d in live.disagreements if d.node not in hist.decommissioned] if live else []
     if lock[0] == "stale":
         problems.append(f"stale lock: {lock[1]} died without releasing the domain lock")
     problems += [f"{n} was upgraded {h.upgraded} times (expected once)" for n, h in hist.nodes.items()
@@ -192,7 +194,7 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
     versions = {n: (live.nodes[n].version or h.version) if live else h.version for n, h in hist.nodes.items()}
     nxt = _next_after_trouble(inv, plan, hist, live, lock, verdicts)
     if not nxt and _at_target(inv, plan, live) and set(phases.values()) == {"pending"}:
-        nxt = _nothing_to_do(inv, plan)  # nothing journaled, but the domain already runs the target
+        nxt = _nothing_to_do(inv, plan, hist.decommissioned)  # nothing journaled, but the domain already runs the target
         phases = dict.fromkeys(phases, "not needed")
     if not nxt and _rolled_back(inv, hist, live):
         nxt = f"domain back at {domain_version(inv, versions)}; run `invoke plan` to try again"
@@ -206,7 +208,7 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
         if st != "done":
             nxt = PHASE_COMMAND[name] if name != "pre" else "invoke precheck && invoke backup --phase pre && invoke stage"
             break
-    nxt = nxt or after_the_hop(inv, plan, hist) or (_nothing_to_do(inv, plan) if _at_target(inv, plan, live)
+    nxt = nxt or after_the_hop(inv, plan, hist) or (_nothing_to_do(inv, plan, hist.decommissioned) if _at_target(inv, plan, live)
                                                      else "nothing: every phase is done")
     waiting = {s.phase for s in plan.steps() if s.id in hist.paused}  # a manual step is a pause, not a failure
     phases = {k: "paused" if v == "failed" and k in waiting and not _failed_beside(plan, hist, k) else v
@@ -215,28 +217,35 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
     down = frozenset(live.lost()) if live else frozenset()
     failover = tuple(f"{o.psc} {'does not answer now' if o.psc in down else 'fails'} -> {o.vcenter}: {o.advice}"
                      for o in failover_options(inv, seen, down))
-    return Status(inv.domain, plan.target, domain_version(inv, versions), tuple(nodes), phases,
+    return Status(inv.domain, plan.target, domain_version(inv, versions, hist.decommissioned), tuple(nodes), phases,
                   window_info(hist, now), nxt, tuple(problems), failover, whole_domain_sets(inv, verdicts),
-                  domain_summary(inv, seen, plan.target))
+                  domain_summary(inv, seen, plan.target, hist.decommissioned))
 
 
 def after_the_hop(inv: Inventory, plan: Plan, hist: DomainHistory) -> str:
-    """What is left once every phase of the hop is done: `invoke finalize` (the kept source appliances a
-    whole-domain rollback can still use), or the PSCs a converge left in the SSO domain; then the next hop of
-    a longer route."""
+    """What is left once every phase of the hop is done: `invoke finalize` (the PSCs a converge left in the
+    SSO domain, the kept source appliances a whole-domain rollback can still use); then the next hop of a
+    longer route."""
     out = []
     kept = sorted(b.backup_id for b in hist.backups if b.method == "source-appliance")
+    pscs = [p.name for p in inv.pscs if p.name not in hist.decommissioned]
+    converge = converges(inv, parse_version(plan.target))
     if hist.finalized is not None:
-        out.append("finalized: the kept source appliances are removed and a rollback is no longer offered for "
-                   "this hop")
-    elif kept and not converges(inv, parse_version(plan.target)):
-        out.append(f"when the domain has run well long enough: `invoke finalize` (the point of no return) removes "
-                   f"the kept source appliances {', '.join(kept)} that a whole-domain rollback can still use")
-    if converges(inv, parse_version(plan.target)):
-        out.append(f"decommission the external PSCs {', '.join(p.name for p in inv.pscs)} (they still belong to the "
-                   f"SSO domain; vcwave does not decommission yet): VMware's 'Decommission the Platform Services "
-                   f"Controller' — check that no vCenter points at it, back it up, shut it down, run `cmsso-util "
-                   f"unregister --node-pnid <PSC FQDN>` on a converged vCenter, then delete its VM")
+        out.append("finalized: the kept source appliances are removed"
+                   + (f", the external PSCs {', '.join(hist.decommissioned)} decommissioned" if hist.decommissioned
+                      else "")
+                   + " and a rollback is no longer offered for this hop; the next hop's inventory is "
+                     f"{NEXT_INVENTORY} next to the journal")
+    elif (converge and pscs) or kept:
+        work = []
+        if converge and pscs:
+            work.append(f"back up and decommission the external PSCs {', '.join(pscs)} (they still belong to the "
+                        f"SSO domain)")
+        if kept:
+            work.append(f"remove the kept source appliances {', '.join(kept)} that a whole-domain rollback can "
+                        f"still use")
+        out.append(f"when the domain has run well long enough: `invoke finalize` (the point of no return): "
+                   f"{'; '.join(work)}")
     if plan.route:
         out.append(plan.route["next"])
     return "; then ".join(out)
