@@ -188,3 +188,12 @@ def test_a_rollback_plan_with_file_restores_says_up_front_which_appliances_to_de
     text = render(RollbackPlan("domain", "pre", acts))
     assert "the rollback pauses at psc-a (6.7 U1), psc-b (6.7 U1) in turn until one is deployed for it" in text
     assert "file restore" not in render(RollbackPlan("domain", "pre", acts[:1]))
+
+
+def test_decommissioned_pscs_are_left_out_of_the_version_line_and_named(inv):  # noqa: F811
+    from orchestrator.core.domain_line import domain_summary
+    from orchestrator.core.versions import parse_version
+    versions = {"psc-a": None, "psc-b": None, "vc-a": parse_version("7.0 U3"), "vc-b": parse_version("7.0 U3")}
+    assert domain_summary(inv, versions, "7.0 U3", ("psc-b", "psc-a")) == \
+        "7.0 U3 on every node; decommissioned: psc-a, psc-b"
+    assert domain_summary(inv, versions, "7.0 U3").startswith("partly unknown — PSCs unknown (psc-a, psc-b)")
