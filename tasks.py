@@ -17,15 +17,20 @@ LAB_DIR = ".vcwave/lab"
 @task(name="up", help={"inventory": "inventory to mirror (default: examples/two-site.yml)",
                        "dir": f"lab folder (default {LAB_DIR})",
                        "time_scale": "job durations x F, a number (default 0.001: a 40-minute install lasts 2.4 s)",
-                       "faults": "fault-injection YAML"})
+                       "faults": "fault-injection YAML",
+                       "reset": "forget the last lab's state in this folder: a fresh lab at the inventory's versions"})
 @cli
-def lab_up(c, inventory="examples/two-site.yml", dir=LAB_DIR, time_scale="0.001", faults=None):
+def lab_up(c, inventory="examples/two-site.yml", dir=LAB_DIR, time_scale="0.001", faults=None, reset=False):
     """Start a twin of the domain in the background (vcsim + appliance REST twin); writes lab-inventory.yml and
-    env.sh (the installer stand-in for a by-hand session: `. .vcwave/lab/env.sh`)."""
+    env.sh (the installer stand-in for a by-hand session: `. .vcwave/lab/env.sh`). A lab folder used before
+    resumes where its last lab stopped (versions, backups, snapshots), and says so; --reset starts afresh."""
     from lab import manage
-    info = manage.up(inventory, dir, _number(time_scale, "--time-scale"), faults)
+    info = manage.up(inventory, dir, _number(time_scale, "--time-scale"), faults, reset=reset)
     env = manage.write_session_env(dir)
-    return (f"lab up in {info['startup_seconds']}s: inventory {info['inventory']}\n"
+    resumed = (f"resumed the last lab's state in {dir} (its nodes' versions, backups and snapshots as they were "
+               f"at `lab.down`); `invoke lab.down` then `invoke lab.up --reset` for a fresh lab\n"
+               if info.get("resumed") else "")
+    return (resumed + f"lab up in {info['startup_seconds']}s: inventory {info['inventory']}\n"
             f"next, by hand:  . {env}   (VCWAVE_INSTALLER = the lab's vcsa-deploy stand-in)\n"
             f"                vcwave plan --inventory {info['inventory']} --target ...   then every command")
 

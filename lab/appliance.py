@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import secrets
 import select
@@ -33,6 +34,7 @@ import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -106,8 +108,10 @@ class ApplianceServer:
     """The REST twin of one node. `sync()` opens or closes the listener to match the node's down flag."""
 
     def __init__(self, state: LabState, name: str, session_timeout: float = 1800.0, port: int = 0,
-                 host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
+                 host: str = "127.0.0.1", tls: ssl.SSLContext | None = None,
+                 session_log: Path | None = None) -> None:
         self.state = state
+        self.session_log = session_log  # every session id issued, one per line (the lab's record)
         self.tls = tls  # https with the lab CA's certificate (None: plain http)
         self.name = name
         self.host = host
@@ -183,6 +187,10 @@ class ApplianceServer:
         with self._slock:
             self.sessions[sid] = {"user": user, "last": time.monotonic(),
                                   "boot": self.state.nodes[self.name]["boot"]}
+            if self.session_log is not None:
+                fd = os.open(self.session_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                with open(fd, "a") as fh:
+                    fh.write(sid + "\n")
         return sid
 
     def _check_session(self, sid: str | None) -> dict | None:
@@ -314,6 +322,10 @@ class ApplianceServer:
             ("GET", R(r"/rest/appliance/health/" + seg), self._health, False),
             ("GET", R(r"/rest/appliance/vmon/service"), self._services, False),
             ("GET", R(r"/rest/appliance/vmon/service/" + seg), self._service, False),
+            # The same vMon services under their vSphere API 6.7 name (com.vmware.vcenter.services.Service):
+            # what VMware's 9.x Python SDK binds (it has no appliance.vmon binding), 6.7+ like the update API.
+            ("GET", R(r"/rest/vcenter/services"), self._services, True),
+            ("GET", R(r"/rest/vcenter/services/" + seg), self._service, True),
             ("POST", R(r"/rest/appliance/recovery/backup/job"), self._backup_create, False),
             ("GET", R(r"/rest/appliance/recovery/backup/job"), self._backup_list, False),
             ("GET", R(r"/rest/appliance/recovery/backup/job/" + seg), self._backup_get, False),

@@ -88,6 +88,7 @@ class Lab:
         self._logf = None
         self.started_at = 0.0
         self.startup_seconds = 0.0
+        self.resumed = False
 
     # -- logging -----------------------------------------------------------------------------------
     def log(self, text: str) -> None:
@@ -114,6 +115,7 @@ class Lab:
         sso = self.inv.credential("sso")
         if state_path.exists():
             self.state = LabState.load(state_path, **kw)
+            self.resumed = True  # said by `invoke lab.up`: the nodes are where the last lab left them
             self.log("resumed state.json")
         else:
             self.state = LabState.create(state_path, self.raw, sso.user, passwords["sso"], passwords["root"], **kw)
@@ -127,7 +129,8 @@ class Lab:
         try:
             for name in self.state.nodes:
                 srv = ApplianceServer(self.state, name, self.session_timeout,
-                                      port=prev.get("nodes", {}).get(name, {}).get("rest_port", 0), tls=server_tls)
+                                      port=prev.get("nodes", {}).get(name, {}).get("rest_port", 0), tls=server_tls,
+                                      session_log=self.issued("rest", name))
                 self.servers[name] = srv
                 srv.resolve, srv.address_of = self._node_at, self._address_of
                 srv.start()
@@ -201,7 +204,8 @@ class Lab:
             name=name, version=f"{v.major}.{v.minor}.0", build=v.build, api_version=api_version(v),
             full_name=f"VMware vCenter Server {v.major}.{v.minor}.0 build-{v.build}",
             instance_uuid=node["instance_uuid"], psc_host=psc_host, user=self.state.data["sso_user"],
-            password=self.state.data["sso_password"], moref_salt=int(node.get("moref_salt") or 0), tls=self.tls)
+            password=self.state.data["sso_password"], moref_salt=int(node.get("moref_salt") or 0), tls=self.tls,
+            session_log=self.issued("soap", name))
 
     def mgmt_spec_for(self, m):
         vcsim = self._vcsim_mod()
@@ -212,7 +216,16 @@ class Lab:
             name=m.name, version=f"{v.major}.{v.minor}.0", build=v.build, api_version=api_version(v),
             full_name=f"VMware vCenter Server {v.major}.{v.minor}.0 build-{v.build}",
             instance_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.inv.domain}/mgmt/{m.name}")),
-            psc_host="", user=cred.user, password=self.passwords[m.credentials], appliance_vms=vms, tls=self.tls)
+            psc_host="", user=cred.user, password=self.passwords[m.credentials], appliance_vms=vms, tls=self.tls,
+            session_log=self.issued("soap", m.name))
+
+    def issued(self, kind: str, name: str) -> Path:
+        """Where the lab records the session ids it issues (`soap` by vcsim, `rest` by the REST twin), one per
+        line, 0600 in a 0700 folder: `sessions/<kind>-<name>.txt`. They are secrets like the passwords: a
+        test reads them to prove that no file vcwave wrote holds one."""
+        d = self.dir / "sessions"
+        d.mkdir(mode=0o700, exist_ok=True)
+        return d / f"{kind}-{name}.txt"
 
     def _start_vcsims(self, prev: dict) -> None:
         vcsim = self._vcsim_mod()
@@ -492,6 +505,7 @@ class Lab:
             "control_url": self.control.url if self.control else None,
             "control_port": self.control.port if self.control else None,
             "started_at": self.started_at, "startup_seconds": round(self.startup_seconds, 3),
+            "resumed": self.resumed,
             "time_scale": self.time_scale, "inventory": str(self.dir / "lab-inventory.yml"),
             "source_inventory": str(self.inventory_path.resolve()), "nodes": {}, "management": {},
             "ca_bundle": str(self.tls.ca.resolve()) if getattr(self, "tls", None) else None,

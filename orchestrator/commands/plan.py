@@ -10,7 +10,7 @@ from orchestrator.commands.paths import check_file, write_atomic
 from orchestrator.core.plan import Plan, file_sha256, plan_text
 from orchestrator.core.playbook import load_playbook
 from orchestrator.core.rules import SITE_BY_SITE
-from orchestrator.core.versions import VersionError, parse_version
+from orchestrator.core.versions import VersionError, parse_version, read_as
 from orchestrator.errors import InputError, RefusedError, Where
 from orchestrator.commands.plan_table import render_table
 from orchestrator.log import get_logger, record_to
@@ -43,8 +43,13 @@ def run(inventory: str, target: str, out: str | None = None, as_json: bool = Fal
     plan = make_plan(inventory, target, playbook, concurrency, site)
     record_to(out_path.parent, plan.domain)  # the plan's state folder (.vcwave by default)
     write_atomic("--out", out_path, plan_text(plan))
-    get_logger("vcwave.plan").info("plan.saved", domain=plan.domain, target=plan.target, path=str(out_path),
-                                   plan_hash=plan.plan_hash, steps=sum(1 for _ in plan.steps()))
+    log = get_logger("vcwave.plan")
+    note = read_as(target)
+    if note:  # accepted, never silently: the output's first line says which release the plan is for
+        log.info("plan.target_read_as", target=target, read_as=plan.target)
+    log.info("plan.saved", domain=plan.domain, target=plan.target, path=str(out_path),
+             plan_hash=plan.plan_hash, steps=sum(1 for _ in plan.steps()))
     if as_json:
         return json.dumps(plan.to_json(), indent=2, sort_keys=True)
-    return render_table(plan) + f"\nplan saved to {out_path} (plan_hash {plan.plan_hash[:12]})"
+    return (f"--target {note}\n" if note else "") + render_table(plan) + \
+        f"\nplan saved to {out_path} (plan_hash {plan.plan_hash[:12]})"

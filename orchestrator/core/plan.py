@@ -423,7 +423,8 @@ def load_plan(path: str | Path) -> Plan:
     try:
         data = json.loads(p.read_text())
     except FileNotFoundError:
-        raise InputError("plan file not found; run `invoke plan --out FILE` first", Where(file=str(p))) from None
+        raise InputError("plan file not found; make it with `invoke plan --inventory INVENTORY --target VERSION "
+                         f"--out {p}`", Where(file=str(p))) from None
     except (OSError, ValueError) as exc:
         raise InputError(f"plan file is not JSON: {exc}", Where(file=str(p))) from None
     return plan_from_json(data, str(p))
