@@ -60,9 +60,10 @@ def test_garbage_right_after_the_install_started(tmp_path, monkeypatch):
         assert r.returncode == 0, (r.stdout, r.stderr)  # a garbage GET is asked again (README), the wave ends
         assert manage.control(d.lab_dir, "/lab/state")["faults"]["faults"][0]["count"] == 0  # it did bite
         log = (Path(f.state_dir) / d.domain / "events.jsonl").read_text()
-        # the garbage is "psc-a does not answer (not valid JSON)": unknown, waited on, then the running job adopted
+        # the garbage is "psc-a does not answer (not valid JSON)": unknown and waited on, never "not done"
+        # (whether the next look finds the job running, the reboot or the end depends on the loaded clock)
         waited = [line for line in log.splitlines() if '"step.waiting"' in line and "psc/upgrade/psc-a" in line]
-        assert any("not valid JSON" in line for line in waited) and any('"adopt"' in line for line in waited)
+        assert any("not valid JSON" in line for line in waited), waited
         rec = _record(d)
         assert rec["psc-a"]["install_started"] == 1 and rec["psc-a"]["install_completed"] == 1
 
