@@ -206,7 +206,17 @@ def finalize(c, yes=False, inventory=None, plan=None, state_dir=".vcwave", insec
     write the next hop's inventory; rollback is no longer offered."""
     from orchestrator.commands import finalize as cmd
     return cmd.run(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), yes,
-                   confirm=lambda text: input(text + "\nType 'finalize' to go on: ").strip() == "finalize")
+                   confirm=typed_finalize)
+
+
+def typed_finalize(text: str) -> bool:
+    """The operator types 'finalize'. With nothing to type on (cron, AWX, `< /dev/null`) it is simply not
+    confirmed: `input()` raised EOFError, a traceback (exit 1) on the point-of-no-return command."""
+    try:
+        return input(text + "\nType 'finalize' to go on: ").strip() == "finalize"
+    except EOFError:
+        print("\n(no answer: standard input is closed)")
+        return False
 
 
 @task(help=helps("inventory plan state_dir verbose", vcenter="the vCenter to move (required)",

@@ -201,13 +201,6 @@ def fold_live(inv: Inventory, hist: DomainHistory, obs: Observation,
     return DomainState(hist, nodes, tuple(found), obs.ts)
 
 
-def still_open(events: Iterable[EventLike]) -> list[Disagreement]:
-    """The disagreements the journal last recorded as open (what the report shows: the last time a command
-    looked, live and journal differed like this)."""
-    return [Disagreement(e.node, str(e.data.get("field", "")), str(e.data.get("journal", "")),
-                         str(e.data.get("live", "")), e.ts) for e in open_disagreements(events).values()]
-
-
 def journal_changes(state: DomainState, journaled: Iterable[EventLike]) -> tuple[list[Disagreement],
                                                                                  list[tuple[str, str]]]:
     """What the engine must journal after an observation: new (or changed) disagreements, and the

@@ -135,3 +135,19 @@ def test_lab_up_says_it_resumed_and_reset_starts_afresh(tmp_path):
         assert fresh["resumed"] is False and _psc_a(fresh) == "up"
     finally:
         manage.down(d)
+
+
+def test_finalize_with_no_terminal_is_not_confirmed_not_a_traceback(monkeypatch, capsys):
+    """`vcwave finalize < /dev/null` (cron, AWX) ended in EOFError (exit 1) at the point of no return: closed
+    input is a plain 'no'; only the typed word confirms."""
+    import io
+
+    from orchestrator.cli.tasks import typed_finalize
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert typed_finalize("finalize psc-a?") is False
+    assert "standard input is closed" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("finalize\n"))
+    assert typed_finalize("finalize psc-a?") is True
+    monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))
+    assert typed_finalize("finalize psc-a?") is False
