@@ -42,6 +42,8 @@ def _minutes(m: float) -> str:
 
 
 def _action(s: Step) -> str:
+    if s.action == "backup" and s.method == "snapshot-set":
+        return f"backup/{s.tag} (cold snapshot set)"  # not a second file backup of the same nodes
     return f"{s.action}/{s.tag}" if s.action == "backup" and s.tag else s.action
 
 
@@ -61,6 +63,9 @@ def phase_summary(plan: Plan, phase: Phase) -> list[str]:
     upgrades = [s for s in phase.steps if s.action == "upgrade"]
     batches = phase.batches()
     title = PHASE_TITLES.get(phase.name, "")
+    if phase.name == "psc" and not upgrades:  # embedded vCenters, or a converge: the vCenters take SSO along
+        return ["psc: no PSC is upgraded in this hop (the vCenters embed SSO, or converge the PSCs into them)"] + \
+            [_batch_line(phase, b, steps) for b, steps in batches]
     if phase.name == "psc":
         head = f"{len(upgrades)} PSCs, one at a time — {_names([s.node for s in upgrades])}"
     elif phase.name == "vcenter":
@@ -69,6 +74,8 @@ def phase_summary(plan: Plan, phase: Phase) -> list[str]:
                 f"batch(es), up to {per_batch} at once — {plan.concurrency_rule}")
     else:
         head = f"{len(_unique(s.node for s in phase.steps))} nodes, each task over all of them before the next"
+    if phase.name == "vcenter" and not any(s.action == "upgrade" for s in plan.phase("psc").steps):
+        title = "the vCenters"
     lines = [f"{phase.name}: {title}", f"  {head}"]
     lines += [_batch_line(phase, b, steps) for b, steps in batches]
     return lines

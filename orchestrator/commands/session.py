@@ -102,7 +102,8 @@ def session(flags: CommonFlags, command: str, *, mutate: bool = True, record: bo
     lock = lock_for(options, inv.domain, command) if mutate else contextlib.nullcontext()
     with lock:
         sweep_leftovers(private_root(options.state_dir, inv.domain))  # templates a killed run left behind
-        record_to(options.state_dir, inv.domain)
+        if record or (options.state_dir / inv.domain).is_dir():  # status creates no state folder of its own
+            record_to(options.state_dir, inv.domain)
         journal = open_journal(options, inv.domain)
         try:
             enter_campaign(journal, plan, command, record)

@@ -8,6 +8,7 @@ import time
 
 from orchestrator.commands.session import CommonFlags, session
 from orchestrator.core.status import Status, compute_status, render
+from orchestrator.engine.journal import journal_path
 from orchestrator.engine.runner import lock_state
 
 
@@ -20,4 +21,9 @@ def status_data(flags: CommonFlags) -> Status:
 
 def run(flags: CommonFlags, as_json: bool = False) -> str:
     st = status_data(flags)
-    return json.dumps(st.to_json(), indent=2) if as_json else render(st)
+    if as_json:
+        return json.dumps(st.to_json(), indent=2)
+    journal = journal_path(flags.state_dir, st.domain)
+    # A mistyped --state-dir looks like a fresh domain: say where no journal was found (a new user's did not).
+    note = "" if journal.exists() else f"\n(no journal at {journal}: nothing has been run with this --state-dir yet)"
+    return render(st) + note

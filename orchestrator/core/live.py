@@ -193,6 +193,8 @@ def fold_live(inv: Inventory, hist: DomainHistory, obs: Observation,
     for n in inv.nodes:
         live = _live_node(n, hist.nodes[n.name], obs.nodes.get(n.name))
         nodes[n.name] = live
+        if n.name in hist.decommissioned:  # silent by design: finalize took it out of the SSO domain
+            continue
         for d in _disagreements(live, hist.nodes[n.name], obs.ts):
             prev = opened.get(d.key())
             if prev is not None and prev.data.get("live") == d.live:

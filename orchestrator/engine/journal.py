@@ -80,7 +80,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 KINDS = frozenset(
     {"run.start", "run.end", "step", "backup", "snapshot_set", "source_appliance", "window", "fact", "note",
-     "disagreement"}
+     "disagreement", "campaign"}
 )
 STEP_STATUSES = frozenset({"started", "succeeded", "failed", "skipped", "reconciled"})
 RECONCILE_OUTCOMES = frozenset({"succeeded", "failed", "not_done"})

@@ -104,6 +104,8 @@ def test_a_repository_task_is_not_advised_as_a_vcwave_command():
         assert as_typed("run `invoke verify --node a`, then `invoke lab.up`") == \
             "run `vcwave verify --node a`, then `invoke lab.up`"
         assert as_typed("invoke upgrade --wave psc") == "vcwave upgrade --wave psc"
+        assert as_typed("next safe command: invoke precheck && invoke backup --phase pre && invoke stage") == \
+            "next safe command: vcwave precheck && vcwave backup --phase pre && vcwave stage"  # a new user saw invoke
         running_as("invoke")
         assert as_typed("run `invoke verify`") == "run `invoke verify`"
     finally:
@@ -151,3 +153,25 @@ def test_finalize_with_no_terminal_is_not_confirmed_not_a_traceback(monkeypatch,
     assert typed_finalize("finalize psc-a?") is True
     monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))
     assert typed_finalize("finalize psc-a?") is False
+
+
+def test_status_with_a_mistyped_state_dir_creates_nothing_and_says_no_journal_was_found(tmp_path, monkeypatch):
+    """`vcwave status --state-dir /tmp/nonexistent-dir` created the folder and showed a fresh domain with no word
+    that nothing was found there: status makes no folder and names the journal it did not find."""
+    from orchestrator.commands import plan as plan_cmd
+    from orchestrator.commands import status as status_cmd
+    from orchestrator.commands.session import CommonFlags
+
+    import itertools
+    import re
+
+    text = (ROOT / "examples" / "two-site.yml").read_text()
+    inv = tmp_path / "inv.yml"  # every node on its own loopback address: silent at once, no name lookup
+    n = itertools.count(2)
+    inv.write_text(re.sub(r"host: [\w.-]+", lambda m: f"host: 127.0.0.{next(n)}", text))
+    for var in ("SSO", "ROOT", "BACKUP"):
+        monkeypatch.setenv(f"VCWAVE_{var}_PASSWORD", "x")
+    plan_cmd.run(str(inv), "6.7 U3", str(tmp_path / "plan.json"))
+    typo = tmp_path / "nonexistent-dir"
+    out = status_cmd.run(CommonFlags(plan=str(tmp_path / "plan.json"), state_dir=str(typo)))
+    assert f"no journal at {typo / 'vsphere.local' / 'journal.sqlite'}" in out and not typo.exists()

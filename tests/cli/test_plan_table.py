@@ -81,3 +81,14 @@ def test_json_is_the_plan_unchanged(tmp_path):
 def test_aligned_pads_all_but_the_last_column():
     assert aligned(("a", "bb", "c"), [("long-value", "x", "tail"), ("y", None, "t")], indent="") == [
         "a           bb  c", "long-value  x   tail", "y           -   t"]
+
+
+def test_a_linked_embedded_hop_says_no_psc_is_upgraded_and_names_the_snapshot_set():
+    """A new user's 8.0 plan of embedded vCenters read 'psc: the window opens: every PSC of every site / 0 PSCs,
+    one at a time — ' and showed the cold snapshot set as a second 'backup/pre' of the same nodes."""
+    text = render_table(plan_of("linked-7.0.yml", "8.0 U3"))
+    assert "0 PSCs" not in text and "every PSC of every site" not in text
+    assert "psc: no PSC is upgraded in this hop" in text and "vcenter: the vCenters\n" in text
+    assert "backup/pre (cold snapshot set) on vc-a, vc-b" in text
+    two_site = render_table(plan_of("two-site.yml", "6.7 U3"))
+    assert "psc: the window opens: every PSC of every site" in two_site and "2 PSCs, one at a time" in two_site
