@@ -21,8 +21,9 @@ LAB_DIR = ".vcwave/lab"
                        "reset": "forget the last lab's state in this folder: a fresh lab at the inventory's versions"})
 @cli
 def lab_up(c, inventory="examples/two-site.yml", dir=LAB_DIR, time_scale="0.001", faults=None, reset=False):
-    """Start a twin of the domain in the background (vcsim + appliance REST twin); writes lab-inventory.yml and
-    env.sh (the installer stand-in for a by-hand session: `. .vcwave/lab/env.sh`). A lab folder used before
+    """Start a twin of the domain in the background (vcsim + appliance REST twin); writes lab-inventory.yml.
+
+    And env.sh (the installer stand-in for a by-hand session: `. .vcwave/lab/env.sh`). A lab folder used before
     resumes where its last lab stopped (versions, backups, snapshots), and says so; --reset starts afresh."""
     from lab import manage
     info = manage.up(inventory, dir, _number(time_scale, "--time-scale"), faults, reset=reset)

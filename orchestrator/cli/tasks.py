@@ -203,8 +203,10 @@ def rollback(c, plan_only=False, to="pre", node=None, inventory=None, plan=None,
 @cli
 def finalize(c, yes=False, inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, json=False,
              verbose=False, break_stale_lock=False):
-    """The point of no return of a finished hop: decommission a converge's PSCs, delete the kept source appliances,
-    write the next hop's inventory; rollback is no longer offered."""
+    """The point of no return of a finished hop (rollback no longer offered).
+
+    Decommissions a converge's external PSCs, deletes the kept source appliances, writes the next hop's
+    inventory. (`--list` shows the first line alone: a sentence cut at the line end read as a broken one.)"""
     from orchestrator.commands import finalize as cmd
     return cmd.run(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), yes,
                    confirm=typed_finalize)
