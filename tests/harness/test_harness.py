@@ -114,3 +114,34 @@ def test_the_kill_lands_inside_the_reboot(killed_in_reboot):
 def test_a_kill_inside_a_reboot_converges_with_one_install_per_node(killed_in_reboot):
     """Every node ends installed exactly once per the lab's own record, answering at the target."""
     assert killed_in_reboot.ok, killed_in_reboot.line()
+
+
+def _event(step: str, action: str, status: str, **data):
+    from types import SimpleNamespace
+    return SimpleNamespace(kind="step", node=step.rsplit("/", 1)[-1], step=step, action=action, status=status,
+                           data=data)
+
+
+def test_a_change_done_twice_is_found_but_a_precheck_run_again_is_not():
+    """Sweep of issue 14: `invoke precheck` re-runs every precheck on purpose (the window opens only after a
+    recent one), so its resume after a kill succeeds each precheck twice; a second install is a real problem."""
+    events = [_event("pre/precheck/psc-a", "precheck", "succeeded"),
+              _event("pre/precheck/psc-a", "precheck", "succeeded"),
+              _event("psc/upgrade/psc-a", "upgrade", "succeeded"),
+              _event("psc/upgrade/psc-a", "upgrade", "reconciled", outcome="succeeded"),
+              _event("psc/upgrade/psc-b", "upgrade", "succeeded"),
+              _event("psc/upgrade/psc-b", "upgrade", "reconciled", outcome="not_done")]
+    assert harness.changes_repeated(events) == ["step psc/upgrade/psc-a on psc-a succeeded 2 times"]
+
+
+def test_a_sweep_reports_hits_reboots_convergence_installs_and_wall_time():
+    pr = harness.PointResult
+    res = harness.HarnessResult("two-site.yml", "6.7 U3", name="reboots", seconds=61.4, points=[
+        pr(CrashPoint(4, "upgrade psc", "reboot", 1, 0.3), hit=True, ok=True, in_reboot="psc-a",
+           installs={"psc-a": 1, "vc-a": 1}),
+        pr(CrashPoint(4, "upgrade psc", "random", 1, 2.0), hit=True, ok=False, problems=["x"],
+           installs={"psc-a": 2, "vc-a": 1}),
+        pr(CrashPoint(5, "upgrade vcenter", "reboot", 1, 0.9), missed=True)])
+    assert res.figures() == {"kill points hit": "2 of 3 (1 missed)", "inside a reboot": "1",
+                             "every re-run converged": "no (1/2 (1 missed))",
+                             "installs per node (lab record)": "psc-a 1-2, vc-a 1", "wall time": "61 s"}
