@@ -131,7 +131,7 @@ def bench_window(c, json=False, inventory=None):
 
 @task(name="faults", help={"json": "JSON output", "limit": "crash points to try per sweep (default: all)",
                            "sweep": "only these kill sweeps, comma-separated: update, installer, reboots, "
-                                    "long reboots, rollback (then no transient or bad-input run)"})
+                                    "long reboots, rollback, file restore (then no transient or bad-input run)"})
 @cli
 def bench_faults(c, json=False, limit=None, sweep=None):
     """The full fault harness: kill -9 at every step boundary and mid-job, transient faults, bad inputs."""

@@ -176,17 +176,32 @@ class Cmd:
     args: tuple[str, ...]
     breakable: bool = True  # takes --break-stale-lock (a changing command holding the domain lock)
     may_fail: bool = False  # the bad day's vCenter wave: its failure is the scenario, not a harness error
+    deploy_for_restore: bool = False  # not vcwave: the administrator deploys a fresh appliance in restore
+    # mode for every node (VMware's installer, Restore stage 1), what a file restore needs (lab control API)
 
 
-def sequence(lab_inventory: str, workdir: Path, target: str, installer: str, rollback: bool = False) -> list[Cmd]:
+def deploy_for_restore(lab_dir: str | Path, before: dict) -> None:
+    """Every node replaced by a freshly deployed appliance in restore mode at the version it ran before
+    anything started (the file-restore bad day's rollback restores every node)."""
+    from lab import manage
+    for name, node in sorted(before["nodes"].items()):
+        manage.control(lab_dir, f"/lab/node/{name}/restore-mode", {"version": node["version"]})
+
+
+def sequence(lab_inventory: str, workdir: Path, target: str, installer: str, rollback: bool = False,
+             restore: str = "snapshot-set") -> list[Cmd]:
     """The rehearsal's commands (lab/rehearse.py), as an administrator types them; with `rollback`, the bad
-    day: the vCenter wave fails (ROLLBACK_FAULTS) and the domain is rolled back."""
+    day: the vCenter wave fails (ROLLBACK_FAULTS) and the domain is rolled back - from the cold snapshot
+    set, or (`restore="file"`: file backups only) by file restores onto freshly deployed appliances."""
     common = ("--inventory", lab_inventory, "--plan", str(workdir / "plan.json"), "--state-dir",
               str(workdir / "state"))
     if rollback:
         head = sequence(lab_inventory, workdir, target, installer)[:5]
+        if restore == "file":
+            head[2] = replace(head[2], args=tuple(a for a in head[2].args if a != "--snapshots"))
+        deploy = [Cmd("deploy for restore", (), False, deploy_for_restore=True)] if restore == "file" else []
         return head + [Cmd("upgrade vcenter", ("upgrade", "--wave", "vcenter", *common, "--installer", installer),
-                           may_fail=True),
+                           may_fail=True), *deploy,
                        Cmd("rollback", ("rollback", *common))]
     return [
         Cmd("plan", ("plan", "--inventory", lab_inventory, "--target", target, "--out", str(workdir / "plan.json")),
@@ -556,6 +571,7 @@ class Sweep:
     seed: int = 0
     randoms: int = 1
     faults: tuple[dict, ...] = ()
+    restore: str = "snapshot-set"  # the rollback's way back: snapshot-set, or file (restores, see sequence())
 
     def wants(self, p: CrashPoint) -> bool:
         if not self.mid_job and p.kind not in ("boundary",) and not p.kind.startswith("after:"):
@@ -580,10 +596,13 @@ def enumerate_points(inventory: str, target: str, workdir: Path, *, mid_job: boo
     rng = random.Random(sw.seed)
     with _lab(sw.inventory, lab_dir, sw.time_scale, _faults_file(wd, sw)) as info:
         env = cli_env(lab_dir, sw.time_scale)
-        cmds = sequence(info["inventory"], wd, sw.target, _standin(sw.target), sw.rollback)
+        cmds = sequence(info["inventory"], wd, sw.target, _standin(sw.target), sw.rollback, sw.restore)
         watch = JournalWatch(journal_file(wd))
         before = kills.LabWatch(lab_dir).state()
         for i, cmd in enumerate(cmds):
+            if cmd.deploy_for_restore:
+                deploy_for_restore(lab_dir, before)
+                continue
             base, lab = watch.max_seq(), kills.LabWatch(lab_dir)
             lab_base, t0 = lab.seq(), time.monotonic()
             r = run_cli(list(cmd.args), wd, env)
@@ -625,10 +644,13 @@ def run_point(inventory: str, target: str, workdir: Path, point: CrashPoint, *,
     try:
         with _lab(sw.inventory, lab_dir, sw.time_scale, _faults_file(wd, sw)) as info:
             env = cli_env(lab_dir, sw.time_scale)
-            cmds = sequence(info["inventory"], wd, sw.target, _standin(sw.target), sw.rollback)
+            cmds = sequence(info["inventory"], wd, sw.target, _standin(sw.target), sw.rollback, sw.restore)
             watch = JournalWatch(journal_file(wd))
             before = kills.LabWatch(lab_dir).state()
             for i, cmd in enumerate(cmds):
+                if cmd.deploy_for_restore:
+                    deploy_for_restore(lab_dir, before)
+                    continue
                 if i == point.cmd:
                     killed, proc, what, res.in_reboot = _run_killed(cmd, wd, env, watch, point, lab_dir)
                     res.hit, res.killed_at = killed, what
@@ -685,13 +707,14 @@ def crash_points(inventory: str | Path, target: str, workdir: str | Path, *, lim
                  mid_job: bool = True, points: Iterable[CrashPoint] | None = None, workers: int = 2,
                  time_scale: float = DEFAULT_SCALE, say: Callable[[str], None] | None = None,
                  rollback: bool = False, kinds: Iterable[str] | None = None, seed: int = 0,
-                 randoms: int = 1, name: str = "", faults: Iterable[dict] = ()) -> HarnessResult:
+                 randoms: int = 1, name: str = "", faults: Iterable[dict] = (),
+                 restore: str = "snapshot-set") -> HarnessResult:
     """Kill the rehearsal's commands at each crash point, resume, check; see the module docstring."""
     t0 = time.monotonic()
     wd = Path(workdir).resolve()
     wd.mkdir(parents=True, exist_ok=True)
     sw = Sweep(str(Path(inventory).resolve()), target, time_scale, rollback,
-               frozenset(kinds) if kinds is not None else None, mid_job, seed, randoms, tuple(faults))
+               frozenset(kinds) if kinds is not None else None, mid_job, seed, randoms, tuple(faults), restore)
     if points is not None:  # given points: no enumerating clean run (CI keeps it short)
         enumerated = chosen = list(points)
     else:
@@ -753,7 +776,7 @@ def transient(inventory: str | Path, workdir: str | Path, probability: float = 0
 def sweeps(limit: int | None = None) -> list[dict[str, Any]]:
     """The kill sweeps of `bench.faults`: every point of the update and installer paths at the usual clock,
     inside reboots (and at seeded random moments) at a clock where a reboot lasts seconds, and in the bad
-    day's rollback."""
+    day's rollback, from the cold snapshot set and by file restores."""
     ex = ROOT / "examples"
     return [
         {"name": "update", "inventory": ex / "two-site.yml", "target": "6.7 U3", "limit": limit},
@@ -764,6 +787,8 @@ def sweeps(limit: int | None = None) -> list[dict[str, Any]]:
          "kinds": (kills.REBOOT,), "seed": 14, "limit": limit},
         {"name": "rollback", "inventory": ex / "two-site.yml", "target": "6.7 U3", "rollback": True,
          "randoms": 2, "seed": 14, "limit": limit},
+        {"name": "file restore", "inventory": ex / "two-site.yml", "target": "6.7 U3", "rollback": True,
+         "restore": "file", "randoms": 2, "seed": 14, "limit": limit},
     ]
 
 

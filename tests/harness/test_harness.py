@@ -145,3 +145,20 @@ def test_a_sweep_reports_hits_reboots_convergence_installs_and_wall_time():
     assert res.figures() == {"kill points hit": "2 of 3 (1 missed)", "inside a reboot": "1",
                              "every re-run converged": "no (1/2 (1 missed))",
                              "installs per node (lab record)": "psc-a 1-2, vc-a 1", "wall time": "61 s"}
+
+
+@pytest.mark.full
+def test_a_file_restore_rollback_killed_while_restoring_converges(tmp_path):
+    """Kill sweep of issue 14 (file restore): the bad day rolled back by file restores onto freshly deployed
+    appliances. Before the fix every re-run dead-ended: the rollback's first actions power every vCenter off,
+    then the restore into that (powered-off) appliance met 'connection refused'. SIGKILL as vc-a's restore
+    starts, resume: every node back at its version with its instance UUID."""
+    require_vcsim()
+    cmds = [c.name for c in harness.sequence("inv.yml", tmp_path, "6.7 U3", "x", rollback=True, restore="file")]
+    assert "--snapshots" not in " ".join(a for c in harness.sequence("inv.yml", tmp_path, "6.7 U3", "x", True,
+                                                                     "file") for a in c.args)
+    point = CrashPoint(cmds.index("rollback"), "rollback", "lab:restore_started", 3)
+    res = harness.crash_points(ROOT / "examples" / "two-site.yml", "6.7 U3", tmp_path / "file", points=[point],
+                               workers=1, rollback=True, restore="file")
+    print("\n" + res.summary())
+    assert res.points[0].hit and res.ok, res.summary()
