@@ -162,3 +162,23 @@ def test_a_file_restore_rollback_killed_while_restoring_converges(tmp_path):
                                workers=1, rollback=True, restore="file")
     print("\n" + res.summary())
     assert res.points[0].hit and res.ok, res.summary()
+
+
+def test_bench_faults_runs_only_the_named_sweeps_and_prints_their_figures(tmp_path, monkeypatch):
+    from orchestrator.errors import InputError
+    ran = []
+
+    def fake(inventory, target, workdir, *, name="", **kw):
+        ran.append(name)
+        return harness.HarnessResult(str(inventory), target, name=name, seconds=3.0, points=[
+            harness.PointResult(CrashPoint(4, "upgrade psc", "reboot", 1, 0.5), hit=True, ok=True, in_reboot="psc-a",
+                                installs={"psc-a": 1})])
+
+    monkeypatch.setattr(harness, "crash_points", fake)
+    out = harness.main_report(workdir=tmp_path, only=["long reboots", "file restore"])
+    assert ran == ["long reboots", "file restore"]  # in bench order; no transient or bad-input run
+    for line in ("long reboots: inside a reboot: 1", "file restore: every re-run converged: yes (1/1)",
+                 "file restore: installs per node (lab record): psc-a 1", "long reboots: wall time: 3 s"):
+        assert line in out
+    with pytest.raises(InputError, match="no sweep named nope"):
+        harness.main_report(workdir=tmp_path, only=["nope"])
