@@ -12,8 +12,11 @@ and judging the outcome from outside (the journal opened read-only, the lab's `/
   installed exactly once *per the lab's own record*, answering at the target with only its own VM powered
   on, upgraded once and verified per the journal, every backup recorded once, and a journal that opens
   cleanly. With ``rollback=True`` the sequence is the bad day instead: vc-b's install fails in the vCenter
-  wave, then `invoke rollback`, killed at its points and resumed; the domain must end answering at the
-  source version with the same instance UUIDs.
+  wave, then `invoke rollback` (from the cold snapshot set, or with `restore="file"` by file restores onto
+  appliances the administrator deployed in restore mode), killed at its points and resumed; the domain must
+  end answering at the source version with the same instance UUIDs. Each sweep reports the points hit, how
+  many landed inside an install's reboot, whether every re-run converged, the installs per node per the
+  lab's record and its wall time (HarnessResult.figures).
 * :func:`transient` — a rehearsal with 503s, connection resets and session expiry on ~20 % of the calls;
   it must still complete; returns the number of retries.
 * the bad-inputs corpus lives in lab/badinputs.py (run in-process, one lab for all cases); `bench.faults`
