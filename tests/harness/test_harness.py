@@ -148,6 +148,7 @@ def test_a_sweep_reports_hits_reboots_convergence_installs_and_wall_time():
 
 
 @pytest.mark.full
+@pytest.mark.timeout(300)
 def test_a_file_restore_rollback_killed_while_restoring_converges(tmp_path):
     """Kill sweep of issue 14 (file restore): the bad day rolled back by file restores onto freshly deployed
     appliances. Before the fix every re-run dead-ended: the rollback's first actions power every vCenter off,
@@ -182,3 +183,17 @@ def test_bench_faults_runs_only_the_named_sweeps_and_prints_their_figures(tmp_pa
         assert line in out
     with pytest.raises(InputError, match="no sweep named nope"):
         harness.main_report(workdir=tmp_path, only=["nope"])
+
+
+@pytest.mark.full
+@pytest.mark.timeout(300)
+def test_a_kill_inside_the_in_window_snapshot_set_is_reconciled_before_the_live_guard(tmp_path):
+    """Kill sweep of issue 14 (installer path): SIGKILL as the vCenter wave's cold snapshot set powers the
+    first VM off. Before the fix every re-run was refused (exit 2, "vc-a is not upgraded while a PSC it depends
+    on does not answer: psc-a"): the live guard ran before the reconciliation that powers the set back on."""
+    require_vcsim()
+    point = CrashPoint(5, "upgrade vcenter", "lab:power_off", 1)
+    res = harness.crash_points(ROOT / "examples" / "two-site-6.0.yml", "6.5 U1", tmp_path / "inst", points=[point],
+                               workers=1)
+    print("\n" + res.summary())
+    assert res.points[0].hit and res.ok, res.summary()
