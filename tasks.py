@@ -17,15 +17,20 @@ LAB_DIR = ".vcwave/lab"
 @task(name="up", help={"inventory": "inventory to mirror (default: examples/two-site.yml)",
                        "dir": f"lab folder (default {LAB_DIR})",
                        "time_scale": "job durations x F, a number (default 0.001: a 40-minute install lasts 2.4 s)",
-                       "faults": "fault-injection YAML"})
+                       "faults": "fault-injection YAML",
+                       "reset": "forget the last lab's state in this folder: a fresh lab at the inventory's versions"})
 @cli
-def lab_up(c, inventory="examples/two-site.yml", dir=LAB_DIR, time_scale="0.001", faults=None):
+def lab_up(c, inventory="examples/two-site.yml", dir=LAB_DIR, time_scale="0.001", faults=None, reset=False):
     """Start a twin of the domain in the background (vcsim + appliance REST twin); writes lab-inventory.yml and
-    env.sh (the installer stand-in for a by-hand session: `. .vcwave/lab/env.sh`)."""
+    env.sh (the installer stand-in for a by-hand session: `. .vcwave/lab/env.sh`). A lab folder used before
+    resumes where its last lab stopped (versions, backups, snapshots), and says so; --reset starts afresh."""
     from lab import manage
-    info = manage.up(inventory, dir, _number(time_scale, "--time-scale"), faults)
+    info = manage.up(inventory, dir, _number(time_scale, "--time-scale"), faults, reset=reset)
     env = manage.write_session_env(dir)
-    return (f"lab up in {info['startup_seconds']}s: inventory {info['inventory']}\n"
+    resumed = (f"resumed the last lab's state in {dir} (its nodes' versions, backups and snapshots as they were "
+               f"at `lab.down`); `invoke lab.down` then `invoke lab.up --reset` for a fresh lab\n"
+               if info.get("resumed") else "")
+    return (resumed + f"lab up in {info['startup_seconds']}s: inventory {info['inventory']}\n"
             f"next, by hand:  . {env}   (VCWAVE_INSTALLER = the lab's vcsa-deploy stand-in)\n"
             f"                vcwave plan --inventory {info['inventory']} --target ...   then every command")
 
@@ -129,6 +134,13 @@ def bench_window(c, json=False, inventory=None):
     return _bench("window", json, **({"inventory": inventory} if inventory else {}))
 
 
+@task(name="hops", help={"json": "JSON output"})
+@cli
+def bench_hops(c, json=False):
+    """Each hop's window (6.0 U3 -> 6.7 U3 -> 7.0 U3 -> 8.0 U3 rehearsed hop by hop) against its theoretical minimum."""
+    return _bench("hops", json)
+
+
 @task(name="faults", help={"json": "JSON output", "limit": "crash points to try per sweep (default: all)",
                            "sweep": "only these kill sweeps, comma-separated: update, installer, reboots, "
                                     "long reboots, rollback, file restore (then no transient or bad-input run)"})
@@ -145,7 +157,7 @@ def bench_faults(c, json=False, limit=None, sweep=None):
 def bench_all(c, json=False):
     """Every benchmark above except the fault harness."""
     from lab import bench
-    rows = [r for name in ("plan", "lab", "facts", "overhead", "window") for r in getattr(bench, f"bench_{name}")()]
+    rows = [r for name in bench.BENCHES for r in getattr(bench, f"bench_{name}")()]
     return bench.as_json(rows) if json else bench.render(rows)
 
 
@@ -154,4 +166,4 @@ ns.add_task(rehearse)
 ns.add_collection(Collection("lab", lab_up, lab_status, lab_down, lab_build))
 ns.add_collection(Collection("cassettes", cassettes_record))
 ns.add_collection(Collection("bench", bench_all, bench_plan, bench_lab, bench_facts, bench_overhead, bench_window,
-                             bench_faults))
+                             bench_hops, bench_faults))

@@ -11,6 +11,8 @@ the vSphere Automation SDK docs) so that vcwave's REST client cannot tell it fro
 - backup: /rest/appliance/recovery/backup/job[/{id}[/cancel]]
 - restore: /rest/appliance/recovery/restore/{validate,job,job/cancel} (only in restore mode)
 - update (6.7+): /rest/appliance/update, /update/pending[/{version}[?action=...]], /update/staged
+- topology (vCenters): GET /rest/vcenter/topology/nodes; converged 7.0 vCenters: POST
+  /rest/vcenter/topology/pscs/{hostname}?action=decommission&vmw-task=true, GET /rest/cis/tasks/{task} (lab/decommission.py)
 
 5.5/6.0 (and Windows) nodes answer 404 to every path: they have no appliance REST API. 6.5 nodes answer 404
 to every /rest/appliance/update path. A node that is down does not listen at all (connection refused).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import secrets
 import select
@@ -31,8 +34,9 @@ import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from orchestrator.core.versions import catalogue, parse_version
 
@@ -104,8 +108,10 @@ class ApplianceServer:
     """The REST twin of one node. `sync()` opens or closes the listener to match the node's down flag."""
 
     def __init__(self, state: LabState, name: str, session_timeout: float = 1800.0, port: int = 0,
-                 host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
+                 host: str = "127.0.0.1", tls: ssl.SSLContext | None = None,
+                 session_log: Path | None = None) -> None:
         self.state = state
+        self.session_log = session_log  # every session id issued, one per line (the lab's record)
         self.tls = tls  # https with the lab CA's certificate (None: plain http)
         self.name = name
         self.host = host
@@ -116,6 +122,9 @@ class ApplianceServer:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._life = threading.Lock()
+        # hostname (as a client names a node: the lab's 127.0.0.1:<port>) -> node name; set by the daemon
+        self.resolve: Callable[[str], str | None] = lambda hostname: None
+        self.address_of: Callable[[str], str] = lambda name: name  # node name -> its address; set by the daemon
 
     @property
     def url(self) -> str:
@@ -178,6 +187,10 @@ class ApplianceServer:
         with self._slock:
             self.sessions[sid] = {"user": user, "last": time.monotonic(),
                                   "boot": self.state.nodes[self.name]["boot"]}
+            if self.session_log is not None:
+                fd = os.open(self.session_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                with open(fd, "a") as fh:
+                    fh.write(sid + "\n")
         return sid
 
     def _check_session(self, sid: str | None) -> dict | None:
@@ -204,6 +217,7 @@ class ApplianceServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers, body: two writes; Nagle held each answer ~40 ms
             server_version = "envoy"
             sys_version = ""
 
@@ -308,6 +322,10 @@ class ApplianceServer:
             ("GET", R(r"/rest/appliance/health/" + seg), self._health, False),
             ("GET", R(r"/rest/appliance/vmon/service"), self._services, False),
             ("GET", R(r"/rest/appliance/vmon/service/" + seg), self._service, False),
+            # The same vMon services under their vSphere API 6.7 name (com.vmware.vcenter.services.Service):
+            # what VMware's 9.x Python SDK binds (it has no appliance.vmon binding), 6.7+ like the update API.
+            ("GET", R(r"/rest/vcenter/services"), self._services, True),
+            ("GET", R(r"/rest/vcenter/services/" + seg), self._service, True),
             ("POST", R(r"/rest/appliance/recovery/backup/job"), self._backup_create, False),
             ("GET", R(r"/rest/appliance/recovery/backup/job"), self._backup_list, False),
             ("GET", R(r"/rest/appliance/recovery/backup/job/" + seg), self._backup_get, False),
@@ -322,6 +340,9 @@ class ApplianceServer:
             ("POST", R(r"/rest/appliance/update/pending/" + seg), self._pending_action, True),
             ("GET", R(r"/rest/appliance/update/staged"), self._staged_get, True),
             ("DELETE", R(r"/rest/appliance/update/staged"), self._staged_delete, True),
+            ("GET", R(r"/rest/vcenter/topology/nodes"), self._topology_nodes, False),
+            ("POST", R(r"/rest/vcenter/topology/pscs/" + seg), self._psc_decommission, False),
+            ("GET", R(r"/rest/cis/tasks/" + seg), self._cis_task, False),
         ]
 
     # -- session -----------------------------------------------------------------------------------
@@ -442,6 +463,27 @@ class ApplianceServer:
     def _restore_cancel(self, h, q, body) -> dict:
         self.state.cancel_restore(self.name)
         return {"status": "OK", "messages": [msg("Restore job was canceled.")]}
+
+    # -- topology (7.0 converged vCenters): decommission an external PSC, lab/decommission.py ------------
+    def _psc_decommission(self, h, q, body, hostname: str) -> str:
+        if q.get("action") != "decommission" or q.get("vmw-task") != "true":
+            raise err("invalid_argument", "expected ?action=decommission&vmw-task=true", 400)
+        spec = (body or {}).get("spec") if isinstance(body, dict) else None
+        if not isinstance(spec, dict):
+            raise err("invalid_argument", "the request body needs a 'spec' with sso_admin_username and "
+                      "sso_admin_password", 400)
+        psc = self.resolve(unquote(hostname))
+        return self.state.start_decommission(self.name, psc, str(spec.get("sso_admin_username") or ""),
+                                             str(spec.get("sso_admin_password") or ""),
+                                             bool(body.get("only_precheck")))
+
+    def _topology_nodes(self, h, q, body) -> list:
+        if self.state.nodes[self.name]["role"] != "vcenter":
+            raise err("not_found", f"Not found: GET /rest/vcenter/topology/nodes on {self.name}", 404)
+        return self.state.topology_nodes(self.address_of)
+
+    def _cis_task(self, h, q, body, task: str) -> dict:
+        return self.state.topology_task(unquote(task))
 
     # -- update ------------------------------------------------------------------------------------
     @staticmethod

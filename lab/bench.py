@@ -11,6 +11,8 @@ row has a target, None when it is a plain figure). `render(rows)` prints a table
 - window:   the mixed-version window of the default and the serial playbook on a time-scaled lab, beside the
             theoretical minimum (sum of PSC installs + the longest vCenter batch — its in-domain backup and
             install — + verify, lab durations), and the installs-only figure.
+- hops:     a route rehearsed hop by hop on one lab (examples/two-site-6.0.yml to 8.0 U3: installer, converge,
+            linked major): each hop's window from its own journal beside its theoretical minimum.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 LARGE = EXAMPLES / "large.yml"
 TWO_SITE = EXAMPLES / "two-site.yml"
+TWO_SITE_60 = EXAMPLES / "two-site-6.0.yml"
 SINGLE_SITE = EXAMPLES / "single-site.yml"
 GIB = 1024 ** 3
 
@@ -627,8 +630,32 @@ def bench_window(inventory: str | Path = TWO_SITE, time_scale: float = 0.002, ta
     return rows
 
 
+# ------------------------------------------------------------------------------------------------ hops
+def bench_hops(inventory: str | Path = TWO_SITE_60, target: str = "8.0 U3", time_scale: float = 0.002,
+               workdir: str | Path | None = None) -> list[Row]:
+    """Every hop of the route to `target` rehearsed in turn on one lab (`invoke rehearse`: each hop planned, run,
+    finalized, the next planned from the inventory finalize wrote): each hop's window, measured from its own
+    journal, beside its theoretical minimum (lab durations)."""
+    from lab.rehearse import Rehearsal
+
+    durations = lab_durations(time_scale)
+    with _tmpdir(workdir, "vcwave-bench-hops-") as tmp:
+        reh = Rehearsal(str(inventory), target, Path(tmp), time_scale, say=lambda _t: None)
+        reh.run()
+    kinds = [h["kind"] for h in reh.hops[0]["plan"].route.get("hops", [])] or ["hop"]
+    rows: list[Row] = []
+    for i, (hop, kind) in enumerate(zip(reh.hops, kinds), 1):
+        plan = hop["plan"]
+        name = f"hop {i} ({kind}, -> {plan.target})"
+        minimum = theoretical_minimum(plan, durations)
+        rows += [row(f"{name}: window, journal", hop["window_s"], "s"),
+                 row(f"{name}: theoretical minimum (lab durations x {time_scale})", minimum, "s"),
+                 row(f"{name}: vcwave / minimum", hop["window_s"] / minimum if minimum else 0.0, "x")]
+    return rows
+
+
 # ------------------------------------------------------------------------------------------------ main
-BENCHES = ("plan", "lab", "facts", "overhead", "window")
+BENCHES = ("plan", "lab", "facts", "overhead", "window", "hops")
 
 
 def run_bench(name: str, *, time_scale: float | None = None) -> list[Row]:
@@ -643,6 +670,8 @@ def run_bench(name: str, *, time_scale: float | None = None) -> list[Row]:
     if name == "window":
         ts = 0.002 if time_scale is None else time_scale
         return bench_window(TWO_SITE, ts) + bench_window(LARGE, ts)
+    if name == "hops":
+        return bench_hops(time_scale=0.002 if time_scale is None else time_scale)
     raise ValueError(f"unknown benchmark {name!r}; one of {', '.join(BENCHES)}, all")
 
 

@@ -88,6 +88,7 @@ class Lab:
         self._logf = None
         self.started_at = 0.0
         self.startup_seconds = 0.0
+        self.resumed = False
 
     # -- logging -----------------------------------------------------------------------------------
     def log(self, text: str) -> None:
@@ -114,6 +115,7 @@ class Lab:
         sso = self.inv.credential("sso")
         if state_path.exists():
             self.state = LabState.load(state_path, **kw)
+            self.resumed = True  # said by `invoke lab.up`: the nodes are where the last lab left them
             self.log("resumed state.json")
         else:
             self.state = LabState.create(state_path, self.raw, sso.user, passwords["sso"], passwords["root"], **kw)
@@ -127,8 +129,10 @@ class Lab:
         try:
             for name in self.state.nodes:
                 srv = ApplianceServer(self.state, name, self.session_timeout,
-                                      port=prev.get("nodes", {}).get(name, {}).get("rest_port", 0), tls=server_tls)
+                                      port=prev.get("nodes", {}).get(name, {}).get("rest_port", 0), tls=server_tls,
+                                      session_log=self.issued("rest", name))
                 self.servers[name] = srv
+                srv.resolve, srv.address_of = self._node_at, self._address_of
                 srv.start()
             if self.use_vcsim:
                 self._start_vcsims(prev)
@@ -200,7 +204,8 @@ class Lab:
             name=name, version=f"{v.major}.{v.minor}.0", build=v.build, api_version=api_version(v),
             full_name=f"VMware vCenter Server {v.major}.{v.minor}.0 build-{v.build}",
             instance_uuid=node["instance_uuid"], psc_host=psc_host, user=self.state.data["sso_user"],
-            password=self.state.data["sso_password"], moref_salt=int(node.get("moref_salt") or 0), tls=self.tls)
+            password=self.state.data["sso_password"], moref_salt=int(node.get("moref_salt") or 0), tls=self.tls,
+            session_log=self.issued("soap", name))
 
     def mgmt_spec_for(self, m):
         vcsim = self._vcsim_mod()
@@ -211,7 +216,16 @@ class Lab:
             name=m.name, version=f"{v.major}.{v.minor}.0", build=v.build, api_version=api_version(v),
             full_name=f"VMware vCenter Server {v.major}.{v.minor}.0 build-{v.build}",
             instance_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.inv.domain}/mgmt/{m.name}")),
-            psc_host="", user=cred.user, password=self.passwords[m.credentials], appliance_vms=vms, tls=self.tls)
+            psc_host="", user=cred.user, password=self.passwords[m.credentials], appliance_vms=vms, tls=self.tls,
+            session_log=self.issued("soap", m.name))
+
+    def issued(self, kind: str, name: str) -> Path:
+        """Where the lab records the session ids it issues (`soap` by vcsim, `rest` by the REST twin), one per
+        line, 0600 in a 0700 folder: `sessions/<kind>-<name>.txt`. They are secrets like the passwords: a
+        test reads them to prove that no file vcwave wrote holds one."""
+        d = self.dir / "sessions"
+        d.mkdir(mode=0o700, exist_ok=True)
+        return d / f"{kind}-{name}.txt"
 
     def _start_vcsims(self, prev: dict) -> None:
         vcsim = self._vcsim_mod()
@@ -315,6 +329,8 @@ class Lab:
             if node.get("deleted") and node["vm"]["vcenter"]:
                 if self._mgmt_call(node["vm"]["vcenter"], "destroy_vm", node["vm"]["name"]):
                     self.log(f"{name}: appliance VM {node['vm']['name']} deleted")
+            if node.get("decommissioned") and node["vm"]["vcenter"]:  # the decommission shut the PSC down
+                self._mgmt_call(node["vm"]["vcenter"], "power_off", node["vm"]["name"])
             if not self.use_vcsim or node["role"] != "vcenter":
                 return
             vcsim = self._vcsim_mod()
@@ -383,6 +399,13 @@ class Lab:
         self.reconcile(name)
         n = self.state.nodes[name]
         return {"node": name, "down": False, "version": n["version"], "build": n["build"]}
+
+    def _node_at(self, hostname: str) -> str | None:
+        """The node a client names by address (every twin listens on 127.0.0.1, told apart by its port)."""
+        return next((n for n, s in self.servers.items() if hostname == f"127.0.0.1:{s.port}"), None)
+
+    def _address_of(self, name: str) -> str:
+        return f"127.0.0.1:{self.servers[name].port}"
 
     def repoint(self, vcenter: str, psc: str) -> dict:
         self.state.repoint(vcenter, psc)
@@ -482,6 +505,7 @@ class Lab:
             "control_url": self.control.url if self.control else None,
             "control_port": self.control.port if self.control else None,
             "started_at": self.started_at, "startup_seconds": round(self.startup_seconds, 3),
+            "resumed": self.resumed,
             "time_scale": self.time_scale, "inventory": str(self.dir / "lab-inventory.yml"),
             "source_inventory": str(self.inventory_path.resolve()), "nodes": {}, "management": {},
             "ca_bundle": str(self.tls.ca.resolve()) if getattr(self, "tls", None) else None,

@@ -488,7 +488,8 @@ def _upgrade(args: argparse.Namespace, out: Out) -> int:
     out(f"Installer: vCenter Server Appliance {target.release} (build {target.build})", True)
     want = TEMPLATE_VERSIONS.get(target.line)
     if want is None:
-        raise Refusal(EXIT_TEMPLATE, f"the stand-in plays the 6.5, 6.7 and 7.0 installers, not {target.release}")
+        lines = ", ".join(f"{a}.{b}" for a, b in TEMPLATE_VERSIONS)
+        raise Refusal(EXIT_TEMPLATE, f"the stand-in plays the {lines} installers, not {target.release}")
     if raw.get("__version") != want[0]:
         raise Refusal(EXIT_TEMPLATE, f"__version {raw.get('__version')!r} is not a template of this installer "
                                      f"({target.release} reads __version {want[0]!r}); take the template from "

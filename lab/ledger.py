@@ -37,6 +37,8 @@ EVENTS = (
     "delete",
     "restore_mode",        # a new appliance deployed, waiting for a restore
     "lost_reply",          # an accepted action whose answer the client never got
+    "decommission_started",  # an external PSC's decommission accepted by a converged vCenter (lab/decommission.py)
+    "decommissioned",      # the PSC is shut down and out of the SSO domain
 )
 
 

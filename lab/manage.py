@@ -54,8 +54,10 @@ def read_lab(lab_dir: str | Path = DEFAULT_DIR) -> dict[str, Any]:
 
 def up(inventory: str | Path, lab_dir: str | Path = DEFAULT_DIR, time_scale: float = 0.001,
        faults: str | None = None, timeout: float = 120.0, extra: tuple[str, ...] = (),
-       warm: bool = False) -> dict[str, Any]:
-    """Start the twin; return lab.json. Refuses to start a second lab in the same folder.
+       warm: bool = False, reset: bool = False) -> dict[str, Any]:
+    """Start the twin; return lab.json (`resumed`: the domain state of the last lab in this folder was taken
+    up again, as after `lab.down`; `reset=True` forgets it first: a fresh lab at the inventory's versions).
+    Refuses to start a second lab in the same folder.
 
     warm=True (tests and the fault harness, which start dozens of labs): the daemon is forked from an
     already-imported process (lab/warmcli.py) instead of a fresh interpreter; it is the same daemon."""
@@ -65,6 +67,8 @@ def up(inventory: str | Path, lab_dir: str | Path = DEFAULT_DIR, time_scale: flo
         old = read_lab(d)
         if _alive(old.get("pid")) and old.get("running", True):
             raise LabError(f"a lab is already running in {d} (pid {old['pid']}): `invoke lab.down` first")
+    if reset:
+        (d / "state.json").unlink(missing_ok=True)
     args = ["--inventory", str(inventory), "--dir", str(d), "--time-scale", str(time_scale), *extra]
     if faults:
         args += ["--faults", str(faults)]

@@ -2,8 +2,11 @@
 same orchestrator commands an administrator runs in production.
 
 precheck -> backup (pre) -> stage -> upgrade psc -> (backups during) -> upgrade vcenter -> verify -> backup
-(post); with a fault file, a failing step is followed by `rollback`. Then the report, the lab is stopped,
-and a summary is printed: window length, steps, retries, backups usable at the end.
+(post); with a fault file, a failing step is followed by `rollback`. A target more than one hop away is
+rehearsed hop by hop on the same lab, as an administrator goes: each hop planned, run and `finalize`d (a
+converge hop decommissions the PSCs there), and the next hop planned from the inventory finalize wrote; a
+converge hop is finalized even when it is the last. Then the report, the lab is stopped, and a summary is
+printed: each hop's window, steps, retries, backups usable at the end.
 """
 from __future__ import annotations
 
@@ -17,14 +20,16 @@ from lab import manage
 from lab.installer_standin import ENV_LAB_DIR, standin_path
 from orchestrator import log
 from orchestrator.clients import retry
+from orchestrator.commands import finalize as finalize_cmd
 from orchestrator.commands import plan as plan_cmd
 from orchestrator.commands import rollback as rollback_cmd
 from orchestrator.commands import status as status_cmd
 from orchestrator.commands import waves
 from orchestrator.commands.session import CommonFlags
 from orchestrator.core.inventory import load_inventory
-from orchestrator.core.plan import load_plan
-from orchestrator.core.versions import catalogue
+from orchestrator.core.next_inventory import FILENAME as NEXT_INVENTORY
+from orchestrator.core.plan import Plan, converges, load_plan
+from orchestrator.core.versions import catalogue, parse_version
 from orchestrator.errors import InputError, RefusedError, StepFailed, Where
 
 
@@ -60,10 +65,13 @@ class Rehearsal:
     failed: str = ""
     rolled_back: bool = False
     expected_before: int = 0
+    hops: list[dict[str, Any]] = field(default_factory=list)  # per hop rehearsed: its flags, plan and window
 
-    def flags(self, lab_inventory: str) -> CommonFlags:
-        return CommonFlags(inventory=lab_inventory, plan=str(self.workdir / "plan.json"),
-                           state_dir=str(self.workdir / "state"), installer=str(standin_path(self.target)),
+    def flags(self, lab_inventory: str, hop: int = 1) -> CommonFlags:
+        """Hop 1 keeps the rehearsal's own folder; a later hop has its own plan and journal (its own campaign)."""
+        base = self.workdir if hop == 1 else self.workdir / f"hop{hop}"
+        return CommonFlags(inventory=lab_inventory, plan=str(base / "plan.json"),
+                           state_dir=str(base / "state"), installer=str(standin_path(self.target)),
                            poll_interval=0.02, deadline_scale=deadline_scale(self.time_scale))
 
     def _do(self, name: str, fn: Callable[[], str]) -> None:
@@ -91,39 +99,63 @@ class Rehearsal:
     def _run(self, lab_dir: Path, start_retries: int) -> str:
         with manage.running(self.inventory, lab_dir, time_scale=self.time_scale, faults=self.faults) as info:
             os.environ[ENV_LAB_DIR] = str(lab_dir.resolve())
-            flags = self.flags(info["inventory"])
-            log.record_to(flags.state_dir, load_inventory(info["inventory"]).domain)  # one event log, all commands
+            inventory = info["inventory"]
+            flags = self.flags(inventory)
+            log.record_to(flags.state_dir, load_inventory(inventory).domain)  # one event log, all commands
             log.describe_run(None, time_scale=self.time_scale)
-            self._do("plan", lambda: plan_cmd.run(info["inventory"], self.target, flags.plan, False, self.playbook,
-                                                  self.concurrency))
-            # The installer of the hop being rehearsed (hop 1 of a longer route), as on that hop's ISO.
-            flags = replace(flags, installer=str(standin_path(load_plan(flags.plan).target)))
-            sequence = [
-                ("precheck", lambda: waves.precheck(flags)),
-                ("backup pre", lambda: waves.backup(flags, "pre", snapshots=self.snapshots)),
-                ("stage", lambda: waves.stage(flags)),
-                ("upgrade psc", lambda: waves.upgrade(flags, "psc")),
-                ("upgrade vcenter", lambda: waves.upgrade(flags, "vcenter")),
-                ("verify", lambda: waves.verify(flags)),
-                ("backup post", lambda: waves.backup(flags, "post")),
-            ]
-            try:
-                for name, fn in sequence:
-                    self._do(name, fn)
-            except StepFailed:
-                if not self.faults:
-                    raise
-                self.say(f"== a step failed as the fault file asked: {self.failed.splitlines()[0]}")
-                try:
-                    self._do("rollback", lambda: rollback_cmd.run(flags))
-                    self.rolled_back = True
-                except RefusedError as exc:
-                    if exc.rule != "rollback-nothing":
-                        raise
-                    self.say("== nothing to roll back: the failure came before any node moved")
+            while True:
+                flags, plan, upgraded = self._hop(inventory, len(self.hops) + 1)
+                more = bool(plan.route) and plan.target != self.target
+                if not upgraded or not (more or converges(load_inventory(inventory), parse_version(plan.target))):
+                    break
+                self._do(self._label("finalize"), lambda: finalize_cmd.run(flags, yes=True))
+                if not more:
+                    break
+                inventory = str(Path(flags.state_dir) / load_inventory(inventory).domain / NEXT_INVENTORY)
             report = _report(flags)
             st = status_cmd.status_data(flags)
         return self.summary(st, report, retry.retry_count() - start_retries)
+
+    def _label(self, name: str) -> str:
+        return name if len(self.hops) <= 1 else f"{name} (hop {len(self.hops)})"
+
+    def _hop(self, inventory: str, number: int) -> tuple[CommonFlags, Plan, bool]:
+        """One hop: plan from `inventory`, then the production sequence (a fault file's failure is rolled back).
+        Returns its flags, its plan and whether the domain was upgraded."""
+        flags = self.flags(inventory, number)
+        self.hops.append({"flags": flags})
+        self._do(self._label("plan"), lambda: plan_cmd.run(inventory, self.target, flags.plan, False, self.playbook,
+                                                           self.concurrency))
+        plan = load_plan(flags.plan)
+        # The installer of the hop being rehearsed, as on that hop's ISO.
+        flags = replace(flags, installer=str(standin_path(plan.target)))
+        self.hops[-1].update(flags=flags, plan=plan)
+        sequence = [
+            ("precheck", lambda: waves.precheck(flags)),
+            ("backup pre", lambda: waves.backup(flags, "pre", snapshots=self.snapshots)),
+            ("stage", lambda: waves.stage(flags)),
+            ("upgrade psc", lambda: waves.upgrade(flags, "psc")),
+            ("upgrade vcenter", lambda: waves.upgrade(flags, "vcenter")),
+            ("verify", lambda: waves.verify(flags)),
+            ("backup post", lambda: waves.backup(flags, "post")),
+        ]
+        try:
+            for name, fn in sequence:
+                self._do(self._label(name), fn)
+        except StepFailed:
+            if not self.faults:
+                raise
+            self.say(f"== a step failed as the fault file asked: {self.failed.splitlines()[0]}")
+            try:
+                self._do(self._label("rollback"), lambda: rollback_cmd.run(flags))
+                self.rolled_back = True
+            except RefusedError as exc:
+                if exc.rule != "rollback-nothing":
+                    raise
+                self.say("== nothing to roll back: the failure came before any node moved")
+            return flags, plan, False
+        self.hops[-1]["window_s"] = status_cmd.status_data(flags).window["length_s"]
+        return flags, plan, True
 
     def _failed_step(self) -> str:
         lines = self.failed.splitlines()
@@ -134,19 +166,26 @@ class Rehearsal:
         usable = sum(1 for n in st.nodes if n["single_restore"])
         route = load_plan(self.workdir / "plan.json").route
         hops = route.get("hops", [])
+        done = len(self.hops)
         lines = [f"rehearsal summary: domain {st.domain}, {self.inventory} -> {st.target}"
-                 + (f" (hop 1 of {len(hops)} to {self.target})" if hops else "") + f" (time scale {self.time_scale})",
+                 + (f" (hop {done} of {len(hops)} to {self.target})" if hops else "") + f" (time scale {self.time_scale})",
                  f"  outcome: {'ROLLED BACK after ' + self._failed_step() if self.rolled_back else 'upgraded'}; "
                  f"domain version now {st.domain_version}; backups usable alone at the end: {usable}/{len(st.nodes)}",
                  "  commands: " + "; ".join(self.steps),
                  f"  mixed-version window: {w['state']}, {w['length_s']:.2f}s in the lab "
-                 f"(~{w['length_s'] / self.time_scale / 60:.0f} min at real speed)",
+                 f"(~{w['length_s'] / self.time_scale / 60:.0f} min at real speed)"
+                 + (" (the last hop's)" if done > 1 else ""),
                  f"  retries of transient faults: {retries} (waits while nodes were down on purpose: "
                  f"{retry.RETRIES.expected - self.expected_before})",
                  f"  files: {_files(report, log.event_log_path())}"]
         if hops:
             lines.append("  route: " + " -> ".join([hops[0]["from"]] + [f"{h['to']} ({h['kind']})" for h in hops])
-                         + f"; only hop 1 was rehearsed: {route['next']}")
+                         + ("; every hop rehearsed, each finalized before the next" if done == len(hops) else
+                            f"; {done} of {len(hops)} hops rehearsed"))
+        for i, h in enumerate(self.hops if done > 1 else (), 1):
+            if "window_s" in h:
+                lines.append(f"  hop {i} -> {h['plan'].target}: window {h['window_s']:.2f}s in the lab "
+                             f"(~{h['window_s'] / self.time_scale / 60:.0f} min at real speed)")
         return "\n".join(lines)
 
 

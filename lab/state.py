@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from orchestrator.core.versions import Version, catalogue, parse_version
 
-from . import boot, ledger
+from . import boot, decommission, ledger
 from .faults import Fault, Faults
 
 # Realistic durations in seconds; multiplied by time_scale (and a `slow` fault factor).
@@ -34,6 +34,7 @@ DURATIONS = {
     "upgrade": 3600.0,   # installer major upgrade (stage 1 + stage 2)
     "rollback": 600.0,   # installer rollback (power operations)
     "power_on": boot.POWER_ON_SECONDS,
+    "decommission": decommission.SECONDS,
 }
 POWERED_OFF = "appliance VM powered off"
 # What a corrupted appliance no longer runs (it answers, health red): vCenter's vpxd, a PSC's directory + STS.
@@ -91,6 +92,13 @@ def has_rest(node: dict) -> bool:
 def has_api_style(node: dict) -> bool:
     """The `/api` URL style (unwrapped results, `POST /api/session`) is served from 7.0 U2 on, beside `/rest`."""
     return has_rest(node) and version_of(node).without_build() >= Version(7, 0, 2)
+
+
+def linked(node: dict) -> bool:
+    """A vCenter that carries SSO itself (7.0+, embedded) and replicates vmdir with the other such vCenters
+    of its domain (Enhanced Linked Mode)."""
+    return (node["role"] == "vcenter" and not node.get("psc") and version_of(node).line not in EXTERNAL_PSC_LINES
+            and not node.get("deleted"))
 
 
 def has_update_api(node: dict) -> bool:
@@ -234,7 +242,8 @@ class LabState:
         return self.data["nodes"]
 
     def pscs(self) -> list[dict]:
-        return [n for n in self.nodes.values() if n["role"] == "psc"]
+        """The external PSCs still in the SSO domain (a decommissioned one left it)."""
+        return [n for n in self.nodes.values() if n["role"] == "psc" and not n.get("decommissioned")]
 
     def now(self) -> float:
         return self.clock()
@@ -272,7 +281,7 @@ class LabState:
         changed = self._apply_due_faults()
         for name in list(self.nodes):
             changed |= self._advance(name)
-        return changed
+        return self._advance_decommissions() or changed
 
     def _progress(self, job: dict) -> tuple[float, int]:
         elapsed = self.now() - job["start"]
@@ -407,12 +416,37 @@ class LabState:
         # The packages are in: the appliance reboots into the new version and answers again only at the end.
         node["version"], node["build"] = target.release, target.build
         node["patched"] = True
+        self._replicate()
         node["update"]["staged"] = None
         node["update"]["failed"] = None
         self._finish(task, True, "Installation completed.", "status")
         self._record(node["name"], "reboot_started", version=task["version"])
         self._start_boot(node, task["duration"] * (1.0 - reboot_at), "install")
         return True
+
+    # -- vmdir replication of linked vCenters (VMware KB 313886) ------------------------------------------
+    def _replicate(self) -> None:
+        """A change on a linked vCenter (an update, an installer upgrade) replicates to every linked vCenter of
+        the domain (vmdir, every 30 s): they all carry one new vmdir generation, in their data (what a
+        snapshot keeps and a revert brings back)."""
+        nodes = [n for n in self.nodes.values() if linked(n)]
+        if len(nodes) < 2:
+            return
+        gen = max(n["data"].get("vmdir", 0) for n in nodes) + 1
+        for n in nodes:
+            n["data"]["vmdir"] = gen
+
+    def _replication_check(self, node: dict) -> None:
+        """KB 313886: "reverting one [linked node] alone leaves the vmdir instances unable to replicate". A
+        linked vCenter that boots with another vmdir generation than its partners (it was reverted, they were
+        not, or the other way round) comes up broken; a whole set reverted before any power-on does not."""
+        peers = [n["name"] for n in self.nodes.values() if linked(n) and n is not node
+                 and n["data"].get("vmdir", 0) != node["data"].get("vmdir", 0)]
+        if not linked(node) or not peers:
+            return
+        node.update(health="red", broken=f"vmdir replication with {', '.join(sorted(peers))} fails: linked vCenters "
+                                         f"must be reverted together, all before any is powered on (KB 313886)")
+        self._record(node["name"], "corrupt", reason="vmdir replication")
 
     # -- reboots and power-ons (lab/boot.py) --------------------------------------------------------
     def _start_boot(self, node: dict, seconds: float, why: str) -> None:
@@ -431,6 +465,8 @@ class LabState:
             b["phase"] = ph  # the OS is up: the reverse proxy listens and answers 503
             return True
         node["booting"] = None
+        if b["why"] == "power_on":
+            self._replication_check(node)
         self._record(node["name"], "boot_completed", why=b["why"])
         if b["why"] == "install":
             self._record(node["name"], "install_completed", version=node["version"], build=node["build"])
@@ -925,6 +961,62 @@ class LabState:
         self._fire()
         return out
 
+    # PSC decommission (lab/decommission.py) ---------------------------------------------------------
+    def start_decommission(self, on: str, psc: str | None, user: str, password: str, only_precheck: bool) -> str:
+        """`POST /rest/vcenter/topology/pscs/{hostname}?action=decommission` on `on`: the task id."""
+        with self.lock:
+            ok = user.lower() == self.data["sso_user"].lower() and password == self.data["sso_password"]
+            answering = psc is not None and self.reachability(psc) == "up"
+            kind, text = decommission.problem(self.nodes, on, psc, ok, answering)
+            if kind:
+                raise LabError(text, kind, 401 if kind == "unauthenticated" else 400)
+            task = decommission.new_task(on, str(psc), self.now(), self.duration(str(psc), "decommission"),
+                                         only_precheck)
+            self.data.setdefault("topology_tasks", {})[task["id"]] = task
+            self._record(str(psc), "decommission_started", on=on, precheck=only_precheck)
+            self.save()
+        return task["id"]
+
+    def topology_nodes(self, address_of: Callable[[str], str]) -> list[dict]:
+        """`GET /rest/vcenter/topology/nodes` (vSphere API 6.7.2+): the nodes of the SSO domain, a decommissioned
+        PSC no longer among them."""
+        with self.lock:
+            self._advance_decommissions()
+            out = []
+            for n in self.nodes.values():
+                if n.get("decommissioned") or n.get("deleted"):
+                    continue
+                kind = "PSC_EXTERNAL" if n["role"] == "psc" else "VCSA_EXTERNAL" if n.get("psc") else "VCSA_EMBEDDED"
+                out.append({"node": address_of(n["name"]), "type": kind,
+                            **({"client_affinity": address_of(n["psc"])} if n.get("psc") else {})})
+        self._fire()
+        return out
+
+    def topology_task(self, task_id: str) -> dict:
+        """`GET /rest/cis/tasks/{task}` of a decommission task."""
+        with self.lock:
+            if self._advance_decommissions():
+                self.save()
+            task = self.data.get("topology_tasks", {}).get(task_id)
+            if task is None:
+                raise LabError(f"no task {task_id!r}", "not_found", 404)
+            out = decommission.view(task, iso)
+        self._fire()
+        return out
+
+    def _advance_decommissions(self) -> bool:
+        """Finish the decommissions whose time has come: the PSC shut down, out of the domain, its VM off."""
+        done = decommission.due(self.data.get("topology_tasks", {}), self.now())
+        for task in done:
+            psc = self.nodes[task["psc"]]
+            task.update(status="SUCCEEDED", end=self.now())
+            psc.update(decommissioned=True, down=True, down_reason="decommissioned", health="gray", booting=None)
+            psc["boot"] += 1
+            self.data["vms"].setdefault(psc["vm"]["vcenter"], {})[psc["vm"]["name"]] = "poweredOff"
+            self._record(psc["name"], "decommissioned", on=task["on"])
+            self._changed(psc["name"])
+        return bool(done)
+
     # installer stand-in ------------------------------------------------------------------------------
     def check_major_upgrade(self, name: str, target: Version, sso: dict | None = None) -> None:
         node = self.node(name)
@@ -982,6 +1074,7 @@ class LabState:
                 node["data"] = {"generation": 1}
             node["boot"] += 1
             node["update"] = {"staged": None, "task": None, "failed": None, "latest_query_time": None}
+            self._replicate()
             self._record(name, "install_completed", version=target.release, build=target.build,
                          method="installer", vm=new_vm_name)
             self._changed(name)

@@ -143,6 +143,7 @@ class VcsimSpec:
     appliance_vms: tuple[str, ...] = ()
     moref_salt: int = 0  # != 0: a rebuilt vCenter, moref ids differ from a normal start
     tls: LabTls | None = None  # serve https with the lab CA's certificate (None: plain http)
+    session_log: Path | None = None  # append every SOAP session id vcsim issues here (the lab's record)
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return (
@@ -170,6 +171,8 @@ class VcsimSpec:
             args += ["-appliance-vms", ",".join(self.appliance_vms)]
         if self.tls:
             args += ["-tls-cert", str(self.tls.cert), "-tls-key", str(self.tls.key)]
+        if self.session_log:
+            args += ["-session-log", str(self.session_log)]
         return args
 
 

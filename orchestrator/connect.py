@@ -65,7 +65,10 @@ class Connections:
         probe = copy.copy(self)
         probe._lock = threading.Lock()
         probe._appliance, probe._vsphere = {}, {}
-        probe._timeouts = {"timeout": deadline}
+        # Each request within half the deadline, however its bytes trickle in (a per-read timeout alone lets a
+        # body at 1 KB/s hold a probe, and the command's exit, for the clients' 120 s): the node then reads as
+        # not answering with the request and path that failed, within the deadline.
+        probe._timeouts = {"timeout": deadline, "total_timeout": deadline / 2}
         # Several short, quiet tries per call within a quarter of the deadline (a node is asked a few things
         # in turn): a node that answers one 503 or reset in five is up and must not read as silent (the
         # guards would refuse the wave), and a node that is really down still costs about the deadline.

@@ -15,7 +15,6 @@ import contextlib
 import json as _json
 import logging
 import logging.handlers
-import os
 import sys
 import threading
 from pathlib import Path
@@ -25,6 +24,7 @@ import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, merge_contextvars, unbind_contextvars
 
 from orchestrator.clients.retry import outage_reason
+from orchestrator.private import private_dirs, private_fd
 from orchestrator.scrub import scrub_event
 
 CONTEXT_KEYS = ("domain", "wave", "node", "step")
@@ -100,7 +100,7 @@ class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
     even for an instant, whatever the umask)."""
 
     def _open(self):  # type: ignore[no-untyped-def]
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = private_fd(Path(self.baseFilename))
         return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
 
 
@@ -130,7 +130,7 @@ class EventFile:
         """Create (or append to) the file and write what was kept. Under the lock."""
         if self._handler is not None or self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.path.parent)
         self._handler = _PrivateRotatingFile(self.path, maxBytes=self.MAX_BYTES, backupCount=self.BACKUPS,
                                              encoding="utf-8")
         for line in self._early:

@@ -15,12 +15,14 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/vmware/govmomi/object"
@@ -54,6 +56,7 @@ func main() {
 	morefSalt := flag.Int("moref-salt", 0, "shift moref ids (a rebuilt vCenter); 0 = normal")
 	tlsCert := flag.String("tls-cert", "", "PEM certificate to serve https with (with -tls-key)")
 	tlsKey := flag.String("tls-key", "", "PEM key of -tls-cert")
+	sessionLog := flag.String("session-log", "", "append every SOAP session id issued (Set-Cookie) to this file")
 	flag.Parse()
 
 	if *password == "" {
@@ -138,6 +141,10 @@ func main() {
 		scheme = "https"
 	}
 	server := newServer(model.Service, fail)
+	if *sessionLog != "" {
+		// http.Server reads Handler per request, and none has arrived yet (the JSON line is not printed).
+		server.Config.Handler = recordSessions(server.Config.Handler, *sessionLog, fail)
+	}
 
 	if *pscHost != "" {
 		setSSO(*pscHost)
@@ -215,6 +222,27 @@ func installFetchSafePropertyCollector() error {
 	pc.Self = ref
 	simulator.Map.Put(pc)
 	return nil
+}
+
+// recordSessions appends the value of every vmware_soap_session cookie the simulator sets to path (0600),
+// one per line: the lab's record of the SOAP session ids it issued, so that a test can look for each of
+// them in every file vcwave wrote (none may appear).
+func recordSessions(next http.Handler, path string, fail func(string, ...interface{})) http.Handler {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0600)
+	if err != nil {
+		fail("session log: %v", err)
+	}
+	var mu sync.Mutex
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r)
+		for _, c := range (&http.Response{Header: w.Header()}).Cookies() {
+			if c.Name == soap.SessionCookieName && c.Value != "" {
+				mu.Lock()
+				fmt.Fprintln(f, c.Value)
+				mu.Unlock()
+			}
+		}
+	})
 }
 
 // newServer starts the HTTP server; govmomi panics when it cannot listen (e.g. port in use).

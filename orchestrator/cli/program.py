@@ -15,7 +15,7 @@ from typing import Any
 from invoke import Program
 from invoke.exceptions import Exit, ParseError
 
-from orchestrator.cli.tasks import REQUIRED, ns
+from orchestrator.cli.tasks import REQUIRED, ns, running_as
 
 PARSE_ERROR_EXIT = 2
 _PARSE_TASKS, _PARSE_CLEANUP = Program.parse_tasks, Program.parse_cleanup  # Invoke's own, before any patch
@@ -38,18 +38,21 @@ def _message(error: ParseError) -> str:
 
 def _usage(program: Program, error: ParseError) -> None:
     """The failing command's help (or the program's) on stderr, after the error itself."""
-    print(f"{program.binary}: error: {_message(error)}", file=sys.stderr)
+    print(f"{running_as()}: error: {_message(error)}", file=sys.stderr)
     name = getattr(error.context, "name", None)
     with contextlib.redirect_stdout(sys.stderr):
         if name and name in getattr(program, "parser", None).contexts:
             print()
             program.print_task_help(name)
         else:
-            print(f"run `{program.binary} --list` for the commands, `{program.binary} <command> --help` for one")
+            print(f"run `{running_as()} --list` for the commands, `{running_as()} <command> --help` for one")
 
 
 def parse_tasks_exit_2(program: Program) -> None:
-    """`Program.parse_tasks`, then the required-flag check; a parse error exits 2 with the usage."""
+    """`Program.parse_tasks`, then the required-flag check; a parse error exits 2 with the usage. Every
+    message of the run (parse errors and the commands' own) is prefixed with the program being run:
+    `vcwave`, or Invoke's (named `Invoke`) as `invoke`."""
+    running_as(program.name.lower())
     try:
         _PARSE_TASKS(program)
         if not program.args.help.value:  # `plan --help` shows the help, whatever is missing

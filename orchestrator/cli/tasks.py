@@ -9,6 +9,7 @@ imports the lab.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from typing import Any, Callable
 
@@ -42,6 +43,28 @@ def helps(params: str, **extra: str) -> dict[str, str]:
     return {**{k: COMMON_HELP[k] for k in params.split()}, **extra}
 
 
+_RUNNING = {"program": "vcwave"}  # set by the parse hooks (orchestrator.cli.program) before a task runs
+_ADVICE = re.compile(r"(?:(?<=`)|^)invoke (?=(\w+)\b)", re.MULTILINE)  # `invoke upgrade`, or a bare next command
+
+
+def running_as(program: str | None = None) -> str:
+    """The program the operator typed (`vcwave`, or `invoke` in the checkout); set once per run."""
+    if program:
+        _RUNNING["program"] = program
+    return _RUNNING["program"]
+
+
+def as_typed(text: str) -> str:
+    """Advice in vcwave's messages names commands as `invoke <command>` (the checkout's form); run as
+    `vcwave`, the product's commands are advised as `vcwave <command>`, the way the operator runs them. The
+    repository's own tasks (`invoke lab.up`) are left alone: `vcwave` does not have them."""
+    program = running_as()
+    if program == "invoke":
+        return text
+    names = {t.name for t in PRODUCT_TASKS}
+    return _ADVICE.sub(lambda m: f"{program} " if m.group(1) in names else m.group(0), text)
+
+
 def cli(fn: Callable[..., str | None]) -> Callable[..., None]:
     """Set up the console (or JSON lines, or the full event stream with -v) and map vcwave errors to a clear
     message on stderr and the right exit code (2 = bad input/refused), never a traceback."""
@@ -54,20 +77,20 @@ def cli(fn: Callable[..., str | None]) -> Callable[..., None]:
                 out = fn(c, *args, **kwargs)
         except VcwaveError as exc:
             log.finish(keep=exc.exit_code != 2)  # refused (bad input): nothing written
-            print(f"vcwave: error: {exc}", file=sys.stderr)
+            print(f"{running_as()}: error: {as_typed(str(exc))}", file=sys.stderr)
             raise Exit(code=exc.exit_code) from None
         except stop.Interrupted as exc:
             log.finish()
             nxt = getattr(exc, "next_command", "")
-            print(f"vcwave: {exc}; the domain lock is released" + (f"; next: {nxt}" if nxt else ""),
-                  file=sys.stderr)
+            print(f"{running_as()}: {as_typed(str(exc))}; the domain lock is released"
+                  + (f"; next: {as_typed(nxt)}" if nxt else ""), file=sys.stderr)
             raise Exit(code=exc.exit_code) from None
         except BaseException:
             log.finish()  # whatever happened: the live view gives the terminal back, the log is kept
             raise
         log.finish()
         if out:
-            print(out)
+            print(as_typed(out))
     return wrapper
 
 
@@ -179,10 +202,21 @@ def rollback(c, plan_only=False, to="pre", node=None, inventory=None, plan=None,
 @cli
 def finalize(c, yes=False, inventory=None, plan=None, state_dir=".vcwave", insecure=False, ca_bundle=None, json=False,
              verbose=False, break_stale_lock=False):
-    """The point of no return of a finished hop: delete the kept source appliances; rollback is no longer offered."""
+    """The point of no return of a finished hop: decommission a converge's PSCs, delete the kept source appliances,
+    write the next hop's inventory; rollback is no longer offered."""
     from orchestrator.commands import finalize as cmd
     return cmd.run(_flags(inventory, plan, state_dir, insecure, ca_bundle, None, break_stale_lock), yes,
-                   confirm=lambda text: input(text + "\nType 'finalize' to go on: ").strip() == "finalize")
+                   confirm=typed_finalize)
+
+
+def typed_finalize(text: str) -> bool:
+    """The operator types 'finalize'. With nothing to type on (cron, AWX, `< /dev/null`) it is simply not
+    confirmed: `input()` raised EOFError, a traceback (exit 1) on the point-of-no-return command."""
+    try:
+        return input(text + "\nType 'finalize' to go on: ").strip() == "finalize"
+    except EOFError:
+        print("\n(no answer: standard input is closed)")
+        return False
 
 
 @task(help=helps("inventory plan state_dir verbose", vcenter="the vCenter to move (required)",

@@ -4,8 +4,10 @@ Why one place: both clients read answers over `http.client` (the appliance REST 
 through its SOAP stub), and neither may read a 10 MB body whole nor wait forever on a body that trickles in
 at 1 KB/s (a socket timeout only bounds the wait for *one* byte). `bounded_response` makes an
 `http.client.HTTPResponse` class that refuses an announced or actual body over the cap and stops reading at
-the deadline; a connection uses it through `response_class`. Both failures are `BadAnswer` naming the node
-and the request: transient for the retry policy, so a GET is asked again and a POST becomes ambiguous.
+the deadline, and refuses a compressed body (no client asks for one: 64 MB of gzip can expand to gigabytes
+past the cap); a connection uses it through `response_class`. Both failures are `BadAnswer` naming the node
+and the request: transient for the retry policy, so a GET is asked again and a POST becomes ambiguous; an
+answer cut by the deadline (`SlowAnswer`) is not asked again (it already took the whole deadline).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import http.client
 import time
 from typing import Any, Iterator
 
-from orchestrator.clients.retry import BadAnswer
+from orchestrator.clients.retry import BadAnswer, SlowAnswer
 
 PIECE = 64 * 1024
 
@@ -40,10 +42,15 @@ class BoundedResponse(http.client.HTTPResponse):
         announced = self.getheader("Content-Length", "") or ""
         if announced.isdigit() and int(announced) > self.max_body:
             raise self._bad(f"answer of {int(announced)} bytes refused (at most {self.max_body})")
+        encoding = (self.getheader("Content-Encoding", "") or "identity").strip().lower()
+        if encoding != "identity":  # never asked for: a compressed body would expand past the cap unread
+            raise self._bad(f"answer is {encoding}-compressed, which was not asked for (its size cannot be bounded)")
 
     def read(self, amt: int | None = None) -> bytes:
         if amt is None or amt < 0:
             return b"".join(iter(lambda: self.read(PIECE), b""))
+        if self.fp is None:  # read to the end: its socket may be closed already (an HTTP/1.0 answer)
+            return b""
         with self._deadline():
             data = super().read1(amt)  # one receive: a trickle cannot hold a read past the deadline
         if self.fp is not None and (not data or self.length == 0):
@@ -69,12 +76,13 @@ class BoundedResponse(http.client.HTTPResponse):
                 raise self._late() from None
             raise
 
-    def _late(self) -> BadAnswer:
-        return self._bad(f"no complete answer within {self.total:g}s (a body trickling in, or a stalled proxy)")
+    def _late(self) -> SlowAnswer:
+        return self._bad(f"no complete answer within {self.total:g}s (a body trickling in, or a stalled proxy)",
+                         SlowAnswer)
 
-    def _bad(self, text: str) -> BadAnswer:
+    def _bad(self, text: str, kind: type[BadAnswer] = BadAnswer) -> BadAnswer:
         self.close()
-        return BadAnswer(text, node=self.node, what=self.where)
+        return kind(text, node=self.node, what=self.where)
 
 
 def bounded_response(node: str, where: str, *, max_body: int, total: float, per_read: float) -> type:

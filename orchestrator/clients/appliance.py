@@ -119,6 +119,24 @@ class RestoreJob(_JobState):
 
 
 @dataclass(frozen=True)
+class CisTask(_JobState):
+    """`GET /rest/cis/tasks/{task}` (6.7.1+): status PENDING | RUNNING | BLOCKED | SUCCEEDED | FAILED."""
+
+    id: str
+    state: str
+    messages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TopologyNode:
+    """One node of the SSO domain as a vCenter lists it (`GET /rest/vcenter/topology/nodes`, vSphere API 6.7.2+)."""
+
+    node: str  # IP address or DNS name
+    type: str  # VCSA_EMBEDDED | VCSA_EXTERNAL | PSC_EXTERNAL
+    client_affinity: str = ""  # a VCSA_EXTERNAL's PSC
+
+
+@dataclass(frozen=True)
 class RestoreValidation:
     status: str           # OK|WARNING|FAIL
     messages: tuple[str, ...] = ()
@@ -602,6 +620,28 @@ class ApplianceClient:
                 str(v.get("version", "")), bool(v.get("staging_complete", False)), str(v.get("name", ""))))
         except NotFound:
             return None
+
+    # -- topology (converged 7.0+ vCenters) -----------------------------------------------------------------
+    def psc_decommission(self, hostname: str, sso_user: str, sso_password: Secret | str,
+                         only_precheck: bool = False) -> str:
+        """Start decommissioning the external PSC `hostname` from this converged vCenter: the task id.
+        VMware's appliance management programming guide, "Decommissioning Nodes" (docs/vsphere-facts-7-8.md)."""
+        body = {"spec": {"sso_admin_username": sso_user, "sso_admin_password": as_secret(sso_password).reveal()},
+                "only_precheck": only_precheck}
+        return self._call("POST", f"vcenter/topology/pscs/{quote(hostname, safe='')}", "topology.pscs.decommission",
+                          query={"action": "decommission", "vmw-task": "true"}, body=body, idempotent=False,
+                          expect=(str,))
+
+    def topology_nodes(self) -> tuple[TopologyNode, ...]:
+        """The vCenters and PSCs of this vCenter's SSO domain (a decommissioned PSC is no longer one)."""
+        return self._call("GET", "vcenter/topology/nodes", "topology.nodes.list", expect=(list,),
+                          convert=lambda raw: tuple(TopologyNode(str(n["node"]).lower(), str(n["type"]),
+                                                                 str(n.get("client_affinity") or "").lower())
+                                                    for n in raw))
+
+    def task(self, task_id: str) -> CisTask:
+        return self._call("GET", f"cis/tasks/{quote(task_id, safe='')}", "cis.tasks.get", convert=lambda v: CisTask(
+            task_id, str(v["status"]), _msgs((v.get("error") or {}).get("messages"))))
 
     # -- waiting -----------------------------------------------------------------------------------------
     def wait_job(self, get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[[J], None] | None = None,

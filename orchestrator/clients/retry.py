@@ -78,6 +78,12 @@ class BadAnswer(TransientError):
     exit_code = 2
 
 
+class SlowAnswer(BadAnswer):
+    """The answer did not complete within the request's total deadline (a body trickling in, a stalled
+    proxy). Never retried: the attempt already took the whole deadline, and asking again would multiply it
+    (three 120 s attempts held a precheck for six minutes)."""
+
+
 class SessionExpired(TransientError):
     """The session is gone (HTTP 401 with a session, vim.fault.NotAuthenticated): log in again once."""
 
@@ -359,7 +365,7 @@ def call_with_retry(fn: Callable[[], T], *, what: str, node: str = "", attempts:
         return backoff(state)
 
     retryable = ((lambda e: isinstance(e, SessionExpired)) if _POLLING.get()
-                 else (lambda e: isinstance(e, TransientError)))
+                 else (lambda e: isinstance(e, TransientError) and not isinstance(e, SlowAnswer)))
     retrying = Retrying(
         stop=stop_after_attempt(attempts) | stop_after_delay(deadline),
         wait=wait,

@@ -12,21 +12,26 @@ Why this shape:
   `verify=False` only when passed explicitly, logged as `tls.verification_disabled`. pyVmomi itself skips
   verification for 'localhost'/'127.0.0.1' when no context is given, so a context is ALWAYS passed.
   Plain http only for loopback hosts (the lab's vcsim).
+- Every answer is read within a size cap and a total deadline (clients/answers.py), the login's too: the
+  steps of pyVmomi's `SmartConnect` are run here with the bounded stub (see `_smart_connect`).
 - An expired session (vim.fault.NotAuthenticated) logs in again once on the same stub, so ManagedObject
   references held by callers stay valid; every call goes through `retry.call_with_retry`.
 """
 from __future__ import annotations
 
 import http.client
+import ssl
 import time
 from dataclasses import dataclass
+from xml.etree import ElementTree
 from xml.etree.ElementTree import ParseError
 from xml.parsers.expat import ExpatError
 from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import urlsplit
 
 from pyVim import connect as pyvim_connect
-from pyVmomi import vim, vmodl
+from pyVmomi import SoapStubAdapter, vim, vmodl
+from pyVmomi.VmomiSupport import GetServiceVersions, versionIdMap
 
 from orchestrator.clients import tls
 from orchestrator.clients.answers import bounded_response
@@ -38,6 +43,7 @@ from orchestrator.secrets import Secret, as_secret
 T = TypeVar("T")
 
 MAX_BODY = 64 * 1024 * 1024  # a RetrievePropertiesEx page of a large inventory is a few MB; 64 MB is garbage
+VERSIONS_MAX_BODY = 1024 * 1024  # vimServiceVersions.xml is a few KB
 SSO_KEYS = ("config.vpxd.sso.admin.uri", "config.vpxd.sso.sts.uri", "config.vpxd.sso.groupcheck.uri")
 
 
@@ -102,8 +108,22 @@ def map_fault(exc: BaseException, *, node: str = "", what: str = "") -> BaseExce
         return PermanentError(_fault_text(exc), node=node, what=what)
     if isinstance(exc, (ParseError, ExpatError)):  # an HTML page, truncated or non-SOAP XML with a 200
         return BadAnswer(f"answer is not the SOAP/XML of the vSphere API ({exc})", node=node,
-                         what=f"{what} /sdk")
+                         what=what if what.endswith("/sdk") else f"{what} /sdk")
     return classify(exc, node=node, what=what)
+
+
+def supported_api_version(document: bytes) -> str | None:
+    """The first of pyVmomi's vim25 versions (newest first) that a `vimServiceVersions.xml` lists, as
+    pyVim.connect's private `__VersionIsSupported` decides; None for a document of something else."""
+    try:
+        root = ElementTree.fromstring(document)
+    except ElementTree.ParseError:
+        return None
+    if root.tag != "namespaces" or root.get("version") != "1.0":
+        return None
+    listed = {(v.text or "").strip() for ns in root.findall("namespace")
+              for v in (*ns.findall("version"), *ns.findall("priorVersions/version"))}
+    return next((v for v in GetServiceVersions("vim25") if versionIdMap.get(v) in listed), None)
 
 
 def _register_session(stub: Any) -> None:
@@ -144,42 +164,73 @@ class VSphereClient:
         return req
 
     def _smart_connect(self) -> Any:
-        kw: dict[str, Any] = dict(host=self.host, port=self.port, user=self.user, pwd=self._password.reveal(),
-                                  protocol=self.scheme, httpConnectionTimeout=self.timeout)
-        if self.scheme == "https":
-            kw["sslContext"] = tls.ssl_context(self.verify, self.thumbprint, host=self.host, node=self.node,
-                                               client="vsphere")
-            if self.verify is False and not self.thumbprint:
-                kw["disableSslCertValidation"] = True
+        """pyVmomi's `SmartConnect`, done here so that every answer of the login is bounded too: SmartConnect
+        reads `vimServiceVersions.xml` over a connection with no timeout and parses it whole, and runs
+        `RetrieveServiceContent` and `Login` before a caller can reach its stub. Here the version document
+        is read through the bounded reader, and the stub gets the bounded connection class before its first
+        request; an answer that is too big, too slow or not SOAP names the node and the call."""
+        ctx = (tls.ssl_context(self.verify, self.thumbprint, host=self.host, node=self.node, client="vsphere")
+               if self.scheme == "https" else None)
+        call = "GET /sdk/vimServiceVersions.xml"
         try:
-            si = pyvim_connect.SmartConnect(**kw)
+            version = self._api_version(ctx)
+            stub = SoapStubAdapter(host=self.host, port=self.port if ctx else -self.port, version=version,
+                                   path="/sdk", sslContext=ctx, httpConnectionTimeout=self.timeout,
+                                   acceptCompressedResponses=False)  # a gzip body would escape the size cap
+            self._bound_answers(stub)
+            si = vim.ServiceInstance("ServiceInstance", stub)
+            call = "RetrieveServiceContent /sdk"
+            content = si.RetrieveContent()
+            call = "Login /sdk"
+            content.sessionManager.Login(self.user, self._password.reveal(), None)
         except vim.fault.InvalidLogin as exc:
             raise Unauthorized(f"login refused for user {self.user}: {_fault_text(exc)}", node=self.node,
                                what="connect") from exc
-        except Exception as exc:  # pyVmomi raises bare Exception for "not a VIM server"
-            mapped = map_fault(exc, node=self.node, what="connect")
-            if mapped is exc and type(exc) is Exception:
-                text = str(exc)
-                if "not a VIM server" in text:  # /sdk answered, but an HTML page or XML of something else
-                    raise BadAnswer(f"answer is not the vSphere API's ({text})", node=self.node,
-                                    what="connect /sdk") from exc
-                raise PermanentError(text, node=self.node, what="connect") from exc
+        except BadAnswer as exc:  # the bounded reader knows the endpoint; the call is known here
+            raise BadAnswer(exc.message, node=self.node, what=f"connect {call}") from exc
+        except ClientError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - pyVmomi's deserializer fails on garbage with any error
+            mapped = map_fault(exc, node=self.node, what=f"connect {call}")
+            if mapped is exc:  # not a transport fault: an answer pyVmomi could not read as the call's result
+                raise BadAnswer(f"answer is not the vSphere API's ({type(exc).__name__}: {exc})", node=self.node,
+                                what=f"connect {call}") from exc
             raise mapped from exc
-        stub = si._stub
-        self._bound_answers(stub)
-        self._content = si.RetrieveContent()  # si.content would cost a round trip on every access
+        self._content = content  # si.content would cost a round trip on every access
         stub.requestModifierList.append(self._count)
         _register_session(stub)
         return si
 
+    def _api_version(self, ctx: ssl.SSLContext | None) -> str:
+        """The newest vim25 version both pyVmomi and the server speak, from the server's
+        `/sdk/vimServiceVersions.xml`, read within the size cap and the deadline."""
+        path = "/sdk/vimServiceVersions.xml"
+        conn = (http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=ctx) if ctx
+                else http.client.HTTPConnection(self.host, self.port, timeout=self.timeout))
+        conn.response_class = self._bounded(f"GET {path}", VERSIONS_MAX_BODY)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            status, body = resp.status, resp.read()
+        finally:
+            conn.close()
+        version = supported_api_version(body) if status == 200 else None
+        if version is None:
+            raise BadAnswer(f"answer is not the vSphere API's (HTTP {status}, no vim25 version pyVmomi speaks)",
+                            node=self.node, what=f"connect GET {path}")
+        return version
+
+    def _bounded(self, where: str, max_body: int) -> type:
+        return bounded_response(self.node, where, max_body=max_body, total=self.total_timeout,
+                                per_read=self.timeout)
+
     def _bound_answers(self, stub: Any) -> None:
-        """Every later SOAP answer is read within a size cap and a deadline (orchestrator.clients.answers):
+        """Every SOAP answer is read within a size cap and a deadline (orchestrator.clients.answers):
         pyVmomi builds its connections from `stub.scheme`, so a subclass with a bounded response class is
         swapped in and the pooled connections dropped."""
         scheme = getattr(stub, "scheme", None)
         if isinstance(scheme, type) and issubclass(scheme, http.client.HTTPConnection):
-            stub.scheme = type(scheme.__name__, (scheme,), {"response_class": bounded_response(
-                self.node, "/sdk", max_body=MAX_BODY, total=self.total_timeout, per_read=self.timeout)})
+            stub.scheme = type(scheme.__name__, (scheme,), {"response_class": self._bounded("/sdk", MAX_BODY)})
             stub.DropConnections()
 
     def connect(self) -> "VSphereClient":

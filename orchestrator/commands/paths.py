@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from orchestrator.errors import InputError, Where
+from orchestrator.private import private_dirs
 
 
 def _refuse(flag: str, path: Path, why: str) -> InputError:
@@ -55,7 +56,7 @@ def write_atomic(flag: str, path: Path, text: str) -> None:
     and is reported as bad input naming `flag` (the target keeps its old content)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(path.parent)
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:

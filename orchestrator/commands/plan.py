@@ -7,15 +7,16 @@ from pathlib import Path
 from orchestrator.core.campaign import plan_campaign
 from orchestrator.core.inventory import load_inventory
 from orchestrator.commands.paths import check_file, write_atomic
-from orchestrator.core.plan import Plan, file_sha256, plan_text
+from orchestrator.core.plan import Plan, file_sha256, load_plan, plan_text
 from orchestrator.core.playbook import load_playbook
 from orchestrator.core.rules import SITE_BY_SITE
-from orchestrator.core.versions import VersionError, parse_version
+from orchestrator.core.versions import VersionError, parse_version, read_as
 from orchestrator.errors import InputError, RefusedError, Where
 from orchestrator.commands.plan_table import render_table
 from orchestrator.log import get_logger, record_to
 
 DEFAULT_PLAN = Path(".vcwave/plan.json")
+MAX_PLAN_BYTES = 64 * 1024 * 1024  # a 1000-node plan is a few MB: a file beyond this is not one of ours
 
 
 def parse_target(text: str) -> "object":
@@ -37,14 +38,34 @@ def make_plan(inventory: str, target: str, playbook: str | None = None, concurre
                          playbook_sha256=file_sha256(pb.path), concurrency=concurrency)
 
 
+def check_replaceable_plan(path: Path) -> Path:
+    """`--out` may name a new file or a vcwave plan, nothing else. Why: run as root, `--out /etc/passwd` replaced
+    the system's user list with a plan (exit 0); a typo must not cost a file vcwave did not write."""
+    if not path.exists():
+        return path
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_PLAN_BYTES:
+            raise ValueError
+        load_plan(path)
+    except (OSError, ValueError, InputError):
+        raise InputError(f"{path}: exists and is not a vcwave plan; vcwave replaces only its own plan files "
+                         "(name a new file, or remove this one yourself)", Where(field="--out")) from None
+    return path
+
+
 def run(inventory: str, target: str, out: str | None = None, as_json: bool = False, playbook: str | None = None,
         concurrency: int | None = None, site: str | None = None) -> str:
-    out_path = check_file("--out", out or DEFAULT_PLAN)
+    out_path = check_replaceable_plan(check_file("--out", out or DEFAULT_PLAN))
     plan = make_plan(inventory, target, playbook, concurrency, site)
     record_to(out_path.parent, plan.domain)  # the plan's state folder (.vcwave by default)
     write_atomic("--out", out_path, plan_text(plan))
-    get_logger("vcwave.plan").info("plan.saved", domain=plan.domain, target=plan.target, path=str(out_path),
-                                   plan_hash=plan.plan_hash, steps=sum(1 for _ in plan.steps()))
+    log = get_logger("vcwave.plan")
+    note = read_as(target)
+    if note:  # accepted, never silently: the output's first line says which release the plan is for
+        log.info("plan.target_read_as", target=target, read_as=plan.target)
+    log.info("plan.saved", domain=plan.domain, target=plan.target, path=str(out_path),
+             plan_hash=plan.plan_hash, steps=sum(1 for _ in plan.steps()))
     if as_json:
         return json.dumps(plan.to_json(), indent=2, sort_keys=True)
-    return render_table(plan) + f"\nplan saved to {out_path} (plan_hash {plan.plan_hash[:12]})"
+    return (f"--target {note}\n" if note else "") + render_table(plan) + \
+        f"\nplan saved to {out_path} (plan_hash {plan.plan_hash[:12]})"

@@ -13,9 +13,10 @@ from typing import Any
 
 from orchestrator.core import interop, rules
 from orchestrator.core.inventory import Inventory
+from orchestrator.core.next_inventory import FILENAME as NEXT_INVENTORY
 from orchestrator.core.plan import Plan, build_plan, check_target, with_route
 from orchestrator.core.playbook import Playbook
-from orchestrator.core.route import Hop, Route, describe, find_route
+from orchestrator.core.route import EMBEDDED, EXTERNAL, Hop, Route, find_route
 from orchestrator.core.versions import Version, catalogue
 from orchestrator.errors import RefusedError
 
@@ -42,10 +43,11 @@ def _at_release(inv: Inventory, release: Version) -> Inventory:
 def hop_window(inv: Inventory, playbook: Playbook, hop: Hop, concurrency: int | None = None) -> float:
     """Expected mixed-version window of one hop (minutes), from the same estimates the planner uses.
 
-    Hops the planner knows (patch, installer, converge) are planned on the inventory as it will be (the
-    plan's own window); linked hops upgrade the vCenters one at a time (VMware: "you cannot perform parallel
-    upgrades"), so their window is the sum of each vCenter's upgrade and verification."""
-    if hop.planned:
+    A hop that starts from the inventory's own topology is planned on the inventory as it will be (the plan's
+    own window); a hop after a converge (linked vCenters, not yet described by this inventory) upgrades the
+    vCenters one at a time (VMware: "you cannot perform parallel upgrades"), so its window is the sum of each
+    vCenter's upgrade and verification."""
+    if hop.topology_before == (EXTERNAL if inv.pscs else EMBEDDED):
         projected = _at_release(inv, hop.source)
         if not rules.vcenters_in_parallel_allowed(interop.supports_external_psc(hop.target)):
             concurrency = None  # --concurrency is for this plan's hop; a converge runs one vCenter at a time anyway
@@ -69,12 +71,12 @@ def route_entries(inv: Inventory, playbook: Playbook, route: Route, first_window
 def next_step_text(route: Route, inventory: str) -> str:
     """What the administrator does once this hop is finished."""
     first, final = route.first, route.final
-    edit = (f"set the node versions in {inventory} to {first.target.release}" if first.kind != "converge" else
-            f"once the PSCs are decommissioned, describe the converged domain in {inventory} (topology: embedded; "
-            f"the vCenters at {first.target.release} with embedded_psc: true and no psc; the PSCs removed)")
-    return (f"after hop 1 is finished (every node verified at {first.target.release}, post backups taken), "
-            f"{edit} and run `invoke plan --inventory {inventory} --target \"{final.release}\"` again for hop 2 "
-            f"({first.target.release} -> {route.hops[1].target.release}, {route.hops[1].kind})")
+    done = "the PSCs decommissioned, " if first.kind == "converge" else ""
+    return (f"after hop 1 is finished (every node verified at {first.target.release}, post backups taken, "
+            f"{done}`invoke finalize` done), run `invoke plan --inventory <state-dir>/<domain>/{NEXT_INVENTORY} "
+            f"--target \"{final.release}\"` for hop 2 ({first.target.release} -> {route.hops[1].target.release}, "
+            f"{route.hops[1].kind}): finalize writes that inventory from {inventory} and the versions the nodes "
+            f"answer with")
 
 
 def route_lines(entries: list[dict[str, Any]]) -> list[str]:
@@ -88,18 +90,9 @@ def route_lines(entries: list[dict[str, Any]]) -> list[str]:
 
 def plan_campaign(inv: Inventory, playbook: Playbook, target: Version, *, inventory_sha256: str = "",
                   playbook_sha256: str = "", concurrency: int | None = None) -> Plan:
-    """The saved plan for the route's first hop, carrying the whole route when there is more than one hop.
-
-    Raises RefusedError (exit 2, nothing saved) when the first hop is of a kind this vcwave cannot run:
-    the message still names the whole route, each hop's kind, order and window."""
+    """The saved plan for the route's first hop, carrying the whole route when there is more than one hop."""
     route = domain_route(inv, target)
     first = route.first
-    if not first.built:
-        entries = route_entries(inv, playbook, route, None, concurrency)
-        raise RefusedError(
-            f"hop 1 of the route {describe(route)} is a {first.kind} hop; this vcwave plans and runs patch and "
-            f"installer hops only, so no plan was saved.\n" + "\n".join(route_lines(entries)),
-            rule="hop-not-built")
     plan = build_plan(inv, playbook, first.target, inventory_sha256=inventory_sha256,
                       playbook_sha256=playbook_sha256, concurrency=concurrency)
     if len(route.hops) == 1:

@@ -31,6 +31,7 @@ class EventLike(Protocol):
 # Journal notes written by `invoke finalize` (the journal's own event kinds stay as they are).
 FINALIZE_REMOVED = "finalize-removed"
 FINALIZED = "finalized"
+FINALIZE_DECOMMISSIONED = "finalize-decommissioned"  # an external PSC left the SSO domain (converge hop)
 
 
 @dataclass(frozen=True)
@@ -73,16 +74,18 @@ class DomainHistory:
     prechecks: dict[str, tuple[str, float]] = field(default_factory=dict)  # node -> newest (outcome, ts)
     paused: tuple[str, ...] = ()  # steps paused for a manual change (`invoke verify --node N` confirms it)
     finalized: float | None = None  # `invoke finalize` passed the point of no return (kept sources removed)
+    decommissioned: tuple[str, ...] = ()  # external PSCs `invoke finalize` decommissioned (converge hop)
 
     def versions(self) -> dict[str, Version]:
         return {n: h.version for n, h in self.nodes.items()}
 
 
-def domain_version(inv: Inventory, versions: dict[str, Version]) -> str:
-    """The SSO domain's version = the version of the nodes that carry SSO: its external PSCs and, once
-    converged (7.0+), its vCenters. During a wave it is a mix, e.g. '6.0 U3+6.5 U1', or '6.7 U1+7.0 U3'
-    while the vCenters converge and until the PSCs are decommissioned."""
-    carriers = [p.name for p in inv.pscs] + [v.name for v in inv.vcenters
+def domain_version(inv: Inventory, versions: dict[str, Version], decommissioned: Iterable[str] = ()) -> str:
+    """The SSO domain's version = the version of the nodes that carry SSO: its external PSCs (until they are
+    decommissioned) and, once converged (7.0+), its vCenters. During a wave it is a mix, e.g. '6.0 U3+6.5 U1',
+    or '6.7 U1+7.0 U3' while the vCenters converge and until the PSCs are decommissioned."""
+    gone = set(decommissioned)
+    carriers = [p.name for p in inv.pscs if p.name not in gone] + [v.name for v in inv.vcenters
                                               if not supports_external_psc(versions[v.name])]
     rels = sorted({versions[n].without_build() for n in carriers})
     return "+".join(v.release for v in rels)
@@ -104,6 +107,7 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     prechecks: dict[str, tuple[str, float]] = {}
     paused: dict[str, str] = {}
     finalized = None
+    decommissioned: list[str] = []
     for e in events:
         count += 1
         if e.kind == "step":
@@ -145,6 +149,8 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
             backups = [b for b in backups if not (b.node == e.node and b.method == "source-appliance")]
         elif e.kind == "note" and e.status == FINALIZED:
             finalized = e.ts
+        elif e.kind == "note" and e.status == FINALIZE_DECOMMISSIONED and e.node not in decommissioned:
+            decommissioned.append(e.node)
         elif e.kind == "window":
             if e.status == "opened" and opened is None:
                 opened, closed = e.ts, None
@@ -153,4 +159,5 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     nodes = {n.name: NodeHistory(n.name, versions[n.name], *last[n.name], upgraded[n.name], verified[n.name])
              for n in inv.nodes}
     return DomainHistory(nodes, tuple(backups), opened, closed, tuple(failed.values()), tuple(running.values()),
-                         rollbacks, count, prechecks, tuple(paused.values()), finalized)
+                         rollbacks, count, prechecks, tuple(paused.values()), finalized,
+                         tuple(decommissioned))

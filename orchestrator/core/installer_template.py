@@ -88,12 +88,16 @@ SCHEMAS: dict[tuple[int, int], dict[str, Any]] = {
              "no_ssl_flag": "--no-esx-ssl-verify", "sources": ("5.5", "6.0")},
     (6, 7): {"version": "2.13.0", "dotted": False, "verify_flag": "--verify-template-only",
              "no_ssl_flag": "--no-ssl-certificate-verification", "sources": ("6.0", "6.5")},
-    # 7.0: the 6.7 (underscore) schema plus the `sso` section of a converge (see `_sso_section`); the
-    # `__version` of the 7.0 ISO's templates is *to confirm* (no template file is in a readable source): the
-    # 6.7 value is kept, and the installer's own --verify-template-only (vcwave's precheck) would refuse a
-    # wrong one before anything changes.
+    # 7.0: the 6.7 (underscore) schema plus the `sso` section of a converge (see `_sso_section`). `__version`
+    # "2.13.0" is confirmed for the 7.0 U3 and 8.0 ISOs' install templates (docs/vsphere-facts-7-8.md,
+    # "Installer templates of 7.0 and 8.0"); for their upgrade templates it is still *to confirm*, and the
+    # installer's own --verify-template-only (vcwave's precheck) refuses a wrong one before anything changes.
     (7, 0): {"version": "2.13.0", "dotted": False, "verify_flag": "--verify-template-only",
              "no_ssl_flag": "--no-ssl-certificate-verification", "sources": ("6.5", "6.7")},
+    # 8.0: the 7.0 schema; linked embedded vCenters 7.0 -> 8.0 (vSphere 8.0 Upgrade: "from version 6.7 or 7.0").
+    # vcwave converges into 7.0 only (interop.yaml `converge_into`), so an 8.0 template never has an sso section.
+    (8, 0): {"version": "2.13.0", "dotted": False, "verify_flag": "--verify-template-only",
+             "no_ssl_flag": "--no-ssl-certificate-verification", "sources": ("6.7", "7.0")},
 }
 _BY_TEMPLATE_VERSION = {s["version"]: line for line, s in reversed(SCHEMAS.items())}  # first line wins
 

@@ -238,6 +238,7 @@ def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory
     if concurrency is not None and concurrency < 1:
         raise InputError(f"--concurrency must be >= 1, got {concurrency}", Where(field="--concurrency"))
     converge = converges(inv, target)
+    cold_set = rules.cold_snapshot_set_required(converge, 0 if inv.pscs else len(inv.vcenters))
     one_at_a_time = rules.vcenters_in_parallel_allowed(interop.supports_external_psc(target))
     if not one_at_a_time and concurrency is not None and concurrency > 1:
         raise RefusedError(f"--concurrency {concurrency}: {one_at_a_time.reason}", rule=one_at_a_time.rule)
@@ -266,7 +267,7 @@ def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory
                 for node in members:
                     cur = target if play.phase == "post" else node.version
                     steps += _node_lane(node, one, target, play.phase, i, cur, play.phase)
-            if converge and play.phase == "pre" and "backup" in play.tasks:
+            if cold_set and play.phase == "pre" and "backup" in play.tasks:
                 steps += _cold_snapshot_set(inv, target, len(play.tasks))
             phases.append(Phase(play.phase, tuple(steps)))
             continue
@@ -293,9 +294,9 @@ def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory
         if problem:
             warnings.append(f"{n.name}: {problem} (the precheck will fail)")
     no_vm = [n.name for n in inv.nodes if n.vm is None]
-    if converge and no_vm:
+    if cold_set and no_vm:
         warnings.append(f"no appliance VM declared for {', '.join(no_vm)}: the cold snapshot set of all nodes that "
-                        f"VMware KB 313886 asks for before a converge cannot include them")
+                        f"VMware KB 313886 asks for before this hop cannot include them")
     per_site = {site: sum(1 for p in inv.pscs if p.site == site) for site in inv.sites}
     for verdict in rules.within_configuration_maximums(per_site, len(inv.vcenters),
                                                        interop.interop_data().configuration_maximums):
@@ -309,10 +310,11 @@ def build_plan(inv: Inventory, playbook: Playbook, target: Version, *, inventory
 
 
 def _cold_snapshot_set(inv: Inventory, target: Version, batch: int) -> list[Step]:
-    """Before a converge: offline snapshots of ALL nodes, taken together (VMware KB 313886: "Offline snapshots
-    of all nodes in an SSO domain (ELM) are required when any SSO domain update will be performed"; a
-    revert reverts all of them before any is powered on). The same step ids as `backup --snapshots`."""
-    why = "cold snapshot set of all nodes of the SSO domain before it converges (VMware KB 313886)"
+    """Before a converge or a linked hop (`rules.cold_snapshot_set_required`): offline snapshots of ALL nodes,
+    taken together (VMware KB 313886: "Offline snapshots of all nodes in an SSO domain (ELM) are required when
+    any SSO domain update will be performed"; a revert reverts all of them before any is powered on). The
+    same step ids as `backup --snapshots`."""
+    why = "cold snapshot set of all nodes of the SSO domain before the hop (VMware KB 313886)"
     return [Step(f"pre/snapshot-set/{n.name}", "pre", batch, n.name, n.role, n.site, "backup", "snapshot-set",
                  n.version.release, target.release, why, "pre") for n in inv.nodes if n.vm is not None]
 
@@ -421,7 +423,8 @@ def load_plan(path: str | Path) -> Plan:
     try:
         data = json.loads(p.read_text())
     except FileNotFoundError:
-        raise InputError("plan file not found; run `invoke plan --out FILE` first", Where(file=str(p))) from None
+        raise InputError("plan file not found; make it with `invoke plan --inventory INVENTORY --target VERSION "
+                         f"--out {p}`", Where(file=str(p))) from None
     except (OSError, ValueError) as exc:
         raise InputError(f"plan file is not JSON: {exc}", Where(file=str(p))) from None
     return plan_from_json(data, str(p))

@@ -27,11 +27,6 @@ from orchestrator.errors import RefusedError
 
 EXTERNAL = "external-psc"
 EMBEDDED = "embedded"
-# Hop kinds the planner plans step by step (core/plan.py); the window of the others is estimated.
-PLANNED_KINDS = ("patch", "installer", "converge")
-# Hop kinds this vcwave can run end to end. The others are named in a route with their window, and refused
-# when they would be the hop to run now (never half-run).
-BUILT_KINDS = ("patch", "installer", "converge")
 
 _ORDER = {
     "patch": "every external PSC of every site one at a time, then the vCenters (those sharing a PSC together)",
@@ -59,14 +54,6 @@ class Hop:
     topology_after: str
 
     @property
-    def built(self) -> bool:
-        return self.kind in BUILT_KINDS
-
-    @property
-    def planned(self) -> bool:
-        return self.kind in PLANNED_KINDS
-
-    @property
     def order(self) -> str:
         return _ORDER[self.kind]
 
@@ -80,7 +67,7 @@ class Hop:
     def to_json(self) -> dict[str, Any]:
         return {"hop": self.number, "from": self.source.release, "to": self.target.release, "kind": self.kind,
                 "method": self.method, "order": self.order, "topology_before": self.topology_before,
-                "topology_after": self.topology_after, "built": self.built}
+                "topology_after": self.topology_after}
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,16 @@ def vcenters_in_parallel_allowed(target_supports_external_psc: bool) -> Verdict:
     return Verdict(True, "vcenters-one-at-a-time")
 
 
+def cold_snapshot_set_required(converge: bool, sso_carriers: int) -> bool:
+    """VMware KB 313886 (vCenter 6.x, 7.0, 8.0 in Enhanced Linked Mode): offline snapshots of ALL nodes of the
+    SSO domain, taken together, before any update; reverted together before any is powered on (vmdir
+    replicates every 30 s: one node reverted alone cannot replicate). vcwave plans that set itself before a
+    converge and before any hop of a domain whose SSO is carried by more than one node that replicate with
+    each other (linked embedded vCenters); a 6.x external-PSC wave keeps it optional (`backup --snapshots`),
+    as the seed's file backups of each node come first there."""
+    return converge or sso_carriers > 1
+
+
 def converge_partners(vcenters_in_order: Iterable[tuple[str, str]]) -> dict[str, str | None]:
     """Replication partner of each converging vCenter, given (name, site) in upgrade order.
 

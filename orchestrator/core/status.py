@@ -9,6 +9,7 @@ from typing import Any
 from orchestrator.core.history import DomainHistory, domain_version
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.live import RESTORE_MODE, DomainState
+from orchestrator.core.next_inventory import FILENAME as NEXT_INVENTORY
 from orchestrator.core.plan import Plan, converges
 from orchestrator.core.repoint import failover_options
 from orchestrator.core.validity import judge_all, usable_single
@@ -73,7 +74,7 @@ def _next_after_trouble(inv: Inventory, plan: Plan, hist: DomainHistory, live: D
     if kind == "held":
         return f"wait: {who} is acting on the domain; run `invoke status` again when it ends"
     interrupted = {s.node for s in plan.steps() if s.id in hist.running_steps}
-    lost = [n for n in live.lost() if n not in interrupted] if live is not None else []
+    lost = [n for n in live.lost() if n not in interrupted and n not in hist.decommissioned] if live else []
     if lost:
         waiting = [n for n in lost if live.nodes[n].state == RESTORE_MODE]
         if waiting:
@@ -106,8 +107,9 @@ def _node_row(n: Any, hist: DomainHistory, live: DomainState | None, verdicts: d
     seen = live.nodes[n.name] if live else None
     usable = usable_single(verdicts[n.name])
     version = h.version.release if seen is None else (seen.version.release if seen.version else "unknown")
+    state = "decommissioned" if n.name in hist.decommissioned else seen.state if seen else "not observed"
     return {"node": n.name, "role": n.role, "site": n.site, "version": version,
-            "journal_version": h.version.release, "live": seen.state if seen else "not observed",
+            "journal_version": h.version.release, "live": state,
             "why": seen.why if seen else "", "identity_vm": seen.identity if seen else "",
             "last_step": h.last_step, "last_status": h.last_status, "upgrades": h.upgraded,
             "verified_at": h.verified_at,
@@ -131,7 +133,7 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
     phases = phase_states(plan, step_state)
     verdicts = judge_all(inv, hist)
     nodes = [_node_row(n, hist, live, verdicts) for n in inv.nodes]
-    problems = [str(d) for d in live.disagreements] if live else []
+    problems = [str(d) for d in live.disagreements if d.node not in hist.decommissioned] if live else []
     if lock[0] == "stale":
         problems.append(f"stale lock: {lock[1]} died without releasing the domain lock")
     problems += [f"{n} was upgraded {h.upgraded} times (expected once)" for n, h in hist.nodes.items()
@@ -152,27 +154,34 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
             break
     nxt = nxt or after_the_hop(inv, plan, hist) or "nothing: every phase is done"
     failover = tuple(f"{o.psc} fails -> {o.vcenter}: {o.advice}" for o in failover_options(inv, hist.versions()))
-    return Status(inv.domain, plan.target, domain_version(inv, versions), tuple(nodes), phases,
+    return Status(inv.domain, plan.target, domain_version(inv, versions, hist.decommissioned), tuple(nodes), phases,
                   window_info(hist, now), nxt, tuple(problems), failover, whole_domain_sets(inv, verdicts))
 
 
 def after_the_hop(inv: Inventory, plan: Plan, hist: DomainHistory) -> str:
-    """What is left once every phase of the hop is done: `invoke finalize` (the kept source appliances a
-    whole-domain rollback can still use), or the PSCs a converge left in the SSO domain; then the next hop of
-    a longer route."""
+    """What is left once every phase of the hop is done: `invoke finalize` (the PSCs a converge left in the
+    SSO domain, the kept source appliances a whole-domain rollback can still use); then the next hop of a
+    longer route."""
     out = []
     kept = sorted(b.backup_id for b in hist.backups if b.method == "source-appliance")
+    pscs = [p.name for p in inv.pscs if p.name not in hist.decommissioned]
+    converge = converges(inv, parse_version(plan.target))
     if hist.finalized is not None:
-        out.append("finalized: the kept source appliances are removed and a rollback is no longer offered for "
-                   "this hop")
-    elif kept and not converges(inv, parse_version(plan.target)):
-        out.append(f"when the domain has run well long enough: `invoke finalize` (the point of no return) removes "
-                   f"the kept source appliances {', '.join(kept)} that a whole-domain rollback can still use")
-    if converges(inv, parse_version(plan.target)):
-        out.append(f"decommission the external PSCs {', '.join(p.name for p in inv.pscs)} (they still belong to the "
-                   f"SSO domain; vcwave does not decommission yet): VMware's 'Decommission the Platform Services "
-                   f"Controller' — check that no vCenter points at it, back it up, shut it down, run `cmsso-util "
-                   f"unregister --node-pnid <PSC FQDN>` on a converged vCenter, then delete its VM")
+        out.append("finalized: the kept source appliances are removed"
+                   + (f", the external PSCs {', '.join(hist.decommissioned)} decommissioned" if hist.decommissioned
+                      else "")
+                   + " and a rollback is no longer offered for this hop; the next hop's inventory is "
+                     f"{NEXT_INVENTORY} next to the journal")
+    elif (converge and pscs) or kept:
+        work = []
+        if converge and pscs:
+            work.append(f"back up and decommission the external PSCs {', '.join(pscs)} (they still belong to the "
+                        f"SSO domain)")
+        if kept:
+            work.append(f"remove the kept source appliances {', '.join(kept)} that a whole-domain rollback can "
+                        f"still use")
+        out.append(f"when the domain has run well long enough: `invoke finalize` (the point of no return): "
+                   f"{'; '.join(work)}")
     if plan.route:
         out.append(plan.route["next"])
     return "; then ".join(out)

@@ -89,6 +89,16 @@ def parse_version(text: str | int | float, build: int | str | None = None) -> Ve
     return v
 
 
+def read_as(text: str | int | float) -> str:
+    """How a version typed by a user was read, when it is not the release's own name: "'6.7U3' read as
+    6.7 U3". Empty for '6.7 U3' itself. Why: '6.7U3', '6.7 update 3' or '6.7.0 U3' are unambiguous and
+    accepted (unlike '6.0.3', refused by `_refuse_patch_field`), but never silently: the operator sees
+    which release the plan is for, in the words the plan uses."""
+    raw = str(text).strip()
+    release = parse_version(raw).release
+    return "" if raw == release else f"{raw!r} read as {release}"
+
+
 def _refuse_patch_field(raw: str, m: re.Match, build: object) -> None:
     """'6.0.3' is not 6.0 GA: vCenter releases are named 'x.y Un', and the third field only ever reads 0
     except in vim25's `about.version` of 7.0+ ('7.0.3'), which always comes with a build that says which

@@ -71,6 +71,7 @@ from typing import Any, Iterable
 from orchestrator.engine.durable import fsync_dir as _fsync_dir
 from orchestrator.core.secret_keys import is_secret_key
 from orchestrator.errors import InputError, VcwaveError
+from orchestrator.private import private_dirs, private_fd
 
 FORMAT = "vcwave-journal"
 SCHEMA_VERSION = 1
@@ -275,11 +276,12 @@ class Journal:
     def _create(cls, path: Path) -> None:
         """Build a complete empty journal aside, then hard-link it into place (atomic, never overwrites)."""
         if not path.parent.is_dir():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(path.parent)
             _fsync_dir(path.parent.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{_secrets.token_hex(4)}.tmp")
         try:
-            conn = sqlite3.connect(tmp, isolation_level=None)
+            os.close(private_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL))  # 0600: SQLite gives its -wal/-shm
+            conn = sqlite3.connect(tmp, isolation_level=None)                # the database file's mode
             try:
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if str(mode).lower() != "wal":

@@ -36,6 +36,7 @@ import structlog
 
 from orchestrator.engine.durable import fsync_dir as _fsync_dir
 from orchestrator.errors import RefusedError
+from orchestrator.private import private_dirs
 from orchestrator.processes import pid_alive
 
 log = structlog.get_logger(__name__)
@@ -58,15 +59,6 @@ class StaleLock(RefusedError):
     def __init__(self, message: str, holder: dict | None = None) -> None:
         self.holder = holder or {}
         super().__init__(message, rule=RULE)
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """`folder` and its ancestors that do not exist yet, deepest first."""
-    out = []
-    while not folder.exists() and folder != folder.parent:
-        out.append(folder)
-        folder = folder.parent
-    return out
 
 
 def _remove_if_empty(folders: list[Path]) -> None:
@@ -126,8 +118,7 @@ class DomainLock:
     def acquire(self) -> "DomainLock":
         if self._fd is not None:
             raise RuntimeError(f"lock {self.path} already acquired by this object")
-        self._made = _missing_folders(self.path.parent)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._made = private_dirs(self.path.parent)
         for _ in range(_MAX_ATTEMPTS):
             fd = self._write_candidate()
             try:

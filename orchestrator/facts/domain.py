@@ -23,8 +23,9 @@ DEFAULT_DEADLINE_S = 8.0
 
 def _why(facts: NodeFacts) -> str:
     """The first error, short enough for one status line: 'appliance: node vc-b: system.version: connection
-    refused: ...' -> 'appliance: connection refused: ...' (the node is named by the line already)."""
-    text = re.sub(r"^(appliance|vim25): node [^:]+: [^:]+: ", r"\1: ", facts.errors[0]) if facts.errors \
+    refused: ...' -> 'appliance: system.version: connection refused: ...' (the node is named by the line
+    already; the call or API path stays: a garbage or trickled answer is known by the path that sent it)."""
+    text = re.sub(r"^(appliance|vim25): node [^:]+: ", r"\1: ", facts.errors[0]) if facts.errors \
         else "no version from any API"
     return text if len(text) <= 160 else text[:157] + "..."
 

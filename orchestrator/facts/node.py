@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from orchestrator.clients.retry import BadAnswer, ClientError, NotFound
 from orchestrator.core.inventory import Node
@@ -98,3 +99,18 @@ def gather(conns: Any, node: Node, *, fingerprint: bool = True, health: bool = T
     reachable = source != "" or (has_rest is False and node.role == "psc" and not errors)
     return NodeFacts(node.name, reachable, version, source, has_rest, health_level, not_green, down, uuid,
                      psc_host, hosts, vms, dss, tuple(errors), bad_answer=garbage)
+
+
+def sso_pointer(conns: Any, node: Node) -> str | None:
+    """The address (host, `:port` unless 443) a vCenter's `config.vpxd.sso.admin.uri` names: "" when it has
+    none (embedded SSO), None when the vCenter does not answer (unknown, never "points nowhere")."""
+    try:
+        vs = conns.vsphere(node)
+        vs.connect()
+        ptr = vs.sso_psc()
+    except ClientError:
+        return None
+    if ptr is None:
+        return ""
+    netloc = urlsplit(ptr.admin_uri).netloc.lower()
+    return netloc.removesuffix(":443")

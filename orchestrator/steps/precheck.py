@@ -33,7 +33,7 @@ def check_node(ctx: StepContext) -> tuple[list[str], dict[str, Any], bool]:
     problems += facts.errors
     if facts.version and not facts.version.same_release(current):
         problems.append(f"version: declared/recorded {current.release}, node says {facts.version.release}")
-    if node.role == "vcenter" and facts.psc_host:
+    if node.role == "vcenter" and node.psc and facts.psc_host:  # an embedded vCenter names itself
         psc = ctx.inv.node(node.psc)
         if facts.psc_host != psc.host.lower():
             problems.append(f"PSC pointer: declared {psc.name} ({psc.host}), node uses {facts.psc_host}")

@@ -5,6 +5,7 @@ from typing import Any
 
 from orchestrator.core.plan import Step
 from orchestrator.steps.backup import ExternalBackup, FileBackup, SnapshotSetBackup
+from orchestrator.steps.decommission import DecommissionPsc
 from orchestrator.steps.finalize import RemoveSource
 from orchestrator.steps.installer import InstallerUpgrade
 from orchestrator.steps.precheck import Precheck
@@ -28,7 +29,7 @@ _IMPLS = {
     ("backup", "external"): ExternalBackup(),
     ("upgrade", "update"): UpdateInstall(), ("upgrade", "installer"): InstallerUpgrade(),
     ("upgrade", "manual"): ManualUpgrade(), ("upgrade", "none"): _NoOp(),
-    ("finalize", "remove-source"): RemoveSource(),
+    ("finalize", "remove-source"): RemoveSource(), ("finalize", "decommission-psc"): DecommissionPsc(),
 }
 
 

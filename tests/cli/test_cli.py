@@ -49,7 +49,7 @@ def test_help_of_every_command_exits_0(tmp_path, command):
 def test_parse_errors_exit_2_with_the_usage(tmp_path, tool, argv, message):
     r = run([*(VCWAVE if tool == "vcwave" else INVOKE), *argv], tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
-    assert message in r.stderr
+    assert r.stderr.startswith(f"{tool}: error: ") and message in r.stderr  # the program being run, not inv[oke]
     assert f"[--core-opts] {argv[0]} [--options]" in r.stderr  # the command's usage
     assert "Options:" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / ".vcwave").exists()  # nothing written

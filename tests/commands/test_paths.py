@@ -42,3 +42,27 @@ def test_failed_write_leaves_no_tmp_and_keeps_the_target(tmp_path):
         write_atomic("--out", blocker, "text")  # the rename onto a folder fails after the tmp was written
     assert ei.value.where.field == "--out"
     assert sorted(os.listdir(tmp_path)) == ["dir.json", "plan.json"]
+
+
+def test_plan_out_replaces_only_a_vcwave_plan(tmp_path, monkeypatch):
+    """Run as root, `plan --out /etc/passwd` replaced the system's user list (a new user did it): `--out` may
+    name a new file or one of vcwave's plans; any other existing file is refused, exit 2, left as it was."""
+    from pathlib import Path
+
+    from orchestrator.commands import plan as plan_cmd
+
+    monkeypatch.chdir(tmp_path)
+    inventory = str(Path(__file__).resolve().parents[2] / "examples" / "two-site.yml")
+    precious = tmp_path / "passwd"
+    precious.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    for other in (precious, tmp_path / "notes.json"):
+        if not other.exists():
+            other.write_text('{"phases": []}')  # JSON, even plan-like, but not a plan vcwave computed
+        before = other.read_bytes()
+        with pytest.raises(InputError, match="exists and is not a vcwave plan") as ei:
+            plan_cmd.run(inventory, "6.7 U3", str(other))
+        assert ei.value.where.field == "--out" and other.read_bytes() == before
+    plan_cmd.run(inventory, "6.7 U3", "plan.json")  # a new file
+    first = (tmp_path / "plan.json").read_text()
+    plan_cmd.run(inventory, "6.7 U3", "plan.json", concurrency=1)  # its own plan: replaced
+    assert (tmp_path / "plan.json").read_text() != first

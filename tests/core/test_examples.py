@@ -13,7 +13,7 @@ from orchestrator.core.versions import parse_version
 
 EX = Path(__file__).resolve().parents[2] / "examples"
 NATURAL = {"two-site.yml": "6.7 U3", "two-site-6.0.yml": "6.5 U1", "single-site.yml": "6.7 U1",
-           "large.yml": "6.7 U3"}
+           "large.yml": "6.7 U3", "linked-7.0.yml": "8.0 U3"}
 FILES = sorted(p.name for p in EX.glob("*.yml"))
 
 

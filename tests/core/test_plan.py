@@ -312,7 +312,8 @@ def test_step_ids_are_unique_for_every_example_and_playbook():
     for ex in sorted(EX.glob("*.yml")):
         inv = load_inventory(ex)
         for pb in ("default", "serial"):
-            target = {"6.0": "6.5 U1", "6.5": "6.7 U1"}.get(f"{inv.nodes[0].version.major}.{inv.nodes[0].version.minor}", "6.7 U3")
+            target = {"6.0": "6.5 U1", "6.5": "6.7 U1", "7.0": "8.0 U3"}.get(
+                f"{inv.nodes[0].version.major}.{inv.nodes[0].version.minor}", "6.7 U3")
             ids = [s.id for s in build_plan(inv, load_playbook(pb), parse_version(target)).steps()]
             assert len(ids) == len(set(ids)), (ex.name, pb)
 

@@ -30,7 +30,7 @@ def test_6_0_u3_domain_to_8_0_u3_is_three_hops_through_6_7_and_7_0():
     assert hops(route) == [("6.0 U3", "6.7 U3", "installer"), ("6.7 U3", "7.0 U3", "converge"),
                            ("7.0 U3", "8.0 U3", "linked-major")]
     assert [h.topology_after for h in route.hops] == ["external-psc", "embedded", "embedded"]
-    assert [h.built for h in route.hops] == [True, True, False]
+    assert [h.method for h in route.hops] == ["installer", "installer", "installer"]
 
 
 @pytest.mark.parametrize("src, external, dst, expected", [
@@ -105,9 +105,8 @@ def test_campaign_saves_hop_1_and_names_the_rest(tmp_path):
     assert {s.to for s in plan.steps()} == {"6.7 U3"}
     route = plan.route
     assert route["final_target"] == "8.0 U3"
-    assert [(h["from"], h["to"], h["kind"], h["built"]) for h in route["hops"]] == [
-        ("6.0 U3", "6.7 U3", "installer", True), ("6.7 U3", "7.0 U3", "converge", True),
-        ("7.0 U3", "8.0 U3", "linked-major", False)]
+    assert [(h["from"], h["to"], h["kind"]) for h in route["hops"]] == [
+        ("6.0 U3", "6.7 U3", "installer"), ("6.7 U3", "7.0 U3", "converge"), ("7.0 U3", "8.0 U3", "linked-major")]
     assert route["hops"][0]["window_estimate_min"] == plan.window_estimate_min
     # later hops: the vCenters one at a time, each an installer run and a verification (data/interop.yaml)
     d = interop.interop_data().durations_min
@@ -141,32 +140,34 @@ nodes:
 """
 
 
-@pytest.mark.parametrize("target", ["7.0 U3", "8.0 U3"])
-def test_a_first_hop_vcwave_cannot_run_is_refused_naming_the_route_and_nothing_is_saved(tmp_path, target):
-    """Linked embedded hops (patches within 7.0, 7.0 -> 8.0) are not built: refused, with their window."""
+@pytest.mark.parametrize("target, method", [("7.0 U3", "update"), ("8.0 U3", "installer")])
+def test_a_linked_hop_is_planned_one_vcenter_at_a_time_after_a_cold_snapshot_set(tmp_path, target, method):
+    """Linked embedded hops (patches within 7.0, 7.0 -> 8.0): the method from version data, one vCenter at a
+    time, and before the window a cold snapshot set of all linked vCenters plus a file backup of each."""
     inv = tmp_path / "embedded.yml"
-    inv.write_text(EMBEDDED_70)
-    out = tmp_path / "plan.json"
-    with pytest.raises(RefusedError) as info:
-        plan_cmd.run(str(inv), target, str(out))
-    text = str(info.value)
-    kind = "linked-patch" if target == "7.0 U3" else "linked-major"
-    assert info.value.rule == "hop-not-built" and info.value.exit_code == 2
-    assert f"7.0 U1 -> {target} ({kind})" in text and "one at a time" in text and " min " in text
-    assert not out.exists()
+    inv.write_text(EMBEDDED_70.replace("{name: v1,", "{name: v1, vm: {vcenter: m, name: v1},").replace(
+        "{name: v2,", "{name: v2, vm: {vcenter: m, name: v2},") + "management:\n  - {name: m, host: m.example}\n")
+    plan_cmd.run(str(inv), target, str(tmp_path / "plan.json"))
+    plan = load_plan(tmp_path / "plan.json")
+    upgrades = [s for s in plan.phase("vcenter").steps if s.action == "upgrade"]
+    assert [(s.node, s.method) for s in upgrades] == [("v1", method), ("v2", method)]
+    assert upgrades[0].batch != upgrades[1].batch  # one at a time
+    pre = plan.phase("pre").steps
+    assert {(s.node, s.method) for s in pre if s.action == "backup"} == {
+        ("v1", "file"), ("v2", "file"), ("v1", "snapshot-set"), ("v2", "snapshot-set")}
+    assert len({s.batch for s in pre if s.method == "snapshot-set"}) == 1  # taken together
 
 
 def test_two_site_to_8_0_saves_the_converge_hop_and_names_the_linked_one(tmp_path):
     plan = campaign("two-site.yml", "8.0 U3")
     assert plan.target == "7.0 U3" and plan.phase("psc").steps == ()
-    assert [(h["to"], h["kind"], h["built"]) for h in plan.route["hops"]] == [
-        ("7.0 U3", "converge", True), ("8.0 U3", "linked-major", False)]
-    assert "embedded_psc: true" in plan.route["next"] and "PSCs are decommissioned" in plan.route["next"]
+    assert [(h["to"], h["kind"]) for h in plan.route["hops"]] == [("7.0 U3", "converge"), ("8.0 U3", "linked-major")]
+    assert "next-inventory.yml" in plan.route["next"] and "the PSCs decommissioned" in plan.route["next"]
 
 
 def test_plan_command_prints_the_route_and_json_carries_it(tmp_path):
     text = plan_cmd.run(str(EX / "two-site-6.0.yml"), "8.0 U3", str(tmp_path / "p.json"))
-    assert "route to 8.0 U3: 3 hops" in text and "linked-major" in text and "again for hop 2" in text
+    assert "route to 8.0 U3: 3 hops" in text and "linked-major" in text and "for hop 2" in text
     data = json.loads(plan_cmd.run(str(EX / "two-site-6.0.yml"), "8.0 U3", str(tmp_path / "q.json"), as_json=True))
     assert data["target"] == "6.7 U3" and len(data["route"]["hops"]) == 3
 
@@ -185,7 +186,7 @@ def test_after_a_converge_hop_status_names_the_decommission_then_the_next_hop():
     from orchestrator.core.status import after_the_hop
     inv = load_inventory(EX / "two-site.yml")
     text = after_the_hop(inv, campaign("two-site.yml", "8.0 U3"), fold(inv, []))
-    assert text.index("decommission the external PSCs psc-a, psc-b") < text.index("again for hop 2")
+    assert text.index("decommission the external PSCs psc-a, psc-b") < text.index("for hop 2")
     assert after_the_hop(inv, campaign("two-site.yml", "6.7 U3"), fold(inv, [])) == ""
 
 

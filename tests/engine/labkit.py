@@ -35,3 +35,26 @@ def lab_domain(tmp_path: Path, monkeypatch, inventory: Path, target: str,
                             poll_interval=0.02, deadline_scale=0.01)
         plan_cmd.run(info["inventory"], target, flags.plan, False, None, None)
         yield types.SimpleNamespace(flags=flags, info=info, lab_dir=lab_dir, domain="vsphere.local")
+
+
+def failed_vcenter_wave_rolled_back(tmp_path: Path, monkeypatch, inventory: Path, target: str) -> tuple[dict, ...]:
+    """vc-b's install fails (after vc-a's went through), then `invoke rollback`: the lab's nodes before, after
+    the failed wave and after the rollback, and the rollback's output."""
+    import pytest
+
+    from orchestrator.commands import rollback as rollback_cmd
+    from orchestrator.commands import waves
+    from orchestrator.errors import StepFailed
+
+    faults = tmp_path / "faults.yml"
+    faults.write_text("faults:\n  - {type: fail_step, node: vc-b, step: install, message: \"stage 2 failed\"}\n")
+    with lab_domain(tmp_path, monkeypatch, inventory, target, faults=str(faults)) as d:
+        before = manage.control(d.lab_dir, "/lab/state")["nodes"]
+        waves.precheck(d.flags)
+        waves.backup(d.flags, "pre")
+        with pytest.raises(StepFailed, match="vc-b"):
+            waves.upgrade(d.flags, "vcenter")
+        mid = manage.control(d.lab_dir, "/lab/state")["nodes"]
+        out = rollback_cmd.run(d.flags)
+        after = manage.control(d.lab_dir, "/lab/state")["nodes"]
+    return before, mid, after, out

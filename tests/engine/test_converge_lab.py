@@ -14,14 +14,20 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_vcsim
-from tests.engine.labkit import lab_domain
+from tests.engine.labkit import failed_vcenter_wave_rolled_back, lab_domain
 
 from lab import manage
+from orchestrator.commands import finalize as finalize_cmd
 from orchestrator.commands import rollback as rollback_cmd
 from orchestrator.commands import status as status_cmd
 from orchestrator.commands import waves
+from orchestrator.commands.session import session
 from orchestrator.engine.journal import Journal, journal_path
-from orchestrator.errors import StepFailed
+from orchestrator.core.campaign import domain_route
+from orchestrator.core.inventory import load_inventory
+from orchestrator.core.route import describe
+from orchestrator.core.versions import parse_version
+from orchestrator.errors import RefusedError
 
 EX = Path(__file__).resolve().parents[2] / "examples"
 
@@ -42,6 +48,15 @@ def test_two_site_converges_one_vcenter_at_a_time(vcsim_ok, tmp_path, monkeypatc
         waves.backup(d.flags, "post")
         after = manage.control(d.lab_dir, "/lab/state")["nodes"]
         st = status_cmd.status_data(d.flags)
+        finalized = finalize_cmd.run(d.flags, yes=True)
+        gone = manage.control(d.lab_dir, "/lab/state")
+        with session(d.flags, "test", mutate=False) as engine:
+            mgmt_vms = engine.conns.management("mgmt-vc").vm_power_states()
+        st_after = status_cmd.status_data(d.flags)
+        with pytest.raises(RefusedError) as no_rollback:
+            rollback_cmd.run(d.flags)
+        next_inv = Path(d.flags.state_dir) / d.domain / "next-inventory.yml"
+        hop2 = domain_route(load_inventory(next_inv), parse_version("8.0 U3"))
     for vc in ("vc-a", "vc-b"):
         assert (after[vc]["version"], after[vc]["psc"]) == ("7.0 U3", None)
         assert after[vc]["instance_uuid"] == before[vc]["instance_uuid"]
@@ -61,33 +76,32 @@ def test_two_site_converges_one_vcenter_at_a_time(vcsim_ok, tmp_path, monkeypatc
     assert st.domain_version == "6.7 U1+7.0 U3"
     assert "decommission the external PSCs psc-a, psc-b" in st.next_command  # not "nothing to do"
     assert st.failover == ()  # converged vCenters have no PSC to fail over from
+    # finalize: each PSC backed up, then decommissioned through a converged vCenter of its site (the lab's
+    # 7.0 topology API); the kept 6.7 vCenter appliances removed; the next hop's inventory written
+    for psc, vc in (("psc-a", "vc-a"), ("psc-b", "vc-b")):
+        assert gone["nodes"][psc]["decommissioned"] and gone["nodes"][psc]["down"], psc
+        assert mgmt_vms[psc] == "poweredOff"
+        assert f"  {psc} (through {vc})" in finalized
+        assert [e["on"] for e in gone["ledger"] if e["node"] == psc and e["event"] == "decommissioned"
+                ] == [vc]
+    assert not {"vc-a", "vc-b"} & set(mgmt_vms)  # the kept 6.7 sources are deleted
+    j = Journal.open(journal_path(d.flags.state_dir, d.domain))
+    try:
+        order = [e.step for e in j.events(kind="step", status="succeeded") if e.phase == "finalize"]
+    finally:
+        j.close()
+    assert order.index("finalize/backup/psc-a") < order.index("finalize/decommission-psc/psc-a")
+    assert no_rollback.value.rule == "rollback-finalized"
+    assert "psc-a, psc-b decommissioned" in st_after.next_command and st_after.problems == ()
+    assert st_after.domain_version == "7.0 U3"  # the PSCs no longer carry SSO
+    assert describe(hop2) == "7.0 U3 -> 8.0 U3 (linked-major)"  # read from the written inventory, no hand edit
 
 
 def test_a_failed_converge_rolls_the_whole_domain_back_with_the_same_identities(vcsim_ok, tmp_path, monkeypatch):
     """vc-b's converge fails after vc-a converged: `invoke rollback` brings every node back to 6.7 U1, vc-a
     with its own instance UUID and its PSC pointer again (the kept source appliance answers)."""
-    faults = tmp_path / "faults.yml"
-    faults.write_text("faults:\n  - {type: fail_step, node: vc-b, step: install, message: \"stage 2 failed\"}\n")
-    with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "7.0 U3", faults=str(faults)) as d:
-        before = manage.control(d.lab_dir, "/lab/state")["nodes"]
-        waves.precheck(d.flags)
-        waves.backup(d.flags, "pre")
-        with pytest.raises(StepFailed, match="vc-b"):
-            waves.upgrade(d.flags, "vcenter")
-        mid = manage.control(d.lab_dir, "/lab/state")["nodes"]
-        rollback_cmd.run(d.flags)
-        after = manage.control(d.lab_dir, "/lab/state")["nodes"]
+    before, mid, after, _ = failed_vcenter_wave_rolled_back(tmp_path, monkeypatch, EX / "two-site.yml", "7.0 U3")
     assert (mid["vc-a"]["version"], mid["vc-b"]["version"]) == ("7.0 U3", "6.7 U1")
     for n in before:
         assert (after[n]["version"], after[n]["instance_uuid"], after[n]["psc"], after[n]["down"]) == (
             before[n]["version"], before[n]["instance_uuid"], before[n]["psc"], False), n
-
-
-def test_rehearsing_a_two_hop_target_rehearses_hop_1_and_says_so(vcsim_ok, tmp_path):
-    """`invoke rehearse --target "8.0 U3"` on the two-site domain: the converge (hop 1, with the 7.0 installer)
-    is rehearsed; the summary names the route and says the linked hop is not."""
-    from lab.rehearse import rehearse
-    out = rehearse(str(EX / "two-site.yml"), "8.0 U3", workdir=str(tmp_path / "r"), say=lambda _: None)
-    assert "-> 7.0 U3 (hop 1 of 2 to 8.0 U3)" in out and "outcome: upgraded" in out
-    assert "route: 6.7 U1 -> 7.0 U3 (converge) -> 8.0 U3 (linked-major); only hop 1 was rehearsed" in out
-    assert "domain version now 6.7 U1+7.0 U3;" in out

@@ -167,7 +167,7 @@ def test_status_json_says_so(two_site):
 def test_vcenter_wave_refused_before_psc_wave(two_site):
     r = two_site["vc_early"]
     assert r.returncode == 2, (r.returncode, r.stderr)
-    assert "vcwave: error:" in r.stderr and "upgrade --wave psc" in r.stderr, r.stderr
+    assert "invoke: error:" in r.stderr and "upgrade --wave psc" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
 
 

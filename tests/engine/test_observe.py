@@ -61,7 +61,7 @@ def test_silent_and_refusing_nodes_are_unknown_within_the_deadline(monkeypatch):
         for c in held:
             c.close()
     assert not obs.nodes["psc-a"].answering and not obs.nodes["vc-a"].answering
-    assert "timed out" in obs.nodes["psc-a"].why or "no answer within 1 s" in obs.nodes["psc-a"].why
+    assert any(s in obs.nodes["psc-a"].why for s in ("timed out", "no answer within 1 s", "no complete answer within"))
     assert "connection refused" in obs.nodes["vc-a"].why
     state = fold_live(inv, fold(inv, []), obs)
     assert state.lost() == ("psc-a", "vc-a") and all(n.version is None for n in state.nodes.values())

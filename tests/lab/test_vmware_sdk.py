@@ -5,8 +5,13 @@ path (`health/softwarepackages`) fails here, where vcwave's own client, written 
 
 The SDK speaks the vAPI REST format of the `/rest` endpoint: `{"value": ...}` answers, the session header,
 paths relative to `/rest` (its session service is pointed at `/rest/com/vmware/cis`, the documented
-session path). The 9.x bindings no longer ship `appliance.vmon`: the services call is checked by
-tests/lab/test_appliance.py only.
+session path). The 9.x bindings no longer ship `appliance.vmon` (vcwave's `GET /rest/appliance/vmon/service`,
+still documented for 8.0: developer.broadcom.com/xapis/vsphere-automation-api/v8.0u1/appliance/vmon). They
+bind the same vMon services as `com.vmware.vcenter.services_client.Service` (`GET /rest/vcenter/services`,
+"added in vSphere API 6.7", the same `Info`: name_key, description_key, startup_type, health, state); the
+twin serves both paths from one handler, so the SDK's type check of that `Info` covers vcwave's vmon call.
+(`com.vmware.appliance_client.Services`, `/appliance/services`, is another list: the appliance's OS services,
+not vMon's, with a different `Info`.)
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from com.vmware.appliance.recovery.backup_client import Job
 from com.vmware.appliance.system_client import Version
 from com.vmware.appliance_client import Update
 from com.vmware.cis_client import Session
+from com.vmware.vcenter.services_client import Service as VcenterService
 from com.vmware.vapi.std.errors_client import NotFound, Unauthenticated
 from vmware.vapi.lib.connect import get_requests_connector
 from vmware.vapi.security.session import create_session_security_context
@@ -100,3 +106,18 @@ def test_sdk_backup_job_create_get_list(lab):
     while Job(cfg).get(job.id).state == Job.BackupRestoreProcessState.INPROGRESS and time.monotonic() < deadline:
         time.sleep(0.02)
     assert Job(cfg).get(job.id).state == Job.BackupRestoreProcessState.SUCCEEDED
+
+
+def test_sdk_lists_the_vmon_services_as_vcwave_reads_them(lab):
+    """vcenter.services (9.x SDK) against the twin: every Info is VMware's type, and vcwave's own vmon call
+    reads the same services in the same states (one handler serves both paths)."""
+    cfg, _ = _login(lab, "vc-a")
+    sdk = VcenterService(cfg).list_details()
+    assert "vpxd" in sdk and all(i.state in (VcenterService.State.STARTED, VcenterService.State.STOPPED)
+                                 for i in sdk.values())
+    assert VcenterService(cfg).get("vpxd").state == VcenterService.State.STARTED
+    client = ApplianceClient(lab.servers["vc-a"].url, lab.state.data["sso_user"], lab.state.data["sso_password"],
+                             node="vc-a", verify=str(lab.tls.ca))
+    assert {s.name: s.state for s in client.services()} == {k: str(i.state) for k, i in sdk.items()}
+    with pytest.raises(NotFound):
+        VcenterService(cfg).get("no-such-service")
