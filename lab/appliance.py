@@ -247,7 +247,7 @@ class ApplianceServer:
         if fate == "503":
             _send(h, 503, vapi_error("service_unavailable", "Service Unavailable (lab fault injection)"))
             return
-        garbage = st.faults.garbage(self.name, h.command, urlsplit(h.path).path)
+        garbage = st.faults.garbage(self.name, h.command, urlsplit(h.path).path, due=st.fault_due)
         if garbage is not None:
             send_garbage(h, garbage.answer, garbage.rate)
             return

@@ -24,6 +24,8 @@ Garbage answers (what a broken proxy or a half-started service sends back; the r
 
       - {type: garbage, node: psc-a, answer: truncated, path: system/version, count: 1}
       - {type: garbage, node: "*", answer: html, probability: 0.05}
+      - {type: garbage, node: psc-a, answer: truncated, path: appliance/update, method: GET, count: 1,
+         after: {event: install_started, node: psc-a}}   # the first state poll once its install started
 
 `answer`: truncated (JSON cut short), list (`[1, 2, "three"]` where a struct or a session id belongs),
 html (a login page with 200), huge (10 MB announced), huge-unannounced (10 MB, no Content-Length),
@@ -50,8 +52,8 @@ What happens to a whole node, and replies lost after the action was accepted (is
   vmware-stsd on a PSC); revive does nothing — only a restore (onto an appliance in restore mode) or a
   snapshot revert brings it back. `delete`: its appliance VM is gone from the management vCenter; it never
   answers again until `POST /lab/node/{name}/restore-mode` deploys a new appliance to restore onto.
-* `after` (any of the three; optional — without it the fault bites as soon as it is loaded): when the lab's
-  own record (lab/ledger.py, `GET /lab/record`) holds `count` (default 1; `all` = at least one per matching
+* `after` (any of the three, and `garbage`; optional — without it the fault bites as soon as it is loaded):
+  when the lab's own record (lab/ledger.py, `GET /lab/record`) holds `count` (default 1; `all` = at least one per matching
   node) events `event` of `node` (a name or "*") or of every node of `role` (psc | vcenter). Events:
   EVENTS in lab/ledger.py (install_started, reboot_started, install_completed, backup_started,
   restore_completed, revert, power_on, ...).
@@ -62,7 +64,7 @@ import random
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -104,7 +106,7 @@ class Fault:
     action: str = ""               # lost_reply
     mode: str = "reset"            # lost_reply
     seconds: float = 35.0          # lost_reply, mode timeout
-    after: dict[str, Any] | None = None  # down / corrupt / delete: when the lab's record says so
+    after: dict[str, Any] | None = None  # down / corrupt / delete / garbage: when the lab's record says so
 
     def matches(self, node: str) -> bool:
         return not self.spent and (self.node == "*" or self.node == node)
@@ -196,6 +198,7 @@ def _parse_garbage(f: Fault, e: dict, where: str) -> None:
     if f.rate < 1:
         raise FaultSpecError(f"{where}: rate must be >= 1 byte/s")
     _how_often(f, e, where)
+    _parse_after(where, e, f)
 
 
 def _parse_lost_reply(where: str, e: dict, f: Fault) -> None:
@@ -216,6 +219,11 @@ def _parse_node_fault(where: str, e: dict, f: Fault) -> None:
     if f.node == "*":
         raise FaultSpecError(f"{where}: {f.type} needs a node name, not '*'")
     f.message = str(e.get("reason", e.get("message", "")))
+    _parse_after(where, e, f)
+
+
+def _parse_after(where: str, e: dict, f: Fault) -> None:
+    """`after`: the fault bites only once the lab's record holds `count` events `event` of `node` / `role`."""
     after = e.get("after")
     if after is None:
         return
@@ -339,12 +347,17 @@ class Faults:
             return factor
 
     # -- garbage answers (appliance HTTP layer, before routing) ------------------------------------
-    def garbage(self, node: str, method: str, path: str) -> Fault | None:
-        """The garbage fault that answers this call instead of the twin, if any (consumes one count)."""
+    def garbage(self, node: str, method: str, path: str,
+                due: Callable[[dict[str, Any]], bool] = lambda after: True) -> Fault | None:
+        """The garbage fault that answers this call instead of the twin, if any (consumes one count). `due`
+        tells whether a fault's `after` condition holds in the lab's record (e.g. right after an install
+        started: the next state poll gets the garbage). `due` is asked outside this lock: it takes the
+        state's, and the state asks the faults under its own."""
+        armed = {id(f) for f in self.faults if f.type == "garbage" and f.after is not None and due(f.after)}
         with self._lock:
             for f in self.faults:
                 if not (f.matches(node) and f.type == "garbage" and f.path in path
-                        and f.method in ("", method)):
+                        and f.method in ("", method)) or (f.after is not None and id(f) not in armed):
                     continue
                 if f.count is not None:
                     if f.count <= 0:

@@ -2,10 +2,10 @@
 same orchestrator commands an administrator runs in production.
 
 precheck -> backup (pre) -> stage -> upgrade psc -> (backups during) -> upgrade vcenter -> verify -> backup
-(post); with a fault file, a failing step is followed by `rollback`. A target more than one hop away is
-rehearsed hop by hop on the same lab, as an administrator goes: each hop planned, run and `finalize`d (a
-converge hop decommissions the PSCs there), and the next hop planned from the inventory finalize wrote; a
-converge hop is finalized even when it is the last. Then the report, the lab is stopped, and a summary is
+(post); with a fault file, a failing step (or a wave its guards refuse: a node lost) is followed by
+`rollback`. A target more than one hop away is rehearsed hop by hop on the same lab, as an administrator
+goes: each hop planned, run and `finalize`d (a converge hop decommissions the PSCs there), and the next hop
+planned from the inventory finalize wrote; a converge hop is finalized even when it is the last. Then the report, the lab is stopped, and a summary is
 printed: each hop's window, steps, retries, backups usable at the end.
 """
 from __future__ import annotations
@@ -78,9 +78,10 @@ class Rehearsal:
         t0 = time.monotonic()
         try:
             fn()
-        except StepFailed as exc:
-            self.steps.append(f"{name} FAILED {time.monotonic() - t0:.2f}s")
-            self.failed = f"{name}: {exc}"
+        except (StepFailed, RefusedError) as exc:  # a guard refusing a wave is the fault's damage too
+            refused = isinstance(exc, RefusedError)
+            self.steps.append(f"{name} {'REFUSED' if refused else 'FAILED'} {time.monotonic() - t0:.2f}s")
+            self.failed = f"{name}: {'REFUSED ' if refused else ''}{exc}"
             raise
         self.steps.append(f"{name} ok {time.monotonic() - t0:.2f}s")  # the console showed its steps
 
@@ -142,10 +143,10 @@ class Rehearsal:
         try:
             for name, fn in sequence:
                 self._do(self._label(name), fn)
-        except StepFailed:
+        except (StepFailed, RefusedError):
             if not self.faults:
                 raise
-            self.say(f"== a step failed as the fault file asked: {self.failed.splitlines()[0]}")
+            self.say(f"== the fault file's damage stopped the upgrade: {self.failed.splitlines()[0]}")
             try:
                 self._do(self._label("rollback"), lambda: rollback_cmd.run(flags))
                 self.rolled_back = True

@@ -503,6 +503,11 @@ class LabState:
             entries = list(self.data.get("ledger", []))
         return {"events": copy.deepcopy(entries[since:]), "counts": ledger.counts(entries)}
 
+    def fault_due(self, after: dict) -> bool:
+        """Does the lab's record meet a fault's `after` condition now (lab/faults.py)?"""
+        with self.lock:
+            return ledger.met(self.data.get("ledger", []), after, {n: d["role"] for n, d in self.nodes.items()})
+
     def _apply_due_faults(self) -> bool:
         roles = {n: d["role"] for n, d in self.nodes.items()}
         applied = False

@@ -44,7 +44,8 @@ def helps(params: str, **extra: str) -> dict[str, str]:
 
 
 _RUNNING = {"program": "vcwave"}  # set by the parse hooks (orchestrator.cli.program) before a task runs
-_ADVICE = re.compile(r"(?:(?<=`)|^)invoke (?=(\w+)\b)", re.MULTILINE)  # `invoke upgrade`, or a bare next command
+# `invoke upgrade`, a bare next command, or one of several (`next safe command: invoke precheck && invoke stage`)
+_ADVICE = re.compile(r"(?:(?<=[`\s(])|^)invoke (?=(\w+)\b)", re.MULTILINE)
 
 
 def running_as(program: str | None = None) -> str:

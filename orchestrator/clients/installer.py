@@ -43,6 +43,7 @@ from orchestrator.core.installer_template import (TemplateError, fill_secrets, n
 from orchestrator import scrub as scrubbing
 from orchestrator import stop
 from orchestrator.errors import InputError, StepFailed
+from orchestrator.private import private_dirs
 from orchestrator.processes import pid_alive
 from orchestrator.secrets import Secret, reveal
 
@@ -155,7 +156,7 @@ class Scrubber:
 
 def private_run_dir(root: Path) -> Path:
     """A fresh 0700 folder for one run's filled template under `root` (0700), named after this process."""
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dirs(root)
     os.chmod(root, 0o700)
     return Path(tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-", dir=root))
 
@@ -239,8 +240,8 @@ class InstallerRunner:
             raise TemplateError("the installer template is incomplete: " + "; ".join(problems))
         filled = fill_secrets(template, {k: reveal(v) for k, v in secrets.items()})  # names, never values
         scrub = Scrubber(secrets)
-        if self.log_root:
-            self.log_root.mkdir(parents=True, exist_ok=True)
+        if self.log_root:  # 0700 like every folder vcwave makes (the installer's logs name hosts and users)
+            private_dirs(self.log_root)
         log_dir = Path(tempfile.mkdtemp(prefix="vcsa-deploy-", dir=self.log_root))
         private = private_run_dir(self.private_root)
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)

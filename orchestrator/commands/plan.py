@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from orchestrator.core import attempts
 from orchestrator.core.campaign import plan_campaign
 from orchestrator.core.inventory import load_inventory
 from orchestrator.commands.paths import check_file, write_atomic
@@ -13,6 +14,7 @@ from orchestrator.core.rules import SITE_BY_SITE
 from orchestrator.core.versions import VersionError, parse_version, read_as
 from orchestrator.errors import InputError, RefusedError, Where
 from orchestrator.commands.plan_table import render_table
+from orchestrator.engine.journal import Journal, journal_path
 from orchestrator.log import get_logger, record_to
 
 DEFAULT_PLAN = Path(".vcwave/plan.json")
@@ -53,10 +55,25 @@ def check_replaceable_plan(path: Path) -> Path:
     return path
 
 
+def keep_running_campaigns_plan(path: Path, new: Plan) -> None:
+    """The plan at `path` is the only way to finish or roll back its campaign: while that campaign changed the
+    domain and has not ended (core/attempts.py, the journal beside the plan, `.vcwave/<domain>/` by default),
+    a different plan may not replace it (the new one would be refused there anyway)."""
+    journal_file = journal_path(path.parent, new.domain)
+    if not path.exists() or not journal_file.exists() or load_plan(path).plan_hash == new.plan_hash:
+        return
+    with Journal.open(journal_file) as journal:
+        refusal = attempts.scope(journal.events(), new.plan_hash, "plan").refusal
+    if refusal:
+        raise RefusedError(f"{path} is the plan of a campaign in {journal_file.parent}: {refusal}; write the new "
+                           "plan elsewhere (--out) until then", rule="one-campaign-at-a-time")
+
+
 def run(inventory: str, target: str, out: str | None = None, as_json: bool = False, playbook: str | None = None,
         concurrency: int | None = None, site: str | None = None) -> str:
     out_path = check_replaceable_plan(check_file("--out", out or DEFAULT_PLAN))
     plan = make_plan(inventory, target, playbook, concurrency, site)
+    keep_running_campaigns_plan(out_path, plan)
     record_to(out_path.parent, plan.domain)  # the plan's state folder (.vcwave by default)
     write_atomic("--out", out_path, plan_text(plan))
     log = get_logger("vcwave.plan")

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from orchestrator.commands.paths import check_folder, write_atomic
-from orchestrator.commands.session import CommonFlags, load_checked
+from orchestrator.commands.session import CommonFlags, enter_campaign, load_checked
 from orchestrator.engine.runner import open_journal
 from orchestrator.report import build_report, render_html, render_markdown
 
@@ -22,6 +22,7 @@ def run(flags: CommonFlags, out: str | None = None) -> str:
     inv, plan = load_checked(flags)
     journal = open_journal(flags.options(), inv.domain)
     try:
+        enter_campaign(journal, plan, "report", record=False)
         events = journal.events()
         head = journal.head()
     finally:

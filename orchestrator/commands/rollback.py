@@ -10,8 +10,11 @@ from dataclasses import asdict
 
 from orchestrator.commands.session import CommonFlags, session
 from orchestrator.core.finalize import rollback_after_finalize
+from orchestrator.core.history import ROLLBACK_DONE, ROLLBACK_PLAN, DomainHistory
+from orchestrator.core.inventory import Inventory
 from orchestrator.core.plan import Step
 from orchestrator.core.rules import is_mixed
+from orchestrator.core.status import rollback_next
 from orchestrator.core.rollback import (RollbackAction, RollbackPlan, check_rollback_target, plan_domain_rollback,
                                         plan_node_rollback, render)
 from orchestrator.engine.runner import RunResult
@@ -21,8 +24,8 @@ from orchestrator.steps.rollback import RollbackStep
 
 def _saved(engine) -> RollbackPlan | None:
     """The unfinished rollback plan of an earlier run, if any."""
-    notes = [e for e in engine.journal.events(kind="note", status=["rollback-plan", "rollback-done"])]
-    if not notes or notes[-1].status != "rollback-plan":
+    notes = [e for e in engine.journal.events(kind="note", status=[ROLLBACK_PLAN, ROLLBACK_DONE])]
+    if not notes or notes[-1].status != ROLLBACK_PLAN:
         return None
     d = notes[-1].data
     return RollbackPlan(d["scope"], d["to"], tuple(RollbackAction(**a) for a in d["actions"]))
@@ -47,10 +50,16 @@ def _steps(plan: RollbackPlan, engine) -> list[tuple[Step, RollbackStep]]:
     return out
 
 
+def set_vms(inv: Inventory, hist: DomainHistory, set_id: str, members: tuple[str, ...]) -> dict[str, str]:
+    """node -> the VM the snapshot set holds for it (its backup id is `<set>:<vm>`; else the inventory's VM)."""
+    held = {b.node: b.backup_id.split(":", 1)[-1] for b in hist.backups if b.set_id == set_id}
+    return {n: held.get(n) or getattr(inv.node(n).vm, "name", "?") for n in members}
+
+
 def _touched(engine) -> frozenset[str]:
     """Nodes whose upgrade step was started since the last completed rollback (a failed or interrupted
     install leaves a node whose state is not known good, whatever version the journal still gives it)."""
-    since = max((e.seq for e in engine.journal.events(kind="note", status="rollback-done")), default=0)
+    since = max((e.seq for e in engine.journal.events(kind="note", status=ROLLBACK_DONE)), default=0)
     return frozenset(e.node for e in engine.journal.events(kind="step", action="upgrade", status="started",
                                                            since=since) if e.data.get("method") != "none")
 
@@ -75,9 +84,10 @@ def _completed(engine) -> bool:
     return bool(notes) and notes[-1].status == "rollback-done" and not _touched(engine)
 
 
-def outcome(result: RunResult) -> str:
+def outcome(result: RunResult, nxt: str = f"fix what is named above, then `{NEXT}` (it resumes the same plan "
+                                          f"and asks every node first)") -> str:
     """The end of a rollback run: what was done, what stopped it, and ONE next command (the same line
-    goes to the log), never two different ones."""
+    goes to the log, and `status` gives it too: core.status.rollback_next), never two different ones."""
     lines = [f"rollback: {len(result.done)} action(s) done, {len(result.skipped)} already done"]
     lines += [f"  FAILED {step}: {err}" for step, err in result.failed]
     lines += [f"  PAUSED {step}: {text}" for step, text in result.manual]
@@ -86,8 +96,7 @@ def outcome(result: RunResult) -> str:
     if result.ok:
         lines.append("  every node answers at its rollback version with its instance UUID")
     else:
-        lines.append(f"  next: fix what is named above, then `{NEXT}` (it resumes the same plan and asks "
-                     "every node first)")
+        lines.append(f"  next: {nxt}")
     return "\n".join(lines)
 
 
@@ -106,20 +115,23 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
         text = render(rb, alternative=False)
         if _saved(engine) is None:
             engine.journal.append("note", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase="rollback",
-                                  status="rollback-plan", data={"scope": rb.scope, "to": rb.to,
-                                                                "actions": [asdict(a) for a in rb.actions]})
+                                  status=ROLLBACK_PLAN, data={"scope": rb.scope, "to": rb.to,
+                                                              "actions": [asdict(a) for a in rb.actions]})
         result = RunResult("rollback")
         steps = _steps(rb, engine)
         for i, (step, impl) in enumerate(steps):
             if engine.journal.step_state(step.id) == "succeeded":
                 result.skipped.append(step.id)
                 continue
+            if impl.members:  # a snapshot set: the console shows one line per VM under the set's line
+                engine.log.info("rollback.set", step=step.id, set_id=impl.action.asset,
+                                vms=set_vms(engine.inv, engine.history(), impl.action.asset, impl.members))
             if not engine.run_step(step, result, impl):
                 result.untouched += [s.id for s, _ in steps[i + 1:]]
                 break
         if result.ok:
             engine.journal.append("note", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase="rollback",
-                                  status="rollback-done", data={"scope": rb.scope, "to": rb.to})
+                                  status=ROLLBACK_DONE, data={"scope": rb.scope, "to": rb.to})
             engine.journal.append("step", run_id=engine.run_id, plan_hash=engine.plan.plan_hash, phase="rollback",
                                   step=rb.id, action="rollback", status="succeeded", data={"scope": rb.scope})
             hist = engine.history()
@@ -129,8 +141,7 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
                 engine.journal.append("window", run_id=engine.run_id, plan_hash=engine.plan.plan_hash,
                                       phase="rollback", status="closed", data={"length_s": length, "by": "rollback"})
                 engine.log.info("window.closed", length_s=length, by="rollback")
-        out = text + "\n" + outcome(result)
-        if not result.ok:
-            engine.log.warning("rollback.stopped", next=NEXT)
-            raise StepFailed(out)
-        return out
+            return text + "\n" + outcome(result)
+        nxt = rollback_next(engine.inv, engine.history(), engine.observe())  # the domain as the stop left it
+        engine.log.warning("rollback.stopped", next=nxt)
+        raise StepFailed(text + "\n" + outcome(result, nxt))

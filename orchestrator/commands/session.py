@@ -15,10 +15,13 @@ from orchestrator.clients.installer import sweep_leftovers
 from orchestrator.commands.paths import check_folder
 from orchestrator.commands.plan import DEFAULT_PLAN
 from orchestrator.connect import Connections, TlsOptions
+from orchestrator.core import attempts
 from orchestrator.core.inventory import Inventory, load_inventory
 from orchestrator.core.plan import Plan, check_applied, check_plan_matches, file_sha256, load_plan
 from orchestrator.core.playbook import load_playbook
+from orchestrator.engine.journal import Journal
 from orchestrator.engine.runner import Engine, EngineOptions, lock_for, open_journal
+from orchestrator.errors import RefusedError
 from orchestrator.log import describe_run, get_logger, record_to
 from orchestrator.steps.installer import private_root
 from orchestrator.steps.registry import impl_for
@@ -58,6 +61,20 @@ def load_checked(flags: CommonFlags) -> tuple[Inventory, Plan]:
     return inv, plan
 
 
+def enter_campaign(journal: Journal, plan: Plan, command: str, record: bool) -> None:
+    """Scope the journal's reads to the campaign `plan` runs in (core/attempts.py): a new attempt after a
+    completed domain rollback, or after another plan's finished campaign, sees none of the old steps, backups
+    or window. A command that journals is refused while another plan's campaign is still changing the domain;
+    `status` and `report` (record=False) only look."""
+    where = attempts.scope(journal.events(), plan.plan_hash, command)
+    if where.refusal and record:
+        raise RefusedError(where.refusal, rule="one-campaign-at-a-time")
+    journal.floor = where.floor
+    if where.starts_new and record:
+        journal.floor = journal.append(attempts.CAMPAIGN_KIND, run_id="", plan_hash=plan.plan_hash,
+                                       phase=command.split()[0], status="start", data={"after": where.floor}).seq
+
+
 @contextlib.contextmanager
 def journaled_stop(engine: Engine, command: str) -> Iterator[None]:
     """Ctrl-C / SIGTERM inside a command: journal who stopped it (the steps it left started are reconciled
@@ -88,6 +105,7 @@ def session(flags: CommonFlags, command: str, *, mutate: bool = True, record: bo
         record_to(options.state_dir, inv.domain)
         journal = open_journal(options, inv.domain)
         try:
+            enter_campaign(journal, plan, command, record)
             engine = Engine(inv, plan, journal, conns, get_logger("vcwave.engine"), options, impl_for, locked=mutate)
             with journaled_stop(engine, command):
                 hist = engine.observe(record=record).history

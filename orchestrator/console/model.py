@@ -41,6 +41,7 @@ class Running:
     outage: str = ""  # why the node is expected to be down ("rebooting", "powering on")
     deadline_s: float = 0.0
     noted: float = 0.0  # when the last "still running" line was printed (0: not yet, counts from `started`)
+    vms: dict[str, str] = field(default_factory=dict)  # node -> VM, for a step over a snapshot set's VMs
 
     def label(self) -> str:
         """`upgrade (update)`, `backup (snapshot-set)`, `precheck`."""
@@ -108,6 +109,7 @@ class RunView:
         self.window_opened: float | None = None  # wall clock
         self.window_closed_after: float | None = None
         self.time_scale = 1.0  # the lab's clock (job durations x F): expected durations shrink with it
+        self.sets: dict[str, dict[str, str]] = {}  # step id -> {node: VM} of a snapshot set it reverts
 
     # ---------------------------------------------------------------- context
     def use_plan(self, plan: Plan, window: tuple[float | None, float | None] = (None, None)) -> None:
@@ -159,9 +161,16 @@ class RunView:
         """Starts are not lines yet: the console prints `start_line` for them (grouped, or dropped when
         the step ends before anything else was printed)."""
         sid = str(ev.get("step"))
+        vms = self.sets.pop(sid, {})
         self.running[sid] = Running(sid, str(ev.get("node")), str(ev.get("action", "")), str(ev.get("method") or ""),
-                                    self.clock(), self.expected_s(sid), tuple(ev.get("members") or ()),
-                                    frm=str(ev.get("frm") or ""), to=str(ev.get("to") or ""))
+                                    self.clock(), self.expected_s(sid), tuple(ev.get("members") or vms),
+                                    frm=str(ev.get("frm") or ""), to=str(ev.get("to") or ""), vms=vms)
+        return []
+
+    def _on_rollback_set(self, ev: dict) -> list[str]:
+        """A snapshot set is about to be reverted as one step: remember its VMs, so that the step's line
+        says "4 VMs" and one line per VM follows it (node, VM, outcome), as every other step has its own."""
+        self.sets[str(ev.get("step"))] = {str(k): str(v) for k, v in dict(ev.get("vms") or {}).items()}
         return []
 
     @staticmethod
@@ -189,7 +198,8 @@ class RunView:
         took = float(took) if took is not None else run.elapsed(self.clock())
         waited = run.waited_text()
         tail = f"  [{waited}]" if waited else ""
-        return [f"{outcome:<8} {run.who():<8} {run.label():<24} {duration(took):>6}{tail}{extra}"]
+        return [f"{outcome:<8} {run.who():<8} {run.label():<24} {duration(took):>6}{tail}{extra}",
+                *vm_lines(run.vms, outcome)]
 
     def _on_step_done(self, ev: dict) -> list[str]:
         run = self.running.get(str(ev.get("step")))
@@ -297,6 +307,16 @@ class RunView:
             text += f"; warnings: {t.warnings}"
         window = self.window_text()
         return text + (f"; {window}" if window else "")
+
+
+SET_VM_OUTCOME = {"changed": "reverted, powered on", "ok": "reverted, powered on"}
+
+
+def vm_lines(vms: dict[str, str], outcome: str) -> list[str]:
+    """One line per VM of a reverted snapshot set, under the set's line: node, VM, and what is known of it.
+    When the set stopped, no VM is claimed reverted: the re-run asks each one again."""
+    what = SET_VM_OUTCOME.get(outcome, "not confirmed: the set stopped; `invoke rollback` looks at it again")
+    return [f"  - {node:<8} VM {vm}: {what}" for node, vm in vms.items()]
 
 
 def _where(ev: dict) -> str:

@@ -32,6 +32,8 @@ class EventLike(Protocol):
 FINALIZE_REMOVED = "finalize-removed"
 FINALIZED = "finalized"
 FINALIZE_DECOMMISSIONED = "finalize-decommissioned"  # an external PSC left the SSO domain (converge hop)
+ROLLBACK_PLAN, ROLLBACK_DONE = "rollback-plan", "rollback-done"  # written by `invoke rollback`
+REFUSED = "refused"  # a guard refused a command on a domain with a journal (data: rule, reason); the report shows it
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class DomainHistory:
     paused: tuple[str, ...] = ()  # steps paused for a manual change (`invoke verify --node N` confirms it)
     finalized: float | None = None  # `invoke finalize` passed the point of no return (kept sources removed)
     decommissioned: tuple[str, ...] = ()  # external PSCs `invoke finalize` decommissioned (converge hop)
+    rollback_open: bool = False  # a domain rollback's plan is saved and not done: `invoke rollback` resumes it
 
     def versions(self) -> dict[str, Version]:
         return {n: h.version for n, h in self.nodes.items()}
@@ -108,6 +111,7 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     paused: dict[str, str] = {}
     finalized = None
     decommissioned: list[str] = []
+    rollback_open = False
     for e in events:
         count += 1
         if e.kind == "step":
@@ -151,6 +155,8 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
             finalized = e.ts
         elif e.kind == "note" and e.status == FINALIZE_DECOMMISSIONED and e.node not in decommissioned:
             decommissioned.append(e.node)
+        elif e.kind == "note" and e.status in (ROLLBACK_PLAN, ROLLBACK_DONE):
+            rollback_open = e.status == ROLLBACK_PLAN
         elif e.kind == "window":
             if e.status == "opened" and opened is None:
                 opened, closed = e.ts, None
@@ -160,4 +166,4 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
              for n in inv.nodes}
     return DomainHistory(nodes, tuple(backups), opened, closed, tuple(failed.values()), tuple(running.values()),
                          rollbacks, count, prechecks, tuple(paused.values()), finalized,
-                         tuple(decommissioned))
+                         tuple(decommissioned), rollback_open)

@@ -340,8 +340,9 @@ def _node(c: _Checker, raw: Any, index: int, data: Located) -> Node:
         c.fail(f"version {version.release} is not a known vCenter/PSC release", m, "version", name)
     by_build = catalogue().by_build(version.build) if version.build else None
     if by_build is not None and not by_build.version.same_release(version):
-        c.fail(f"build {version.build} is the build of {by_build.version.release}, not of {version.release}", m,
-               "build", name)
+        c.fail(f"version {version.release} and build {version.build} disagree: that build is "  # either may be wrong
+               f"{by_build.version.release}; write version: \"{by_build.version.release}\" (quoted), or the build "
+               f"of {version.release}", m, "version", name)
     version = version if version.build else known.version
     platform = c.text(m, "platform", required=False, default="appliance")
     if platform not in PLATFORMS:

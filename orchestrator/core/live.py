@@ -193,19 +193,14 @@ def fold_live(inv: Inventory, hist: DomainHistory, obs: Observation,
     for n in inv.nodes:
         live = _live_node(n, hist.nodes[n.name], obs.nodes.get(n.name))
         nodes[n.name] = live
+        if n.name in hist.decommissioned:  # silent by design: finalize took it out of the SSO domain
+            continue
         for d in _disagreements(live, hist.nodes[n.name], obs.ts):
             prev = opened.get(d.key())
             if prev is not None and prev.data.get("live") == d.live:
                 d = Disagreement(d.node, d.field, d.journal, d.live, prev.ts)
             found.append(d)
     return DomainState(hist, nodes, tuple(found), obs.ts)
-
-
-def still_open(events: Iterable[EventLike]) -> list[Disagreement]:
-    """The disagreements the journal last recorded as open (what the report shows: the last time a command
-    looked, live and journal differed like this)."""
-    return [Disagreement(e.node, str(e.data.get("field", "")), str(e.data.get("journal", "")),
-                         str(e.data.get("live", "")), e.ts) for e in open_disagreements(events).values()]
 
 
 def journal_changes(state: DomainState, journaled: Iterable[EventLike]) -> tuple[list[Disagreement],

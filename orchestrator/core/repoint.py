@@ -34,15 +34,26 @@ def check_repoint(inv: Inventory, versions: Mapping[str, Version], vcenter: str,
     return rules.repoint_allowed(versions[vcenter], vc.site, versions[psc], target.site, psc not in down)
 
 
-def failover_options(inv: Inventory, versions: Mapping[str, Version]) -> tuple[FailoverOption, ...]:
-    """For every vCenter: if its PSC failed now, where could it go — or must the PSC be restored?"""
+def failover_options(inv: Inventory, versions: Mapping[str, Version | None],
+                     down: frozenset[str] = frozenset()) -> tuple[FailoverOption, ...]:
+    """For every vCenter: if its PSC failed now, where could it go — or must the PSC be restored?
+
+    `versions` are the live versions when the domain was observed (None: the node does not answer) and
+    `down` the nodes that do not answer: only a PSC that answers, in the vCenter's site, at the vCenter's
+    live version is proposed (the same rule `invoke repoint` applies), never one the journal alone vouches for."""
     out = []
+    known = {n: v for n, v in versions.items() if v is not None}
     for vc in inv.vcenters:
-        if not interop.supports_external_psc(versions[vc.name]):
+        vc_version = versions[vc.name]
+        if vc_version is None:
+            out.append(FailoverOption(vc.name, vc.psc or "", (), f"{vc.name} does not answer: its version is "
+                                      f"unknown, so no PSC can be proposed until it answers"))
+            continue
+        if not interop.supports_external_psc(vc_version):
             continue  # converged (7.0+): SSO is its own, no PSC to fail over from
-        cands = tuple(p.name for p in inv.pscs if p.name != vc.psc
-                      and check_repoint(inv, versions, vc.name, p.name).ok)
+        cands = tuple(p.name for p in inv.pscs if p.name != vc.psc and p.name in known
+                      and check_repoint(inv, known, vc.name, p.name, down).ok)
         advice = (f"repoint to {cands[0]}" if cands else
-                  f"no PSC of {versions[vc.name].release} in site {vc.site}: restore or redeploy {vc.psc}")
+                  f"no other PSC of {vc_version.release} answers in site {vc.site}: restore or redeploy {vc.psc}")
         out.append(FailoverOption(vc.name, vc.psc or "", cands, advice))
     return tuple(out)

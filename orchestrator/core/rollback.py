@@ -222,6 +222,11 @@ def render(plan: RollbackPlan, alternative: bool = True) -> str:
     for a in plan.actions:
         lines.append(f"  {a.order:>2}. {a.action:<8} {a.node:<12} {a.method:<16} {a.asset:<28} -> {a.to_version}"
                      f"   ({a.reason})")
+    fresh = [f"{a.node} ({a.to_version})" for a in plan.actions if a.method == "file-restore"]
+    if fresh:  # said up front: each of these stops the rollback until its appliance is deployed
+        lines.append(f"  a file restore runs only on a freshly deployed appliance in restore mode: the rollback pauses "
+                     f"at {', '.join(fresh)} in turn until one is deployed for it (VMware's installer, Restore, "
+                     f"stage 1); each time, `invoke rollback` resumes")
     if alternative and plan.alternative:
         lines.append(plan.alternative)
     return "\n".join(lines)

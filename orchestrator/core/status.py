@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.core.domain_line import domain_summary
 from orchestrator.core.history import DomainHistory, domain_version
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.live import RESTORE_MODE, DomainState
@@ -27,15 +28,17 @@ class Status:
     target: str
     domain_version: str
     nodes: tuple[dict[str, Any], ...]
-    phases: dict[str, str]  # pending | partial | done | failed | rolled back (a completed domain rollback)
+    phases: dict[str, str]  # pending | partial | done | failed | paused (manual step) | rolled back | not needed
     window: dict[str, Any]
     next_command: str
     problems: tuple[str, ...]
     failover: tuple[str, ...] = ()
     whole_domain: tuple[str, ...] = ()  # backup sets (tags) that can bring the whole domain back
+    summary: str = ""  # every node's version by role, live where observed (see `domain_summary`)
 
     def to_json(self) -> dict[str, Any]:
         return {"domain": self.domain, "target": self.target, "domain_version": self.domain_version,
+                "versions": self.summary,
                 "problems": list(self.problems), "nodes": list(self.nodes), "phases": self.phases,
                 "window": self.window, "next_command": self.next_command,
                 "if_a_psc_fails": list(self.failover), "whole_domain_restore_from": list(self.whole_domain)}
@@ -73,6 +76,8 @@ def _next_after_trouble(inv: Inventory, plan: Plan, hist: DomainHistory, live: D
         return f"a vcwave command was killed holding the domain lock ({who}): re-run it with --break-stale-lock"
     if kind == "held":
         return f"wait: {who} is acting on the domain; run `invoke status` again when it ends"
+    if hist.rollback_open:  # its own power-offs and restores leave nodes silent on purpose: it goes first
+        return rollback_next(inv, hist, live)
     interrupted = {s.node for s in plan.steps() if s.id in hist.running_steps}
     lost = [n for n in live.lost() if n not in interrupted and n not in hist.decommissioned] if live else []
     if lost:
@@ -92,6 +97,34 @@ def _next_after_trouble(inv: Inventory, plan: Plan, hist: DomainHistory, live: D
         nodes = sorted({s.node for s in plan.steps() if s.id in hist.paused})
         return f"do the manual step shown in the log on {', '.join(nodes)}, then `invoke verify --node {nodes[0]}`"
     return ""
+
+
+def _failed_beside(plan: Plan, hist: DomainHistory, phase: str) -> bool:
+    """Did a step of `phase` fail outright, beside the ones paused for a manual change?"""
+    return any(s.id in hist.failed_steps and s.id not in hist.paused for s in plan.phase(phase).steps)
+
+
+def rollback_next(inv: Inventory, hist: DomainHistory, live: DomainState | None) -> str:
+    """The one next command after a domain rollback stopped half-way (paused for a manual step, failed, or
+    killed) — `invoke rollback` prints it as it stops and `status` shows it after: `invoke rollback`
+    resumes the same saved plan and asks every node first; what must happen before it is named (a node that
+    does not answer cannot be restored from a file onto itself)."""
+    again = "re-run `invoke rollback` (it resumes the same plan and asks every node first)"
+    paused = sorted(n for n, h in hist.nodes.items() if h.last_step in hist.paused)
+    if paused:
+        return (f"the rollback is paused at {', '.join(paused)}: do the manual step it named (a file restore needs "
+                f"a freshly deployed appliance in restore mode), then {again}")
+    failed = sorted(n for n, h in hist.nodes.items() if h.last_step in hist.failed_steps)
+    silent = [n for n in failed if live is not None and live.nodes[n].state != RESTORE_MODE
+              and not live.nodes[n].answering]
+    if silent:
+        fresh = ", ".join(f"{n} ({inv.node(n).version.release})" for n in silent)
+        return (f"the rollback stopped at {', '.join(silent)}, which does not answer: bring it back, or, if it cannot "
+                f"come back, deploy a fresh appliance in restore mode for {fresh} with VMware's installer (Restore, "
+                f"stage 1); then {again}")
+    if failed:
+        return f"the rollback stopped at {', '.join(failed)}: fix what its failed step names, then {again}"
+    return f"a domain rollback is not finished: {again}"
 
 
 def _rolled_back(inv: Inventory, hist: DomainHistory, live: DomainState | None) -> bool:
@@ -119,6 +152,26 @@ def _node_row(n: Any, hist: DomainHistory, live: DomainState | None, verdicts: d
                          "reason": v.reason} for v in verdicts[n.name]]}
 
 
+def _at_target(inv: Inventory, plan: Plan, live: DomainState | None) -> bool:
+    """Every node answers, live, at the plan's target release (the journal is not asked: a new state folder
+    on an upgraded domain has nothing to say, and the domain is what counts); decommissioned PSCs are gone."""
+    target = parse_version(plan.target)
+    return live is not None and all(s.answering and s.version is not None and s.version.same_release(target)
+                                    for n, s in live.nodes.items() if n not in live.history.decommissioned)
+
+
+def _nothing_to_do(inv: Inventory, plan: Plan, gone: tuple[str, ...]) -> str:
+    """The next command on a domain that already runs the target: the route's next hop, or how to go further;
+    and the inventory's stale versions named, since the next plan starts from what it declares."""
+    target = parse_version(plan.target)
+    stale = [n.name for n in inv.nodes if not n.version.same_release(target) and n.name not in gone]
+    fix = (f"; the inventory still declares another version for {', '.join(stale)}: set `version: \"{plan.target}\"` "
+           f"there first" if stale else "")
+    more = (plan.route["next"] if plan.route
+            else f"to go further, `invoke plan --target <a release newer than {plan.target}>`")
+    return f"nothing to do: every node answers at {plan.target}; {more}{fix}"
+
+
 def whole_domain_sets(inv: Inventory, verdicts: dict) -> tuple[str, ...]:
     """Backup tags (pre, during...) from which every node can be brought back together."""
     tags = {v.backup.tag for vs in verdicts.values() for v in vs if v.whole_domain}
@@ -140,6 +193,9 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
                  if h.upgraded > 1]
     versions = {n: (live.nodes[n].version or h.version) if live else h.version for n, h in hist.nodes.items()}
     nxt = _next_after_trouble(inv, plan, hist, live, lock, verdicts)
+    if not nxt and _at_target(inv, plan, live) and set(phases.values()) == {"pending"}:
+        nxt = _nothing_to_do(inv, plan, hist.decommissioned)  # nothing journaled, but the domain already runs the target
+        phases = dict.fromkeys(phases, "not needed")
     if not nxt and _rolled_back(inv, hist, live):
         nxt = f"domain back at {domain_version(inv, versions)}; run `invoke plan` to try again"
         phases = {k: "rolled back" if k in UNDONE_BY_ROLLBACK and v != "pending" else v for k, v in phases.items()}
@@ -152,10 +208,18 @@ def compute_status(inv: Inventory, plan: Plan, hist: DomainHistory, step_state: 
         if st != "done":
             nxt = PHASE_COMMAND[name] if name != "pre" else "invoke precheck && invoke backup --phase pre && invoke stage"
             break
-    nxt = nxt or after_the_hop(inv, plan, hist) or "nothing: every phase is done"
-    failover = tuple(f"{o.psc} fails -> {o.vcenter}: {o.advice}" for o in failover_options(inv, hist.versions()))
+    nxt = nxt or after_the_hop(inv, plan, hist) or (_nothing_to_do(inv, plan, hist.decommissioned) if _at_target(inv, plan, live)
+                                                     else "nothing: every phase is done")
+    waiting = {s.phase for s in plan.steps() if s.id in hist.paused}  # a manual step is a pause, not a failure
+    phases = {k: "paused" if v == "failed" and k in waiting and not _failed_beside(plan, hist, k) else v
+              for k, v in phases.items()}
+    seen = {n: live.nodes[n].version for n in hist.nodes} if live else dict(hist.versions())
+    down = frozenset(live.lost()) if live else frozenset()
+    failover = tuple(f"{o.psc} {'does not answer now' if o.psc in down else 'fails'} -> {o.vcenter}: {o.advice}"
+                     for o in failover_options(inv, seen, down))
     return Status(inv.domain, plan.target, domain_version(inv, versions, hist.decommissioned), tuple(nodes), phases,
-                  window_info(hist, now), nxt, tuple(problems), failover, whole_domain_sets(inv, verdicts))
+                  window_info(hist, now), nxt, tuple(problems), failover, whole_domain_sets(inv, verdicts),
+                  domain_summary(inv, seen, plan.target, hist.decommissioned))
 
 
 def after_the_hop(inv: Inventory, plan: Plan, hist: DomainHistory) -> str:
@@ -190,7 +254,7 @@ def after_the_hop(inv: Inventory, plan: Plan, hist: DomainHistory) -> str:
 def render(status: Status) -> str:
     """Problems first (what is wrong now), then where the domain stands, then the next safe command."""
     w = status.window
-    lines = [f"domain {status.domain}: domain version {status.domain_version}, target {status.target}"]
+    lines = [f"domain {status.domain}: {status.summary}; target {status.target}"]
     lines += [f"problem: {p}" for p in status.problems]
     lines += ["phases: " + ", ".join(f"{k} {v}" for k, v in status.phases.items()),
               f"mixed-version window: {w['state']}" + (f", {w['length_s'] / 60:.1f} min" if w.get('opened') else ""),

@@ -30,6 +30,10 @@ def judge(backup: Backup, inv: Inventory, history: DomainHistory) -> BackupVerdi
     node = inv.node(backup.node)
     if not backup.verified:
         return BackupVerdict(backup, False, False, "not verified (its verification command did not succeed)")
+    if history.finalized is not None and (backup.method in ("snapshot-set", "source-appliance")
+                                          or backup.domain_version != now):
+        return BackupVerdict(backup, False, False, "taken before `invoke finalize` (the point of no return): no "
+                                                   "rollback to before it is offered")
     if backup.method == "snapshot-set":
         return BackupVerdict(backup, False, True,
                              "member of a cold snapshot set: reverted only with every other node of the set "
@@ -49,7 +53,7 @@ def judge(backup: Backup, inv: Inventory, history: DomainHistory) -> BackupVerdi
     if node.is_psc and backup.node_version != now:
         return BackupVerdict(backup, False, False,
                              f"PSC backup at {backup.node_version} while its replication partners run {now}")
-    return BackupVerdict(backup, True, backup.domain_version == _original_domain(inv),
+    return BackupVerdict(backup, True, backup.domain_version == _original_domain(inv) and history.finalized is None,
                          f"taken at the current domain version {now}: restores {backup.node} alone "
                          f"(node back to {backup.node_version})")
 

@@ -80,7 +80,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 KINDS = frozenset(
     {"run.start", "run.end", "step", "backup", "snapshot_set", "source_appliance", "window", "fact", "note",
-     "disagreement"}
+     "disagreement", "campaign"}
 )
 STEP_STATUSES = frozenset({"started", "succeeded", "failed", "skipped", "reconciled"})
 RECONCILE_OUTCOMES = frozenset({"succeeded", "failed", "not_done"})
@@ -229,6 +229,8 @@ class Journal:
         self._conn: sqlite3.Connection | None = conn
         self._mutex = threading.Lock()
         self._on_disk = on_disk
+        # Reads see only events after this seq: the current campaign's (core/attempts.py). 0: all of them.
+        self.floor = 0
 
     @classmethod
     def open_lazy(cls, path: Path | str) -> "Journal":
@@ -495,10 +497,10 @@ class Journal:
         plan_hash/phase/wave). A filter value may be a string or a collection of strings (any of them).
         ``since=<seq>`` keeps only events after that seq."""
         clauses, params = [], []
-        since = filters.pop("since", None)
-        if since is not None:
+        since = max(int(filters.pop("since", None) or 0), self.floor)
+        if since:
             clauses.append("seq > ?")
-            params.append(int(since))
+            params.append(since)
         for name, value in filters.items():
             if name not in FILTERABLE:
                 raise ValueError(f"unknown journal filter {name!r} (known: {', '.join(sorted(FILTERABLE))}, since)")
@@ -519,8 +521,8 @@ class Journal:
         """Last known state of a step: ``started | succeeded | failed | skipped`` or None (never started,
         or reconciled as ``not_done``). A ``reconciled`` event counts as its ``data["outcome"]``.
         ``node`` narrows it when step ids are not unique across nodes."""
-        sql = "SELECT status, data FROM events WHERE kind = 'step' AND step = ?"
-        params: list[str] = [step_id]
+        sql = "SELECT status, data FROM events WHERE kind = 'step' AND step = ? AND seq > ?"
+        params: list[str | int] = [step_id, self.floor]
         if node is not None:
             sql += " AND node = ?"
             params.append(node)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from orchestrator.scrub import scrub_text
 from orchestrator.core import rules
-from orchestrator.core.history import DomainHistory, fold
+from orchestrator.core.history import REFUSED, DomainHistory, fold
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.live import DISAGREEMENT_KIND, DomainState, fold_live, installer_vm_names, journal_changes
 from orchestrator.core.plan import Plan, Step, converges
@@ -162,6 +162,13 @@ class Engine:
             if not refused.ok:
                 raise RefusedError(refused.reason, rule=refused.rule)
 
+    def _journal_refusal(self, phase: str, exc: RefusedError) -> None:
+        """A guard's refusal joins the domain's history (the report lists it with its rule) when that history
+        exists and this command holds the lock; on a domain with no journal a refusal still writes nothing."""
+        if self.locked and self.journal.path.exists():
+            self.journal.append("note", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
+                                node=exc.node, status=REFUSED, data={"rule": exc.rule, "reason": scrub_text(str(exc))})
+
     def live_verdict(self, steps: list[Step], state: DomainState) -> rules.Verdict:
         """The core's live rules for steps about to run: every node they touch answers (a node whose step was
         interrupted is left to that step's reconciliation, which waits out a reboot), and no vCenter is
@@ -218,7 +225,11 @@ class Engine:
         # as their reconciliation leaves it, looked at again.
         if not check and self.locked and self.reconcile():
             self.observe()
-        self.guard(phase, nodes)
+        try:
+            self.guard(phase, nodes)
+        except RefusedError as exc:
+            self._journal_refusal(phase, exc)
+            raise
         if not check:
             self.journal.append("run.start", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
                                 data=self.run_start_data())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from orchestrator.report.legend import CHAR_W, bar_text, kind, legend
-from orchestrator.report.model import Report, fmt_duration, fmt_ts, stopped_text
+from orchestrator.report.model import Report, fmt_duration, fmt_ts, stopped_text, until_text
 
 WIDTH = 1240
 LEFT = 240
@@ -182,6 +182,7 @@ def render_svg(r: Report) -> str:
             out.append(f'<path class="backup t-{e(bk.tag)}" data-backup="{e(bk.backup_id)}" '
                        f'data-method="{e(bk.method)}" d="{_backup_shape(bk.method, bx, mid)}" stroke="#fff" '
                        f'stroke-width="1"><title>{e(tip)}</title></path>')
+        out += _outage_marks(r, row.name, y, x, t1)
         for f in r.failures:
             if f.node != row.name:
                 continue
@@ -258,6 +259,20 @@ def _snapshot_sets(r: Report, ypos: dict[str, float], x) -> list[str]:
     return out
 
 
+def _outage_marks(r: Report, node: str, y: float, x, t1: float) -> list[str]:
+    """A dark strip under the node's bars while it did not answer (or waited for a restore): on paper the
+    legend names it, on screen its tooltip gives since/until and what the domain showed."""
+    out = []
+    for o in r.outages:
+        if o.node != node:
+            continue
+        x0, x1 = x(o.since), x(o.until if o.until is not None else t1)
+        tip = f"{node} {o.live}: {fmt_ts(o.since)} → {until_text(o)}"
+        out.append(f'<rect class="outage" data-node="{e(node)}" x="{x0}" y="{y + 29}" width="{max(x1 - x0, 3)}" '
+                   f'height="5" fill="#37474f"><title>{e(tip)}</title></rect>')
+    return out
+
+
 def _usable_line(x0: float, x1: float, y: float) -> str:
     return (f'<line class="usable" x1="{x0}" y1="{y + 6}" x2="{x1}" y2="{y + 6}" stroke="#1565c0" '
             f'stroke-width="1.4" stroke-dasharray="2 2"/>')
@@ -274,6 +289,13 @@ def _table(headers: list[str], rows: list[list[str]], classes: list[str] | None 
         out.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def _section(title: str, headers: list[str], rows: list[list[str]], empty: str, bad: bool = False) -> list[str]:
+    """A titled table (every row marked `bad` when the kind is trouble), or one sentence saying there is
+    nothing of the kind. `rows` hold escaped cells only."""
+    body = _table(headers, rows, ["bad"] * len(rows) if bad else None) if rows else f"<p>{e(empty)}</p>"
+    return [f"<h2>{e(title)}</h2>", body]
 
 
 def render_html(r: Report) -> str:
@@ -312,33 +334,28 @@ def render_html(r: Report) -> str:
           str(n.upgrades), e(f"{n.last_step} {n.last_status}".strip() or "-")] for n in r.rows],
         ["bad" if n.upgrades > 1 or n.last_status == "failed" else "" for n in r.rows])]
 
-    parts.append("<h2>Backups</h2>")
-    if r.backups:
-        parts.append(_table(
-            ["id", "node", "method", "tag", "taken", "taken at domain", "usable alone now?", "in a domain rollback?",
-             "stopped being usable alone", "reason"],
-            [[f"<code>{e(b.backup_id)}</code>", e(b.node), e(b.method), e(b.tag or "-"), e(fmt_ts(b.ts)),
-              e(b.domain_version), _yes(b.usable_alone_now), _yes(b.whole_domain_now), e(stopped_text(b)),
-              e(b.reason)] for b in r.backups]))
-    else:
-        parts.append("<p>No backup recorded.</p>")
-
-    parts.append("<h2>Failures</h2>")
-    if r.failures:
-        parts.append(_table(["time", "node", "step", "kind", "error"],
-                            [[e(fmt_ts(f.ts)), e(f.node or "(domain)"), f"<code>{e(f.step)}</code>",
-                              "manual step" if f.manual else "failed", f'<span class="error">{e(f.error)}</span>']
-                             for f in r.failures], ["bad"] * len(r.failures)))
-    else:
-        parts.append("<p>No failure recorded.</p>")
-
-    parts.append("<h2>Rollbacks</h2>")
-    if r.rollbacks:
-        parts.append(_table(["scope", "to", "started", "ended", "length", "actions", "status"],
-                            [[e(x.scope), e(x.to), e(fmt_ts(x.start)), e(fmt_ts(x.end)), e(fmt_duration(x.duration)),
-                              str(x.actions), e(x.status)] for x in r.rollbacks]))
-    else:
-        parts.append("<p>No rollback recorded.</p>")
+    parts += _section("Backups", [
+        "id", "node", "method", "tag", "taken", "taken at domain", "usable alone now?", "in a domain rollback?",
+        "stopped being usable alone", "reason"],
+        [[f"<code>{e(b.backup_id)}</code>", e(b.node), e(b.method), e(b.tag or "-"), e(fmt_ts(b.ts)),
+          e(b.domain_version), _yes(b.usable_alone_now), _yes(b.whole_domain_now), e(stopped_text(b)),
+          e(b.reason)] for b in r.backups], "No backup recorded.")
+    parts += _section("Failures", ["time", "node", "step", "kind", "error"],
+                      [[e(fmt_ts(f.ts)), e(f.node or "(domain)"), f"<code>{e(f.step)}</code>",
+                        "manual step" if f.manual else "failed", f'<span class="error">{e(f.error)}</span>']
+                       for f in r.failures], "No failure recorded.", bad=True)
+    parts += _section("Outages", ["node", "since", "until", "length", "what the domain showed", "journal said"],
+                      [[e(o.node), e(fmt_ts(o.since)), e(until_text(o)), e(fmt_duration(o.duration)), e(o.live),
+                        e(o.journal)] for o in r.outages], "No node was found not answering.", bad=True)
+    parts += _section("Disagreements", ["node", "about", "since", "until", "journal said", "live"],
+                      [[e(d.node), e(d.field), e(fmt_ts(d.since)), e(until_text(d)), e(d.journal), e(d.live)]
+                       for d in r.disagreements], "Journal and domain never disagreed otherwise.")
+    parts += _section("Refusals", ["time", "command", "rule", "node", "what it said"],
+                      [[e(fmt_ts(x.ts)), e(x.command), f"<code>{e(x.rule)}</code>", e(x.node or "-"), e(x.reason)]
+                       for x in r.refusals], "No command was refused.")
+    parts += _section("Rollbacks", ["scope", "to", "started", "ended", "length", "actions", "status"],
+                      [[e(x.scope), e(x.to), e(fmt_ts(x.start)), e(fmt_ts(x.end)), e(fmt_duration(x.duration)),
+                        str(x.actions), e(x.status)] for x in r.rollbacks], "No rollback recorded.")
 
     w = r.window
     parts.append("<h2>Mixed-version window</h2>")

@@ -85,6 +85,8 @@ def legend(r: Report) -> list[Entry]:
         out.append(Entry("", "✕ (red, on the line) the backup stops being usable alone", glyph=True))
     if r.failures:
         out.append(Entry("", "▼ failure (red)", glyph=True))
+    if r.outages:
+        out.append(Entry("", "▬ (dark strip under a row) the node did not answer: an outage", glyph=True))
     if r.window.opened is not None:
         out.append(Entry("#ffe082", "mixed-version window"))
     if r.rollbacks:

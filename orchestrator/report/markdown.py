@@ -2,7 +2,7 @@
 journal can become live markup in a Markdown renderer, and a `|` cannot break a table."""
 from __future__ import annotations
 
-from orchestrator.report.model import Report, fmt_duration, fmt_ts, stopped_text
+from orchestrator.report.model import Report, fmt_duration, fmt_ts, stopped_text, until_text
 
 
 def cell(value: object) -> str:
@@ -15,6 +15,11 @@ def _table(headers: list[str], rows: list[list[object]]) -> list[str]:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return out
+
+
+def _section(title: str, headers: list[str], rows: list[list[object]], empty: str) -> list[str]:
+    """A titled table, or one sentence saying there is nothing of the kind (never an empty table)."""
+    return ["", f"## {title}", ""] + (_table(headers, rows) if rows else [empty])
 
 
 def _yes(flag: bool) -> str:
@@ -55,31 +60,26 @@ def render_markdown(r: Report) -> str:
                     [[n.name, n.role, n.site, f"{n.version_before} → {n.version_now}", n.verified_at or "-",
                       n.upgrades, f"{n.last_step} {n.last_status}".strip() or "-"] for n in r.rows])
 
-    lines += ["", "## Backups", ""]
-    if r.backups:
-        lines += _table(["id", "node", "method", "tag", "taken", "taken at domain", "usable alone now?",
-                         "in a domain rollback?", "stopped being usable alone", "reason"],
-                        [[b.backup_id, b.node, b.method, b.tag or "-", fmt_ts(b.ts), b.domain_version,
-                          _yes(b.usable_alone_now), _yes(b.whole_domain_now), stopped_text(b), b.reason]
-                         for b in r.backups])
-    else:
-        lines.append("No backup recorded.")
-
-    lines += ["", "## Failures", ""]
-    if r.failures:
-        lines += _table(["time", "node", "step", "kind", "error"],
-                        [[fmt_ts(f.ts), f.node or "(domain)", f.step, "manual step" if f.manual else "failed", f.error]
-                         for f in r.failures])
-    else:
-        lines.append("No failure recorded.")
-
-    lines += ["", "## Rollbacks", ""]
-    if r.rollbacks:
-        lines += _table(["scope", "to", "started", "ended", "length", "actions", "status"],
-                        [[x.scope, x.to, fmt_ts(x.start), fmt_ts(x.end), fmt_duration(x.duration), x.actions,
-                          x.status] for x in r.rollbacks])
-    else:
-        lines.append("No rollback recorded.")
+    lines += _section("Backups", ["id", "node", "method", "tag", "taken", "taken at domain", "usable alone now?",
+                                  "in a domain rollback?", "stopped being usable alone", "reason"],
+                      [[b.backup_id, b.node, b.method, b.tag or "-", fmt_ts(b.ts), b.domain_version,
+                        _yes(b.usable_alone_now), _yes(b.whole_domain_now), stopped_text(b), b.reason]
+                       for b in r.backups], "No backup recorded.")
+    lines += _section("Failures", ["time", "node", "step", "kind", "error"],
+                      [[fmt_ts(f.ts), f.node or "(domain)", f.step, "manual step" if f.manual else "failed", f.error]
+                       for f in r.failures], "No failure recorded.")
+    lines += _section("Outages", ["node", "since", "until", "length", "what the domain showed", "journal said"],
+                      [[o.node, fmt_ts(o.since), until_text(o), fmt_duration(o.duration), o.live, o.journal]
+                       for o in r.outages], "No node was found not answering.")
+    lines += _section("Disagreements", ["node", "about", "since", "until", "journal said", "live"],
+                      [[d.node, d.field, fmt_ts(d.since), until_text(d), d.journal, d.live] for d in r.disagreements],
+                      "Journal and domain never disagreed otherwise.")
+    lines += _section("Refusals", ["time", "command", "rule", "node", "what it said"],
+                      [[fmt_ts(x.ts), x.command, x.rule, x.node or "-", x.reason] for x in r.refusals],
+                      "No command was refused.")
+    lines += _section("Rollbacks", ["scope", "to", "started", "ended", "length", "actions", "status"],
+                      [[x.scope, x.to, fmt_ts(x.start), fmt_ts(x.end), fmt_duration(x.duration), x.actions, x.status]
+                       for x in r.rollbacks], "No rollback recorded.")
 
     w = r.window
     lines += ["", "## Mixed-version window", ""]

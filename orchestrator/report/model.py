@@ -15,12 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from orchestrator.core.history import DomainHistory, EventLike, domain_version, fold
+from orchestrator.core.history import (ROLLBACK_DONE, ROLLBACK_PLAN, DomainHistory, EventLike, domain_version,
+                                       fold)
 from orchestrator.core.inventory import Inventory
-from orchestrator.core.live import still_open
+from orchestrator.core.live import Disagreement
 from orchestrator.core.plan import Plan
 from orchestrator.core.secret_keys import is_secret_key
 from orchestrator.core.validity import judge
+from orchestrator.report.episodes import Episode, Refusal, episodes, refusals
 from orchestrator.scrub import scrub_text
 
 PHASES = ("pre", "psc", "vcenter", "post", "rollback")
@@ -160,6 +162,9 @@ class Report:
     window: Window
     rollbacks: tuple[RollbackRun, ...]
     problems: tuple[str, ...] = field(default=())
+    outages: tuple[Episode, ...] = ()  # a node that did not answer, from/until (orchestrator.report.episodes)
+    disagreements: tuple[Episode, ...] = ()  # journal and domain differed otherwise (version, identity)
+    refusals: tuple[Refusal, ...] = ()  # guards that refused a command, with the rule
 
     def bars_of(self, node: str) -> list[Bar]:
         return [b for b in self.bars if b.node == node]
@@ -260,10 +265,10 @@ def _rollbacks(events: Sequence[EventLike]) -> list[RollbackRun]:
     for e in events:
         if e.kind != "note":
             continue
-        if e.status == "rollback-plan":
+        if e.status == ROLLBACK_PLAN:
             runs.append(RollbackRun(safe_text(e.data.get("scope", "")), safe_text(e.data.get("to", "")), e.ts, None,
                                     len(e.data.get("actions") or ()), "in progress"))
-        elif e.status == "rollback-done" and runs and runs[-1].end is None:
+        elif e.status == ROLLBACK_DONE and runs and runs[-1].end is None:
             r = runs[-1]
             runs[-1] = RollbackRun(r.scope, r.to, r.start, e.ts, r.actions, "done")
     return runs
@@ -331,9 +336,11 @@ def build_report(inv: Inventory, plan: Plan, events: Iterable[EventLike], *, hea
         window = Window("closed" if hist.window_closed is not None else "OPEN", hist.window_opened,
                         hist.window_closed, max(0.0, end - hist.window_opened))
 
+    seen = episodes(events)
     problems = [f"{r.name} was upgraded {r.upgrades} times (expected once)" for r in rows if r.upgrades > 1]
     problems += [f"step {s} was started and never confirmed (the run died mid-step?)" for s in hist.running_steps]
-    problems += [safe_text(str(d)) for d in still_open(events)]
+    problems += [safe_text(str(Disagreement(x.node, x.field, x.journal, x.live, x.since)))
+                 for x in seen if x.until is None]  # what the last look (or a later verify) did not see end
     problems += [f"TLS verification was OFF (--insecure) for the {safe_text(e.phase)} run started "
                  f"{fmt_ts(e.ts)}: the nodes were not authenticated"
                  for e in events if e.kind == "run.start" and e.data.get("insecure")]
@@ -343,7 +350,9 @@ def build_report(inv: Inventory, plan: Plan, events: Iterable[EventLike], *, hea
         domain_version_before=domain_version(inv, before), domain_version_now=domain_version(inv, hist.versions()),
         events=len(events), t0=t0, t1=t1, rows=tuple(rows), bars=tuple(_bars(events, names, t1 or 0.0)),
         backups=tuple(backups), failures=tuple(_failures(events)), phases=tuple(_phases(events)), window=window,
-        rollbacks=tuple(_rollbacks(events)), problems=tuple(problems))
+        rollbacks=tuple(_rollbacks(events)), problems=tuple(problems),
+        outages=tuple(x for x in seen if x.outage), disagreements=tuple(x for x in seen if not x.outage),
+        refusals=tuple(refusals(events)))
 
 
 # ---------------------------------------------------------------- formatting shared by the renderers
@@ -364,6 +373,11 @@ def fmt_duration(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s" if s % 60 else f"{s // 60} min"
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def until_text(ep: Episode) -> str:
+    """When an outage or disagreement ended, in words (one that still held is said so, not left blank)."""
+    return f"{fmt_ts(ep.until)} ({ep.ended_by})" if ep.until is not None else "still at the last look"
 
 
 def stopped_text(b: BackupRow) -> str:

@@ -104,6 +104,8 @@ def test_a_repository_task_is_not_advised_as_a_vcwave_command():
         assert as_typed("run `invoke verify --node a`, then `invoke lab.up`") == \
             "run `vcwave verify --node a`, then `invoke lab.up`"
         assert as_typed("invoke upgrade --wave psc") == "vcwave upgrade --wave psc"
+        assert as_typed("next safe command: invoke precheck && invoke backup --phase pre && invoke stage") == \
+            "next safe command: vcwave precheck && vcwave backup --phase pre && vcwave stage"  # a new user saw invoke
         running_as("invoke")
         assert as_typed("run `invoke verify`") == "run `invoke verify`"
     finally:

@@ -66,3 +66,31 @@ def test_plan_out_replaces_only_a_vcwave_plan(tmp_path, monkeypatch):
     first = (tmp_path / "plan.json").read_text()
     plan_cmd.run(inventory, "6.7 U3", "plan.json", concurrency=1)  # its own plan: replaced
     assert (tmp_path / "plan.json").read_text() != first
+
+
+def test_plan_keeps_the_plan_of_a_campaign_that_is_still_changing_the_domain(tmp_path, monkeypatch):
+    """Re-planning over `.vcwave/plan.json` mid-campaign would lose the only plan that can finish or roll the
+    campaign back: refused (exit 2) until its window closed or it was rolled back; another --out is fine."""
+    import json
+    from pathlib import Path
+
+    from orchestrator.commands import plan as plan_cmd
+    from orchestrator.engine.journal import Journal, journal_path
+    from orchestrator.errors import RefusedError
+
+    monkeypatch.chdir(tmp_path)
+    inventory = str(Path(__file__).resolve().parents[2] / "examples" / "two-site.yml")
+    plan_cmd.run(inventory, "6.7 U3", ".vcwave/plan.json")
+    first = json.loads(Path(".vcwave/plan.json").read_text())["plan_hash"]
+    with Journal.open(journal_path(".vcwave", "vsphere.local")) as j:
+        j.append("window", run_id="r1", plan_hash=first, phase="psc", status="opened")
+    with pytest.raises(RefusedError, match="neither finished") as ei:
+        plan_cmd.run(inventory, "6.7 U3", ".vcwave/plan.json", concurrency=1)
+    assert ei.value.rule == "one-campaign-at-a-time"
+    assert json.loads(Path(".vcwave/plan.json").read_text())["plan_hash"] == first
+    plan_cmd.run(inventory, "6.7 U3", ".vcwave/plan.json")  # the same plan again: nothing lost
+    plan_cmd.run(inventory, "6.7 U3", "elsewhere.json", concurrency=1)
+    with Journal.open(journal_path(".vcwave", "vsphere.local")) as j:
+        j.append("window", run_id="r2", plan_hash=first, phase="post", status="closed", data={"length_s": 60})
+    plan_cmd.run(inventory, "6.7 U3", ".vcwave/plan.json", concurrency=1)  # the campaign ended: replaced
+    assert json.loads(Path(".vcwave/plan.json").read_text())["plan_hash"] != first

@@ -151,11 +151,14 @@ def test_version_text_containing_build_is_blamed_on_version_field():
 
 
 def test_build_of_another_release_is_refused():
-    """`version: 6.5 U1` + `build: 8307201` (the 6.5 U2 build) contradict each other: InputError on 'build'."""
+    """`version: 6.5 U1` + `build: 8307201` (the 6.5 U2 build) contradict each other. Either may be the typo; a
+    new user's was `version: 6.7` (unquoted, 'U1' left out) and the error blamed the build: it names the
+    version field and says what the build is, so either fix is one edit."""
     text = MINI.format(host="127.0.0.1", version='"6.5 U1", build: 8307201')
     with pytest.raises(InputError) as info:
         loads_inventory(text, "x.yml")
-    assert info.value.where.field == "build"
+    assert info.value.where.field == "version"
+    assert "build 8307201 disagree: that build is 6.5 U2" in str(info.value) and '"6.5 U2"' in str(info.value)
 
 
 @pytest.mark.parametrize("host, fragment", [

@@ -81,6 +81,18 @@ def test_a_silent_node_is_unknown_and_the_disagreement_names_both_sides(inv):
                       "(connection refused) since 10:42 UTC")
 
 
+def test_a_decommissioned_psc_is_silent_by_design_not_a_disagreement(inv):
+    """After finalize decommissioned the PSCs, the report and `rollback --plan-only` listed them as 'journal
+    says upgraded and verified; live: not answering' (a new user's audit record said two PSCs were lost)."""
+    from dataclasses import replace
+
+    hist = fold(inv, after_psc_wave().events)
+    silent = seen(ALL_AFTER_PSC, {"psc-a": "connection refused", "psc-b": "connection refused"})
+    assert {d.node for d in fold_live(inv, hist, silent).disagreements} == {"psc-a", "psc-b"}
+    gone = fold_live(inv, replace(hist, decommissioned=("psc-a", "psc-b")), silent)
+    assert gone.disagreements == () and gone.nodes["psc-a"].state == "unknown"
+
+
 def test_live_version_wins_over_the_journal(inv):
     """The journal never saw psc-b move (a crash before the outcome was written); the node says 6.7 U3."""
     s = Script().upgrade("psc-b", NEW, "psc", status="started", started=False)

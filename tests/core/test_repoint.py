@@ -66,8 +66,8 @@ def test_old_vcenter_cannot_be_repointed_to_an_upgraded_psc():
 def test_failover_advice_after_the_psc_wave_is_restore_or_redeploy():
     opts = {o.vcenter: o for o in failover_options(inv(), versions(psc_wave()))}
     assert opts["vc-a"].psc == "psc-a1" and opts["vc-a"].candidates == ()
-    assert opts["vc-a"].advice == "no PSC of 6.0 U3 in site site-a: restore or redeploy psc-a1"
-    assert opts["vc-b"].advice == "no PSC of 6.0 U3 in site site-b: restore or redeploy psc-b1"
+    assert opts["vc-a"].advice == "no other PSC of 6.0 U3 answers in site site-a: restore or redeploy psc-a1"
+    assert opts["vc-b"].advice == "no other PSC of 6.0 U3 answers in site site-b: restore or redeploy psc-b1"
 
 
 def test_status_shows_the_failover_advice():
@@ -75,7 +75,8 @@ def test_status_shows_the_failover_advice():
     s = psc_wave()
     plan = _plan_obj(i)
     st = compute_status(i, plan, fold(i, s.events), {}, time.time())
-    assert "psc-a1 fails -> vc-a: no PSC of 6.0 U3 in site site-a: restore or redeploy psc-a1" in st.failover
+    assert ("psc-a1 fails -> vc-a: no other PSC of 6.0 U3 answers in site site-a: restore or redeploy psc-a1"
+            in st.failover)
     assert st.to_json()["if_a_psc_fails"] == list(st.failover)
 
 

@@ -131,4 +131,5 @@ def test_mixed_domain_version_shown_during_psc_wave(inv, plan):
     s = Script().window("opened").upgrade("psc-a", NEW, "psc")
     st = status(inv, plan, s)
     assert st.domain_version == "6.0 U3+6.5 U1"
-    assert "domain version 6.0 U3+6.5 U1" in render(st)
+    assert st.summary == "mixed — PSCs 6.0 U3 ×1, 6.5 U1 ×1 (1/2 at target), vCenters 6.0 U3 (0/2 at target)"
+    assert render(st).startswith(f"domain vsphere.local: {st.summary}; target 6.5 U1")

@@ -191,3 +191,28 @@ def test_judge_is_against_the_current_domain_not_the_backups_age():
     hist = fold(inv, s.events)
     v = judge(next(b for b in hist.backups if b.node == "vc-a"), inv, hist)
     assert v.single_node and v.whole_domain
+
+
+def test_after_finalize_nothing_before_it_is_offered_but_a_backup_at_the_target_still_restores_alone():
+    """Status after `finalize` said 'whole domain can be restored from: the pre backups' and every backup line
+    said 'use invoke rollback', which `rollback` then refused (a new user): the point of no return is in the
+    verdicts."""
+    from dataclasses import replace
+
+    s = pre_backups(Script())
+    psc_wave(s).window("opened")
+    for vc in ("vc-a", "vc-b"):
+        s.upgrade(vc, NEW, "vcenter").verify(vc, "vcenter")
+    s.source("vc-a", OLD, OLD)
+    for n in NODES:
+        s.backup(n, "external", "post", NEW, NEW, bid=f"post-{n}")
+    inv = inv60()
+    before = judge_all(inv, fold(inv, s.events))
+    assert any(v.whole_domain for v in before["vc-a"] if v.backup.tag == "pre")
+    after = judge_all(inv, replace(fold(inv, s.events), finalized=1.0))
+    for n in NODES:
+        for v in after[n]:
+            assert not v.whole_domain, (n, v)
+            if v.backup.domain_version == OLD or v.backup.method == "source-appliance":
+                assert not v.single_node and "point of no return" in v.reason, (n, v)
+        assert usable_single(after[n]).backup.backup_id == f"post-{n}"

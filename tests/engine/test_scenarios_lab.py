@@ -173,6 +173,17 @@ def test_failure_in_vcenter_wave_rolls_every_node_back(vcsim_ok, tmp_path, monke
         assert rollback_cmd.run(d.flags) == rollback_cmd.DONE_ALREADY
         assert len(events(d)) == n_events
 
+        # the same plan tried again: a new attempt, with its own backups and window (a new user's second attempt
+        # skipped its pre backups as "already done" and never opened or measured its window)
+        waves.precheck(d.flags)
+        out = waves.backup(d.flags, "pre", snapshots=True)
+        assert "0 already done" in out and "backup (pre): 0 step(s)" not in out, out
+        (attempt,) = events(d, kind="campaign")
+        assert not events(d, kind="window", since=attempt.seq)  # the first attempt's window is not this one's
+        st = status_cmd.status_data(d.flags)
+        assert st.phases["psc"] == "pending" and st.phases["pre"] in ("partial", "done"), st.phases  # stage to go
+        assert st.window["state"] != "closed", st.window
+
 
 def test_interrupted_rollback_resumes_from_the_saved_plan(vcsim_ok, tmp_path, monkeypatch):
     from orchestrator.steps import rollback as rb_steps

@@ -97,6 +97,8 @@ def test_secrets_file_is_0600_while_running_and_gone_after(fake, tmp_path):
     assert r["mode"] == 0o600 and r["dir_mode"] == 0o700
     assert not Path(r["path"]).exists() and not Path(r["path"]).parent.exists()
     assert res.exit_code == 0 and res.log_dir.is_dir()
+    assert (tmp_path / "logs").stat().st_mode & 0o777 == 0o700  # a new user found installer-logs/ 0755
+    assert (tmp_path / "private").stat().st_mode & 0o777 == 0o700
     assert lines[0] == "Stage 1: 10% complete" and lines[-1] == "Stage 2: 100% complete"
     assert any("connecting to p1.corp.example as administrator@vsphere.local" in x for x in lines)
     assert_no_secret(*lines, *res.lines_tail)
