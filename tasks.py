@@ -142,12 +142,15 @@ def bench_hops(c, json=False):
     return _bench("hops", json)
 
 
-@task(name="faults", help={"json": "JSON output", "limit": "crash points to try (default: all)"})
+@task(name="faults", help={"json": "JSON output", "limit": "crash points to try per sweep (default: all)",
+                           "sweep": "only these kill sweeps, comma-separated: update, installer, reboots, "
+                                    "long reboots, rollback, file restore (then no transient or bad-input run)"})
 @cli
-def bench_faults(c, json=False, limit=None):
+def bench_faults(c, json=False, limit=None, sweep=None):
     """The full fault harness: kill -9 at every step boundary and mid-job, transient faults, bad inputs."""
     from lab import harness
-    return harness.main_report(limit=whole_number(limit, "--limit"), as_json=json)
+    return harness.main_report(limit=whole_number(limit, "--limit"), as_json=json,
+                               only=[s.strip() for s in sweep.split(",")] if sweep else None)
 
 
 @task(name="all", default=True, help={"json": "JSON output"})

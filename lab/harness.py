@@ -12,8 +12,11 @@ and judging the outcome from outside (the journal opened read-only, the lab's `/
   installed exactly once *per the lab's own record*, answering at the target with only its own VM powered
   on, upgraded once and verified per the journal, every backup recorded once, and a journal that opens
   cleanly. With ``rollback=True`` the sequence is the bad day instead: vc-b's install fails in the vCenter
-  wave, then `invoke rollback`, killed at its points and resumed; the domain must end answering at the
-  source version with the same instance UUIDs.
+  wave, then `invoke rollback` (from the cold snapshot set, or with `restore="file"` by file restores onto
+  appliances the administrator deployed in restore mode), killed at its points and resumed; the domain must
+  end answering at the source version with the same instance UUIDs. Each sweep reports the points hit, how
+  many landed inside an install's reboot, whether every re-run converged, the installs per node per the
+  lab's record and its wall time (HarnessResult.figures).
 * :func:`transient` — a rehearsal with 503s, connection resets and session expiry on ~20 % of the calls;
   it must still complete; returns the number of retries.
 * the bad-inputs corpus lives in lab/badinputs.py (run in-process, one lab for all cases); `bench.faults`
@@ -176,17 +179,32 @@ class Cmd:
     args: tuple[str, ...]
     breakable: bool = True  # takes --break-stale-lock (a changing command holding the domain lock)
     may_fail: bool = False  # the bad day's vCenter wave: its failure is the scenario, not a harness error
+    deploy_for_restore: bool = False  # not vcwave: the administrator deploys a fresh appliance in restore
+    # mode for every node (VMware's installer, Restore stage 1), what a file restore needs (lab control API)
 
 
-def sequence(lab_inventory: str, workdir: Path, target: str, installer: str, rollback: bool = False) -> list[Cmd]:
+def deploy_for_restore(lab_dir: str | Path, before: dict) -> None:
+    """Every node replaced by a freshly deployed appliance in restore mode at the version it ran before
+    anything started (the file-restore bad day's rollback restores every node)."""
+    from lab import manage
+    for name, node in sorted(before["nodes"].items()):
+        manage.control(lab_dir, f"/lab/node/{name}/restore-mode", {"version": node["version"]})
+
+
+def sequence(lab_inventory: str, workdir: Path, target: str, installer: str, rollback: bool = False,
+             restore: str = "snapshot-set") -> list[Cmd]:
     """The rehearsal's commands (lab/rehearse.py), as an administrator types them; with `rollback`, the bad
-    day: the vCenter wave fails (ROLLBACK_FAULTS) and the domain is rolled back."""
+    day: the vCenter wave fails (ROLLBACK_FAULTS) and the domain is rolled back - from the cold snapshot
+    set, or (`restore="file"`: file backups only) by file restores onto freshly deployed appliances."""
     common = ("--inventory", lab_inventory, "--plan", str(workdir / "plan.json"), "--state-dir",
               str(workdir / "state"))
     if rollback:
         head = sequence(lab_inventory, workdir, target, installer)[:5]
+        if restore == "file":
+            head[2] = replace(head[2], args=tuple(a for a in head[2].args if a != "--snapshots"))
+        deploy = [Cmd("deploy for restore", (), False, deploy_for_restore=True)] if restore == "file" else []
         return head + [Cmd("upgrade vcenter", ("upgrade", "--wave", "vcenter", *common, "--installer", installer),
-                           may_fail=True),
+                           may_fail=True), *deploy,
                        Cmd("rollback", ("rollback", *common))]
     return [
         Cmd("plan", ("plan", "--inventory", lab_inventory, "--target", target, "--out", str(workdir / "plan.json")),
@@ -282,6 +300,8 @@ class PointResult:
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     killed_at: str = ""
+    in_reboot: str = ""  # the node whose install reboot the kill landed in ("" when none)
+    installs: dict[str, int] = field(default_factory=dict)  # installs started per node, per the lab's record
 
     def line(self) -> str:
         state = "survived" if self.ok else "missed" if self.missed else "FAILED"
@@ -297,6 +317,7 @@ class HarnessResult:
     enumerated: int = 0
     name: str = ""
     clean_problems: list[str] = field(default_factory=list)  # the uninterrupted run already breaks the checks
+    seconds: float = 0.0  # wall time of the whole sweep (clean run included)
 
     @property
     def survived(self) -> int:
@@ -324,6 +345,32 @@ class HarnessResult:
     def figure(self) -> str:
         return f"{self.survived}/{self.total}" + (f" ({self.missed} missed)" if self.missed else "")
 
+    @property
+    def hit(self) -> int:
+        return sum(1 for p in self.points if p.hit)
+
+    @property
+    def in_reboot(self) -> int:
+        return sum(1 for p in self.points if p.hit and p.in_reboot)
+
+    def installs(self) -> str:
+        """Installs per node per the lab's record, over every point hit: `psc-a 1` when each point left one."""
+        seen: dict[str, set[int]] = collections.defaultdict(set)
+        for p in self.points:
+            for node, n in p.installs.items():
+                seen[node].add(n)
+        return ", ".join(f"{node} {min(v)}" + (f"-{max(v)}" if max(v) != min(v) else "")
+                         for node, v in sorted(seen.items())) or "none recorded"
+
+    def figures(self) -> dict[str, str]:
+        """What `bench.faults` prints per sweep (issue 14): the points hit, how many landed inside a reboot,
+        whether every re-run converged, the installs per node per the lab's record, the wall time."""
+        return {"kill points hit": f"{self.hit} of {len(self.points)} ({self.missed} missed)",
+                "inside a reboot": str(self.in_reboot),
+                "every re-run converged": f"{'yes' if self.ok else 'no'} ({self.figure()})",
+                "installs per node (lab record)": self.installs(),
+                "wall time": f"{self.seconds:.0f} s"}
+
     def summary(self) -> str:
         lines = [f"crash points {self.name + ' ' if self.name else ''}on {self.inventory} -> {self.target} "
                  f"({len(self.points)} of {self.enumerated} enumerated)"]
@@ -331,7 +378,7 @@ class HarnessResult:
             lines.append("the clean run (no kill) already FAILS the checks: " + "; ".join(self.clean_problems))
         lines += [p.line() for p in self.points]
         lines.append("by kind: " + ", ".join(f"{k} {v}" for k, v in self.by_kind().items()))
-        lines.append(f"crash points survived: {self.figure()}")
+        lines += [f"{k}: {v}" for k, v in self.figures().items()]
         return "\n".join(lines)
 
 
@@ -376,8 +423,9 @@ def _reached(point: CrashPoint, watch: JournalWatch, base_seq: int, lab: kills.L
 
 
 def _run_killed(cmd: Cmd, cwd: Path, env: dict[str, str], watch: JournalWatch, point: CrashPoint,
-                lab_dir: Path, timeout: float = CMD_TIMEOUT) -> tuple[bool, Any, str]:
-    """Run cmd; SIGKILL its process group when the point's moment comes. (killed?, proc, what)."""
+                lab_dir: Path, timeout: float = CMD_TIMEOUT) -> tuple[bool, Any, str, str]:
+    """Run cmd; SIGKILL its process group when the point's moment comes. (killed?, proc, what, the node
+    whose install reboot the kill landed in or "")."""
     base_seq = watch.max_seq()
     lab = kills.LabWatch(lab_dir)
     lab_base = lab.seq()
@@ -392,10 +440,11 @@ def _run_killed(cmd: Cmd, cwd: Path, env: dict[str, str], watch: JournalWatch, p
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            return False, proc, "timeout"
+            return False, proc, "timeout", ""
         if proc.returncode == -signal.SIGKILL:
-            return True, proc, f"killed itself at journal seq {watch.max_seq()}"
-        return False, proc, f"exited {proc.returncode} before the point"
+            return (True, proc, f"killed itself at journal seq {watch.max_seq()}",
+                    kills.in_any_reboot(lab.poll(lab_base), time.time()))
+        return False, proc, f"exited {proc.returncode} before the point", ""
     try:
         while proc.poll() is None:
             reached, pause = _reached(point, watch, base_seq, lab, lab_base, started)
@@ -404,26 +453,35 @@ def _run_killed(cmd: Cmd, cwd: Path, env: dict[str, str], watch: JournalWatch, p
                     os.killpg(proc.pid, signal.SIGKILL)
                 killed_at = time.time()
                 proc.wait()
+                lab.poll(lab_base)  # the record up to the kill (a random point never read it)
                 return _landed(point, lab, killed_at, f"killed at journal seq {watch.max_seq()}", proc)
             if time.monotonic() > deadline:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                return False, proc, "timeout"
+                return False, proc, "timeout", ""
             time.sleep(pause)
     finally:
         watch.close()
-    return False, proc, f"exited {proc.returncode} before the point"
+    return False, proc, f"exited {proc.returncode} before the point", ""
 
 
 def _landed(point: CrashPoint, lab: kills.LabWatch, killed_at: float, what: str,
-            proc: Any) -> tuple[bool, Any, str]:
-    """A reboot point counts only when the kill landed inside the reboot (said either way)."""
+            proc: Any) -> tuple[bool, Any, str, str]:
+    """A reboot point counts only when the kill landed inside the reboot (said either way); any point may
+    land inside one."""
+    inside = kills.in_any_reboot(lab.entries, killed_at)
     if point.kind != kills.REBOOT:
-        return True, proc, what
+        return True, proc, what + (f", inside {inside}'s reboot" if inside else ""), inside
     rb = kills.reboots(lab.entries)[point.n - 1]
     if kills.landed_in_reboot(lab.entries, point.n, killed_at):
-        return True, proc, f"{what}, {killed_at - rb['t']:.2f}s into {rb['node']}'s {rb['seconds']:.2f}s reboot"
-    return False, proc, f"{what}: {rb['node']}'s reboot was over before the kill landed"
+        return (True, proc, f"{what}, {killed_at - rb['t']:.2f}s into {rb['node']}'s {rb['seconds']:.2f}s reboot",
+                inside)
+    return False, proc, f"{what}: {rb['node']}'s reboot was over before the kill landed", ""
+
+
+# Read-only steps an administrator may run again on purpose (`invoke precheck` re-runs every precheck: the
+# window opens only after a recent one), so a second success after a resumed precheck is no repeated change.
+REPEATABLE = frozenset({"precheck"})
 
 
 def check_domain(lab_dir: Path, workdir: Path, lab_inventory: str, target: str) -> list[str]:
@@ -458,15 +516,21 @@ def check_domain(lab_dir: Path, workdir: Path, lab_inventory: str, target: str) 
     problems += [f"backup of {node} recorded {c} times for step {step}" for (step, node), c in dup.items() if c > 1]
     ids = collections.Counter((e.node, e.data.get("backup_id")) for e in events if e.kind == "backup")
     problems += [f"backup id {bid} of {node} recorded {c} times" for (node, bid), c in ids.items() if c > 1]
-    succeeded: collections.Counter = collections.Counter()
-    for e in events:
-        if e.kind == "step" and (e.status == "succeeded" or (e.status == "reconciled"
-                                                            and e.data.get("outcome") == "succeeded")):
-            succeeded[(e.node, e.step)] += 1
-    problems += [f"step {step} on {node} succeeded {c} times" for (node, step), c in succeeded.items() if c > 1]
+    problems += changes_repeated(events)
     if hist.running_steps:
         problems.append(f"steps left started: {', '.join(hist.running_steps)}")
     return problems + _lab_problems(lab_dir, {n.name: target for n in inv.nodes}, installs=True)
+
+
+def changes_repeated(events: Iterable[Any]) -> list[str]:
+    """Steps that changed the domain and succeeded more than once (a crash made vcwave redo finished work);
+    a read-only step run again on purpose (REPEATABLE) is not one."""
+    succeeded: collections.Counter = collections.Counter()
+    for e in events:
+        if e.kind == "step" and e.action not in REPEATABLE and (
+                e.status == "succeeded" or (e.status == "reconciled" and e.data.get("outcome") == "succeeded")):
+            succeeded[(e.node, e.step)] += 1
+    return [f"step {step} on {node} succeeded {c} times" for (node, step), c in succeeded.items() if c > 1]
 
 
 def check_rollback(lab_dir: Path, before: dict) -> list[str]:
@@ -510,6 +574,7 @@ class Sweep:
     seed: int = 0
     randoms: int = 1
     faults: tuple[dict, ...] = ()
+    restore: str = "snapshot-set"  # the rollback's way back: snapshot-set, or file (restores, see sequence())
 
     def wants(self, p: CrashPoint) -> bool:
         if not self.mid_job and p.kind not in ("boundary",) and not p.kind.startswith("after:"):
@@ -534,10 +599,13 @@ def enumerate_points(inventory: str, target: str, workdir: Path, *, mid_job: boo
     rng = random.Random(sw.seed)
     with _lab(sw.inventory, lab_dir, sw.time_scale, _faults_file(wd, sw)) as info:
         env = cli_env(lab_dir, sw.time_scale)
-        cmds = sequence(info["inventory"], wd, sw.target, _standin(sw.target), sw.rollback)
+        cmds = sequence(info["inventory"], wd, sw.target, _standin(sw.target), sw.rollback, sw.restore)
         watch = JournalWatch(journal_file(wd))
         before = kills.LabWatch(lab_dir).state()
         for i, cmd in enumerate(cmds):
+            if cmd.deploy_for_restore:
+                deploy_for_restore(lab_dir, before)
+                continue
             base, lab = watch.max_seq(), kills.LabWatch(lab_dir)
             lab_base, t0 = lab.seq(), time.monotonic()
             r = run_cli(list(cmd.args), wd, env)
@@ -579,12 +647,15 @@ def run_point(inventory: str, target: str, workdir: Path, point: CrashPoint, *,
     try:
         with _lab(sw.inventory, lab_dir, sw.time_scale, _faults_file(wd, sw)) as info:
             env = cli_env(lab_dir, sw.time_scale)
-            cmds = sequence(info["inventory"], wd, sw.target, _standin(sw.target), sw.rollback)
+            cmds = sequence(info["inventory"], wd, sw.target, _standin(sw.target), sw.rollback, sw.restore)
             watch = JournalWatch(journal_file(wd))
             before = kills.LabWatch(lab_dir).state()
             for i, cmd in enumerate(cmds):
+                if cmd.deploy_for_restore:
+                    deploy_for_restore(lab_dir, before)
+                    continue
                 if i == point.cmd:
-                    killed, proc, what = _run_killed(cmd, wd, env, watch, point, lab_dir)
+                    killed, proc, what, res.in_reboot = _run_killed(cmd, wd, env, watch, point, lab_dir)
                     res.hit, res.killed_at = killed, what
                     if not killed:
                         res.missed = point.kind in (kills.REBOOT, kills.RANDOM) and "timeout" not in what
@@ -605,6 +676,7 @@ def run_point(inventory: str, target: str, workdir: Path, point: CrashPoint, *,
                                         f"{_last_lines(r.stderr + r.stdout)}")
                     break
             res.problems += _check(sw, lab_dir, wd, info["inventory"], before)
+            res.installs = kills.installs(kills.LabWatch(lab_dir).counts(), before["nodes"])
     except Exception as exc:  # noqa: BLE001 - a harness error is a failed point, reported
         res.problems.append(f"harness error: {type(exc).__name__}: {exc}")
     res.ok = res.hit and not res.problems
@@ -638,12 +710,14 @@ def crash_points(inventory: str | Path, target: str, workdir: str | Path, *, lim
                  mid_job: bool = True, points: Iterable[CrashPoint] | None = None, workers: int = 2,
                  time_scale: float = DEFAULT_SCALE, say: Callable[[str], None] | None = None,
                  rollback: bool = False, kinds: Iterable[str] | None = None, seed: int = 0,
-                 randoms: int = 1, name: str = "", faults: Iterable[dict] = ()) -> HarnessResult:
+                 randoms: int = 1, name: str = "", faults: Iterable[dict] = (),
+                 restore: str = "snapshot-set") -> HarnessResult:
     """Kill the rehearsal's commands at each crash point, resume, check; see the module docstring."""
+    t0 = time.monotonic()
     wd = Path(workdir).resolve()
     wd.mkdir(parents=True, exist_ok=True)
     sw = Sweep(str(Path(inventory).resolve()), target, time_scale, rollback,
-               frozenset(kinds) if kinds is not None else None, mid_job, seed, randoms, tuple(faults))
+               frozenset(kinds) if kinds is not None else None, mid_job, seed, randoms, tuple(faults), restore)
     if points is not None:  # given points: no enumerating clean run (CI keeps it short)
         enumerated = chosen = list(points)
     else:
@@ -664,6 +738,7 @@ def crash_points(inventory: str | Path, target: str, workdir: str | Path, *, lim
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         result.points = list(pool.map(one, enumerate(chosen)))
+    result.seconds = time.monotonic() - t0
     return result
 
 
@@ -704,7 +779,7 @@ def transient(inventory: str | Path, workdir: str | Path, probability: float = 0
 def sweeps(limit: int | None = None) -> list[dict[str, Any]]:
     """The kill sweeps of `bench.faults`: every point of the update and installer paths at the usual clock,
     inside reboots (and at seeded random moments) at a clock where a reboot lasts seconds, and in the bad
-    day's rollback."""
+    day's rollback, from the cold snapshot set and by file restores."""
     ex = ROOT / "examples"
     return [
         {"name": "update", "inventory": ex / "two-site.yml", "target": "6.7 U3", "limit": limit},
@@ -715,30 +790,46 @@ def sweeps(limit: int | None = None) -> list[dict[str, Any]]:
          "kinds": (kills.REBOOT,), "seed": 14, "limit": limit},
         {"name": "rollback", "inventory": ex / "two-site.yml", "target": "6.7 U3", "rollback": True,
          "randoms": 2, "seed": 14, "limit": limit},
+        {"name": "file restore", "inventory": ex / "two-site.yml", "target": "6.7 U3", "rollback": True,
+         "restore": "file", "randoms": 2, "seed": 14, "limit": limit},
     ]
 
 
-def main_report(limit: int | None = None, as_json: bool = False, workdir: str | Path = ".vcwave/harness") -> str:
-    """`invoke bench.faults`: the kill sweeps (sweeps()), transient faults at 20 %, and the bad-inputs corpus.
-    Raises (non-zero exit) when any of them fails; prints the figures, per sweep and per kind of point."""
+def main_report(limit: int | None = None, as_json: bool = False, workdir: str | Path = ".vcwave/harness",
+                only: Iterable[str] | None = None) -> str:
+    """`invoke bench.faults`: the kill sweeps (sweeps()), transient faults at 20 %, and the bad-inputs corpus;
+    `only` names some sweeps (then nothing else runs: on two shared cores one sweep at a time is what a
+    session can afford). Raises (non-zero exit) when any of them fails; prints the figures, per sweep and
+    per kind of point."""
     from lab.badinputs import bad_inputs
-    from orchestrator.errors import StepFailed
+    from orchestrator.errors import InputError, StepFailed
     wd = Path(workdir)
+    chosen = [sw for sw in sweeps(limit) if only is None or sw["name"] in set(only)]
+    unknown = sorted(set(only or ()) - {sw["name"] for sw in sweeps()})
+    if unknown:
+        raise InputError(f"--sweep: no sweep named {', '.join(unknown)} (the sweeps: "
+                         f"{', '.join(sw['name'] for sw in sweeps())})")
     crash = {}
-    for sw in sweeps(limit):
+    for sw in chosen:
         name = sw.pop("name")
         crash[name] = crash_points(sw.pop("inventory"), sw.pop("target"), wd / f"crash-{name}", say=print,
                                    name=name, **sw)
-    retries = transient(ROOT / "examples" / "two-site.yml", wd / "transient", 0.2)
-    bad = bad_inputs(wd / "bad")
-    figures = {f"crash points survived ({k})": r.figure() + (" — the clean run already fails" if r.clean_problems
-                                                            else "") for k, r in crash.items()}
-    figures.update({f"  {k}: {kind}": v for k, r in crash.items() for kind, v in r.by_kind().items()})
-    figures["transient faults at 20 %: rehearsal completed, retries"] = str(retries)
-    figures["bad inputs refused (exit 2, nothing changed)"] = f"{sum(c.ok for c in bad.results)}/{len(bad.results)}"
+        print(crash[name].summary(), flush=True)
+    figures = {}
+    for k, r in crash.items():
+        figures[f"sweep {k}"] = "the clean run already FAILS the checks" if r.clean_problems else "clean run ok"
+        figures.update({f"  {k}: {what}": v for what, v in r.figures().items()})
+        figures.update({f"  {k}: {kind}": v for kind, v in r.by_kind().items()})
+    bad = None
+    if only is None:
+        figures["transient faults at 20 %: rehearsal completed, retries"] = str(
+            transient(ROOT / "examples" / "two-site.yml", wd / "transient", 0.2))
+        bad = bad_inputs(wd / "bad")
+        figures["bad inputs refused (exit 2, nothing changed)"] = (f"{sum(c.ok for c in bad.results)}/"
+                                                                   f"{len(bad.results)}")
     text = json.dumps(figures, indent=1) if as_json else "\n".join(
-        [r.summary() for r in crash.values()] + [bad.table()] + [f"{k}: {v}" for k, v in figures.items()])
-    if not (all(r.ok for r in crash.values()) and bad.ok):
+        ([bad.table()] if bad else []) + [f"{k}: {v}" for k, v in figures.items()])
+    if not (all(r.ok for r in crash.values()) and (bad is None or bad.ok)):
         raise StepFailed(text)
     return text
 

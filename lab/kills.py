@@ -77,6 +77,20 @@ def landed_in_reboot(entries: list[dict], n: int, killed_at: float) -> bool:
     return len(rb) >= n and rb[n - 1]["t"] <= killed_at < rb[n - 1]["t"] + rb[n - 1]["seconds"]
 
 
+def in_any_reboot(entries: list[dict], killed_at: float) -> str:
+    """The node whose install reboot was going on when the kill landed ("" when none): any kind of point
+    may land in one, and how many did is what says the sweep tested the reboots."""
+    for rb in reboots(entries):
+        if rb["t"] <= killed_at < rb["t"] + rb["seconds"]:
+            return rb["node"]
+    return ""
+
+
+def installs(counts: dict[str, dict[str, int]], nodes: Iterable[str]) -> dict[str, int]:
+    """{node: installs started} per the lab's own record (the figure `bench.faults` prints per node)."""
+    return {n: counts.get(n, {}).get("install_started", 0) for n in nodes}
+
+
 def lab_points(entries: list[dict], seconds: float, rng: random.Random, randoms: int) -> list[tuple[str, int, float]]:
     """(kind, n, at) of the lab-side points of one command, from its clean run's record and duration."""
     out: list[tuple[str, int, float]] = []

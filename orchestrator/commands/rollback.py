@@ -18,7 +18,7 @@ from orchestrator.core.status import rollback_next
 from orchestrator.core.rollback import (RollbackAction, RollbackPlan, check_rollback_target, plan_domain_rollback,
                                         plan_node_rollback, render)
 from orchestrator.engine.runner import RunResult
-from orchestrator.errors import StepFailed
+from orchestrator.errors import RefusedError, StepFailed
 from orchestrator.steps.rollback import RollbackStep
 
 
@@ -73,6 +73,15 @@ def _plan(engine, to: str, node: str | None) -> RollbackPlan:
 
 
 NEXT = "invoke rollback"  # resumes the saved plan; every action asks its node first
+DONE_ALREADY = "rollback: already done: every node answers at its rollback version (nothing moved since)"
+
+
+def _completed(engine) -> bool:
+    """The last rollback completed and no upgrade was started since: a re-run (e.g. after a kill at the very
+    end of the rollback, once its `rollback-done` was journaled) finds the domain back, live, and says so
+    (exit 0) instead of refusing "nothing to roll back"."""
+    notes = engine.journal.events(kind="note", status=["rollback-plan", "rollback-done"])
+    return bool(notes) and notes[-1].status == "rollback-done" and not _touched(engine)
 
 
 def outcome(result: RunResult, nxt: str = f"fix what is named above, then `{NEXT}` (it resumes the same plan "
@@ -95,7 +104,12 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
     check_rollback_target(to)  # before the session: a bad flag takes no lock and writes nothing
     with session(flags, "rollback", mutate=not plan_only) as engine:
         rollback_after_finalize(engine.history())
-        rb = _saved(engine) or _plan(engine, to, node)
+        try:
+            rb = _saved(engine) or _plan(engine, to, node)
+        except RefusedError as exc:
+            if exc.rule == "rollback-nothing" and _completed(engine):
+                return DONE_ALREADY
+            raise
         if plan_only:
             return render(rb) + "\n(plan only: nothing changed)"
         text = render(rb, alternative=False)

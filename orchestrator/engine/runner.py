@@ -218,14 +218,19 @@ class Engine:
         """Run a phase batch by batch; `rerun` runs steps that already succeeded again (a read-only precheck
         must be repeatable: the window rule wants a recent one)."""
         result = RunResult(phase)
+        # Only the lock holder may decide about another run's unconfirmed steps, and it does so before the
+        # guard: a step killed half-way may be why a node is silent (a snapshot set killed between its
+        # power-off and its power-on leaves the PSCs off, and the live guard then refused every re-run with
+        # "psc-a does not answer"). Those steps were allowed when they started; the guard judges the domain
+        # as their reconciliation leaves it, looked at again.
+        if not check and self.locked and self.reconcile():
+            self.observe()
         try:
             self.guard(phase, nodes)
         except RefusedError as exc:
             self._journal_refusal(phase, exc)
             raise
         if not check:
-            if self.locked:  # only the lock holder may decide about another run's unconfirmed steps
-                self.reconcile()
             self.journal.append("run.start", run_id=self.run_id, plan_hash=self.plan.plan_hash, phase=phase,
                                 data=self.run_start_data())
         first = True

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.clients.retry import BadRequest, ClientError
+from orchestrator.clients.retry import BadRequest, ClientError, NotFound, Unsupported, expected_outage, polling
+from orchestrator.core.converge import DONE, FAILED, FINISHED, RUNNING, START, Observation
 from orchestrator.core.rollback import RollbackAction
 from orchestrator.errors import StepFailed
 from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext
-from orchestrator.steps.common import deadline, node_vms, poll_kwargs, power, serving
+from orchestrator.steps.common import deadline, node_vms, poll_kwargs, power, serving, settle, start_once
 from orchestrator.steps.verify import settled_facts
 
 
@@ -84,29 +85,44 @@ class RollbackStep:
         return {"version_after": self.action.to_version, "source_vm": d["vm_name"]}
 
     def _file_restore(self, ctx: StepContext) -> dict[str, Any]:
-        """A file restore runs only on a freshly deployed appliance in restore mode."""
+        """A file restore runs only on a freshly deployed appliance in restore mode, and that appliance must
+        run: the rollback's first actions stop every vCenter (so none talks to a PSC being restored), which
+        powers off the appliance a vCenter is restored into. It is powered on again here (PSCs are back by
+        now), and the node is asked first: a restore already running is adopted, one that succeeded (vcwave
+        killed before it journaled it) is done; a silent node is waited on while it boots."""
         b = next((e.data for e in ctx.events(kind="backup", node=ctx.node.name)
                   if e.data.get("backup_id") == self.action.asset), None)
         if b is None:
             raise StepFailed(f"node {ctx.node.name}: backup {self.action.asset} is not in the journal")
         client = ctx.conns.appliance(ctx.node, "root")  # a fresh appliance in restore mode knows only root
-        target = ctx.node.backup
-        if client.restore_job().state != "INPROGRESS":
-            try:
-                client.restore_start(location_type=target.location_type, location=b["location"],
-                                     location_user=ctx.conns.user(target.credentials),
-                                     location_password=ctx.conns.secret(target.credentials),
-                                     sso_admin_user_name=ctx.conns.user("sso"),
-                                     sso_admin_user_password=ctx.conns.secret("sso"))
-            except BadRequest as exc:
-                raise ManualStepRequired(ctx.node.name, (
-                    f"the node refused the restore ({exc.message}). A file restore runs only on a freshly deployed "
-                    f"appliance: deploy a {self.action.to_version} appliance for {ctx.node.name} ({ctx.node.host}) "
-                    f"with VMware's installer (Restore, stage 1)"), next_command="invoke rollback") from exc
-        job = client.wait_job(client.restore_job, deadline=deadline(ctx, 60), what="restore", **poll_kwargs(ctx))
+        if ctx.node.vm:
+            power(ctx, ctx.node.name, serving(ctx, ctx.node.name), on=True)
+        resumed = bool(ctx.step_events()[:-1])  # a restore that succeeded is this step's only on a resume
+        with expected_outage("powering on"):  # it boots because the rollback powered it on: a wait, not a fault
+            d = settle(ctx, lambda: _observe_restore(client, resumed), "power_on", None, started=resumed)
+        if d.kind == START:
+            self._start_restore(ctx, client, b)
+        if d.kind != DONE:
+            client.wait_job(client.restore_job, deadline=deadline(ctx, 60), what="restore", **poll_kwargs(ctx))
+        job = client.restore_job()
         if not job.succeeded:
             raise StepFailed(f"node {ctx.node.name}: restore {job.state}: {'; '.join(job.messages)}")
         return {"version_after": self.action.to_version, "backup_id": self.action.asset}
+
+    def _start_restore(self, ctx: StepContext, client: Any, backup: dict[str, Any]) -> None:
+        target = ctx.node.backup
+        try:
+            start_once(lambda: client.restore_start(
+                location_type=target.location_type, location=backup["location"],
+                location_user=ctx.conns.user(target.credentials),
+                location_password=ctx.conns.secret(target.credentials), sso_admin_user_name=ctx.conns.user("sso"),
+                sso_admin_user_password=ctx.conns.secret("sso")),
+                lambda: True if _observe_restore(client, False).job == RUNNING else None, what="restore.start")
+        except BadRequest as exc:
+            raise ManualStepRequired(ctx.node.name, (
+                f"the node refused the restore ({exc.message}). A file restore runs only on a freshly deployed "
+                f"appliance: deploy a {self.action.to_version} appliance for {ctx.node.name} ({ctx.node.host}) "
+                f"with VMware's installer (Restore, stage 1)"), next_command="invoke rollback") from exc
 
     def _verify_old(self, ctx: StepContext) -> dict[str, Any]:
         """The node may still be booting after a revert or a power-on: `settled_facts` asks until the deadline."""
@@ -117,3 +133,21 @@ class RollbackStep:
 
     def reconcile(self, ctx: StepContext, started: Any) -> dict[str, Any] | str:
         return NOT_DONE  # every rollback action is idempotent: power states and versions are checked first
+
+
+RESTORE_JOB = {"INPROGRESS": RUNNING, "SUCCEEDED": FINISHED, "FAILED": FAILED}
+
+
+def _observe_restore(client: Any, resumed: bool) -> Observation:
+    """The node's restore job as one observation (core.converge); a node that refuses or answers 503 while it
+    boots is silent, never "no restore". A succeeded job counts only when this step ran before (`resumed`):
+    on a first attempt it is an older restore of that appliance, and the node must be restored again."""
+    try:
+        with polling():
+            job = client.restore_job()
+    except ClientError as exc:
+        if isinstance(exc, (NotFound, Unsupported, BadRequest)):
+            raise
+        return Observation(False, why=exc.message)
+    state = RESTORE_JOB.get(job.state, "")
+    return Observation(True, job="" if state == FINISHED and not resumed else state, progress=job.progress)

@@ -168,12 +168,10 @@ def test_failure_in_vcenter_wave_rolls_every_node_back(vcsim_ok, tmp_path, monke
         st = status_cmd.status_data(d.flags)
         assert st.domain_version == "6.7 U1" and st.window["state"] == "closed"
 
-        # a second rollback: nothing to roll back, exit 2, nothing journaled
+        # a second rollback (or the re-run after a kill at the very end of this one, found by the kill sweep):
+        # the domain answers back, live, so it is already done - exit 0, nothing journaled
         n_events = len(events(d))
-        with pytest.raises(RefusedError) as exc:
-            rollback_cmd.run(d.flags)
-        assert exc.value.exit_code == 2 and exc.value.rule == "rollback-nothing"
-        assert "nothing to roll back" in str(exc.value)
+        assert rollback_cmd.run(d.flags) == rollback_cmd.DONE_ALREADY
         assert len(events(d)) == n_events
 
         # the same plan tried again: a new attempt, with its own backups and window (a new user's second attempt

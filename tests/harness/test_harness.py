@@ -117,3 +117,86 @@ def test_the_kill_lands_inside_the_reboot(killed_in_reboot):
 def test_a_kill_inside_a_reboot_converges_with_one_install_per_node(killed_in_reboot):
     """Every node ends installed exactly once per the lab's own record, answering at the target."""
     assert killed_in_reboot.ok, killed_in_reboot.line()
+
+
+def _event(step: str, action: str, status: str, **data):
+    from types import SimpleNamespace
+    return SimpleNamespace(kind="step", node=step.rsplit("/", 1)[-1], step=step, action=action, status=status,
+                           data=data)
+
+
+def test_a_change_done_twice_is_found_but_a_precheck_run_again_is_not():
+    """Sweep of issue 14: `invoke precheck` re-runs every precheck on purpose (the window opens only after a
+    recent one), so its resume after a kill succeeds each precheck twice; a second install is a real problem."""
+    events = [_event("pre/precheck/psc-a", "precheck", "succeeded"),
+              _event("pre/precheck/psc-a", "precheck", "succeeded"),
+              _event("psc/upgrade/psc-a", "upgrade", "succeeded"),
+              _event("psc/upgrade/psc-a", "upgrade", "reconciled", outcome="succeeded"),
+              _event("psc/upgrade/psc-b", "upgrade", "succeeded"),
+              _event("psc/upgrade/psc-b", "upgrade", "reconciled", outcome="not_done")]
+    assert harness.changes_repeated(events) == ["step psc/upgrade/psc-a on psc-a succeeded 2 times"]
+
+
+def test_a_sweep_reports_hits_reboots_convergence_installs_and_wall_time():
+    pr = harness.PointResult
+    res = harness.HarnessResult("two-site.yml", "6.7 U3", name="reboots", seconds=61.4, points=[
+        pr(CrashPoint(4, "upgrade psc", "reboot", 1, 0.3), hit=True, ok=True, in_reboot="psc-a",
+           installs={"psc-a": 1, "vc-a": 1}),
+        pr(CrashPoint(4, "upgrade psc", "random", 1, 2.0), hit=True, ok=False, problems=["x"],
+           installs={"psc-a": 2, "vc-a": 1}),
+        pr(CrashPoint(5, "upgrade vcenter", "reboot", 1, 0.9), missed=True)])
+    assert res.figures() == {"kill points hit": "2 of 3 (1 missed)", "inside a reboot": "1",
+                             "every re-run converged": "no (1/2 (1 missed))",
+                             "installs per node (lab record)": "psc-a 1-2, vc-a 1", "wall time": "61 s"}
+
+
+@pytest.mark.full
+@pytest.mark.timeout(300)
+def test_a_file_restore_rollback_killed_while_restoring_converges(tmp_path):
+    """Kill sweep of issue 14 (file restore): the bad day rolled back by file restores onto freshly deployed
+    appliances. Before the fix every re-run dead-ended: the rollback's first actions power every vCenter off,
+    then the restore into that (powered-off) appliance met 'connection refused'. SIGKILL as vc-a's restore
+    starts, resume: every node back at its version with its instance UUID."""
+    require_vcsim()
+    cmds = [c.name for c in harness.sequence("inv.yml", tmp_path, "6.7 U3", "x", rollback=True, restore="file")]
+    assert "--snapshots" not in " ".join(a for c in harness.sequence("inv.yml", tmp_path, "6.7 U3", "x", True,
+                                                                     "file") for a in c.args)
+    point = CrashPoint(cmds.index("rollback"), "rollback", "lab:restore_started", 3)
+    res = harness.crash_points(ROOT / "examples" / "two-site.yml", "6.7 U3", tmp_path / "file", points=[point],
+                               workers=1, rollback=True, restore="file")
+    print("\n" + res.summary())
+    assert res.points[0].hit and res.ok, res.summary()
+
+
+def test_bench_faults_runs_only_the_named_sweeps_and_prints_their_figures(tmp_path, monkeypatch):
+    from orchestrator.errors import InputError
+    ran = []
+
+    def fake(inventory, target, workdir, *, name="", **kw):
+        ran.append(name)
+        return harness.HarnessResult(str(inventory), target, name=name, seconds=3.0, points=[
+            harness.PointResult(CrashPoint(4, "upgrade psc", "reboot", 1, 0.5), hit=True, ok=True, in_reboot="psc-a",
+                                installs={"psc-a": 1})])
+
+    monkeypatch.setattr(harness, "crash_points", fake)
+    out = harness.main_report(workdir=tmp_path, only=["long reboots", "file restore"])
+    assert ran == ["long reboots", "file restore"]  # in bench order; no transient or bad-input run
+    for line in ("long reboots: inside a reboot: 1", "file restore: every re-run converged: yes (1/1)",
+                 "file restore: installs per node (lab record): psc-a 1", "long reboots: wall time: 3 s"):
+        assert line in out
+    with pytest.raises(InputError, match="no sweep named nope"):
+        harness.main_report(workdir=tmp_path, only=["nope"])
+
+
+@pytest.mark.full
+@pytest.mark.timeout(300)
+def test_a_kill_inside_the_in_window_snapshot_set_is_reconciled_before_the_live_guard(tmp_path):
+    """Kill sweep of issue 14 (installer path): SIGKILL as the vCenter wave's cold snapshot set powers the
+    first VM off. Before the fix every re-run was refused (exit 2, "vc-a is not upgraded while a PSC it depends
+    on does not answer: psc-a"): the live guard ran before the reconciliation that powers the set back on."""
+    require_vcsim()
+    point = CrashPoint(5, "upgrade vcenter", "lab:power_off", 1)
+    res = harness.crash_points(ROOT / "examples" / "two-site-6.0.yml", "6.5 U1", tmp_path / "inst", points=[point],
+                               workers=1)
+    print("\n" + res.summary())
+    assert res.points[0].hit and res.ok, res.summary()

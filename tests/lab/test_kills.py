@@ -105,3 +105,16 @@ def test_whole_domain_and_what_breaks_it():
     assert "lab: psc-a runs 6.7 U1, not 6.7 U3" in problems
     assert "lab: psc-a has instance UUID other, not u-psc-a" in problems
     assert "lab: vc-a's identity runs on two VMs (vc-a and vc-a-old)" in problems
+
+
+def test_any_kill_may_land_inside_a_reboot_and_says_whose():
+    led = record(("psc-a", "boot_started", {"why": "power_on", "seconds": 9.0}),
+                 ("psc-b", "boot_started", {"why": "install", "seconds": 3.0}))
+    assert kills.in_any_reboot(led, 102.5) == "psc-b"
+    assert kills.in_any_reboot(led, 100.5) == ""  # a power-on boot is not an install's reboot
+    assert kills.in_any_reboot(led, 104.0) == ""
+
+
+def test_installs_per_node_from_the_record():
+    c = {"psc-a": {"install_started": 1, "install_completed": 1}, "vc-a": {"install_started": 2}}
+    assert kills.installs(c, ["psc-a", "vc-a", "vc-b"]) == {"psc-a": 1, "vc-a": 2, "vc-b": 0}
