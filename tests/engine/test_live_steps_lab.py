@@ -8,9 +8,9 @@
 * The installer path's in-window snapshot set snapshots the new appliances cold and never powers a
   source on beside them.
 
-Not covered here (the lab has no such fault yet; the `labfault` branch adds it): a garbled reply to one
-`GET /rest/appliance/update`. The client now raises it as a ServerError and the steps treat it as
-"unknown" (tests/core/test_converge.py pins the decision).
+A garbled reply to one `GET /rest/appliance/update` right after the install started is in
+test_live_garbage_lab.py (the lab's `garbage` fault with an `after:` trigger); tests/core/test_converge.py pins
+the decision ("unknown", never "not done").
 
 Needs the vcsim binary: FAILS when it is unavailable with CI=true, skipped otherwise.
 """
