@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shlex
 import sys
 from typing import Any, Callable
 
@@ -43,9 +44,11 @@ def helps(params: str, **extra: str) -> dict[str, str]:
     return {**{k: COMMON_HELP[k] for k in params.split()}, **extra}
 
 
-_RUNNING = {"program": "vcwave"}  # set by the parse hooks (orchestrator.cli.program) before a task runs
-# `invoke upgrade`, a bare next command, or one of several (`next safe command: invoke precheck && invoke stage`)
-_ADVICE = re.compile(r"(?:(?<=[`\s(])|^)invoke (?=(\w+)\b)", re.MULTILINE)
+_RUNNING = {"program": "vcwave", "flags": ""}  # set by the parse hooks (orchestrator.cli.program) before a task runs
+# An advised command and its flags: `invoke upgrade --wave psc`, a bare next command, or one of several
+# (`next safe command: invoke precheck && invoke stage`); a flag's value ends at a quote (JSON output too).
+_ADVICE = re.compile(r"(?:(?<=[`\s(])|^)invoke (\w+)\b((?: --?[\w-]+(?:[ =](?!-)[^\s`\x22\x27&;,)]+)?)*)", re.MULTILINE)
+_SESSION_FLAGS = (("--inventory", "inventory", None), ("--plan", "plan", None), ("--state-dir", "state_dir", ".vcwave"))
 
 
 def running_as(program: str | None = None) -> str:
@@ -55,15 +58,23 @@ def running_as(program: str | None = None) -> str:
     return _RUNNING["program"]
 
 
+def session_flags(kwargs: dict[str, Any]) -> str:
+    """The operator's own --inventory/--plan/--state-dir (when not the defaults), for the advice to repeat: a
+    new user's `status --plan /tmp/p.json --state-dir /tmp/s` advised `vcwave precheck`, which acts on
+    another campaign (the default folder's)."""
+    return "".join(f" {flag} {shlex.quote(str(kwargs[key]))}" for flag, key, default in _SESSION_FLAGS
+                   if kwargs.get(key) not in (None, "", default))
+
+
 def as_typed(text: str) -> str:
     """Advice in vcwave's messages names commands as `invoke <command>` (the checkout's form); run as
-    `vcwave`, the product's commands are advised as `vcwave <command>`, the way the operator runs them. The
-    repository's own tasks (`invoke lab.up`) are left alone: `vcwave` does not have them."""
-    program = running_as()
-    if program == "invoke":
-        return text
+    `vcwave`, the product's commands are advised as `vcwave <command>`, the way the operator runs them, with
+    the operator's session flags (`session_flags`; not for `plan`, which makes a plan rather than reading
+    one). The repository's own tasks (`invoke lab.up`) are left alone: `vcwave` does not have them."""
+    program, extra = running_as(), _RUNNING.get("flags", "")
     names = {t.name for t in PRODUCT_TASKS}
-    return _ADVICE.sub(lambda m: f"{program} " if m.group(1) in names else m.group(0), text)
+    return _ADVICE.sub(lambda m: f"{program} {m.group(1)}{m.group(2)}{'' if m.group(1) == 'plan' else extra}"
+                       if m.group(1) in names else m.group(0), text)
 
 
 def cli(fn: Callable[..., str | None]) -> Callable[..., None]:
@@ -71,28 +82,37 @@ def cli(fn: Callable[..., str | None]) -> Callable[..., None]:
     message on stderr and the right exit code (2 = bad input/refused), never a traceback."""
     @functools.wraps(fn)
     def wrapper(c: Any, *args: Any, **kwargs: Any) -> None:
-        from orchestrator import log
-        log.configure(json=bool(kwargs.get("json")), verbose=bool(kwargs.get("verbose")), human=True)
+        _RUNNING["flags"] = session_flags(kwargs)
         try:
-            with stop.signals_stop():  # Ctrl-C / SIGTERM: every wait stops, the run is journaled, the lock released
-                out = fn(c, *args, **kwargs)
-        except VcwaveError as exc:
-            log.finish(keep=exc.exit_code != 2)  # refused (bad input): nothing written
-            print(f"{running_as()}: error: {as_typed(str(exc))}", file=sys.stderr)
-            raise Exit(code=exc.exit_code) from None
-        except stop.Interrupted as exc:
-            log.finish()
-            nxt = getattr(exc, "next_command", "")
-            print(f"{running_as()}: {as_typed(str(exc))}; the domain lock is released"
-                  + (f"; next: {as_typed(nxt)}" if nxt else ""), file=sys.stderr)
-            raise Exit(code=exc.exit_code) from None
-        except BaseException:
-            log.finish()  # whatever happened: the live view gives the terminal back, the log is kept
-            raise
-        log.finish()
-        if out:
-            print(as_typed(out))
+            run_and_report(fn, c, *args, **kwargs)
+        finally:
+            _RUNNING["flags"] = ""  # the advice of one run only (several run in one process in the tests)
     return wrapper
+
+
+def run_and_report(fn: Callable[..., str | None], c: Any, *args: Any, **kwargs: Any) -> None:
+    """The body of `cli`: run the task, print its output or its error as the operator typed the command."""
+    from orchestrator import log
+    log.configure(json=bool(kwargs.get("json")), verbose=bool(kwargs.get("verbose")), human=True)
+    try:
+        with stop.signals_stop():  # Ctrl-C / SIGTERM: every wait stops, the run is journaled, the lock released
+            out = fn(c, *args, **kwargs)
+    except VcwaveError as exc:
+        log.finish(keep=exc.exit_code != 2)  # refused (bad input): nothing written
+        print(f"{running_as()}: error: {as_typed(str(exc))}", file=sys.stderr)
+        raise Exit(code=exc.exit_code) from None
+    except stop.Interrupted as exc:
+        log.finish()
+        nxt = getattr(exc, "next_command", "")
+        print(f"{running_as()}: {as_typed(str(exc))}; the domain lock is released"
+              + (f"; next: {as_typed(nxt)}" if nxt else ""), file=sys.stderr)
+        raise Exit(code=exc.exit_code) from None
+    except BaseException:
+        log.finish()  # whatever happened: the live view gives the terminal back, the log is kept
+        raise
+    log.finish()
+    if out:
+        print(as_typed(out))
 
 
 def whole_number(v: Any, flag: str) -> int | None:

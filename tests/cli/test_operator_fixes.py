@@ -112,6 +112,22 @@ def test_a_repository_task_is_not_advised_as_a_vcwave_command():
         running_as(old)
 
 
+def test_advice_repeats_the_operators_plan_and_state_dir(monkeypatch):
+    """`status --plan /tmp/p.json --state-dir /tmp/s` advised a bare `vcwave precheck`, which acts on the default
+    folder's campaign: the advised commands carry the session flags the operator typed (not `plan`)."""
+    from orchestrator.cli import tasks
+
+    flags = tasks.session_flags({"plan": "/tmp/my plan.json", "state_dir": "/tmp/s", "inventory": None})
+    assert flags == " --plan '/tmp/my plan.json' --state-dir /tmp/s"
+    assert tasks.session_flags({"plan": None, "state_dir": ".vcwave"}) == ""
+    monkeypatch.setitem(tasks._RUNNING, "program", "vcwave")
+    monkeypatch.setitem(tasks._RUNNING, "flags", flags)
+    assert tasks.as_typed("next safe command: invoke precheck && invoke upgrade --wave psc; or `invoke plan "
+                          "--target X`; `invoke lab.up`") == (
+        f"next safe command: vcwave precheck{flags} && vcwave upgrade --wave psc{flags}; or `vcwave plan "
+        "--target X`; `invoke lab.up`")
+
+
 def _psc_a(info: dict) -> str:
     with urllib.request.urlopen(info["control_url"] + "/lab/state", timeout=10) as r:
         return "down" if json.loads(r.read())["nodes"]["psc-a"]["down"] else "up"
