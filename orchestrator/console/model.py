@@ -70,7 +70,8 @@ class Running:
 
     def waited_text(self) -> str:
         """After the step: what the waits were ("psc-a rebooting: 3 polls; vc-b not answering: retried 1x")."""
-        parts = [f"{node} {self.outage or 'down on purpose'}: {n} polls" for node, n in sorted(self.waits.items())]
+        parts = [f"{node} {self.outage or 'down on purpose'}: {n} poll{'' if n == 1 else 's'}"
+                 for node, n in sorted(self.waits.items())]
         parts += [f"{node} not answering: retried {n}x" for node, n in sorted(self.retries.items())]
         return "; ".join(parts)
 
