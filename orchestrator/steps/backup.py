@@ -92,7 +92,8 @@ class FileBackup:
                     client = ctx.conns.appliance(ctx.node)
                     # Killed between the POST and journaling its id: a job the node started since this step
                     # began is ours (the node would refuse a second one: one job at a time).
-                    job_id = job["job_id"] if job else _job_started_since(client, started.ts)
+                    job_id = job["job_id"] if job else _job_started_since(client, started.ts,
+                                                                          _recorded_ids(ctx, ctx.node.name))
                     if job_id is None:
                         return Observation(True)
                     found["job_id"] = job_id
@@ -122,9 +123,19 @@ def _recorded(ctx: StepContext, node: str, backup_id: str) -> dict[str, Any] | N
     return None
 
 
-def _job_started_since(client: Any, since: float, slack: float = 5.0) -> str | None:
-    """The newest backup job that started after `since` (clock slack allowed), or None."""
+def _recorded_ids(ctx: StepContext, node: str) -> frozenset[str]:
+    return frozenset(e.data.get("backup_id", "") for e in ctx.events(kind="backup", node=node))
+
+
+def _job_started_since(client: Any, since: float, taken: frozenset[str] = frozenset(),
+                       slack: float = 5.0) -> str | None:
+    """The newest backup job that started after `since` (clock slack allowed) and is not already another
+    step's recorded backup, or None. Why `taken`: killed between journaling "started" and the POST, a step
+    adopted the job of the backup just before it (the kill sweep, at a lab clock where the pre and during
+    backups are seconds apart: one job recorded as two backups, the older one posing as the newer)."""
     for job_id in sorted(client.backup_jobs(), reverse=True):
+        if job_id in taken:
+            continue
         job = client.backup_job(job_id)
         t = _parse_time(job.start_time)
         if job.state == "INPROGRESS" or (t is not None and t >= since - slack):
