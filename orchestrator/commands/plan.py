@@ -40,27 +40,27 @@ def make_plan(inventory: str, target: str, playbook: str | None = None, concurre
                          playbook_sha256=file_sha256(pb.path), concurrency=concurrency)
 
 
-def check_replaceable_plan(path: Path) -> Path:
-    """`--out` may name a new file or a vcwave plan, nothing else. Why: run as root, `--out /etc/passwd` replaced
-    the system's user list with a plan (exit 0); a typo must not cost a file vcwave did not write."""
+def replaced_plan(path: Path) -> Plan | None:
+    """The vcwave plan `--out` would replace (None: a new file); any other existing file is refused. Why: run
+    as root, `--out /etc/passwd` replaced the system's user list with a plan (exit 0); a typo must not cost a
+    file vcwave did not write."""
     if not path.exists():
-        return path
+        return None
     try:
         if not path.is_file() or path.stat().st_size > MAX_PLAN_BYTES:
             raise ValueError
-        load_plan(path)
+        return load_plan(path)
     except (OSError, ValueError, InputError):
         raise InputError(f"{path}: exists and is not a vcwave plan; vcwave replaces only its own plan files "
                          "(name a new file, or remove this one yourself)", Where(field="--out")) from None
-    return path
 
 
-def keep_running_campaigns_plan(path: Path, new: Plan) -> None:
+def keep_running_campaigns_plan(path: Path, old: Plan | None, new: Plan) -> None:
     """The plan at `path` is the only way to finish or roll back its campaign: while that campaign changed the
     domain and has not ended (core/attempts.py, the journal beside the plan, `.vcwave/<domain>/` by default),
     a different plan may not replace it (the new one would be refused there anyway)."""
     journal_file = journal_path(path.parent, new.domain)
-    if not path.exists() or not journal_file.exists() or load_plan(path).plan_hash == new.plan_hash:
+    if old is None or old.plan_hash == new.plan_hash or not journal_file.exists():
         return
     with Journal.open(journal_file) as journal:
         refusal = attempts.scope(journal.events(), new.plan_hash, "plan").refusal
@@ -71,9 +71,10 @@ def keep_running_campaigns_plan(path: Path, new: Plan) -> None:
 
 def run(inventory: str, target: str, out: str | None = None, as_json: bool = False, playbook: str | None = None,
         concurrency: int | None = None, site: str | None = None) -> str:
-    out_path = check_replaceable_plan(check_file("--out", out or DEFAULT_PLAN))
+    out_path = check_file("--out", out or DEFAULT_PLAN)
+    old = replaced_plan(out_path)
     plan = make_plan(inventory, target, playbook, concurrency, site)
-    keep_running_campaigns_plan(out_path, plan)
+    keep_running_campaigns_plan(out_path, old, plan)
     record_to(out_path.parent, plan.domain)  # the plan's state folder (.vcwave by default)
     write_atomic("--out", out_path, plan_text(plan))
     log = get_logger("vcwave.plan")
