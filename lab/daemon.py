@@ -36,6 +36,7 @@ from orchestrator.core.versions import Version, catalogue, parse_version
 from .appliance import ApplianceServer
 from .control import ControlServer
 from .faults import Faults
+from .ports import PortBook
 from .state import POWERED_OFF, LabError, LabState, atomic_write, version_of
 from .tlsca import ensure_lab_tls
 
@@ -78,6 +79,7 @@ class Lab:
         self.mgmt_si: dict[str, Any] = {}
         self.control: ControlServer | None = None
         self.state: LabState | None = None
+        self.ports = PortBook()  # every node's REST and vim port, kept while the node is down (lab/ports.py)
         self._stop = threading.Event()
         self._stopped = False
         self._node_locks: dict[str, threading.Lock] = {}
@@ -129,7 +131,8 @@ class Lab:
         try:
             for name in self.state.nodes:
                 srv = ApplianceServer(self.state, name, self.session_timeout,
-                                      port=prev.get("nodes", {}).get(name, {}).get("rest_port", 0), tls=server_tls,
+                                      port=self.ports.reserve(prev.get("nodes", {}).get(name, {}).get("rest_port", 0)),
+                                      tls=server_tls,
                                       session_log=self.issued("rest", name))
                 self.servers[name] = srv
                 srv.resolve, srv.address_of = self._node_at, self._address_of
@@ -235,11 +238,12 @@ class Lab:
         logs.mkdir(exist_ok=True)
         jobs: list[tuple[str, Any, int]] = []
         for m in self.inv.management:
-            jobs.append((m.name, self.mgmt_spec_for(m), prev.get("mgmt", {}).get(m.name, {}).get("sdk_port", 0)))
+            jobs.append((m.name, self.mgmt_spec_for(m),
+                         self.ports.reserve(prev.get("mgmt", {}).get(m.name, {}).get("sdk_port", 0))))
         for name, node in self.state.nodes.items():
             if node["role"] == "vcenter" and self.state.vim_answers(name):
                 jobs.append((name, self.spec_for(name),
-                             prev.get("nodes", {}).get(name, {}).get("sdk_port", 0)))
+                             self.ports.reserve(prev.get("nodes", {}).get(name, {}).get("sdk_port", 0))))
         self._vcsim_ports: dict[str, int] = {}
 
         def launch(item):
@@ -344,7 +348,7 @@ class Lab:
                 return
             spec = self.spec_for(name)
             if proc is None:
-                port = self._vcsim_ports.get(name, 0)
+                port = self._vcsim_ports.get(name) or self.ports.reserve()
                 try:
                     proc = vcsim.VcsimProcess(spec, self.binary, log_path=self.dir / "logs" / f"vcsim-{name}.log",
                                               port=port).start()
@@ -593,6 +597,7 @@ class Lab:
         except Exception:
             pass
         self.vcsims.clear()
+        self.ports.close()
         self.log("lab stopped")
         if self._logf:
             self._logf.close()
