@@ -46,10 +46,13 @@ def test_a_resumed_lab_keeps_its_port_and_a_stopped_lab_frees_it(books):
 
 
 def test_a_port_something_listens_on_is_not_handed_out(books):
-    a = books()
-    port = a.reserve()
-    a.close()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))
-        s.listen()
-        assert books().reserve(port) != port
+    held = PortBook()  # the machine's own book: no running lab takes this port while the test listens on it
+    try:
+        port = held.reserve()
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+            s.listen()
+            assert books().reserve(port) != port  # another book (its own lock folder) sees it in use
+    finally:
+        held.close()
