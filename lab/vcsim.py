@@ -242,11 +242,11 @@ class VcsimProcess:
 
     def _wait_ready(self, deadline: float) -> None:
         probe = f"{self.url}/vimServiceVersions.xml"
+        ctx = self.spec.tls.client_context() if self.spec.tls else None
         while True:
             if self._proc is None or self._proc.poll() is not None:
                 self._fail("exited while starting")
             try:
-                ctx = self.spec.tls.client_context() if self.spec.tls else None
                 with urllib.request.urlopen(probe, timeout=2, context=ctx) as resp:
                     if resp.status == 200 and b"urn:vim25" in resp.read():
                         return
