@@ -279,10 +279,16 @@ class Lab:
     def _mgmt(self, name: str):
         from . import mgmt
         if name not in self.mgmt_si:
-            m = self.inv.management_vc(name)
-            self.mgmt_si[name] = mgmt.connect(self.vcsims[name].url, self.inv.credential(m.credentials).user,
-                                              self.passwords[m.credentials], self.tls.client_context())
+            self.mgmt_si[name] = self.mgmt_session(name)
         return mgmt, self.mgmt_si[name]
+
+    def mgmt_session(self, name: str) -> Any:
+        """A new vim25 session (ServiceInstance) on the management vcsim `name` (the VM watcher's own, for its
+        long polls: the shared one is held under _mgmt_lock)."""
+        from . import mgmt
+        m = self.inv.management_vc(name)
+        return mgmt.connect(self.vcsims[name].url, self.inv.credential(m.credentials).user,
+                            self.passwords[m.credentials], self.tls.client_context())
 
     def _mgmt_call(self, mgmt_name: str, op: str, *args: Any) -> Any:
         if not self.use_vcsim or mgmt_name not in self.vcsims:

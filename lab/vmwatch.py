@@ -5,7 +5,11 @@ version, identity and data it had when the snapshot was taken; when the installe
 off and the kept source is on, the source answers again. vcwave drives these through vim25 only, so the
 twin must notice them there: this watcher reads the management vcsim's TaskManager.recentTask (what a
 vCenter's own "Recent Tasks" shows) and applies finished CreateSnapshot/RevertToSnapshot/PowerOn/PowerOff
-tasks to the lab state. Polling is fine here: this is the lab, not the product.
+tasks to the lab state. Polling is fine here: this is the lab, not the product; but an idle lab polling
+10 times a second (two SOAP calls each) cost ~30 ms of CPU a second in the daemon and ~10 in the management
+vcsim, more than everything else an idle lab does. So between tasks the watcher blocks in the property
+collector's WaitForUpdatesEx on `recentTask` (its own session; it returns when a task is added, or after
+MAX_WAIT s) and polls only then, and every `interval` while a task it saw is still running.
 """
 from __future__ import annotations
 
@@ -36,11 +40,16 @@ def which_vm(node: dict, vm_name: str) -> str | None:
     return None
 
 
+MAX_WAIT = 1  # seconds a WaitForUpdatesEx may block: the longest a stopped lab's watcher lingers
+
+
 class VmWatcher:
     """One thread per management vcsim."""
 
     def __init__(self, lab: Any, mgmt_name: str, interval: float = 0.1) -> None:
         self.lab, self.mgmt, self.interval = lab, mgmt_name, interval
+        self._parked = threading.Event()
+        self._collector: Any = None  # the thread's own property collector, filtering taskManager.recentTask
         self.seen: set[str] = set()
         self.snapshots: dict[str, tuple[str, dict]] = {}  # snapshot moref -> (vm name, persona)
         self._polling = threading.Lock()  # one poll at a time: a task is applied once, in the order it ran
@@ -60,36 +69,67 @@ class VmWatcher:
             self.seen = {t._moId for t in tm.recentTask or ()}
         self.snapshots.update(self.lab.state.data.setdefault("snapshot_personas", {}).get(self.mgmt, {}))
 
+    def park(self) -> None:
+        """Stop the thread's own polls (a test then runs poll() exactly where it wants it)."""
+        self._parked.set()
+
     def _loop(self) -> None:
-        while not self.lab._stop.wait(self.interval):
+        version: str | None = None
+        while not self.lab._stop.is_set():
             try:
-                self.poll()
+                if self._parked.is_set() or self.poll():
+                    self.lab._stop.wait(self.interval)  # parked, or a task still running: look again shortly
+                else:
+                    version = self._wait_for_tasks(version)
             except Exception as exc:  # keep watching; the daemon log says what went wrong
-                self.lab.log(f"vmwatch {self.mgmt}: {type(exc).__name__}: {exc}")
+                self._collector, version = None, None
+                if not self.lab._stop.is_set():  # a stopping lab's vcsim going away is no news
+                    self.lab.log(f"vmwatch {self.mgmt}: {type(exc).__name__}: {exc}")
+                self.lab._stop.wait(self.interval)
 
-    def poll(self) -> None:
-        """Apply every finished task not seen yet. Also called by the lab itself (see Lab.follow_vms), so that
-        a control operation answers only once its own power operations have reached the node."""
+    def _wait_for_tasks(self, version: str | None) -> str:
+        """Block until the management vCenter's recentTask changes after `version` (at most MAX_WAIT s); the
+        version to wait from next. The first call only reads the version: the poll that follows it sees what
+        happened before, a wait from it returns at once for what happens after (no task is missed)."""
+        if self._collector is None or version is None:
+            content = self.lab.mgmt_session(self.mgmt).RetrieveContent()
+            self._collector = content.propertyCollector.CreatePropertyCollector()
+            self._collector.CreateFilter(vmodl.query.PropertyCollector.FilterSpec(
+                objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=content.taskManager, skip=False)],
+                propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.TaskManager, pathSet=["recentTask"])]),
+                True)
+            version = ""
+        res = self._collector.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(
+            maxWaitSeconds=MAX_WAIT))
+        return res.version if res is not None else version
+
+    def poll(self) -> bool:
+        """Apply every finished task not seen yet; True when a task it saw is still running. Also called by the
+        lab itself (see Lab.follow_vms), so that a control operation answers only once its own power
+        operations have reached the node."""
         with self._polling:
-            self._poll()
+            return self._poll()
 
-    def _poll(self) -> None:
+    def _poll(self) -> bool:
         with self.lab._mgmt_lock:
             si = self._si()
             tm = si.content.taskManager
             fresh = [t for t in (tm.recentTask or ()) if t._moId not in self.seen]
             if not fresh:
-                return
+                return False
             infos = self._task_infos(si, fresh)
             vm_names = {vm._moId: vm.name for vm in self._vms(si)} if infos else {}
+        running = False
         for moid, info in infos:
             if info.get("info.state") not in ("success", "error"):
+                running = True
                 continue
             self.seen.add(moid)
             if info.get("info.state") == "success":
                 entity = str(info.get("info.entityName", ""))
                 self.apply(str(info.get("info.descriptionId", "")), entity, info.get("info.result"),
                            vm_names.get(entity))
+        return running
 
     @staticmethod
     def _task_infos(si: Any, tasks: list) -> list[tuple[str, dict]]:

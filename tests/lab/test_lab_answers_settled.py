@@ -22,7 +22,7 @@ def lab65(vcsim_binary, make_lab, labkit, tmp_path) -> Lab:
     for node in ("p1-1", "p2-1", "v1-1"):
         lab.installer_upgrade(node, "6.7 U1", None, None, False)
     (watcher,) = lab.watchers
-    watcher.interval = 3600.0  # the thread waits out its current 0.1 s, then sleeps: polls happen only here
+    watcher.park()  # the thread finishes the poll it may be in, then polls no more: polls happen only here
     watcher.poll()
     return lab
 
