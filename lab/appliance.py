@@ -33,13 +33,14 @@ import socket
 import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from orchestrator.core.versions import catalogue, parse_version
 
+from .serving import LabHTTPServer
 from .state import LabError, LabState, has_api_style, has_rest, has_update_api, iso, version_of
 
 SESSION_PATH = "/rest/com/vmware/cis/session"
@@ -98,9 +99,7 @@ def api_body(rest_body: Any) -> Any:
     return body
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(LabHTTPServer):
     request_queue_size = 64
 
 
@@ -149,16 +148,14 @@ class ApplianceServer:
             if self.tls:  # the handshake runs in the request's thread, at its first read
                 srv.socket = self.tls.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
             self._server = srv
-            self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                                            name=f"rest-{self.name}", daemon=True)
+            self._thread = threading.Thread(target=srv.serve, name=f"rest-{self.name}", daemon=True)
             self._thread.start()
 
     def close(self) -> None:
         with self._life:
             srv, self._server = self._server, None
         if srv is not None:
-            srv.shutdown()
-            srv.server_close()
+            srv.stop()
         with self._slock:
             self.sessions.clear()
 

@@ -31,27 +31,23 @@ from __future__ import annotations
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from .appliance import send_bytes
 from .faults import FaultSpecError
+from .serving import LabHTTPServer
 from .state import LabError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .daemon import Lab
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 class ControlServer:
     def __init__(self, lab: "Lab", port: int = 0) -> None:
         self.lab = lab
         self.port = port
-        self._server: _Server | None = None
+        self._server: LabHTTPServer | None = None
 
     @property
     def url(self) -> str:
@@ -73,20 +69,18 @@ class ControlServer:
             do_GET = do_POST = _go
 
         try:
-            srv = _Server(("127.0.0.1", self.port), Handler)
+            srv = LabHTTPServer(("127.0.0.1", self.port), Handler)
         except OSError:
-            srv = _Server(("127.0.0.1", 0), Handler)
+            srv = LabHTTPServer(("127.0.0.1", 0), Handler)
         self.port = srv.server_address[1]
         self._server = srv
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, name="lab-control",
-                         daemon=True).start()
+        threading.Thread(target=srv.serve, name="lab-control", daemon=True).start()
         return self
 
     def stop(self) -> None:
         srv, self._server = self._server, None
         if srv is not None:
-            srv.shutdown()
-            srv.server_close()
+            srv.stop()
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
