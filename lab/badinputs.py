@@ -31,8 +31,8 @@ from typing import Iterable, Iterator
 
 import yaml
 
-from lab.harness import (DEFAULT_POLL, DEFAULT_SCALE, ROOT, JournalWatch, _lab, _standin, cli_env, journal_file,
-                         lab_versions, run_cli)
+from lab.harness import (DEFAULT_POLL, DEFAULT_SCALE, INVOKE_CORE, ROOT, JournalWatch, _lab, _standin, cli_env,
+                         journal_file, lab_versions, run_cli)
 
 BAD_DIR = ROOT / "tests" / "harness" / "bad"
 BASE_INVENTORY = ROOT / "examples" / "two-site.yml"
@@ -122,7 +122,7 @@ def run_inprocess(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int,
     with _environment(cwd, env), _tuned(), contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(err):
         try:
-            Program(name="invoke", binary="invoke").run(["invoke", "-r", str(ROOT), *args])
+            Program(name="invoke", binary="invoke").run(["invoke", *INVOKE_CORE, *args])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException:  # noqa: BLE001 - exactly what the check looks for

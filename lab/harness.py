@@ -59,6 +59,10 @@ import yaml
 from lab import kills
 
 ROOT = Path(__file__).resolve().parents[1]
+# Invoke's core options for every command the harness runs: the checkout's tasks, and --write-pyc because
+# Invoke otherwise sets sys.dont_write_bytecode for the whole process: tasks.py was compiled from source on
+# every command, and an in-process run turned off the bytecode cache of the test worker it ran in.
+INVOKE_CORE = ("--write-pyc", "-r", str(ROOT))
 ENV_POLL = "VCWAVE_HARNESS_POLL"
 ENV_TIME_SCALE = "VCWAVE_HARNESS_TIME_SCALE"
 ENV_FORK = "VCWAVE_HARNESS_FORK"  # "0": every tuned command a fresh interpreter (see lab/warmcli.py)
@@ -96,7 +100,7 @@ def _fast_invoke(argv: list[str]) -> None:
     if os.environ.get(ENV_KILL_AFTER):
         _kill_after(os.environ[ENV_KILL_AFTER])
     from invoke.main import program
-    program.run(["invoke", "-r", str(ROOT), *argv])
+    program.run(["invoke", *INVOKE_CORE, *argv])
 
 
 def retry_waits(time_scale: float) -> dict[str, float]:
@@ -147,7 +151,7 @@ def fast_argv(args: list[str]) -> list[str]:
 
 def invoke_argv(args: list[str]) -> list[str]:
     """The plain production CLI (no tuning): for commands that poll nothing (refusals, plan, status)."""
-    return [sys.executable, "-m", "invoke", "-r", str(ROOT), *args]
+    return [sys.executable, "-m", "invoke", *INVOKE_CORE, *args]
 
 
 def forked() -> bool:
