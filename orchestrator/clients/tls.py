@@ -15,6 +15,7 @@ import hashlib
 import os
 import socket
 import ssl
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -95,13 +96,23 @@ def ssl_context(verify: bool | str = True, thumbprint: str | None = None, *, hos
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
     if verify is True or verify is None:
-        return _verifying_context(None, None)
+        return _shared_context(None)
     if isinstance(verify, str):
         try:
-            return _verifying_context(verify, _file_version(verify))
+            return _shared_context(verify)
         except (OSError, ssl.SSLError) as exc:
             raise TlsError(f"cannot load CA bundle {verify!r}: {exc}", node=node) from exc
     raise TlsError(f"verify must be True, False or a CA bundle path, got {verify!r}", node=node)
+
+
+_contexts_lock = threading.Lock()
+
+
+def _shared_context(cafile: str | None) -> ssl.SSLContext:
+    """The process's verifying context for `cafile`, made once: the observation asks every node from its own
+    thread at the same moment, and without the lock each of them missed the cache and loaded the bundle."""
+    with _contexts_lock:
+        return _verifying_context(cafile, _file_version(cafile) if cafile else None)
 
 
 def _file_version(path: str) -> tuple[int, int, int] | None:
