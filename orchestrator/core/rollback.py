@@ -133,7 +133,8 @@ class FreshAppliance:
 EXISTING_VM = ("poweredOn", "poweredOff", "suspended")
 
 
-def fresh_appliances_due(inv: Inventory, due: Iterable[RestoreDue], live: Mapping[str, LiveNode]) -> tuple[FreshAppliance, ...]:
+def fresh_appliances_due(inv: Inventory, due: Iterable[RestoreDue],
+                         live: Mapping[str, LiveNode]) -> tuple[FreshAppliance, ...]:
     """Which pending file restores need a fresh appliance first, asked of the live domain (never the journal):
     a file restore runs only on a freshly deployed appliance in restore mode, so a node that answers as a
     running appliance (and whose restore never began: one that did may be the restore's own result) would
@@ -270,10 +271,11 @@ def render(plan: RollbackPlan, alternative: bool = True) -> str:
         lines.append(f"  {a.order:>2}. {a.action:<8} {a.node:<12} {a.method:<16} {a.asset:<28} -> {a.to_version}"
                      f"   ({a.reason})")
     fresh = [f"{a.node} ({a.to_version})" for a in plan.actions if a.method == "file-restore"]
-    if fresh:  # said up front: each of these stops the rollback until its appliance is deployed
-        lines.append(f"  a file restore runs only on a freshly deployed appliance in restore mode ({', '.join(fresh)}): "
-                     f"before the first, the rollback asks the domain and pauses once, naming every node that still "
-                     f"needs one (VMware's installer, Restore, stage 1); then `invoke rollback` resumes")
+    if fresh:  # said up front: the rollback stops before the first until every appliance is deployed
+        lines.append(f"  a file restore runs only on a freshly deployed appliance in restore mode "
+                     f"({', '.join(fresh)}): before the first, the rollback asks the domain and pauses once, naming "
+                     f"every node that still needs one (VMware's installer, Restore, stage 1); then `invoke rollback` "
+                     f"resumes")
     if alternative and plan.alternative:
         lines.append(plan.alternative)
     return "\n".join(lines)
