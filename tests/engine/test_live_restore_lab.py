@@ -16,7 +16,7 @@ from orchestrator.core.inventory import load_inventory
 from tests.conftest import require_vcsim
 from tests.core.test_repoint import invoke
 from tests.engine.labkit import lab_domain
-from tests.engine.test_scenarios_lab import through_psc_wave
+from tests.engine.test_scenarios_lab import events, through_psc_wave
 
 EX = Path(__file__).resolve().parents[2] / "examples"
 
@@ -47,6 +47,9 @@ def test_file_restores_pause_for_fresh_appliances_and_resume(tmp_path, monkeypat
         assert "psc-b does not answer" in nxt and "no VM holds its identity" in nxt
         assert "PAUSED" in out and "FAILED" not in out
         assert status_cmd.status_data(f).next_command.replace("`invoke rollback`", again) == nxt
+        stopped = [e for e in events(d, kind="step") if e.status == "failed"]  # journaled as a pause
+        assert [e.data.get("manual") for e in stopped] == [True] and "psc-b does not answer" in stopped[0].data[
+            "instructions"]
         record = manage.control(d.lab_dir, "/lab/record?since=0")["counts"]
         assert not record["psc-a"].get("restore_started") and not record["psc-b"].get("restore_started")
 
