@@ -153,6 +153,17 @@ def bench_faults(c, json=False, limit=None, sweep=None):
                                only=[s.strip() for s in sweep.split(",")] if sweep else None)
 
 
+@task(name="suite", help={"runs": "runs in a row (default 1)", "write_order": "rewrite tests/slow_first.txt "
+                                                                              "from the last run's times",
+                           "full": "the full sweep (--full) instead of the default tier"})
+def bench_suite(c, runs="1", write_order=False, full=False):
+    """The README's test command N times in a row: wall and CPU per run, median and worst, runs green."""
+    from lab import suitebench
+    rows = suitebench.bench_suite(whole_number(runs, "--runs"), ["--full"] if full else [], order=write_order)
+    if any(r["returncode"] != 0 for r in rows):
+        raise SystemExit(1)
+
+
 @task(name="all", default=True, help={"json": "JSON output"})
 @cli
 def bench_all(c, json=False):
@@ -167,4 +178,4 @@ ns.add_task(rehearse)
 ns.add_collection(Collection("lab", lab_up, lab_status, lab_down, lab_build))
 ns.add_collection(Collection("cassettes", cassettes_record))
 ns.add_collection(Collection("bench", bench_all, bench_plan, bench_lab, bench_facts, bench_overhead, bench_window,
-                             bench_hops, bench_faults))
+                             bench_hops, bench_faults, bench_suite))

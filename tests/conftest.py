@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.suitebench import read_order, slowest_first
+
 # Python's bytecode cache on for this run and every process it starts, whatever the environment says: with
 # PYTHONDONTWRITEBYTECODE=1 (set on some CI images) each xdist worker, lab daemon and `invoke` subprocess
 # compiled vcwave and pytest re-wrote every test module's asserts from source, every time — collection alone
@@ -83,6 +85,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = module_fixture_group(item)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+    items[:] = slowest_first(items, read_order())  # `--random-order` (pytest-random-order) shuffles after this
+
 
 
 def module_fixture_group(item: pytest.Item) -> str | None:
