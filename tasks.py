@@ -44,13 +44,16 @@ def _number(v, flag):
         raise InputError(f"{flag} must be a number, got {v!r}", Where(field=flag)) from None
 
 
-@task(name="status", help={"dir": f"lab folder (default {LAB_DIR})"})
+@task(name="status", help={"dir": f"lab folder (default {LAB_DIR})", "json": "everything the lab holds, as JSON"})
 @cli
-def lab_status(c, dir=LAB_DIR):
-    """Show the lab's processes and its nodes' versions."""
-    import json as _json
+def lab_status(c, dir=LAB_DIR, json=False):
+    """Show the lab's daemon, its nodes (version, build, up/down/booting, addresses) and its VMs."""
     from lab import manage
-    return _json.dumps(manage.status(dir), indent=1)
+    info = manage.status(dir)
+    if json:
+        import json as _json
+        return _json.dumps(info, indent=1)
+    return manage.render_status(info)
 
 
 @task(name="down", help={"dir": f"lab folder (default {LAB_DIR})"})

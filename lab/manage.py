@@ -116,6 +116,42 @@ def status(lab_dir: str | Path = DEFAULT_DIR) -> dict[str, Any]:
     return info
 
 
+def render_status(info: dict[str, Any]) -> str:
+    """`invoke lab.status` for a person: the daemon, one line per node (what the twin says it is and whether
+    it answers), the VMs' power states, backups and faults held. `--json` gives `status()` as it is."""
+    when = time.strftime("%H:%M:%S", time.localtime(info.get("started_at", 0)))
+    lines = [f"lab daemon pid {info.get('pid')} {'running' if info.get('alive') else 'NOT running'} "
+             f"(started {when}, time scale {info.get('time_scale')}); inventory {info.get('inventory')}"]
+    state = info.get("state")
+    if not state:
+        return "\n".join(lines + [f"no state: {info.get('state_error', 'the daemon is not running')}"])
+    rows = [("node", "role", "site", "version", "build", "now", "REST", "SDK")]
+    for name, node in state["nodes"].items():
+        rows.append((name, node["role"], node["site"], node["version"], str(node["build"]), node_condition(node),
+                     node.get("rest_url") or "-", node.get("sdk_url") or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    for vcenter, vms in state.get("vms", {}).items():
+        lines.append(f"VMs on {vcenter}: " + ", ".join(f"{vm} {power}" for vm, power in vms.items()))
+    faults = state.get("faults", {}).get("faults", [])
+    lines.append(f"backups held: {len(state.get('backups', {}))}; faults armed: {len(faults)}"
+                 + (" (" + ", ".join(str(f.get("kind", f)) for f in faults) + ")" if faults else ""))
+    return "\n".join(lines)
+
+
+def node_condition(node: dict[str, Any]) -> str:
+    """One word (and its reason) for what a twin node is doing now."""
+    if node.get("deleted"):
+        return "deleted"
+    if node.get("down"):
+        return f"down ({node['down_reason']})" if node.get("down_reason") else "down"
+    if node.get("broken"):
+        return f"broken ({node['broken']})"
+    if node.get("booting"):
+        return "booting"
+    return node.get("reachability") or ("up" if node.get("listening") else "not listening")
+
+
 def control(lab_dir: str | Path, path: str, body: dict | None = None) -> Any:
     """POST (or GET without body) to the lab's control API."""
     info = read_lab(lab_dir)

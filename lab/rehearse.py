@@ -165,6 +165,9 @@ class Rehearsal:
     def summary(self, st: Any, report: str, retries: int) -> str:
         w = st.window
         usable = sum(1 for n in st.nodes if n["single_restore"])
+        tally = log.console_tally()  # the console counted the same events: print its figures, not a second count
+        retries, waits = ((tally.fault_retries, tally.expected_waits) if tally is not None
+                          else (retries, retry.RETRIES.expected - self.expected_before))
         route = load_plan(self.workdir / "plan.json").route
         hops = route.get("hops", [])
         done = len(self.hops)
@@ -177,7 +180,7 @@ class Rehearsal:
                  f"(~{w['length_s'] / self.time_scale / 60:.0f} min at real speed)"
                  + (" (the last hop's)" if done > 1 else ""),
                  f"  retries of transient faults: {retries} (waits while nodes were down on purpose: "
-                 f"{retry.RETRIES.expected - self.expected_before})",
+                 f"{waits})",
                  f"  files: {_files(report, log.event_log_path())}"]
         if hops:
             lines.append("  route: " + " -> ".join([hops[0]["from"]] + [f"{h['to']} ({h['kind']})" for h in hops])

@@ -248,6 +248,13 @@ def describe_run(plan: Any, window: tuple[float | None, float | None] = (None, N
                 sink.use_plan(plan, window)
 
 
+def console_tally() -> Any:
+    """The console's running tally (steps, retries of transient faults, waits), None without a console: the
+    rehearsal's summary prints the very figures its console summary line printed, not a second count."""
+    from orchestrator.console import Console
+    return next((sink.view.tally for sink in _sinks if isinstance(sink, Console)), None)
+
+
 def finish(keep: bool = True) -> None:
     """End the command's views: the console prints its summary, the event file is closed (`keep=False`: the
     command was refused for bad input, and an event file it never needed to open is not created)."""

@@ -12,8 +12,11 @@ Why one module: the REST client (http.client) and the vSphere client (pyVmomi) m
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import ssl
+import threading
+from functools import lru_cache
 from typing import Any
 
 from orchestrator.clients.retry import TlsError
@@ -93,13 +96,43 @@ def ssl_context(verify: bool | str = True, thumbprint: str | None = None, *, hos
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
     if verify is True or verify is None:
-        return ssl.create_default_context()
+        return _shared_context(None)
     if isinstance(verify, str):
         try:
-            return ssl.create_default_context(cafile=verify)
+            return _shared_context(verify)
         except (OSError, ssl.SSLError) as exc:
             raise TlsError(f"cannot load CA bundle {verify!r}: {exc}", node=node) from exc
     raise TlsError(f"verify must be True, False or a CA bundle path, got {verify!r}", node=node)
+
+
+_contexts_lock = threading.Lock()
+
+
+def _shared_context(cafile: str | None) -> ssl.SSLContext:
+    """The process's verifying context for `cafile`, made once: the observation asks every node from its own
+    thread at the same moment, and without the lock each of them missed the cache and loaded the bundle."""
+    with _contexts_lock:
+        return _verifying_context(cafile, _file_version(cafile) if cafile else None)
+
+
+def _file_version(path: str) -> tuple[int, int, int] | None:
+    """What tells one content of a file from the next; None when it cannot be read (loading it then fails
+    with the error the operator is shown, and a failure is never cached)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _verifying_context(cafile: str | None, version: tuple[int, int, int] | None) -> ssl.SSLContext:
+    """One verifying context per CA bundle (and per version of its file: an edited bundle is loaded again)
+    for the whole process. Why: loading the trust store is most of a context's cost, and a command makes a
+    client per node and per call kind. Safe to share: nothing changes it after this (the host name is checked
+    per connection, from `server_hostname`); pinned and unverified contexts are never shared."""
+    del version  # part of the cache key only
+    return ssl.create_default_context(cafile=cafile)
 
 
 def peer_thumbprint(host: str, port: int = 443, timeout: float = 10.0) -> str:

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-import yaml
-
 from orchestrator.core.versions import Version, catalogue, parse_version
+from orchestrator.core.yamlsrc import load_bundled
 
 UPGRADE_METHODS = ("update", "installer", "manual", "none")
 
@@ -44,7 +43,7 @@ class InteropData:
 
 @lru_cache(maxsize=1)
 def interop_data() -> InteropData:
-    raw = yaml.safe_load(resources.files("orchestrator.core").joinpath("data/interop.yaml").read_text())
+    raw = load_bundled(resources.files("orchestrator.core").joinpath("data/interop.yaml").read_text())
     return InteropData(
         upgrade_paths={k: tuple(v) for k, v in raw["upgrade_paths"].items()},
         lines={k: LineFeatures(**v) for k, v in raw["lines"].items()},

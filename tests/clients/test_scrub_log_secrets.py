@@ -98,3 +98,25 @@ def test_log_console_and_exception_scrubbed():
         olog.unbind("node")
     out = buf.getvalue()
     assert "boom" in out and "node=vc-a" in out and "Exc-Secret-77" not in out
+
+
+def test_many_known_secrets_each_redacted_exactly_as_trying_every_one(monkeypatch):
+    """A long-lived process registers hundreds of secrets; scrub_text then looks them up instead of trying
+    each. The result must be the one of trying every value longest first, a value that only appears once an
+    earlier one was masked (it overlaps the mask) included."""
+    import random
+    monkeypatch.setattr(scrub, "_known", set())
+    monkeypatch.setattr(scrub, "_longest_first", ())
+    monkeypatch.setattr(scrub, "_by_prefix", {})
+    monkeypatch.setattr(scrub, "_mask_like", ())
+    rng = random.Random(18)
+    values = {"".join(rng.choice("ab*cd") for _ in range(rng.randint(4, 7))) for _ in range(4 * scrub.FEW)}
+    for v in values:
+        scrub.register(v)
+    assert scrub.known_count() == len(values) > scrub.FEW
+    for _ in range(300):
+        text = "".join(rng.choice("ab*cdX") for _ in range(rng.randint(0, 80)))
+        expected = text
+        for v in sorted(values, key=lambda v: (-len(v), v)):
+            expected = expected.replace(v, scrub.MASK) if v in expected else expected
+        assert scrub.scrub_text(text) == expected, text

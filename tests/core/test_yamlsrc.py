@@ -44,3 +44,51 @@ def test_oversized_file_refused_unread(tmp_path, monkeypatch):
 
 def test_merge_keys_without_anchors_still_load():
     assert loads_yaml("a: 1\n<<: {b: 2}\n", "m.yml", "inventory") == {"a": 1, "b": 2}
+
+
+def _pure(text: str, filename: str) -> object:
+    """The pure-Python path alone (what loads_yaml gives whenever libyaml is not used)."""
+    return yamlsrc._load_pure(yamlsrc._Loader(text), text, filename, "inventory")
+
+
+def _shape(value: object) -> object:
+    """Data with its types and, for mappings, the lines every error message names."""
+    if isinstance(value, yamlsrc.Located):
+        return ("located", value.line, sorted(value.key_lines.items()), [(k, _shape(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return [_shape(v) for v in value]
+    return (type(value).__name__, value)
+
+
+def _outcome(load: object, text: str) -> object:
+    try:
+        return _shape(load(text, "f.yml"))  # type: ignore[operator]
+    except InputError as exc:
+        return ("refused", str(exc), exc.where)
+
+
+def _mutants(seed: int, n: int) -> list[str]:
+    """The repository's examples with a few random YAML-ish edits each: valid and broken documents alike."""
+    import random
+    from pathlib import Path
+    rng = random.Random(seed)
+    root = Path(__file__).resolve().parents[2]
+    texts = [p.read_text() for p in sorted((root / "examples").glob("*.yml"))]
+    pieces = list(" \n:-[]{},#'\"!&*|>?%@`\t\r") + ["\r\n", "- ", ": ", "~", "yes", "0x1", "2020-01-01", "\u00e9"]
+    out = list(texts)
+    for _ in range(n):
+        text = rng.choice(texts)
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(text) + 1)
+            text = (text[:i] + rng.choice(pieces) + text[i:]) if rng.random() < 0.6 else text[:i] + text[i + 3:]
+        out.append(text)
+    return out
+
+
+def test_libyaml_path_gives_exactly_what_the_pure_path_gives():
+    """loads_yaml parses plain documents with libyaml (speed); for every document, valid or not, it must give
+    the pure-Python path's data, types and lines, or its very refusal."""
+    cases = _mutants(seed=18, n=24)
+    assert any(yamlsrc._load_fast(t, "f.yml") is not None for t in cases) == bool(yamlsrc._CLoader)
+    for text in cases:
+        assert _outcome(lambda t, f: loads_yaml(t, f, "inventory"), text) == _outcome(_pure, text), repr(text)
