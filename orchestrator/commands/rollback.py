@@ -10,13 +10,13 @@ from dataclasses import asdict
 
 from orchestrator.commands.session import CommonFlags, session
 from orchestrator.core.finalize import rollback_after_finalize
-from orchestrator.core.history import ROLLBACK_DONE, ROLLBACK_PLAN, DomainHistory
+from orchestrator.core.history import ROLLBACK_DONE, ROLLBACK_PLAN, DomainHistory, rollback_step_id
 from orchestrator.core.inventory import Inventory
 from orchestrator.core.plan import Step
 from orchestrator.core.rules import is_mixed
 from orchestrator.core.status import rollback_next
-from orchestrator.core.rollback import (RollbackAction, RollbackPlan, check_rollback_target, plan_domain_rollback,
-                                        plan_node_rollback, render)
+from orchestrator.core.rollback import (FreshAppliance, RollbackAction, RollbackPlan, check_rollback_target,
+                                        fresh_appliances_due, plan_domain_rollback, plan_node_rollback, render)
 from orchestrator.engine.runner import RunResult
 from orchestrator.errors import RefusedError, StepFailed
 from orchestrator.steps.rollback import RollbackStep
@@ -44,7 +44,7 @@ def _steps(plan: RollbackPlan, engine) -> list[tuple[Step, RollbackStep]]:
         else:
             impl = RollbackStep(a)
         n = engine.inv.node(a.node)
-        sid = f"{plan.id}/{a.order:02d}-{a.action}/{a.node}"
+        sid = rollback_step_id(plan.id, a.order, a.action, a.node)
         out.append((Step(sid, "rollback", a.order, a.node, n.role, n.site, "rollback" if a.action != "verify"
                          else "verify", a.method, "", a.to_version, a.reason), impl))
     return out
@@ -70,6 +70,12 @@ def _plan(engine, to: str, node: str | None) -> RollbackPlan:
         return plan_node_rollback(engine.inv, hist, node)
     return plan_domain_rollback(engine.inv, hist, to, live=(engine.state or engine.observe()).nodes,
                                 touched=_touched(engine), target=engine.plan.target)
+
+
+def _fresh_due(engine) -> tuple[FreshAppliance, ...]:
+    """Every node whose pending file restore needs a fresh appliance first, from the domain as it is now
+    (the rollback's stops have just changed it)."""
+    return fresh_appliances_due(engine.inv, engine.history().restores_due, engine.observe().nodes)
 
 
 NEXT = "invoke rollback"  # resumes the saved plan; every action asks its node first
@@ -119,10 +125,14 @@ def run(flags: CommonFlags, to: str = "pre", node: str | None = None, plan_only:
                                                               "actions": [asdict(a) for a in rb.actions]})
         result = RunResult("rollback")
         steps = _steps(rb, engine)
+        asked = False
         for i, (step, impl) in enumerate(steps):
             if engine.journal.step_state(step.id) == "succeeded":
                 result.skipped.append(step.id)
                 continue
+            if impl.action.method == "file-restore" and not asked:  # the domain is asked before the first one
+                asked = True
+                impl = RollbackStep(impl.action, impl.members, _fresh_due(engine))
             if impl.members:  # a snapshot set: the console shows one line per VM under the set's line
                 engine.log.info("rollback.set", step=step.id, set_id=impl.action.asset,
                                 vms=set_vms(engine.inv, engine.history(), impl.action.asset, impl.members))

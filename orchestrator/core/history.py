@@ -54,6 +54,33 @@ class Backup:
 
 
 @dataclass(frozen=True)
+class RestoreDue:
+    """A file restore of the open rollback plan that has not succeeded yet. `begun`: its step ran before
+    (a restore it started may have brought the node back already: the step asks the node's restore job)."""
+
+    node: str
+    version: str
+    begun: bool = False
+
+
+def rollback_plan_id(scope: str, to: str) -> str:
+    """A rollback plan's id, the prefix of its steps' ids (`rollback_step_id`)."""
+    return f"rollback-{scope}-{to}"
+
+
+def rollback_step_id(plan_id: str, order: int, action: str, node: str) -> str:
+    """The journal step id of one rollback action: the command runs it under this id, the fold follows it."""
+    return f"{plan_id}/{order:02d}-{action}/{node}"
+
+
+def _restores_due(plan: dict) -> dict[str, RestoreDue]:
+    """step id -> the file restores a saved rollback plan (a ROLLBACK_PLAN note's data) will run."""
+    pid = rollback_plan_id(plan["scope"], plan["to"])
+    return {rollback_step_id(pid, a["order"], a["action"], a["node"]): RestoreDue(a["node"], a["to_version"])
+            for a in plan.get("actions", ()) if a.get("method") == "file-restore"}
+
+
+@dataclass(frozen=True)
 class NodeHistory:
     name: str
     version: Version
@@ -78,6 +105,7 @@ class DomainHistory:
     finalized: float | None = None  # `invoke finalize` passed the point of no return (kept sources removed)
     decommissioned: tuple[str, ...] = ()  # external PSCs `invoke finalize` decommissioned (converge hop)
     rollback_open: bool = False  # a domain rollback's plan is saved and not done: `invoke rollback` resumes it
+    restores_due: tuple[RestoreDue, ...] = ()  # the open rollback's file restores not yet done
 
     def versions(self) -> dict[str, Version]:
         return {n: h.version for n, h in self.nodes.items()}
@@ -112,6 +140,7 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
     finalized = None
     decommissioned: list[str] = []
     rollback_open = False
+    due: dict[str, RestoreDue] = {}
     for e in events:
         count += 1
         if e.kind == "step":
@@ -123,6 +152,11 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
                 running[key] = e.step
             else:
                 running.pop(key, None)
+            if e.step in due:  # a restore began unless the step stopped at its pause, before any restore
+                due[e.step] = RestoreDue(due[e.step].node, due[e.step].version,
+                                         not (status == "failed" and e.data.get("manual")))
+                if status in ("succeeded", "skipped"):
+                    del due[e.step]
             if e.action == "precheck" and status in ("succeeded", "failed"):
                 prechecks[e.node] = (status, e.ts)
             if status == "failed":
@@ -157,6 +191,7 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
             decommissioned.append(e.node)
         elif e.kind == "note" and e.status in (ROLLBACK_PLAN, ROLLBACK_DONE):
             rollback_open = e.status == ROLLBACK_PLAN
+            due = _restores_due(e.data) if rollback_open else {}
         elif e.kind == "window":
             if e.status == "opened" and opened is None:
                 opened, closed = e.ts, None
@@ -166,4 +201,4 @@ def fold(inv: Inventory, events: Iterable[EventLike]) -> DomainHistory:
              for n in inv.nodes}
     return DomainHistory(nodes, tuple(backups), opened, closed, tuple(failed.values()), tuple(running.values()),
                          rollbacks, count, prechecks, tuple(paused.values()), finalized,
-                         tuple(decommissioned), rollback_open)
+                         tuple(decommissioned), rollback_open, tuple(due.values()))

@@ -15,11 +15,11 @@ verified. A rollback is done only when every node answers at its rollback versio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
-from orchestrator.core.history import Backup, DomainHistory, domain_version
+from orchestrator.core.history import Backup, DomainHistory, RestoreDue, domain_version, rollback_plan_id
 from orchestrator.core.inventory import Inventory
-from orchestrator.core.live import LiveNode
+from orchestrator.core.live import ANSWERING, RESTORE_MODE, LiveNode
 from orchestrator.core.validity import judge_all, usable_single
 from orchestrator.errors import RefusedError
 
@@ -49,7 +49,7 @@ class RollbackPlan:
 
     @property
     def id(self) -> str:
-        return f"rollback-{self.scope}-{self.to}"
+        return rollback_plan_id(self.scope, self.to)
 
 
 def _original(inv: Inventory) -> dict[str, str]:
@@ -117,6 +117,54 @@ def forward_alternative(inv: Inventory, hist: DomainHistory, target: str, restor
                      f"brings it back with vcwave")
     return (f"VMware's other way out: every PSC already runs {target}; instead of rolling the domain back you may "
             f"go forward: " + "; then ".join(steps))
+
+
+@dataclass(frozen=True)
+class FreshAppliance:
+    """A node a file restore cannot go on without: a freshly deployed appliance in restore mode must be
+    deployed for it (at its address, at the version of its backup) before the rollback can restore it."""
+
+    node: str
+    address: str  # host, with its port when not 443 (where the fresh appliance must answer)
+    version: str
+    why: str
+
+
+EXISTING_VM = ("poweredOn", "poweredOff", "suspended")
+
+
+def fresh_appliances_due(inv: Inventory, due: Iterable[RestoreDue],
+                         live: Mapping[str, LiveNode]) -> tuple[FreshAppliance, ...]:
+    """Which pending file restores need a fresh appliance first, asked of the live domain (never the journal):
+    a file restore runs only on a freshly deployed appliance in restore mode, so a node that answers as a
+    running appliance (and whose restore never began: one that did may be the restore's own result) would
+    refuse it, and a node that does not answer while no VM holds its identity (deleted, or none known) has
+    nothing to restore into. A silent node whose VM exists is not named: it may be the fresh appliance the
+    rollback's own stop powered off; the restore powers it on and waits for it up to the boot deadline."""
+    out = []
+    for d in due:
+        seen = live.get(d.node)
+        if seen is None or seen.state == RESTORE_MODE:
+            continue
+        if seen.state == ANSWERING and not d.begun:
+            why = f"answers as a running{f' {seen.version.release}' if seen.version else ''} appliance"
+        elif seen.state != ANSWERING and not any(v.power in EXISTING_VM for v in seen.vms):
+            why = f"does not answer ({seen.why or 'no answer'}) and no VM holds its identity"
+        else:
+            continue
+        n = inv.node(d.node)
+        out.append(FreshAppliance(d.node, n.host if n.port == 443 else f"{n.host}:{n.port}", d.version, why))
+    return tuple(out)
+
+
+def fresh_appliance_advice(fresh: Iterable[FreshAppliance]) -> str:
+    """The exact manual action before a paused rollback can go on, every node named (the same words in the
+    rollback's output, its log and `status`)."""
+    fresh = tuple(fresh)
+    nodes = " and ".join(f"{f.node} {f.why}" for f in fresh)
+    deploy = ", ".join(f"a {f.version} appliance at {f.address} for {f.node}" for f in fresh)
+    return (f"{nodes}; a file restore runs only on a freshly deployed appliance in restore mode: deploy {deploy} "
+            f"with VMware's installer (Restore, stage 1), each left waiting for its restore")
 
 
 def check_rollback_target(to: str) -> None:
@@ -223,10 +271,11 @@ def render(plan: RollbackPlan, alternative: bool = True) -> str:
         lines.append(f"  {a.order:>2}. {a.action:<8} {a.node:<12} {a.method:<16} {a.asset:<28} -> {a.to_version}"
                      f"   ({a.reason})")
     fresh = [f"{a.node} ({a.to_version})" for a in plan.actions if a.method == "file-restore"]
-    if fresh:  # said up front: each of these stops the rollback until its appliance is deployed
-        lines.append(f"  a file restore runs only on a freshly deployed appliance in restore mode: the rollback pauses "
-                     f"at {', '.join(fresh)} in turn until one is deployed for it (VMware's installer, Restore, "
-                     f"stage 1); each time, `invoke rollback` resumes")
+    if fresh:  # said up front: the rollback stops before the first until every appliance is deployed
+        lines.append(f"  a file restore runs only on a freshly deployed appliance in restore mode "
+                     f"({', '.join(fresh)}): before the first, the rollback asks the domain and pauses once, naming "
+                     f"every node that still needs one (VMware's installer, Restore, stage 1); then `invoke rollback` "
+                     f"resumes")
     if alternative and plan.alternative:
         lines.append(plan.alternative)
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from orchestrator.core.live import RESTORE_MODE, DomainState
 from orchestrator.core.next_inventory import FILENAME as NEXT_INVENTORY
 from orchestrator.core.plan import Plan, converges
 from orchestrator.core.repoint import failover_options
+from orchestrator.core.rollback import fresh_appliance_advice, fresh_appliances_due
 from orchestrator.core.validity import judge_all, usable_single
 from orchestrator.core.versions import parse_version
 
@@ -110,6 +111,10 @@ def rollback_next(inv: Inventory, hist: DomainHistory, live: DomainState | None)
     resumes the same saved plan and asks every node first; what must happen before it is named (a node that
     does not answer cannot be restored from a file onto itself)."""
     again = "re-run `invoke rollback` (it resumes the same plan and asks every node first)"
+    fresh = fresh_appliances_due(inv, hist.restores_due, live.nodes) if live is not None else ()
+    if fresh:
+        return (f"the rollback is paused before its file restores of {', '.join(f.node for f in fresh)}: "
+                f"{fresh_appliance_advice(fresh)}; then {again}")
     paused = sorted(n for n, h in hist.nodes.items() if h.last_step in hist.paused)
     if paused:
         return (f"the rollback is paused at {', '.join(paused)}: do the manual step it named (a file restore needs "

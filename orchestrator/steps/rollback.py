@@ -7,7 +7,7 @@ from typing import Any
 
 from orchestrator.clients.retry import BadRequest, ClientError, NotFound, Unsupported, expected_outage, polling
 from orchestrator.core.converge import DONE, FAILED, FINISHED, RUNNING, START, Observation
-from orchestrator.core.rollback import RollbackAction
+from orchestrator.core.rollback import FreshAppliance, RollbackAction, fresh_appliance_advice
 from orchestrator.errors import StepFailed
 from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext
 from orchestrator.steps.common import deadline, node_vms, poll_kwargs, power, serving, settle, start_once
@@ -31,12 +31,17 @@ def _set_vm(ctx: StepContext, node: str, set_id: str) -> str:
 class RollbackStep:
     """Runs one RollbackAction (carried in ctx.step.reason as its JSON by the command)."""
 
-    def __init__(self, action: RollbackAction, members: tuple[str, ...] = ()) -> None:
+    def __init__(self, action: RollbackAction, members: tuple[str, ...] = (),
+                 fresh: tuple[FreshAppliance, ...] = ()) -> None:
         self.action = action
         self.members = members  # snapshot-revert: every node of the set
+        self.fresh = fresh  # file restores that need a fresh appliance first, asked of the domain just before
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         a = self.action
+        if self.fresh:  # nothing is restored into nothing: one pause names every node and what to deploy
+            raise ManualStepRequired(", ".join(f.node for f in self.fresh), fresh_appliance_advice(self.fresh),
+                                     next_command="invoke rollback")
         try:
             if a.method == "power-off":
                 if ctx.node.vm:

@@ -186,7 +186,9 @@ def test_a_rollback_plan_with_file_restores_says_up_front_which_appliances_to_de
             RollbackAction(2, "psc-a", "psc", "restore", "file-restore", "b1", "6.7 U1", "PSCs first"),
             RollbackAction(3, "psc-b", "psc", "restore", "file-restore", "b2", "6.7 U1", "PSCs first"))
     text = render(RollbackPlan("domain", "pre", acts))
-    assert "the rollback pauses at psc-a (6.7 U1), psc-b (6.7 U1) in turn until one is deployed for it" in text
+    assert ("a file restore runs only on a freshly deployed appliance in restore mode (psc-a (6.7 U1), psc-b (6.7 U1)): "
+            "before the first, the rollback asks the domain and pauses once, naming every node that still needs one"
+            ) in text
     assert "file restore" not in render(RollbackPlan("domain", "pre", acts[:1]))
 
 

@@ -1,7 +1,9 @@
 """A whole-domain rollback by file restores when psc-b's appliance is gone (deleted), through the production
-CLI on the lab: every stop names the node and the one next command — the same in the rollback's output and
-in `status` — and each re-run after the lab deploys the fresh appliance goes further, until the domain is
-back at 6.7 U1. Full tier: three rollbacks through the CLI."""
+CLI on the lab: before its first file restore the rollback asks the domain and pauses once, naming every node
+that needs a fresh appliance (psc-a answers as a running appliance, psc-b is gone) with its address and
+version and the one next command — the same in the rollback's output and in `status`, journaled as a pause,
+not a failed step — and the re-run after the lab deploys both converges at 6.7 U1. Full tier: two rollbacks
+through the CLI."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,10 +12,11 @@ import pytest
 
 from lab import manage
 from orchestrator.commands import status as status_cmd
+from orchestrator.core.inventory import load_inventory
 from tests.conftest import require_vcsim
 from tests.core.test_repoint import invoke
 from tests.engine.labkit import lab_domain
-from tests.engine.test_scenarios_lab import through_psc_wave
+from tests.engine.test_scenarios_lab import events, through_psc_wave
 
 EX = Path(__file__).resolve().parents[2] / "examples"
 
@@ -33,23 +36,27 @@ def test_file_restores_pause_for_fresh_appliances_and_resume(tmp_path, monkeypat
         cli = ("--inventory", f.inventory, "--plan", f.plan, "--state-dir", f.state_dir)
         again = f"`invoke rollback {' '.join(cli)}`"  # the advice repeats the operator's session flags
 
-        first = invoke("rollback", *cli, cwd=tmp_path)  # psc-a answers, but a file restore needs a fresh appliance
-        assert first.returncode != 0 and "Traceback" not in first.stderr
-        nxt = _next(first.stdout + first.stderr)
-        assert nxt.startswith("the rollback is paused at psc-a:") and again in nxt
+        first = invoke("rollback", *cli, cwd=tmp_path)  # nothing is restored into nothing
+        assert first.returncode == 1 and "Traceback" not in first.stderr
+        out = first.stdout + first.stderr
+        nxt = _next(out)
+        assert nxt.startswith("the rollback is paused before its file restores of psc-a, psc-b:") and again in nxt
+        hosts = {n: load_inventory(f.inventory).node(n) for n in ("psc-a", "psc-b")}
+        for n, node in hosts.items():
+            assert f"a 6.7 U1 appliance at {node.host}:{node.port} for {n}" in nxt
+        assert "psc-b does not answer" in nxt and "no VM holds its identity" in nxt
+        assert "PAUSED" in out and "FAILED" not in out
         assert status_cmd.status_data(f).next_command.replace("`invoke rollback`", again) == nxt
+        stopped = [e for e in events(d, kind="step") if e.status == "failed"]  # journaled as a pause
+        assert [e.data.get("manual") for e in stopped] == [True] and "psc-b does not answer" in stopped[0].data[
+            "instructions"]
+        record = manage.control(d.lab_dir, "/lab/record?since=0")["counts"]
+        assert not record["psc-a"].get("restore_started") and not record["psc-b"].get("restore_started")
 
-        manage.control(d.lab_dir, "/lab/node/psc-a/restore-mode", {"version": "6.7 U1"})
-        second = invoke("rollback", *cli, cwd=tmp_path)  # psc-a restored; psc-b does not answer at all
-        assert second.returncode != 0
-        nxt = _next(second.stdout + second.stderr)
-        assert nxt.startswith("the rollback stopped at psc-b, which does not answer")
-        assert "fresh appliance in restore mode for psc-b (6.7 U1)" in nxt and again in nxt
-        assert status_cmd.status_data(f).next_command.replace("`invoke rollback`", again) == nxt
-
-        manage.control(d.lab_dir, "/lab/node/psc-b/restore-mode", {"version": "6.7 U1"})
-        third = invoke("rollback", *cli, cwd=tmp_path)
-        assert third.returncode == 0, (third.stdout, third.stderr)
+        for n in hosts:  # the operator deploys both fresh appliances, as the pause said
+            manage.control(d.lab_dir, f"/lab/node/{n}/restore-mode", {"version": "6.7 U1"})
+        second = invoke("rollback", *cli, cwd=tmp_path)
+        assert second.returncode == 0, (second.stdout, second.stderr)
         st = status_cmd.status_data(f)
         assert st.next_command == "domain back at 6.7 U1; run `invoke plan` to try again"
         assert st.summary == "6.7 U1 on every node"
