@@ -70,7 +70,8 @@ def run_once(pytest_args: list[str], times_out: Path) -> dict:
     wall = time.monotonic() - start
     counts = {kind.rstrip("s"): int(n) for n, kind in SUMMARY.findall(output.splitlines()[-1] if output else "")}
     return {"wall_s": round(wall, 1), "returncode": proc.returncode, "passed": counts.get("passed", 0),
-            "failed": counts.get("failed", 0) + counts.get("error", 0), "tail": [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))]}
+            "failed": counts.get("failed", 0) + counts.get("error", 0),
+            "tail": [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))], "output": output}
 
 
 def children_cpu() -> float:
@@ -110,6 +111,10 @@ def bench_suite(runs: int = 1, pytest_args: list[str] | None = None, order: bool
             result = run_once(list(pytest_args or []), times_out)
             rows.append({"run": i + 1, **result, "cpu_s": round(children_cpu() - before, 1)})
             r = rows[-1]
+            if r["returncode"] != 0:  # the whole output of a red run is kept: a flake must be findable
+                kept = Path(tempfile.gettempdir()) / f"vcwave-suitebench-run-{int(time.time())}-{i + 1}.log"
+                kept.write_text(r["output"])
+                r["tail"].append(f"whole output: {kept}")
             print(f"run {i + 1}/{runs}: {r['wall_s']} s wall, {r['cpu_s']} s CPU, {r['passed']} passed, "
                   f"{r['failed']} failed" + ("" if r["returncode"] == 0 else "\n  " + "\n  ".join(r["tail"])),
                   flush=True)

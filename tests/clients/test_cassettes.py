@@ -92,4 +92,5 @@ def test_record_all_then_replay(tmp_path, vcsim_factory):
         assert not [k for k, rx in LEAK_PATTERNS.items() if rx.search(text)]
         with make_vcr("none").use_cassette(str(tmp_path / f"{name}.yaml")) as cass:
             SCENARIOS[name](Endpoints.placeholder())
-        assert cass.all_played
+        unplayed = [f"{r.method} {r.uri}" for i, r in enumerate(cass.requests) if not cass.play_counts[i]]
+        assert cass.all_played, f"{name}: recorded but not asked again on replay: {unplayed}"
