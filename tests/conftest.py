@@ -2,6 +2,7 @@
 brief's rule); only on a developer machine without Go/govmomi does a lab test skip, saying what to install."""
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from lab.suitebench import read_order, slowest_first
 # took 7.7 s of CPU per process instead of 2.6 s. The caches are ignored by git (.gitignore: __pycache__/).
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+gc.freeze()  # pytest and its plugins, loaded by now, live as long as the process: see pytest_collection_finish
 
 
 def require_vcsim() -> Path:
@@ -87,6 +89,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(group))
     items[:] = slowest_first(items, read_order())  # `--random-order` (pytest-random-order) shuffles after this
 
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything collection built (~140,000 objects: imported modules, 1,800 test items, their marks and
+    parameters) lives until the process ends, so it is moved out of the garbage collector's sight: each later
+    full collection — automatic ones while tests run, and the five pytest forces at exit to surface unraisable
+    exceptions — walked all of it again on every xdist worker (0.35 s of CPU per worker at exit alone).
+    Objects created by the tests themselves are collected as before."""
+    gc.freeze()
 
 
 def module_fixture_group(item: pytest.Item) -> str | None:
