@@ -273,6 +273,9 @@ class ApplianceServer:
                 if self._check_session(h.headers.get(SESSION_HEADER)) is None:
                     raise err("unauthenticated", "This method requires authentication.", 401)
             result = route(h, query, body, *args)
+            if st.reachability(self.name) == "refused":  # the reboot began while the call ran (the route moved
+                _reset(h)                                # the node's clock on): no answer, as on the appliance
+                return
             if self._reply_lost(h, _action(route.__name__, query)):
                 return
             raise Reply(200, None if result is _EMPTY else {"value": result})

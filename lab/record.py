@@ -234,20 +234,22 @@ def record_all(out_dir: str | Path = "cassettes", *, inventory: str | Path | Non
                only: tuple[str, ...] = ()) -> dict[str, int]:
     """Start a lab, run every scenario with the real clients, write `out_dir/<scenario>.yaml`.
     Returns {scenario: interactions recorded}."""
-    from lab.daemon import Lab
+    from lab import manage
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     inv = Path(inventory) if inventory else ROOT / "examples" / "two-site.yml"
     work = Path(tempfile.mkdtemp(prefix="vcwave-record-"))
     old_policy = retry.set_default_policy(initial_wait=0.01, max_wait=0.05, attempts=8, deadline=60.0)
-    lab = Lab(inv, work / "lab", time_scale=1e-4, use_vcsim=True).start()
+    # The lab runs in its own process, as for a user: vcrpy patches http.client for the whole process, so a
+    # lab in this one would have its own SOAP traffic (its VM watcher's session) recorded into a cassette,
+    # which then never replays.
+    info = manage.up(inv, work / "lab", time_scale=1e-4, warm=True)
     try:
         pw = {n: (work / "lab" / "secrets" / n).read_text().strip() for n in ("sso", "root", "backup")}
         for v in pw.values():
             Secret(v)  # registered: scrubbed wherever it appears
-        sso_user = lab.state.data["sso_user"]
-        rest = {n: lab.servers[n].url for n in lab.servers}
-        info = json.loads((work / "lab" / "lab.json").read_text())
+        sso_user = manage.control(work / "lab", "/lab/state")["sso_user"]
+        rest = {n: node["rest_url"] for n, node in info["nodes"].items()}
         vc = urlsplit(info["nodes"]["vc-a"]["sdk_url"])
         mg = urlsplit(next(iter(info["management"].values()))["sdk_url"])
         vc_sdk, mgmt_sdk = (vc.hostname or "127.0.0.1", int(vc.port)), (mg.hostname or "127.0.0.1", int(mg.port))
@@ -271,7 +273,7 @@ def record_all(out_dir: str | Path = "cassettes", *, inventory: str | Path | Non
         return counts
     finally:
         retry.set_default_policy(old_policy)
-        lab.stop()
+        manage.down(work / "lab")
         shutil.rmtree(work, ignore_errors=True)
 
 

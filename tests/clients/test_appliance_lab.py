@@ -207,3 +207,29 @@ def test_65_node_has_no_update_api(tmp_path):
             c.update_pending()
     finally:
         rl.lab.stop()
+
+
+def test_a_call_during_which_the_install_reboot_begins_gets_no_answer(fresh_lab, monkeypatch):
+    """The twin checks that the node answers, then runs the call, which moves the node's clock on. A poll of
+    the update state that lands as the install's reboot begins must get no answer (the appliance is going
+    down), not "UP_TO_DATE" from a node that then refuses every connection (a flake under load: the next
+    call after the poll that said done met "connection refused")."""
+    from orchestrator.clients.retry import ConnectionFailed, RetryPolicy
+    from lab.state import _reboot_at
+    st = fresh_lab.lab.state
+    c = fresh_lab.client("psc-a")
+    target = c.update_pending("LOCAL")[0].version
+    c.update_stage(target)
+    c.wait_job(c.update_state, deadline=30, what="stage", initial=0.005, cap=0.02)
+    clock = {"now": st.now()}
+    monkeypatch.setattr(st, "now", lambda: clock["now"])  # the lab's clock stands still: the test moves it
+    c.update_install(target, {"vmdir.password": fresh_lab.passwords["sso"]})
+    task = st.nodes["psc-a"]["update"]["task"]
+    assert c.update_state().state == "INSTALL_IN_PROGRESS"
+    monkeypatch.setattr(st, "settle", lambda name: None)  # the twin's check saw the node up...
+    clock["now"] = task["start"] + task["duration"] * _reboot_at(task) + 1e-6  # ...the reboot begins in the call
+    once = fresh_lab.client("psc-a", retry_policy=RetryPolicy(attempts=1))
+    once._sid = c._sid
+    with pytest.raises(ConnectionFailed):
+        once.update_state()
+    assert st.reachability("psc-a") == "refused" and st.nodes["psc-a"]["version"] != "6.7 U1"
