@@ -9,9 +9,7 @@ tasks to the lab state. Polling is fine here: this is the lab, not the product; 
 10 times a second (two SOAP calls each) cost ~30 ms of CPU a second in the daemon and ~10 in the management
 vcsim, more than everything else an idle lab does. So between tasks the watcher blocks in the property
 collector's WaitForUpdatesEx on `recentTask` (its own session; it returns when a task is added, or after
-MAX_WAIT s) and polls only when it returned with a change, and every `interval` while a task it saw is still
-running. A wait that ran out with no change polls nothing: nothing was added (an idle lab's watcher used to
-poll once a second, ~3 ms of CPU a second in the daemon).
+MAX_WAIT s) and polls only then, and every `interval` while a task it saw is still running.
 """
 from __future__ import annotations
 
@@ -42,9 +40,7 @@ def which_vm(node: dict, vm_name: str) -> str | None:
     return None
 
 
-# seconds a WaitForUpdatesEx may block. Not what a stopping lab waits for: its management vcsim exits, which
-# ends the wait at once (the watcher sees the stop and returns); the cap only bounds a wait nobody ends.
-MAX_WAIT = 10
+MAX_WAIT = 1  # seconds a WaitForUpdatesEx may block: the longest a stopped lab's watcher lingers
 
 
 class VmWatcher:
@@ -79,16 +75,14 @@ class VmWatcher:
 
     def _loop(self) -> None:
         version: str | None = None
-        changed = True  # the first look, and after an error: poll before waiting
         while not self.lab._stop.is_set():
             try:
-                if self._parked.is_set() or (changed and self.poll()):
+                if self._parked.is_set() or self.poll():
                     self.lab._stop.wait(self.interval)  # parked, or a task still running: look again shortly
                 else:
-                    later = self._wait_for_tasks(version)
-                    changed, version = later != version, later
+                    version = self._wait_for_tasks(version)
             except Exception as exc:  # keep watching; the daemon log says what went wrong
-                self._collector, version, changed = None, None, True
+                self._collector, version = None, None
                 if not self.lab._stop.is_set():  # a stopping lab's vcsim going away is no news
                     self.lab.log(f"vmwatch {self.mgmt}: {type(exc).__name__}: {exc}")
                 self.lab._stop.wait(self.interval)
