@@ -313,7 +313,7 @@ class Lab:
         while not self._stop.is_set():
             with self._qcond:
                 while not self._queue and not self._stop.is_set():
-                    self._qcond.wait(0.2)
+                    self._qcond.wait()  # woken by _enqueue, and by stop() (which sets _stop first)
                 names, self._queue = list(dict.fromkeys(self._queue)), []
             for n in names:
                 try:
@@ -573,8 +573,9 @@ class Lab:
         self._stop.set()
 
     def wait(self) -> None:
-        while not self._stop.wait(0.2):
-            pass
+        """Until request_stop: from the control API's thread, or from a signal handler, which runs in this (the
+        main) thread while its wait is interrupted; no timeout, so an idle daemon's main thread never wakes."""
+        self._stop.wait()
 
     def stop(self) -> None:
         if self._stopped:

@@ -9,7 +9,10 @@ tasks to the lab state. Polling is fine here: this is the lab, not the product; 
 10 times a second (two SOAP calls each) cost ~30 ms of CPU a second in the daemon and ~10 in the management
 vcsim, more than everything else an idle lab does. So between tasks the watcher blocks in the property
 collector's WaitForUpdatesEx on `recentTask` (its own session; it returns when a task is added, or after
-MAX_WAIT s) and polls only then, and every `interval` while a task it saw is still running.
+MAX_WAIT s) and polls only then, and every `interval` while a task it saw is still running. The poll after
+an empty wait is load-bearing: vcsim's WaitForUpdatesEx on `recentTask` does not report every task (polling
+only after a reported change missed snapshot reverts: rollbacks found a node still at its new version), so
+MAX_WAIT stays short.
 """
 from __future__ import annotations
 
