@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-import vcr
-from vcr.stubs import VCRHTTPConnection, VCRHTTPSConnection
 
 from orchestrator import scrub
 from orchestrator.clients import retry
@@ -109,9 +107,13 @@ def body_scrubbed(r1: Any, r2: Any) -> None:
     assert _norm_body(r1) == _norm_body(r2), "bodies differ"
 
 
-def make_vcr(record_mode: str = "none") -> vcr.VCR:
+def make_vcr(record_mode: str = "none") -> Any:
+    """A vcr.VCR that records/replays the scenarios (vcrpy imported here: it pulls requests, botocore and
+    pyOpenSSL in, ~0.1 s per process, and the test suite imports this module at collection for SCENARIOS)."""
     import pyVim.connect as pyvim_connect
     import pyVmomi.SoapAdapter as soap
+    import vcr
+    from vcr.stubs import VCRHTTPConnection, VCRHTTPSConnection
     v = vcr.VCR(
         record_mode=record_mode,
         match_on=("method", "path", "query", "body_scrubbed"),
