@@ -114,6 +114,15 @@ class Connections:
                 c = self._vsphere.setdefault(key, c)
         return c
 
+    def close_idle(self) -> None:
+        """Close every appliance client's connection kept for reads, sessions left open: a look at the
+        domain is over and its clients are dropped. A read still running on a silent node keeps its own
+        connection until it ends and the client is collected."""
+        with self._lock:
+            clients = list(self._appliance.values())
+        for c in clients:
+            c.close_idle()
+
     def close(self) -> None:
         for c in list(self._appliance.values()):
             try:

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from orchestrator import stop
 from orchestrator.clients import tls
 from orchestrator.clients.answers import bounded_response
+from orchestrator.clients.keepalive import KeptConnection
 from orchestrator.clients.retry import (BadAnswer, BadRequest, ClientError, DeadlineExceeded, NotFound, RetryPolicy,
                                         ServerError, ServiceUnavailable, SessionExpired, TransientError,
                                         Unauthorized, Unsupported, RETRIES, call_with_retry,
@@ -289,6 +290,7 @@ class ApplianceClient:
             self._ctx = tls.ssl_context(verify, thumbprint, host=self.host, node=self.node, client="appliance")
         self._sid: str | None = None
         self.requests = 0
+        self._conns = KeptConnection(self._connection)
         self._log = get_logger("vcwave.appliance")
 
     # -- transport ---------------------------------------------------------------------------------------
@@ -312,16 +314,13 @@ class ApplianceClient:
         if data is not None:
             hdrs["Content-Type"] = "application/json"
         hdrs.update(headers or {})
-        conn = self._connection()
-        conn.response_class = bounded_response(self.node, f"{method} {path}", max_body=self.max_body,
-                                               total=self.total_timeout, per_read=self.timeout)
-        try:
+        with self._conns.connection(keep=method == "GET") as conn:  # reads only (clients/keepalive.py)
+            conn.response_class = bounded_response(self.node, f"{method} {path}", max_body=self.max_body,
+                                                   total=self.total_timeout, per_read=self.timeout)
             self.requests += 1
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
             return resp.status, resp.read(), resp.getheader("Content-Type", "") or ""
-        finally:
-            conn.close()
 
     def _error(self, status: int, payload: bytes, ctype: str, method: str, path: str, what: str,
                with_session: bool) -> ClientError:
@@ -432,8 +431,18 @@ class ApplianceClient:
     def has_session(self) -> bool:
         return self._sid is not None
 
+    @property
+    def connections(self) -> int:
+        """How many connections this client opened (reads share a kept one: fewer than `requests`)."""
+        return self._conns.opened
+
+    def close_idle(self) -> None:
+        """Close the connection kept for reads; the session stays (the next call opens a fresh one)."""
+        self._conns.close()
+
     def logout(self) -> None:
-        """Delete the session (best effort: an already expired session is fine)."""
+        """Delete the session (best effort: an already expired session is fine) and close the kept connection."""
+        self.close_idle()
         if self._sid is None:
             return
         path = self._path("com/vmware/cis/session")
