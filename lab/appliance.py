@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from orchestrator.core.versions import catalogue, parse_version
 
-from .serving import LabHTTPServer
+from .serving import LabHTTPServer, LabRequestHandler
 from .state import LabError, LabState, has_api_style, has_rest, has_update_api, iso, version_of
 
 SESSION_PATH = "/rest/com/vmware/cis/session"
@@ -212,7 +212,7 @@ class ApplianceServer:
     def _handler_class(self) -> type:
         twin = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(LabRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers, body: two writes; Nagle held each answer ~40 ms
             server_version = "envoy"

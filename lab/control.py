@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from .appliance import send_bytes
 from .faults import FaultSpecError
-from .serving import LabHTTPServer
+from .serving import LabHTTPServer, LabRequestHandler
 from .state import LabError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,7 +56,7 @@ class ControlServer:
     def start(self) -> "ControlServer":
         ctl = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(LabRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers, body: two writes; Nagle held each answer ~40 ms
 

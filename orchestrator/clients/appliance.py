@@ -378,6 +378,16 @@ class ApplianceClient:
 
     def _once(self, method: str, path: str, what: str, body: Any, expect: tuple[type, ...],
               convert: Callable[[Any], Any] | None) -> Any:
+        """One attempt. An answer that will be asked again (a 503, a garbage answer) drops the kept
+        connection: the next attempt goes out on a fresh one, as every attempt did before keep-alive."""
+        try:
+            return self._answer(method, path, what, body, expect, convert)
+        except TransientError:
+            self._conns.close()
+            raise
+
+    def _answer(self, method: str, path: str, what: str, body: Any, expect: tuple[type, ...],
+                convert: Callable[[Any], Any] | None) -> Any:
         if self._sid is None:
             self._login_once()
         status, payload, ctype = self._raw(method, path, body, {SESSION_HEADER: self._sid or ""})

@@ -9,7 +9,8 @@ refused connection means must not change. A call that changes a node (a login, a
 a logout) still goes on a fresh connection closed after it, exactly as before: its reset stays a reset of
 *that* request (`Ambiguous`). A read on a kept connection that fails is classified and counted like any
 other failed read: the retry policy asks again, and the next attempt starts on a fresh connection, since a
-connection is never kept after a failure.
+connection is never kept after a failure, nor after an answer that will be asked again (a 503, a garbage
+answer: the client drops it; behind a load balancer a fresh connection may reach another backend).
 
 What can make a kept connection fail that a fresh one would not: the server closing it while it sat idle
 (its keep-alive timeout, a reboot). That is seen *before* the request is sent (the socket is readable: an
