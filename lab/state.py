@@ -205,7 +205,10 @@ class LabState:
 
     def save(self) -> None:
         with self.lock:
-            text = json.dumps(self.data, indent=1, sort_keys=True)
+            # no indent: an indented dump runs Python's pure encoder (the C one only writes compact JSON), and
+            # the state is saved on every change the twin makes: 1.5 ms per save once its ledger has grown,
+            # a third of a lab daemon's own CPU in a crash-point run; compact, it is 5x cheaper.
+            text = json.dumps(self.data, sort_keys=True, separators=(",", ":"))
             atomic_write(self.path, text, 0o600)
 
     def on_node_changed(self, hook: Callable[[str], None]) -> None:
