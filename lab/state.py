@@ -419,7 +419,8 @@ class LabState:
         node["update"]["failed"] = None
         self._finish(task, True, "Installation completed.", "status")
         self._record(node["name"], "reboot_started", version=task["version"])
-        self._start_boot(node, task["duration"] * (1.0 - reboot_at), "install")
+        self._start_boot(node, task["duration"] * (1.0 - reboot_at) * self.faults.reboot_factor(node["name"]),
+                         "install")
         return True
 
     # -- vmdir replication of linked vCenters (VMware KB 313886) ------------------------------------------
