@@ -14,6 +14,7 @@ Spec (YAML file or dict):
       - {type: reset, node: vc-b, count: 1}               # close the socket without an answer
       - {type: slow, node: "*", factor: 5}                # jobs take 5x longer
       - {type: slow, node: psc-a, factor: 24, jobs: [install]}  # only its installs (reboot included)
+      - {type: slow, node: psc-a, factor: 20, jobs: [reboot]}   # only the reboot that ends its installs
       - {type: expire_sessions, node: vc-a, after_calls: 0}   # 0 = now; N = after N more calls
       - {type: down_mid_install, node: vc-a}              # install FAILED at 50%, node unreachable until revived
 
@@ -343,6 +344,17 @@ class Faults:
             factor = 1.0
             for f in self.faults:
                 if f.matches(node) and f.type == "slow" and (not f.jobs or job in f.jobs):
+                    factor *= f.factor
+            return factor
+
+    def reboot_factor(self, node: str) -> float:
+        """x F for the reboot that ends an install, from `slow` faults that name the job `reboot` (on top of
+        the install's own factor, which already lengthens its reboot): a kill can aim inside a long reboot
+        without first waiting out an install as long."""
+        with self._lock:
+            factor = 1.0
+            for f in self.faults:
+                if f.matches(node) and f.type == "slow" and "reboot" in f.jobs:
                     factor *= f.factor
             return factor
 

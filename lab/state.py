@@ -205,7 +205,10 @@ class LabState:
 
     def save(self) -> None:
         with self.lock:
-            text = json.dumps(self.data, indent=1, sort_keys=True)
+            # no indent: an indented dump runs Python's pure encoder (the C one only writes compact JSON), and
+            # the state is saved on every change the twin makes: 1.5 ms per save once its ledger has grown,
+            # a third of a lab daemon's own CPU in a crash-point run; compact, it is 5x cheaper.
+            text = json.dumps(self.data, sort_keys=True, separators=(",", ":"))
             atomic_write(self.path, text, 0o600)
 
     def on_node_changed(self, hook: Callable[[str], None]) -> None:
@@ -416,7 +419,8 @@ class LabState:
         node["update"]["failed"] = None
         self._finish(task, True, "Installation completed.", "status")
         self._record(node["name"], "reboot_started", version=task["version"])
-        self._start_boot(node, task["duration"] * (1.0 - reboot_at), "install")
+        self._start_boot(node, task["duration"] * (1.0 - reboot_at) * self.faults.reboot_factor(node["name"]),
+                         "install")
         return True
 
     # -- vmdir replication of linked vCenters (VMware KB 313886) ------------------------------------------

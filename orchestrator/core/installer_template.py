@@ -51,13 +51,15 @@ from __future__ import annotations
 import copy
 import ipaddress
 import re
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from orchestrator.core import interop
-from orchestrator.core.inventory import Inventory, Node
-from orchestrator.core.plan import converge_partners_of
 from orchestrator.core.versions import Version
 from orchestrator.errors import InputError, Where
+
+if TYPE_CHECKING:  # annotations only: the lab's installer stand-in (a fresh process per run) reads this module's
+    # schemas and constants, and the planner's and inventory's imports were a third of its start-up
+    from orchestrator.core.inventory import Inventory, Node
 
 PLACEHOLDER_RE = re.compile(r"^\$\{vcwave-secret:([A-Za-z0-9_.-]+)\}$")
 VCDB_MIGRATE_SETS = ("core", "all", "core_events_tasks")
@@ -273,6 +275,7 @@ def _sso_section(inv: Inventory, node: Node) -> dict[str, Any]:
     instance, every next one names a vCenter already converged (the planner's order, `converge_partners_of`).
     `replication_partner_port` is written only for a partner not on 443 (the loopback lab), like the other
     port keys of this module (*to confirm* as a key of the real installer)."""
+    from orchestrator.core.plan import converge_partners_of  # see the TYPE_CHECKING import above
     partner = converge_partners_of(inv)[node.name]
     if partner is None:
         return {"first_instance": True}

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator import stop
 from orchestrator.clients.installer import (InstallerError, InstallerRunner, installer_output_started,
                                             installer_processes, resolve_installer)
 from orchestrator.clients.retry import ClientError, expected_outage
@@ -19,7 +18,7 @@ from orchestrator.errors import InputError, StepFailed
 from orchestrator.facts.node import gather
 from orchestrator.processes import pid_alive
 from orchestrator.steps.base import NOT_DONE, StepContext
-from orchestrator.steps.common import current_domain_version, deadline, serving
+from orchestrator.steps.common import Pace, current_domain_version, deadline, serving
 
 SWITCHING = "switching to the new appliance"  # the installer moves the address from source to new VM
 
@@ -106,7 +105,7 @@ class InstallerUpgrade:
         """The node answers at the target already (an earlier installer run finished): never run it again.
         With `patience` (seconds), a node that does not answer yet is asked again until then: right after an
         installer run the address is passing from the source to the new appliance."""
-        end = time.monotonic() + patience
+        end, pace = time.monotonic() + patience, Pace(ctx)
         while True:
             try:
                 facts = gather(ctx.conns, ctx.node, fingerprint=False, health=False)
@@ -118,7 +117,7 @@ class InstallerUpgrade:
                 break
             if facts is not None:
                 ctx.log.info("installer.node_not_answering", errors=list(facts.errors))
-            stop.sleep(max(ctx.options.poll_interval, 0.05))
+            pace.sleep()
         if facts is None or facts.version is None or not facts.version.same_release(ctx.target):
             return None
         started = ctx.last_progress("new_vm")
@@ -144,10 +143,10 @@ class InstallerUpgrade:
         private = run.get("private_dir", "")
         pids = ([int(run["installer_pid"])] if run.get("installer_pid")
                 else installer_processes(private) if private else [])
-        end = time.monotonic() + deadline(ctx, 120)
+        end, pace = time.monotonic() + deadline(ctx, 120), Pace(ctx)
         while any(pid_alive(p) for p in pids) and time.monotonic() < end:
             ctx.log.info("installer.still_running", pids=pids)
-            stop.sleep(max(ctx.options.poll_interval, 0.05))
+            pace.sleep()
         if any(pid_alive(p) for p in pids):
             raise StepFailed(f"node {node.name}: the installer (pid {', '.join(map(str, pids))}) is still running "
                              f"after the deadline; let it finish, then run the same command again")

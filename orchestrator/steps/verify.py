@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from orchestrator import stop
 from orchestrator.clients.retry import polling
 from orchestrator.core import interop
 from orchestrator.core.rules import expected_sso_host
@@ -17,7 +16,7 @@ from orchestrator.core.versions import parse_version
 from orchestrator.errors import StepFailed
 from orchestrator.facts.node import NodeFacts, gather
 from orchestrator.steps.base import NOT_DONE, StepContext
-from orchestrator.steps.common import restart_deadline
+from orchestrator.steps.common import Pace, restart_deadline
 
 
 def problems_of(ctx: StepContext, facts: NodeFacts, expected: str) -> list[str]:
@@ -61,16 +60,18 @@ def settled_facts(ctx: StepContext, expected: str, kind: str = "verify") -> tupl
     and the log gets one line per change of what is wrong, not one per attempt."""
     end = time.monotonic() + restart_deadline(ctx, kind)
     said: list[str] | None = None
+    pace = Pace(ctx)
     while True:
         with polling():
             facts = gather(ctx.conns, ctx.node)
         problems = problems_of(ctx, facts, expected)
         if not problems or time.monotonic() >= end:
             return facts, problems
-        if problems != said:
+        changed = problems != said
+        if changed:
             said = problems
             ctx.log.info("verify.waiting_for_node", expected=expected, problems=problems)
-        stop.sleep(max(ctx.options.poll_interval, 0.05))
+        pace.sleep(changed)
 
 
 class Verify:

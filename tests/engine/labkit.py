@@ -9,11 +9,13 @@ from typing import Iterator
 
 from lab import manage
 from lab.installer_standin import ENV_LAB_DIR, standin_path
+from lab.rehearse import deadline_scale
 from orchestrator.commands import plan as plan_cmd
 from orchestrator.commands.session import CommonFlags
 from orchestrator.engine.journal import Journal, journal_path
 
-# The lab clock: these tests assert outcomes, never durations, so a 40-minute install lasts 0.5 s.
+# The lab clock: these tests assert outcomes, never durations, so a 40-minute install lasts 0.5 s; deadlines
+# scaled like the harness's (20x the clock, floored at 5 s by the engine): a node a test made silent costs that.
 TIME_SCALE = 0.0002
 EX = Path(__file__).resolve().parents[2] / "examples"
 
@@ -32,7 +34,7 @@ def lab_domain(tmp_path: Path, monkeypatch, inventory: Path, target: str,
         monkeypatch.setenv(ENV_LAB_DIR, str(lab_dir.resolve()))
         flags = CommonFlags(inventory=info["inventory"], plan=str(tmp_path / "plan.json"),
                             state_dir=str(tmp_path / "state"), installer=str(standin_path(target)),
-                            poll_interval=0.02, deadline_scale=0.01)
+                            poll_interval=0.02, deadline_scale=deadline_scale(TIME_SCALE))
         plan_cmd.run(info["inventory"], target, flags.plan, False, None, None)
         yield types.SimpleNamespace(flags=flags, info=info, lab_dir=lab_dir, domain="vsphere.local")
 

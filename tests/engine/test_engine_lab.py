@@ -23,6 +23,7 @@ from tests.conftest import require_vcsim
 from lab import manage
 from lab.harness import JournalWatch, cli_env, journal_file, lab_versions, run_cli, spawn
 from lab.installer_standin import ENV_LAB_DIR, standin_path
+from lab.rehearse import deadline_scale
 from orchestrator.commands import plan as plan_cmd
 from orchestrator.commands import rollback as rollback_cmd
 from orchestrator.commands import waves
@@ -54,7 +55,8 @@ class Domain:
         self.state = wd / "state"
         self.installer = str(standin_path(target))
         self.flags = CommonFlags(inventory=self.inventory, plan=str(self.plan), state_dir=str(self.state),
-                                 installer=self.installer, poll_interval=0.02, deadline_scale=0.01)
+                                 installer=self.installer, poll_interval=0.02,
+                                 deadline_scale=deadline_scale(SCALE))
         self.env = cli_env(self.lab_dir)
 
     def common(self) -> list[str]:

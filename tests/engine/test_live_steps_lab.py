@@ -42,10 +42,12 @@ def _vcsim():
     require_vcsim()
 
 
-def _slow(tmp_path: Path, node: str, factor: float) -> str:
-    """A lab fault spec that makes one node's jobs `factor` times longer (its reboot lasts seconds)."""
+def _slow(tmp_path: Path, node: str, factor: float, jobs: tuple[str, ...] = ()) -> str:
+    """A lab fault spec that makes one node's jobs (`jobs`: only those, e.g. its install's `reboot`) `factor`
+    times longer."""
     p = tmp_path / "slow.yml"
-    p.write_text(yaml.safe_dump({"faults": [{"type": "slow", "node": node, "factor": factor}]}))
+    fault = {"type": "slow", "node": node, "factor": factor, **({"jobs": list(jobs)} if jobs else {})}
+    p.write_text(yaml.safe_dump({"faults": [fault]}))
     return str(p)
 
 
@@ -89,7 +91,9 @@ def _upgraded_times(d, node: str) -> int:
 
 
 def test_sigkill_while_the_appliance_reboots_then_the_rerun_converges(tmp_path, monkeypatch):
-    with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "6.7 U3", faults=_slow(tmp_path, "psc-a", 20)) as d:
+    # psc-a's reboot lasts 3.6 s (its install's packages 0.3 s): the kill lands inside it
+    with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "6.7 U3",
+                    faults=_slow(tmp_path, "psc-a", 20, jobs=("reboot",))) as d:
         _before_the_window(d)
         boots = lab_node(d, "psc-a")["boot"]
         proc = _cli(d, "upgrade", "--wave", "psc")
@@ -137,7 +141,8 @@ def test_verify_of_a_down_node_fails_within_its_deadline_with_one_summary(tmp_pa
 
 
 def test_sigterm_during_a_wait_exits_143_releases_the_lock_and_the_rerun_adopts(tmp_path, monkeypatch):
-    with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "6.7 U3", faults=_slow(tmp_path, "psc-a", 20)) as d:
+    # psc-a's install lasts 4.8 s: SIGTERM in its first half leaves it >= 2.4 s to run after the command's exit
+    with lab_domain(tmp_path, monkeypatch, EX / "two-site.yml", "6.7 U3", faults=_slow(tmp_path, "psc-a", 10)) as d:
         _before_the_window(d)
         boots = lab_node(d, "psc-a")["boot"]
         proc = _cli(d, "upgrade", "--wave", "psc")

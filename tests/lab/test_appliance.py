@@ -523,6 +523,27 @@ def test_fault_slow_jobs(make_lab, rest_of):
     assert backup_done(slow, j2["id"])["state"] == "SUCCEEDED"
 
 
+def test_fault_slow_reboot_only(make_lab, rest_of):
+    """`jobs: [reboot]` lengthens only the reboot that ends an install: the install's packages go at the lab's
+    pace, then the node stays rebooting 20x longer (a kill can aim inside it without waiting out the install)."""
+    lab = make_lab(time_scale=0.0002, faults=[{"type": "slow", "node": "psc-a", "factor": 20, "jobs": ["reboot"]}])
+    r = rest_of(lab, "psc-a")
+    st, _ = r.call("POST", "/rest/appliance/update/pending/6.7.0.30000?action=stage-and-install",
+                   {"user_data": {"vmdir.password": lab.state.data["sso_password"]}})
+    assert st == 200
+    task = lab.state.nodes["psc-a"]["update"]["task"]
+    assert task["duration"] == pytest.approx((300 + 2400) * 0.0002)  # stage + install, neither slowed
+    booting = wait_for(lambda: lab.state.nodes["psc-a"].get("booting"))
+    reboot = task["duration"] * (1 - _reboot_share(task)) * 20
+    assert booting["until"] - booting["start"] == pytest.approx(reboot)
+    assert lab.state.faults.reboot_factor("psc-b") == 1.0 and lab.state.faults.slow_factor("psc-a", "install") == 1.0
+
+
+def _reboot_share(task: dict) -> float:
+    from lab.state import _reboot_at
+    return _reboot_at(task)
+
+
 def test_fault_down_mid_install(make_lab, rest_of, control_of):
     lab = make_lab(time_scale=0.0002, faults=[{"type": "down_mid_install", "node": "psc-a"}])
     r = rest_of(lab, "psc-a")

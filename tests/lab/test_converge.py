@@ -13,6 +13,7 @@ import textwrap
 import pytest
 
 from orchestrator.core.installer_template import fill_secrets
+from tests.lab.conftest import TINY
 from tests.lab.test_installer_standin import DEPLOY, Twin
 
 CONVERGE_INV = f"""
@@ -36,12 +37,23 @@ nodes:
 TARGET = "7.0 U3"
 
 
-@pytest.fixture
-def twin(make_lab, control_of, tmp_path):
+def _twin(make_lab, control_of, tmp_path, time_scale: float) -> Twin:
     inv = tmp_path / "lab-src.yml"
     inv.write_text(textwrap.dedent(CONVERGE_INV))
-    lab = make_lab(inv, time_scale=0.0005)
+    lab = make_lab(inv, time_scale=time_scale)
     return Twin(lab, tmp_path, control_of(lab))
+
+
+@pytest.fixture
+def twin(make_lab, control_of, tmp_path):
+    """The converge lab at the lab tests' tiny clock (conftest TINY): these tests assert outcomes, not durations."""
+    return _twin(make_lab, control_of, tmp_path, TINY)
+
+
+@pytest.fixture
+def overlapping_twin(make_lab, control_of, tmp_path):
+    """A clock at which an installer's stage 2 lasts 1.8 s: two runs started together are both inside it."""
+    return _twin(make_lab, control_of, tmp_path, 0.0005)
 
 
 def test_the_planners_order_converges_vcenter_by_vcenter(twin):
@@ -66,7 +78,8 @@ def test_the_planners_order_converges_vcenter_by_vcenter(twin):
     assert {twin.node(p)["version"] for p in ("p1", "p2")} == {"6.7 U3"}  # PSCs are never upgraded
 
 
-def test_two_converges_at_once_fail_like_the_real_installer(twin):
+def test_two_converges_at_once_fail_like_the_real_installer(overlapping_twin):
+    twin = overlapping_twin
     code, out = twin.run(TARGET, twin.template("v1", TARGET))
     assert code == 0, out
     procs = []
