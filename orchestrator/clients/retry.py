@@ -271,6 +271,9 @@ def classify(exc: BaseException, *, node: str = "", what: str = "", sent: bool =
         return exc
     if isinstance(exc, ssl.SSLCertVerificationError):
         return TlsError(f"TLS certificate verification failed: {getattr(exc, 'verify_message', None) or exc}", node=node, what=what)
+    if isinstance(exc, ssl.SSLEOFError):  # the node closed the connection mid-TLS (a reboot, a proxy going
+        # down, a listener closing): a lost connection like a reset, not a certificate problem
+        return ConnectionFailed(f"connection lost: the node closed it during TLS ({exc})", node=node, what=what)
     if isinstance(exc, ssl.SSLError):
         return TlsError(f"TLS handshake failed: {exc}", node=node, what=what)
     if isinstance(exc, (socket.timeout, TimeoutError)):

@@ -43,8 +43,10 @@ def installed(tmp_path_factory) -> Path:
     # commands below import a fraction of them, compiled on first import (~0.3 s).
     venv.EnvBuilder(with_pip=False, system_site_packages=False, clear=True).create(env_dir)
     py = env_dir / "bin" / "python"
+    # without PYTHONPATH: a checkout on it (a developer's worktree) reads to pip as vcwave already installed
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     r = _sh([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--disable-pip-version-check",
-             "--no-compile", "--no-index", "--find-links", str(wheels), "vcwave"], tmp)
+             "--no-compile", "--no-index", "--find-links", str(wheels), "vcwave"], tmp, env)
     assert r.returncode == 0, r.stderr[-3000:]
     return env_dir
 

@@ -98,6 +98,11 @@ def test_classify_transport_errors():
     assert isinstance(retry.classify(TimeoutError()), TransientError)
     import ssl
     assert isinstance(retry.classify(ssl.SSLCertVerificationError("bad")), retry.TlsError)
+    # a node that closes the connection inside the handshake (it goes down, its proxy restarts) is a lost
+    # connection, worth asking again - not a permanent TLS refusal that would fail the step
+    eof = retry.classify(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
+    assert isinstance(eof, ConnectionFailed) and "connection lost" in eof.message
+    assert isinstance(retry.classify(ssl.SSLError(1, "wrong version number")), retry.TlsError)
 
 
 # -- over HTTP, against a scripted stdlib server ----------------------------------------------------------
