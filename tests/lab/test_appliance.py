@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import time
 
 import pytest
@@ -553,7 +554,7 @@ def test_fault_down_mid_install(make_lab, rest_of, control_of):
     def refused():
         try:
             r.call("GET", "/rest/appliance/health/system")
-        except (ConnectionRefusedError, ConnectionResetError):
+        except (ConnectionRefusedError, ConnectionResetError, ssl.SSLEOFError):  # refused, or closed as it went
             return lab.state.nodes["psc-a"]["down"]
         return False
     wait_for(refused)
