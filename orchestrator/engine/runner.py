@@ -24,7 +24,7 @@ from orchestrator.core.versions import parse_version
 from orchestrator.engine.journal import Journal, journal_path
 from orchestrator.engine.lock import DomainLock, inspect_lock
 from orchestrator.errors import RefusedError, StepFailed, exit_code_of
-from orchestrator.facts.domain import observe, observe_deadline
+from orchestrator.facts.domain import DEFAULT_DEADLINE_S, observe
 from orchestrator.log import bound
 from orchestrator.steps.base import NOT_DONE, ManualStepRequired, StepContext, lane_of
 
@@ -39,8 +39,7 @@ class EngineOptions:
     max_backup_age_h: float = 24.0  # the psc wave (the window) opens only with pre backups younger than this
     insecure: bool = False  # TLS verification off (an explicit, logged flag): also tells the installer
     deadline_scale: float = 1.0  # job deadlines x F (the lab's time-scaled jobs finish sooner)
-    observe_deadline_s: float | None = None  # how long one look at the domain waits for a silent node (None: from
-    # deadline_scale, facts.domain.observe_deadline)
+    observe_deadline_s: float = DEFAULT_DEADLINE_S  # how long one look at the domain waits for a silent node
 
 
 @dataclass
@@ -101,8 +100,7 @@ class Engine:
         disagreements are journaled (and the ones that no longer hold marked resolved); `status` passes
         False and stays read-only."""
         events = self.journal.events()
-        deadline = self.options.observe_deadline_s or observe_deadline(self.options.deadline_scale)
-        seen = observe(self.inv, self.conns, deadline=deadline,
+        seen = observe(self.inv, self.conns, deadline=self.options.observe_deadline_s,
                        new_vms=installer_vm_names(events))
         self.state = fold_live(self.inv, fold(self.inv, events), seen, events)
         if record:

@@ -19,14 +19,6 @@ from orchestrator.core.live import NodeSeen, Observation, VmSeen
 from orchestrator.facts.node import NodeFacts, gather
 
 DEFAULT_DEADLINE_S = 8.0
-SCALED_FLOOR_S = 3.0
-
-
-def observe_deadline(deadline_scale: float = 1.0) -> float:
-    """How long one look at the domain waits for a silent node: 8 s in production. A lab whose clock runs
-    faster (deadline_scale < 1, its nodes on the loopback) waits less, never under 3 s: a test that made a
-    node silent pays this on every look, and a twin under load still answers well within it."""
-    return DEFAULT_DEADLINE_S if deadline_scale >= 1 else max(SCALED_FLOOR_S, DEFAULT_DEADLINE_S * deadline_scale)
 
 
 def _why(facts: NodeFacts) -> str:

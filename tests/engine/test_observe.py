@@ -65,10 +65,3 @@ def test_silent_and_refusing_nodes_are_unknown_within_the_deadline(monkeypatch):
     assert "connection refused" in obs.nodes["vc-a"].why
     state = fold_live(inv, fold(inv, []), obs)
     assert state.lost() == ("psc-a", "vc-a") and all(n.version is None for n in state.nodes.values())
-
-
-def test_the_observation_deadline_is_production_s_unless_the_lab_clock_runs_faster():
-    from orchestrator.facts.domain import DEFAULT_DEADLINE_S, SCALED_FLOOR_S, observe_deadline
-    assert observe_deadline() == observe_deadline(1.0) == DEFAULT_DEADLINE_S == 8.0
-    assert observe_deadline(0.5) == 4.0
-    assert observe_deadline(0.004) == observe_deadline(0.0) == SCALED_FLOOR_S == 3.0
