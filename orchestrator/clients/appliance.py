@@ -23,8 +23,8 @@ from orchestrator import stop
 from orchestrator.clients import tls
 from orchestrator.clients.answers import bounded_response
 from orchestrator.clients.keepalive import KeptConnection
-from orchestrator.clients.retry import (BadAnswer, BadRequest, ClientError, DeadlineExceeded, NotFound, RetryPolicy,
-                                        ServerError, ServiceUnavailable, SessionExpired, TransientError,
+from orchestrator.clients.retry import (Backoff, BadAnswer, BadRequest, ClientError, DeadlineExceeded, NotFound,
+                                        RetryPolicy, ServerError, ServiceUnavailable, SessionExpired, TransientError,
                                         Unauthorized, Unsupported, RETRIES, call_with_retry,
                                         default_policy, polling)
 from orchestrator.log import get_logger
@@ -683,7 +683,7 @@ def wait_job(get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[
     log = get_logger("vcwave.appliance")
     is_done = done or (lambda j: bool(getattr(j, "done")))
     start = clock()
-    interval = initial
+    pace = Backoff(initial, cap, factor)
     last: tuple | None = None
     garbage = 0
     while True:
@@ -715,5 +715,4 @@ def wait_job(get_fn: Callable[[], J], *, deadline: float, on_progress: Callable[
         if remaining <= 0:
             raise DeadlineExceeded(f"{what} not finished after {deadline:.0f}s (last state {last})", node=node,
                                    what=what)
-        sleep(min(interval, remaining))
-        interval = min(interval * factor, cap)
+        sleep(min(pace.next(), remaining))

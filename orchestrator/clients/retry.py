@@ -142,6 +142,22 @@ class RetryPolicy:
     quiet: bool = False  # a quick look (the domain's observation): its retries are not a step's faults
 
 
+class Backoff:
+    """The waits of one polling loop: `initial`, x`factor` per wait up to `cap`, back to `initial` when the
+    caller says what it sees changed. One pacing for every poll: the clients' job polls (`wait_job`) and the
+    steps' observe loops (`steps/common.Pace`)."""
+
+    def __init__(self, initial: float, cap: float, factor: float = 1.6) -> None:
+        self.initial, self.cap, self.factor = initial, cap, factor
+        self._wait = initial
+
+    def next(self, changed: bool = False) -> float:
+        if changed:
+            self._wait = self.initial
+        wait, self._wait = self._wait, min(self.cap, self._wait * self.factor)
+        return wait
+
+
 _policy = RetryPolicy()
 _policy_lock = threading.Lock()
 

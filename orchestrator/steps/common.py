@@ -6,7 +6,7 @@ import time
 from typing import Any, Callable, Iterable, TypeVar
 
 from orchestrator import stop
-from orchestrator.clients.retry import Ambiguous, expected_outage, polling
+from orchestrator.clients.retry import Ambiguous, Backoff, expected_outage, polling
 
 from orchestrator.core.converge import (ADOPT, FAILED, START, STOP, WAIT, Decision, Observation, decide,
                                        resume_command)
@@ -40,15 +40,11 @@ class Pace:
     answering again - is when the next one tends to come: then it is looked at often again."""
 
     def __init__(self, ctx: StepContext) -> None:
-        self.base = max(ctx.options.poll_interval, 0.05)
-        self.cap = self.base * 5
-        self.wait = self.base
+        base = max(ctx.options.poll_interval, 0.05)
+        self._backoff = Backoff(base, base * 5)
 
     def sleep(self, changed: bool = False) -> None:
-        if changed:
-            self.wait = self.base
-        stop.sleep(self.wait)
-        self.wait = min(self.cap, self.wait * 1.6)
+        stop.sleep(self._backoff.next(changed))
 
 
 def current_domain_version(ctx: StepContext) -> str:
