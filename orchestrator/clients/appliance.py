@@ -307,14 +307,15 @@ class ApplianceClient:
             return "/api/" + rest_path
         return "/rest/" + rest_path
 
-    def _raw(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None
-             ) -> tuple[int, bytes, str]:
+    def _raw(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None,
+             keep: bool | None = None) -> tuple[int, bytes, str]:
+        """One request. `keep`: on the kept connection (default: reads only, clients/keepalive.py)."""
         data = None if body is None else json.dumps(body).encode()
         hdrs = {"Accept": "application/json"}
         if data is not None:
             hdrs["Content-Type"] = "application/json"
         hdrs.update(headers or {})
-        with self._conns.connection(keep=method == "GET") as conn:  # reads only (clients/keepalive.py)
+        with self._conns.connection(keep=method == "GET" if keep is None else keep) as conn:
             conn.response_class = bounded_response(self.node, f"{method} {path}", max_body=self.max_body,
                                                    total=self.total_timeout, per_read=self.timeout)
             self.requests += 1
@@ -419,7 +420,9 @@ class ApplianceClient:
     def _login_once(self) -> str:
         path = self._path("com/vmware/cis/session")
         token = base64.b64encode(f"{self.user}:{self._password.reveal()}".encode()).decode()
-        status, payload, ctype = self._raw("POST", path, None, {"Authorization": f"Basic {token}"})
+        # on the kept connection: the reads that follow go on it (a login changes no node; a lost reply to it
+        # is asked again like a read, and at worst leaves a session that expires)
+        status, payload, ctype = self._raw("POST", path, None, {"Authorization": f"Basic {token}"}, keep=True)
         if not 200 <= status < 300:
             raise self._error(status, payload, ctype, "POST", path, "session.create", with_session=False)
         doc = self._json(payload, ctype, "POST", path)

@@ -35,6 +35,7 @@ from pyVmomi.VmomiSupport import GetServiceVersions, versionIdMap
 
 from orchestrator.clients import tls
 from orchestrator.clients.answers import bounded_response
+from orchestrator.clients.keepalive import dropped
 from orchestrator.clients.retry import (BadAnswer, BadRequest, ClientError, DeadlineExceeded, NotFound, PermanentError,
                                         RetryPolicy, SessionExpired, Unauthorized, call_with_retry, classify)
 from orchestrator.log import get_logger
@@ -172,12 +173,15 @@ class VSphereClient:
         ctx = (tls.ssl_context(self.verify, self.thumbprint, host=self.host, node=self.node, client="vsphere")
                if self.scheme == "https" else None)
         call = "GET /sdk/vimServiceVersions.xml"
+        conn = None
         try:
-            version = self._api_version(ctx)
+            version, conn = self._api_version(ctx)
             stub = SoapStubAdapter(host=self.host, port=self.port if ctx else -self.port, version=version,
                                    path="/sdk", sslContext=ctx, httpConnectionTimeout=self.timeout,
                                    acceptCompressedResponses=False)  # a gzip body would escape the size cap
             self._bound_answers(stub)
+            self._pool(stub, conn)
+            conn = None
             si = vim.ServiceInstance("ServiceInstance", stub)
             call = "RetrieveServiceContent /sdk"
             content = si.RetrieveContent()
@@ -196,14 +200,18 @@ class VSphereClient:
                 raise BadAnswer(f"answer is not the vSphere API's ({type(exc).__name__}: {exc})", node=self.node,
                                 what=f"connect {call}") from exc
             raise mapped from exc
+        finally:
+            if conn is not None:
+                conn.close()
         self._content = content  # si.content would cost a round trip on every access
         stub.requestModifierList.append(self._count)
         _register_session(stub)
         return si
 
-    def _api_version(self, ctx: ssl.SSLContext | None) -> str:
+    def _api_version(self, ctx: ssl.SSLContext | None) -> tuple[str, http.client.HTTPConnection]:
         """The newest vim25 version both pyVmomi and the server speak, from the server's
-        `/sdk/vimServiceVersions.xml`, read within the size cap and the deadline."""
+        `/sdk/vimServiceVersions.xml`, read within the size cap and the deadline; and the connection it came
+        on, open (the caller closes it, or gives it to the stub: `_pool`)."""
         path = "/sdk/vimServiceVersions.xml"
         conn = (http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=ctx) if ctx
                 else http.client.HTTPConnection(self.host, self.port, timeout=self.timeout))
@@ -212,13 +220,25 @@ class VSphereClient:
             conn.request("GET", path)
             resp = conn.getresponse()
             status, body = resp.status, resp.read()
-        finally:
+            version = supported_api_version(body) if status == 200 else None
+            if version is None:
+                raise BadAnswer(f"answer is not the vSphere API's (HTTP {status}, no vim25 version pyVmomi "
+                                f"speaks)", node=self.node, what=f"connect GET {path}")
+        except BaseException:
             conn.close()
-        version = supported_api_version(body) if status == 200 else None
-        if version is None:
-            raise BadAnswer(f"answer is not the vSphere API's (HTTP {status}, no vim25 version pyVmomi speaks)",
-                            node=self.node, what=f"connect GET {path}")
-        return version
+            raise
+        return version, conn
+
+    def _pool(self, stub: Any, conn: http.client.HTTPConnection) -> None:
+        """The version document's connection carries the login and the calls after it (pyVmomi's pool), so a
+        connect costs one TLS handshake, not two; unless the server closed it (`Connection: close`) or left
+        bytes on it, which a fresh connection then replaces."""
+        bounded = getattr(stub.scheme, "response_class", None)  # every SOAP answer bounded (`_bound_answers`)
+        if bounded is None or dropped(conn.sock):
+            conn.close()
+            return
+        conn.response_class = bounded
+        stub.ReturnConnection(conn)
 
     def _bounded(self, where: str, max_body: int) -> type:
         return bounded_response(self.node, where, max_body=max_body, total=self.total_timeout,

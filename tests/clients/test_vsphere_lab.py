@@ -1,6 +1,8 @@
 """Every VSphereClient call live against vcsim; round trips of the fingerprint are constant in the VM count."""
 from __future__ import annotations
 
+import http.client
+
 import pytest
 from structlog.testing import capture_logs
 
@@ -24,6 +26,23 @@ def test_about_and_sso_psc(vcsim):
     p = c.sso_psc()
     assert isinstance(p, PscPointer) and p.host == "psc-a.example" and "sso-adminserver" in p.admin_uri
     assert "/sts/" in p.sts_uri
+    c.disconnect()
+
+
+def test_a_connect_and_the_calls_after_it_share_one_connection(vcsim, monkeypatch):
+    """The version document's connection carries the login and the calls after it (pyVmomi's pool): one
+    connection, not one for the document and another for the SOAP calls."""
+    opened = []
+    real = http.client.socket.create_connection
+
+    def counted(*args, **kw):
+        opened.append(args[0])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(http.client.socket, "create_connection", counted)
+    c = connect(vcsim)
+    assert c.about().build and c.sso_psc() is not None and c.round_trips >= 1
+    assert opened == [("127.0.0.1", vcsim.port)]
     c.disconnect()
 
 
