@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
-import structlog
+from orchestrator.slog import structlog  # noqa: I001 - before structlog.contextvars (see orchestrator/slog.py)
 from structlog.contextvars import bind_contextvars, bound_contextvars, merge_contextvars, unbind_contextvars
 
 from orchestrator.clients.retry import outage_reason

@@ -32,12 +32,11 @@ import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
-import structlog
-
 from orchestrator.engine.durable import fsync_dir as _fsync_dir
 from orchestrator.errors import RefusedError
 from orchestrator.private import private_dirs
 from orchestrator.processes import pid_alive
+from orchestrator.slog import structlog
 
 log = structlog.get_logger(__name__)
 

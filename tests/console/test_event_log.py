@@ -117,3 +117,31 @@ def test_a_refused_command_writes_no_event_log(tmp_path):
     olog.get_logger().info("plan.loaded")
     olog.finish(keep=False)
     assert not (tmp_path / "d").exists()
+
+
+FRESH = """
+import sys
+from orchestrator import log
+log.configure(json=False, stream=sys.stdout)
+try:
+    1 / 0
+except ZeroDivisionError:
+    log.get_logger("t").error("boom", exc_info=True)
+print("loaded:", sorted(m for m in ("rich.pretty", "rich.traceback", "attr") if m in sys.modules))
+import rich.console
+print("rich after:", rich.console.Console.__name__)
+"""
+
+
+def test_a_fresh_process_logs_exceptions_without_loading_richs_traceback_machinery():
+    """orchestrator/slog.py: structlog is imported without rich's traceback and pretty-printer (a fresh CLI
+    process pays ~70-100 ms of CPU for them), the -v stream still carries the exception's traceback as text,
+    and rich stays importable for the console view."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    r = subprocess.run([sys.executable, "-c", FRESH], capture_output=True, text=True, timeout=60,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr
+    assert "boom" in r.stdout and "ZeroDivisionError: division by zero" in r.stdout and "Traceback" in r.stdout
+    assert "loaded: []" in r.stdout and "rich after: Console" in r.stdout
