@@ -454,17 +454,20 @@ class ApplianceClient:
         self._conns.close()
 
     def logout(self) -> None:
-        """Delete the session (best effort: an already expired session is fine) and close the kept connection."""
-        self.close_idle()
+        """Delete the session (best effort: an already expired session is fine) and close the kept connection.
+        The delete goes on the kept connection when there is one (a lost reply to it changes nothing: the
+        session ends either way, by this call or by its expiry)."""
         if self._sid is None:
+            self.close_idle()
             return
         path = self._path("com/vmware/cis/session")
         try:
-            self._raw("DELETE", path, None, {SESSION_HEADER: self._sid})
+            self._raw("DELETE", path, None, {SESSION_HEADER: self._sid}, keep=True)
         except OSError:
             pass
         finally:
             self._sid = None
+            self.close_idle()
 
     def __enter__(self) -> "ApplianceClient":
         return self

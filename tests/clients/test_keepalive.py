@@ -27,8 +27,8 @@ def counted() -> None:
 
 
 def test_reads_share_the_logins_connection_and_every_change_opens_its_own(rest_lab):
-    """The login and every read after it on one connection; a backup start (a change) on a fresh one, closed
-    after it: the reads after it go on the kept connection again."""
+    """The login, every read after it and the logout on one connection; a backup start (a change) on a fresh
+    one, closed after it: the reads after it go on the kept connection again."""
     c = rest_lab.client("psc-a")
     c.login()
     c.version()
@@ -41,7 +41,8 @@ def test_reads_share_the_logins_connection_and_every_change_opens_its_own(rest_l
     c.backup_job(job)
     c.version()
     assert (c.requests, c.connections) == (1 + reads + 3, 2)
-    c.logout()
+    c.logout()  # the session's delete goes on the kept connection too, which is then closed
+    assert (c.requests, c.connections, c.has_session) == (1 + reads + 4, 2, False)
 
 
 @pytest.mark.parametrize("kept", [False, True], ids=["fresh", "kept"])
