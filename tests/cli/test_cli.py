@@ -69,6 +69,28 @@ def test_parse_errors_exit_2_with_the_usage(tmp_path, tool, argv, message):
     assert not (tmp_path / ".vcwave").exists()  # nothing written
 
 
+def test_one_processs_command_lines_never_see_each_others_flags(tmp_path, monkeypatch, capsys):
+    """The parser is made without Invoke's second deep copy of its contexts (orchestrator/cli/program.py): each
+    command line still gets contexts of its own, so a flag given to one run is not there for the next."""
+    monkeypatch.chdir(tmp_path)
+    inv = str(ROOT / "examples" / "two-site.yml")
+
+    def vcwave(*argv: str) -> tuple[int, str]:
+        try:
+            program.run(["vcwave", *argv])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        return code, capsys.readouterr().err
+
+    assert vcwave("plan", "--inventory", inv, "--target", "6.7 U3", "--out", "p.json")[0] == 0
+    assert (tmp_path / "p.json").is_file()
+    code, err = vcwave("plan", "--inventory", inv)
+    assert code == 2 and "'plan' needs --target" in err, err
+    code, err = vcwave("plan", "--target", "6.7 U3")
+    assert code == 2 and "'plan' needs --inventory" in err, err
+
+
 def test_unknown_command_exits_2(tmp_path):
     r = run([*VCWAVE, "nosuch"], tmp_path)
     assert r.returncode == 2 and "No idea what 'nosuch' is" in r.stderr and "vcwave --list" in r.stderr
