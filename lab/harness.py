@@ -57,6 +57,7 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from lab import kills
+from lab.standin_relay import ENV_WARM_SOCKET
 
 ROOT = Path(__file__).resolve().parents[1]
 # Invoke's core options for every command the harness runs: the checkout's tasks, and --write-pyc because
@@ -141,6 +142,9 @@ def cli_env(lab_dir: str | Path | None = None, time_scale: float = DEFAULT_SCALE
            ENV_POLL: str(DEFAULT_POLL), ENV_TIME_SCALE: str(time_scale), "PYTHONUNBUFFERED": "1"}
     if lab_dir is not None:
         env["VCWAVE_LAB_DIR"] = str(Path(lab_dir).resolve())
+    if forked():  # the installer stand-in forked from the same warm server as the commands (lab/standin_relay.py)
+        from lab.warmcli import WarmCli
+        env[ENV_WARM_SOCKET] = WarmCli.shared().sock
     env.update(extra)
     return env
 

@@ -51,6 +51,7 @@ from orchestrator.hosts import is_loopback
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_version
 
 from .converge import EXTERNAL_PSC_LINES, converge_problem, version_of
+from .standin_relay import ENV_WARM_SOCKET
 
 EXIT_OK, EXIT_FAILED, EXIT_TEMPLATE, EXIT_PRECHECK, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 ENV_VERSION = "VCWAVE_STANDIN_VERSION"
@@ -588,8 +589,11 @@ def standin_path(target: str | None = None, bin_dir: str | Path | None = None) -
         env = f"export {ENV_VERSION}='{v.release}'\n"
         name = f"vcsa-deploy-{v.release.replace(' ', '')}"
     p = d / name
+    relay = Path(__file__).resolve().parent / "standin_relay.py"
     text = ("#!/bin/sh\n# vcwave lab: stand-in for VMware's vcsa-deploy (written by lab.installer_standin)\n"
             f"PYTHONPATH='{root}'${{PYTHONPATH:+:$PYTHONPATH}}\nexport PYTHONPATH\n{env}"
+            "# forked from the warm server the tests and the harness run, when there is one (lab/standin_relay.py)\n"
+            f"[ -S \"${{{ENV_WARM_SOCKET}:-}}\" ] && exec '{sys.executable}' -S '{relay}' \"$@\"\n"
             f"exec '{sys.executable}' -m lab.installer_standin \"$@\"\n")
     if not p.exists() or p.read_text() != text:
         tmp = p.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")  # threads share a pid

@@ -36,8 +36,9 @@ PRELOAD = ("invoke", "invoke.main", "yaml", "orchestrator.connect", "orchestrato
            "orchestrator.commands.waves", "orchestrator.commands.plan", "orchestrator.commands.status",
            "orchestrator.commands.rollback", "orchestrator.commands.repoint", "orchestrator.commands.report",
            "orchestrator.log", "orchestrator.cli.program", "orchestrator.console", "lab.harness", "lab.daemon",
-           "lab.vmwatch", "lab.mgmt", "lab.vcsim")
-ENTRY_POINTS = ("lab.harness", "lab.daemon")  # modules whose main(argv) a child may run
+           "lab.vmwatch", "lab.mgmt", "lab.vcsim", "lab.installer_standin")
+# modules whose main(argv) a child may run (the installer stand-in through lab/standin_relay.py)
+ENTRY_POINTS = ("lab.harness", "lab.daemon", "lab.installer_standin")
 MAX_MSG = 1 << 20
 
 
@@ -129,10 +130,24 @@ def serve(sock_path: str) -> None:
                     os.close(fd)
                 conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
                 waiting[pid] = conn
-        _reap(waiting)
+                if json.loads(msg).get("tied"):  # the caller's end ends the child (lab/standin_relay.py)
+                    sel.register(conn, selectors.EVENT_READ, pid)
+            elif isinstance(key.data, int) and not _alive(key.fileobj):
+                sel.unregister(key.fileobj)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(key.data, signal.SIGKILL)
+        _reap(waiting, sel)
 
 
-def _reap(waiting: dict[int, socket.socket]) -> None:
+def _alive(conn: socket.socket) -> bool:
+    """A tied caller said nothing: readable means it went away (EOF or reset)."""
+    try:
+        return bool(conn.recv(1))
+    except OSError:
+        return False
+
+
+def _reap(waiting: dict[int, socket.socket], sel: selectors.BaseSelector) -> None:
     while waiting:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -142,6 +157,8 @@ def _reap(waiting: dict[int, socket.socket]) -> None:
             return
         conn = waiting.pop(pid, None)
         if conn is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                sel.unregister(conn)
             try:
                 conn.sendall(json.dumps({"exit": _exit_code(status)}).encode() + b"\n")
             except OSError:

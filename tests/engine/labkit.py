@@ -10,6 +10,8 @@ from typing import Iterator
 from lab import manage
 from lab.installer_standin import ENV_LAB_DIR, standin_path
 from lab.rehearse import deadline_scale
+from lab.standin_relay import ENV_WARM_SOCKET
+from lab.warmcli import WarmCli
 from orchestrator.commands import plan as plan_cmd
 from orchestrator.commands.session import CommonFlags
 from orchestrator.engine.journal import Journal, journal_path
@@ -32,6 +34,7 @@ def lab_domain(tmp_path: Path, monkeypatch, inventory: Path, target: str,
     lab_dir = tmp_path / "lab"
     with manage.running(inventory, lab_dir, time_scale=TIME_SCALE, faults=faults, warm=True) as info:
         monkeypatch.setenv(ENV_LAB_DIR, str(lab_dir.resolve()))
+        monkeypatch.setenv(ENV_WARM_SOCKET, WarmCli.shared().sock)  # the installer stand-in: a warm fork
         flags = CommonFlags(inventory=info["inventory"], plan=str(tmp_path / "plan.json"),
                             state_dir=str(tmp_path / "state"), installer=str(standin_path(target)),
                             poll_interval=0.02, deadline_scale=deadline_scale(TIME_SCALE))

@@ -12,10 +12,12 @@ import contextlib
 import io
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +27,8 @@ from tests.core.test_installer_template import PSC_ONLY
 
 from lab.installer_standin import ENV_LAB_DIR, ENV_VERSION, standin_path
 from lab.installer_standin import main as standin_main
+from lab.standin_relay import ENV_WARM_SOCKET
+from lab.warmcli import WarmCli
 from orchestrator.clients.installer import (InstallerFailed, InstallerNotConfigured, InstallerPrecheckRefused,
                                             InstallerRunner, InstallerTemplateRefused, InstallerUnreachable,
                                             resolve_installer)
@@ -413,6 +417,64 @@ def test_python_m_entry_point(twin):
     assert os.access(wrapper, os.X_OK) and stat.S_IMODE(wrapper.stat().st_mode) == 0o755
     code = subprocess.run([str(wrapper), "upgrade", "--help"], capture_output=True, text=True).returncode
     assert code == 0
+
+
+def _warm_children() -> set[int]:
+    """The processes the warm server (lab/warmcli.py) forked and that still run."""
+    server = WarmCli.shared().proc.pid
+    kids = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == server:
+                    kids.add(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return kids
+
+
+def _wrapper_run(twin, target: str, template_file: Path, *flags: str, warm: bool) -> subprocess.Popen:
+    """The wrapper as the product starts it (its own session), with or without the warm server."""
+    env = dict(twin.env)
+    env.pop(ENV_WARM_SOCKET, None)
+    if warm:
+        env[ENV_WARM_SOCKET] = WarmCli.shared().sock
+    return subprocess.Popen([str(twin.installer(target)), "upgrade", "--accept-eula", "--acknowledge-ceip", *flags,
+                             str(template_file)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def test_the_warm_wrapper_is_the_installer_its_exit_code_output_and_lifetime(twin):
+    """lab/standin_relay.py: with a warm server the wrapper's process gives the same exit code and output as a
+    fresh stand-in; the product stopping it (SIGTERM to its group) stops the stand-in, which ends the relay
+    the same way (-SIGTERM); a relay killed outright (SIGKILL) takes its stand-in with it."""
+    bad = twin.template("p1", "6.5 U1")
+    bad["new.vcsa"]["temporary.network"]["ip"] = "10.0.0.999"
+    f = twin.tmp / "bad.json"
+    f.write_text(json.dumps(fill_secrets(bad, twin.secrets)))
+    runs = []
+    for warm in (False, True):
+        p = _wrapper_run(twin, "6.5 U1", f, "--verify-template-only", warm=warm)
+        out, _ = p.communicate(timeout=60)
+        runs.append((p.returncode, out))
+    assert runs[0] == runs[1] and runs[1][0] == 2 and "temporary.network.ip" in runs[1][1], runs
+    good = twin.tmp / "good.json"
+    good.write_text(json.dumps(fill_secrets(twin.template("p1", "6.5 U1"), twin.secrets)))
+    twin.env["VCWAVE_STANDIN_TIME_SCALE"] = "1.0"  # stage 1 lasts 20 minutes: the run is still going when stopped
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        before = _warm_children()
+        p = _wrapper_run(twin, "6.5 U1", good, warm=True)
+        assert p.stdout.readline().startswith("=")  # the stand-in has started (its banner)
+        forked = _warm_children() - before
+        assert len(forked) == 1, forked
+        os.killpg(p.pid, sig)
+        assert p.wait(timeout=30) == -sig
+        deadline = time.monotonic() + 10
+        while forked & _warm_children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not forked & _warm_children(), f"the stand-in outlived its relay ({sig!r})"
+        p.stdout.close()
+    assert twin.node("p1")["version"] == "6.0 U3"
 
 
 # ----------------------------------------------------------------------------------------------------------
