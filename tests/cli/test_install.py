@@ -5,7 +5,9 @@ nothing reaches back into the checkout.
 
 The wheel and its dependencies are built into a wheelhouse with this interpreter's pip (from its cache or
 the package index, as `pip install .` would), then installed into the venv with `--no-index` from that
-wheelhouse."""
+wheelhouse. The wheel is built with this environment's setuptools and wheel (the test extra's), not in an
+isolated build environment: pip would install setuptools into a fresh one first, half the fixture's CPU
+(6.5 -> 3.3 s for the wheelhouse), for the same wheel."""
 from __future__ import annotations
 
 import os
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# building the wheelhouse and the venv takes ~15 s on a quiet 2-CPU machine, over 60 s when it is shared
+# building the wheelhouse and the venv takes ~8 s on a quiet 2-CPU machine, over 30 s when it is shared
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -33,7 +35,7 @@ def installed(tmp_path_factory) -> Path:
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".vcwave", "build", "*.egg-info", "__pycache__",
                                                               ".pytest_cache", "bin"))
     wheels = tmp / "wheels"
-    r = _sh([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
+    r = _sh([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-build-isolation",
              "-w", str(wheels), str(src)], tmp)
     assert r.returncode == 0, f"building the wheelhouse failed (needs pip's cache or the index):\n{r.stderr[-3000:]}"
     env_dir = tmp / "venv"
