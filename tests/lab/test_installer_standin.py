@@ -230,7 +230,8 @@ class Twin:
         self.tmp = tmp_path
         self.inv = load_inventory(lab.dir / "lab-inventory.yml")
         self.secrets = {n: (lab.dir / "secrets" / n).read_text().strip() for n in ("sso", "root")}
-        self.env = dict(os.environ, VCWAVE_LAB_DIR=str(lab.dir))
+        # the wrapper, run as the product runs it (InstallerRunner), forks the stand-in from the warm server
+        self.env = dict(os.environ, VCWAVE_LAB_DIR=str(lab.dir), **{ENV_WARM_SOCKET: WarmCli.shared().sock})
         self.control = control
 
     def template(self, node: str, target: str) -> dict:
