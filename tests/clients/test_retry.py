@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import http.client
 
+import time
+
 import pytest
 from structlog.testing import capture_logs
 
@@ -63,11 +65,20 @@ def test_attempts_bound_then_last_error_raised():
 
 
 def test_deadline_bounds_retries():
+    """The deadline, not the 100 attempts, ends the retries. A deadline of 0.5 s with 20 ms waits: at least a
+    second attempt (even on a loaded machine; 50 ms once left room for only one), none once it has passed."""
     fn = flaky(*[TimeoutError("slow")] * 100)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
     with pytest.raises(retry.Timeout):
-        call_with_retry(fn, what="t", attempts=100, deadline=0.05,
+        call_with_retry(fn, what="t", attempts=100, deadline=0.5, sleep=sleep,
                         policy=retry.RetryPolicy(initial_wait=0.02, max_wait=0.02))
-    assert 2 <= len(fn.calls) < 10
+    # no wait starts past the deadline: the waits add up to less than the deadline and one wait more
+    assert 2 <= len(fn.calls) == len(slept) + 1 and sum(slept) < 0.5 + 0.02
 
 
 def test_session_expired_relogin_once_then_success():

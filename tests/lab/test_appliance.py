@@ -222,7 +222,9 @@ def test_update_pending_list_get_staged(lab, rest_of, control_of):
 
 
 def test_psc_update_stage_install_reboot(make_lab, rest_of):
-    lab = make_lab(time_scale=0.001)  # stage 0.3 s, install 2.4 s (reboot + services start 0.9 s)
+    # stage 0.3 s, install 2.4 s; its reboot and services start 5x longer (4.5 s, not 0.9 s): the poll below must
+    # see each of its states, and six workers on two cores once left it without a turn for the whole 0.9 s
+    lab = make_lab(time_scale=0.001, faults=[{"type": "slow", "node": "psc-a", "factor": 5, "jobs": ["reboot"]}])
     r = rest_of(lab, "psc-a")
     before = r.get("/rest/appliance/system/version")
     st, out = r.call("POST", "/rest/appliance/update/pending/6.7.0.30000?action=install",
