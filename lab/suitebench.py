@@ -122,6 +122,6 @@ def bench_suite(runs: int = 1, pytest_args: list[str] | None = None, order: bool
             written = write_order(json.loads(times_out.read_text()))
             print(f"{ORDER_FILE.relative_to(ROOT)}: {written} tests of >= {ORDER_MIN_SECONDS} s, slowest first")
     walls = [r["wall_s"] for r in rows]
-    print(f"{runs} run(s): median {statistics.median(walls)} s wall, worst {max(walls)} s; "
+    print(f"{runs} run(s): median {statistics.median(walls):.1f} s wall, worst {max(walls):.1f} s; "
           f"{sum(r['returncode'] == 0 for r in rows)}/{runs} green")
     return rows
