@@ -5,15 +5,16 @@ Why: every REST call opened its own TLS connection: a handshake and a certificat
 each node eight or more things in a row, a job's poll asks the same thing every second.
 
 Why reads only, and why a kept connection is never re-sent on silently: what a lost reply, a reset or a
-refused connection means must not change. A call that changes a node (a backup or install start, a logout)
+refused connection means must not change. A call that changes a node (a backup, restore or install start)
 still goes on a fresh connection closed after it, exactly as before: its reset stays a reset of *that*
-request (`Ambiguous`). The login and the logout are the exceptions: they change no node, a lost reply to
-a login is asked again like a read's (at worst a session is left to expire) and one to a logout changes
-nothing (the session ends either way); the login is the first request of a client, so the reads after it
-share its connection (a look at a node: one TLS handshake, not two), and the logout is its last. A read on a kept connection that fails is classified and counted like any
-other failed read: the retry policy asks again, and the next attempt starts on a fresh connection, since a
-connection is never kept after a failure, nor after an answer that will be asked again (a 503, a garbage
-answer: the client drops it; behind a load balancer a fresh connection may reach another backend).
+request (`Ambiguous`). The login and the logout change no node and share the kept connection: a lost reply
+to a login is asked again like a read's (at worst a session is left to expire), one to a logout changes
+nothing (the session ends either way); the login is a client's first request, so the reads after it share
+its connection (a look at a node: one TLS handshake, not two), and the logout its last. A read on a kept
+connection that fails is classified and counted like any other failed read: the retry policy asks again,
+and the next attempt starts on a fresh connection, since a connection is never kept after a failure, nor
+after an answer that will be asked again (a 503, a garbage answer: the client drops it; behind a load
+balancer a fresh connection may reach another backend).
 
 What can make a kept connection fail that a fresh one would not: the server closing it while it sat idle
 (its keep-alive timeout, a reboot). That is seen *before* the request is sent (the socket is readable: an
