@@ -67,7 +67,10 @@ def main(argv: list[str]) -> int:
     header = {"module": MODULE, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "tied": True}
     socket.send_fds(conn, [json.dumps(header).encode()], [0, 1, 2])
     answers = conn.makefile("rb")
-    child.append(int(json.loads(answers.readline())["pid"]))
+    started = answers.readline()
+    if not started:  # the server went away before it forked: nothing ran, so run it fresh
+        _fresh(argv)
+    child.append(int(json.loads(started)["pid"]))
     for signum in pending:
         relay(signum, None)
     line = answers.readline()
