@@ -23,6 +23,9 @@ fresh appliance for a restore, run the installer stand-in), not anything a real 
                                   "sso"? {"first_instance", "partner"?: node name} (a converge to 7.0+)}
     POST /lab/installer/rollback {"source"}
     POST /lab/shutdown                               stop the daemon
+    POST /lab/vm-event/{mgmt} {"vm", "power"} | {"vm", "snapshot", "event": "snapshot"|"revert"}
+                                                     a management vcsim's vm hook: its VM changed, the node
+                                                     follows (lab/vmevents.py)
 
 Errors answer {"error": message, "kind": vapi-ish kind} with 400/404/500.
 """
@@ -116,6 +119,9 @@ class ControlServer:
                     lab.state.node(name)
                     lab.servers[name].expire_sessions()
                     return _send(h, 200, {"node": name, "sessions": 0})
+            m = re.fullmatch(r"/lab/vm-event/([^/]+)", path)
+            if m:
+                return _send(h, 200, lab.vm_changed(m.group(1), body))
             if path == "/lab/repoint":
                 return _send(h, 200, lab.repoint(_req(body, "vcenter"), _req(body, "psc")))
             if path == "/lab/faults":

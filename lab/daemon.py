@@ -38,7 +38,8 @@ from .appliance import ApplianceServer
 from .control import ControlServer
 from .faults import Faults
 from .ports import PortBook
-from .state import POWERED_OFF, LabError, LabState, atomic_write, version_of
+from . import vmevents
+from .state import LabError, LabState, atomic_write, version_of
 from .tlsca import ensure_lab_tls
 
 MGMT_VERSION = "6.7 U3"  # the management vCenter(s) holding the appliance VMs
@@ -139,12 +140,10 @@ class Lab:
                 self.servers[name] = srv
                 srv.resolve, srv.address_of = self._node_at, self._address_of
                 srv.start()
-            if self.use_vcsim:
-                self._start_vcsims(prev)
+            # before the vcsims: a management vCenter tells the lab of every VM change (Lab.vm_changed)
             self.control = ControlServer(self, prev.get("control_port", 0)).start()
             if self.use_vcsim:
-                from lab.vmwatch import VmWatcher
-                self.watchers = [VmWatcher(self, m.name).start() for m in self.inv.management]
+                self._start_vcsims(prev)
             for target, name in ((self._ticker, "lab-ticker"), (self._worker, "lab-worker")):
                 t = threading.Thread(target=target, name=name, daemon=True)
                 t.start()
@@ -222,7 +221,7 @@ class Lab:
             full_name=f"VMware vCenter Server {v.major}.{v.minor}.0 build-{v.build}",
             instance_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.inv.domain}/mgmt/{m.name}")),
             psc_host="", user=cred.user, password=self.passwords[m.credentials], appliance_vms=vms, tls=self.tls,
-            session_log=self.issued("soap", m.name))
+            session_log=self.issued("soap", m.name), vm_hook=f"{self.control.url}/lab/vm-event/{m.name}")
 
     def issued(self, kind: str, name: str) -> Path:
         """Where the lab records the session ids it issues (`soap` by vcsim, `rest` by the REST twin), one per
@@ -277,18 +276,13 @@ class Lab:
                 self._mgmt_call(m.name, "power_off", vm)
 
     def _mgmt(self, name: str):
+        """The lab's vim25 session on the management vcsim `name` (used under _mgmt_lock)."""
         from . import mgmt
         if name not in self.mgmt_si:
-            self.mgmt_si[name] = self.mgmt_session(name)
+            m = self.inv.management_vc(name)
+            self.mgmt_si[name] = mgmt.connect(self.vcsims[name].url, self.inv.credential(m.credentials).user,
+                                              self.passwords[m.credentials], self.tls.client_context())
         return mgmt, self.mgmt_si[name]
-
-    def mgmt_session(self, name: str) -> Any:
-        """A new vim25 session (ServiceInstance) on the management vcsim `name` (the VM watcher's own, for its
-        long polls: the shared one is held under _mgmt_lock)."""
-        from . import mgmt
-        m = self.inv.management_vc(name)
-        return mgmt.connect(self.vcsims[name].url, self.inv.credential(m.credentials).user,
-                            self.passwords[m.credentials], self.tls.client_context())
 
     def _mgmt_call(self, mgmt_name: str, op: str, *args: Any) -> Any:
         if not self.use_vcsim or mgmt_name not in self.vcsims:
@@ -449,14 +443,13 @@ class Lab:
             fail = self.state.faults.step_failure(source, "install")  # stage 2 fails: the source stays as it was
             if fail:
                 raise LabError(f"{source}: {fail}", "internal_server_error", 500)
-            # The identity moves first, then the VMs: the VM watcher then sees the old VM as the kept source.
+            # The identity moves first, then the VMs: the VM hook then reports the old VM as the kept source.
             n = self.state.apply_major_upgrade(source, target, new_vm, rebuild, sso)
         finally:
             self.state.converging.discard(source)
         if mgmt_name:
             self._mgmt_call(mgmt_name, "create_vm", new_vm, old_vm)
             self._mgmt_call(mgmt_name, "power_off", old_vm)
-            self.follow_vms(mgmt_name)
         self.reconcile(source)
         lost = self.state.faults.lost_reply(source, "installer")
         if lost is not None:
@@ -466,38 +459,18 @@ class Lab:
                 "rebuild": rebuild, "rest_url": self.servers[source].url,
                 "sdk_url": self.vcsims[source].url if source in self.vcsims else None, "seconds": dur}
 
-    def follow_power(self, name: str) -> None:
-        """An appliance VM was powered on/off in the management vCenter: the node follows its VM. With a kept
-        installer source on and the new appliance off, the source answers again (KB 322065)."""
-        node = self.state.nodes[name]
-        mgmt_name = node["vm"]["vcenter"]
-        if not mgmt_name:
-            return
-        states = self._mgmt_call(mgmt_name, "vm_power_states") or {}
-        if states:
-            self.state.set_vm_power(mgmt_name, states)
-        cur = states.get(node["vm"]["name"])
-        prev = (node.get("previous") or {}).get("vm", {}).get("name")
-        if prev and states.get(prev) == "poweredOn" and cur == "poweredOff":
-            self.state.apply_rollback(name)
-            self.log(f"vmwatch: {name}: source {prev} on, {node['vm']['name']} off: the source answers again")
-        elif cur == "poweredOff" and not node["down"]:
-            self.state.set_down(name, True, POWERED_OFF, event="power_off")
-        elif cur == "poweredOn" and node["down"] and node.get("down_reason") == POWERED_OFF:
-            self.state.set_down(name, False, event="power_on")  # it boots: refused, then 503, then answers
-        else:
-            return
-        self.reconcile(name)
-
-    def follow_vms(self, mgmt_name: str) -> None:
-        """Apply now every power task the management vCenter has finished, before a control operation answers.
-
-        The VM watcher polls on its own thread: left alone, it may apply a power-off it saw a moment earlier
-        (e.g. the upgrade's, of the VM the rollback powers back on) after the operation answered, stopping the
-        node's vcsim behind its caller's back. Draining it here makes the answer the node's settled state."""
-        for watcher in getattr(self, "watchers", ()):
-            if watcher.mgmt == mgmt_name:
-                watcher.poll()
+    def vm_changed(self, mgmt_name: str, change: dict) -> dict:
+        """A management vCenter's VM changed power or current snapshot (its vm hook calls this while the
+        task still runs; lab/vmevents.py): the node follows its VM now. Its REST listener follows here, its
+        vcsim on the lab's worker (state changes queue it): the management vcsim holds the VM's lock until
+        this answers, and nothing here calls it back."""
+        if mgmt_name not in {m.name for m in self.inv.management}:
+            raise LabError(f"no management vCenter {mgmt_name!r} in the lab", "not_found", 404)
+        name, line = vmevents.follow(self.state, mgmt_name, change)
+        self.log(line)
+        if name is not None:
+            self.servers[name].sync()
+        return {"node": name}
 
     def installer_rollback(self, source: str) -> dict:
         n = self.state.apply_rollback(source)
@@ -505,7 +478,6 @@ class Lab:
         if mgmt_name:
             self._mgmt_call(mgmt_name, "power_off", n["new_vm"])
             self._mgmt_call(mgmt_name, "power_on", n["vm"]["name"])
-            self.follow_vms(mgmt_name)
         self.reconcile(source)
         return {"node": source, "version": n["version"], "build": n["build"], "instance_uuid": n["instance_uuid"],
                 "vm": n["vm"], "new_vm": {"name": n["new_vm"], "power": "poweredOff"}}

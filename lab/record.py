@@ -243,7 +243,7 @@ def record_all(out_dir: str | Path = "cassettes", *, inventory: str | Path | Non
     work = Path(tempfile.mkdtemp(prefix="vcwave-record-"))
     old_policy = retry.set_default_policy(initial_wait=0.01, max_wait=0.05, attempts=8, deadline=60.0)
     # The lab runs in its own process, as for a user: vcrpy patches http.client for the whole process, so a
-    # lab in this one would have its own SOAP traffic (its VM watcher's session) recorded into a cassette,
+    # lab in this one would have its own SOAP traffic (its management vCenter session) recorded into a cassette,
     # which then never replays.
     info = manage.up(inv, work / "lab", time_scale=1e-4, warm=True)
     try:

@@ -490,7 +490,7 @@ class LabState:
         self._apply_due_faults()
 
     def record(self, name: str, event: str, **detail: Any) -> None:
-        """Add to the record from outside the state (installer stand-in, VM watcher, REST twin)."""
+        """Add to the record from outside the state (installer stand-in, VM events, REST twin)."""
         with self.lock:
             self.node(name)
             self._record(name, event, **detail)
@@ -922,11 +922,22 @@ class LabState:
         self._fire()
         return out
 
-    def set_vm_power(self, mgmt: str, states: dict[str, str]) -> None:
-        """What the management vCenter says of its VMs (the lab restarts with them as they were)."""
+    def set_vm_power(self, mgmt: str, vm: str, power: str) -> None:
+        """What the management vCenter says of one of its VMs (the lab restarts with them as they were)."""
         with self.lock:
-            self.data["vms"][mgmt] = dict(states)
+            self.data["vms"].setdefault(mgmt, {})[vm] = power
             self.save()
+
+    def vm_owner(self, mgmt: str, vm: str) -> tuple[str, str] | None:
+        """The node whose identity VM `vm` of management vCenter `mgmt` carries, and which of its VMs it is:
+        'current', or 'previous' (the installer's kept source)."""
+        for name, node in self.nodes.items():
+            if node.get("vm", {}).get("vcenter") == mgmt and node["vm"].get("name") == vm:
+                return name, "current"
+            prev = node.get("previous") or {}
+            if prev.get("vm", {}).get("vcenter") == mgmt and prev["vm"].get("name") == vm:
+                return name, "previous"
+        return None
 
     def set_data(self, name: str, values: dict) -> dict:
         with self.lock:

@@ -150,6 +150,7 @@ class VcsimSpec:
     moref_salt: int = 0  # != 0: a rebuilt vCenter, moref ids differ from a normal start
     tls: LabTls | None = None  # serve https with the lab CA's certificate (None: plain http)
     session_log: Path | None = None  # append every SOAP session id vcsim issues here (the lab's record)
+    vm_hook: str | None = None  # a management vCenter: POST each VM power/snapshot change here (lab/vmevents.py)
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return (
@@ -179,6 +180,8 @@ class VcsimSpec:
             args += ["-tls-cert", str(self.tls.cert), "-tls-key", str(self.tls.key)]
         if self.session_log:
             args += ["-session-log", str(self.session_log)]
+        if self.vm_hook:
+            args += ["-vm-hook", self.vm_hook]
         return args
 
 

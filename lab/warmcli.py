@@ -36,7 +36,7 @@ PRELOAD = ("invoke", "invoke.main", "yaml", "orchestrator.connect", "orchestrato
            "orchestrator.commands.waves", "orchestrator.commands.plan", "orchestrator.commands.status",
            "orchestrator.commands.rollback", "orchestrator.commands.repoint", "orchestrator.commands.report",
            "orchestrator.log", "orchestrator.cli.program", "orchestrator.console", "lab.harness", "lab.daemon",
-           "lab.vmwatch", "lab.mgmt", "lab.vcsim", "lab.installer_standin")
+           "lab.vmevents", "lab.mgmt", "lab.vcsim", "lab.installer_standin")
 # modules whose main(argv) a child may run (the installer stand-in through lab/standin_relay.py)
 ENTRY_POINTS = ("lab.harness", "lab.daemon", "lab.installer_standin")
 MAX_MSG = 1 << 20

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -24,11 +25,13 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/simulator/vpx"
 	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -57,6 +60,7 @@ func main() {
 	tlsCert := flag.String("tls-cert", "", "PEM certificate to serve https with (with -tls-key)")
 	tlsKey := flag.String("tls-key", "", "PEM key of -tls-cert")
 	sessionLog := flag.String("session-log", "", "append every SOAP session id issued (Set-Cookie) to this file")
+	hook := flag.String("vm-hook", "", "POST every VM power or current-snapshot change here before its task ends")
 	flag.Parse()
 
 	if *password == "" {
@@ -124,6 +128,10 @@ func main() {
 
 	if err = installFetchSafePropertyCollector(); err != nil {
 		fail("property collector: %v", err)
+	}
+	if *hook != "" {
+		simulator.Map.AddHandler(&vmHook{url: *hook, client: &http.Client{Timeout: 60 * time.Second},
+			snapshots: map[string]bool{}})
 	}
 
 	creds := url.UserPassword(*user, *password)
@@ -243,6 +251,70 @@ func recordSessions(next http.Handler, path string, fail func(string, ...interfa
 			}
 		}
 	})
+}
+
+// vmHook tells the lab of every change of a VM's power state or current snapshot while the task that made
+// it still runs: the registry calls UpdateObject inside the task (before its state is success), so whoever
+// waits for the task finds the lab already following the VM (a powered-off appliance refused, a powered-on
+// one booting, a reverted one back at the snapshot's version). A lab that learned it by watching tasks
+// afterwards missed quick off-and-on cycles and applied changes after the caller had looked at the node.
+// The lab's handler must not call this simulator back: the VM is locked until it answers.
+//
+// A current snapshot never seen before was just taken ("snapshot"); one seen before, changed alone, was
+// reverted to ("revert"); changed with the snapshot tree, the current one was removed (not a revert).
+type vmHook struct {
+	url       string
+	client    *http.Client
+	mu        sync.Mutex
+	snapshots map[string]bool
+}
+
+func (h *vmHook) Reference() types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: "VcwaveVmHook", Value: "vm-hook"}
+}
+
+func (h *vmHook) PutObject(mo.Reference)                    {}
+func (h *vmHook) RemoveObject(types.ManagedObjectReference) {}
+func (h *vmHook) UpdateObject(obj mo.Reference, changes []types.PropertyChange) {
+	vm, ok := obj.(*mo.VirtualMachine)
+	if !ok {
+		return
+	}
+	tree := false
+	for _, c := range changes {
+		tree = tree || c.Name == "snapshot.rootSnapshotList"
+	}
+	for _, c := range changes {
+		switch {
+		case c.Name == "runtime.powerState": // already applied when handlers are called
+			h.send(map[string]string{"vm": vm.Name, "power": string(vm.Runtime.PowerState)})
+		case c.Name == "snapshot.currentSnapshot" && vm.Snapshot != nil && vm.Snapshot.CurrentSnapshot != nil:
+			ref := vm.Snapshot.CurrentSnapshot.Value
+			h.mu.Lock()
+			known := h.snapshots[ref]
+			h.snapshots[ref] = true
+			h.mu.Unlock()
+			if !known {
+				h.send(map[string]string{"vm": vm.Name, "snapshot": ref, "event": "snapshot"})
+			} else if !tree {
+				h.send(map[string]string{"vm": vm.Name, "snapshot": ref, "event": "revert"})
+			}
+		}
+	}
+}
+
+func (h *vmHook) send(change map[string]string) {
+	body, _ := json.Marshal(change)
+	res, err := h.client.Post(h.url, "application/json", bytes.NewReader(body))
+	if err == nil {
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			err = fmt.Errorf("HTTP %d", res.StatusCode)
+		}
+	}
+	if err != nil {
+		log.Printf("vcwave-vcsim: vm hook %v: %v", change, err)
+	}
 }
 
 // newServer starts the HTTP server; govmomi panics when it cannot listen (e.g. port in use).

@@ -90,7 +90,7 @@ def test_record_all_then_replay(tmp_path, vcsim_factory):
     for name in counts:
         text = (tmp_path / f"{name}.yaml").read_text()
         assert not [k for k, rx in LEAK_PATTERNS.items() if rx.search(text)]
-        # only the scenario's own traffic: a lab sharing this process had its VM watcher's SOAP session
+        # only the scenario's own traffic: a lab sharing this process had its management vCenter SOAP session
         # recorded into appliance_session (then never asked again on replay)
         foreign = "/sdk" if name.startswith("appliance_") else "/rest/"
         assert foreign not in text, f"{name}: recorded traffic that is not the scenario's ({foreign})"

@@ -138,7 +138,7 @@ def test_corrupt_answers_red_revive_does_not_help_a_restore_does(make_lab, rest_
 
 
 def test_a_snapshot_revert_clears_corruption(make_lab):
-    from lab.vmwatch import persona_of
+    from lab.vmevents import persona_of
     lab = make_lab()
     healthy = persona_of(lab.state.nodes["psc-a"], "current")
     lab.state.break_node("psc-a", "corrupt", "vmdird database corrupt")

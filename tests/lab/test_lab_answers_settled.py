@@ -1,10 +1,12 @@
-"""The lab's control operations answer only once the node's processes match the node (issue 18's flake).
+"""The lab follows its appliance VMs as each task ends, not when a watcher gets to it (issue 18's flakes).
 
-`/lab/installer/rollback` powers the new appliance off and the kept source on; the VM watcher, on its own
-thread, follows those power tasks. It once woke between the two and applied "the source VM is off" (the
-upgrade's own power-off, seen late): the node went down, its vcsim was stopped, and the answer went out
-before the power-on brought it back, so a caller reading `lab.vcsims[node]` right after got a KeyError.
-Here the watcher's thread is parked and its poll is run exactly in that gap, every time.
+`/lab/installer/rollback` powers the new appliance off and the kept source on. The lab once learned of VM
+tasks from a watcher thread reading the management vCenter's recent tasks: it woke between the two tasks and
+applied "the source VM is off" late (the node went down, its vcsim was stopped after the answer), and it
+missed a snapshot set's quick off-and-on cycle altogether (reading the VM's state after the cycle, it saw
+"on": no power-off in the record, no boot; the harness's `lab:power_off` kill point was never reached). Now
+the management vcsim tells the lab of each change while the task runs (lab/vcsim/main.go's vm hook,
+lab/vmevents.py): when a task returns, the node already follows its VM.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import time
 
 import pytest
 
+from lab import mgmt
 from lab.daemon import Lab
 
 
@@ -21,30 +24,16 @@ def lab65(vcsim_binary, make_lab, labkit, tmp_path) -> Lab:
     lab = make_lab(inv, vcsim=True)
     for node in ("p1-1", "p2-1", "v1-1"):
         lab.installer_upgrade(node, "6.7 U1", None, None, False)
-    (watcher,) = lab.watchers
-    watcher.park()  # the thread finishes the poll it may be in, then polls no more: polls happen only here
-    watcher.poll()
     return lab
 
 
-def test_rollback_answers_with_the_source_up_even_if_the_watcher_wakes_between_the_power_tasks(lab65,
-                                                                                               monkeypatch):
-    (watcher,) = lab65.watchers
-    real = lab65._mgmt_call
-
-    def power_then_watch(mgmt_name, op, *args):
-        out = real(mgmt_name, op, *args)
-        if op == "power_off":  # the new appliance is off, the source not yet on: the watcher wakes now
-            watcher.poll()
-        return out
-
-    monkeypatch.setattr(lab65, "_mgmt_call", power_then_watch)
+def test_rollback_answers_with_the_source_up(lab65):
     out = lab65.installer_rollback("v1-1")
     assert out["version"] == "6.5 U1"
     node = lab65.state.nodes["v1-1"]
     assert not node["down"], node["down_reason"]  # booting (lab/boot.py: a powered-on source boots), not down
     # Its boot is the lab's model of a real power-on; once it is over, the daemon (not the test) starts the
-    # node's vcsim with the source's spec. The stale watcher poll above must not have stopped it for good.
+    # node's vcsim with the source's spec.
     end = time.monotonic() + 30
     while not ("v1-1" in lab65.vcsims and lab65.state.reachability("v1-1") == "up") and time.monotonic() < end:
         time.sleep(0.05)
@@ -52,12 +41,40 @@ def test_rollback_answers_with_the_source_up_even_if_the_watcher_wakes_between_t
     assert "v1-1" in lab65.vcsims and lab65.vcsims["v1-1"].spec == lab65.spec_for("v1-1")
 
 
-def test_upgrade_and_rollback_leave_no_power_task_unapplied(lab65):
-    (watcher,) = lab65.watchers
+def test_upgrade_and_rollback_leave_the_lab_with_the_vms_power(lab65):
     lab65.installer_rollback("v1-1")
     lab65.installer_upgrade("v2-1", "6.7 U1", None, None, True)
-    with lab65._mgmt_lock:
-        pending = [t for t in watcher._si().content.taskManager.recentTask or () if t._moId not in watcher.seen]
-    assert pending == []
+    live = lab65._mgmt_call("mgmt", "vm_power_states")
+    assert {vm: live[vm] for vm in lab65.state.data["vms"]["mgmt"]} == lab65.state.data["vms"]["mgmt"]
     assert {n: lab65.state.nodes[n]["down"] for n in ("v1-1", "v2-1")} == {"v1-1": False, "v2-1": False}
     assert {"v1-1", "v2-1"} <= set(lab65.vcsims)
+
+
+def test_a_quick_power_cycle_is_followed_as_each_task_ends(lab65):
+    """The product's cold snapshot set, against the management vCenter itself: when the power-off task
+    returns the node refuses, when the power-on task returns it boots, and the record has both, in order."""
+    vm = lab65.state.nodes["p1-1"]["vm"]["name"]
+    seq = len(lab65.state.ledger_view()["events"])
+    lab65._mgmt_call("mgmt", "power_off", vm)
+    assert lab65.state.reachability("p1-1") == "refused" and not lab65.servers["p1-1"].listening
+    lab65._mgmt_call("mgmt", "power_on", vm)
+    assert lab65.state.nodes["p1-1"]["booting"] is not None
+    events = [e["event"] for e in lab65.state.ledger_view(seq)["events"] if e["node"] == "p1-1"]
+    assert events[:3] == ["power_off", "power_on", "boot_started"], events
+
+
+def test_a_snapshot_and_its_revert_are_followed_as_each_task_ends(lab65):
+    """Taken at 6.7 U1, the PSC is changed, then reverted: when the revert task returns the node is back at
+    what the snapshot kept, before anything else looks at it."""
+    _, si = lab65._mgmt("mgmt")
+    vm = mgmt.find_vm(si, lab65.state.nodes["p1-1"]["vm"]["name"])
+    seq = len(lab65.state.ledger_view()["events"])
+    mgmt.wait_task(si, vm.CreateSnapshot_Task(name="s1", description="", memory=False, quiesce=False))
+    snap = vm.snapshot.currentSnapshot
+    lab65.state.set_data("p1-1", {"changed": True})
+    mgmt.wait_task(si, snap.RevertToSnapshot_Task())
+    assert "changed" not in lab65.state.nodes["p1-1"]["data"]
+    events = [e["event"] for e in lab65.state.ledger_view(seq)["events"] if e["node"] == "p1-1"]
+    assert events == ["snapshot", "revert"], events
+    mgmt.wait_task(si, snap.RemoveSnapshot_Task(removeChildren=False))  # removing the current one: no revert
+    assert [e["event"] for e in lab65.state.ledger_view(seq)["events"] if e["node"] == "p1-1"] == events

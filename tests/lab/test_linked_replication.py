@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lab.state import POWERED_OFF, LabState
-from lab.vmwatch import persona_of
+from lab.vmevents import persona_of
 from orchestrator.core.versions import catalogue, parse_version
 
 EX = Path(__file__).resolve().parents[2] / "examples"
