@@ -43,6 +43,7 @@ class Connections:
         self._secrets: dict[str, Secret] = {}
         self._timeouts: dict[str, float] = {}  # per-client socket timeout; empty: the clients' defaults
         self._policy: RetryPolicy | None = None
+        self._probes: dict[float, Connections] = {}  # deadline -> the command's probing clients (see probing)
         if self.tls.insecure:
             get_logger("vcwave.tls").warning("tls.verification_disabled", domain=inv.domain,
                                              reason="--insecure given on the command line")
@@ -59,12 +60,22 @@ class Connections:
             self.secret(cred.name)
 
     def probing(self, deadline: float) -> "Connections":
-        """Sibling connections for a quick look at the domain: fresh clients whose socket timeout and retry
-        budget fit in `deadline` seconds, so a dead node costs seconds, not the minutes a step may wait for
-        one. Secrets are shared (read once); nothing is logged again."""
+        """Sibling connections for a quick look at the domain: clients whose socket timeout and retry budget
+        fit in `deadline` seconds, so a dead node costs seconds, not the minutes a step may wait for one.
+        Secrets are shared (read once); nothing is logged again.
+
+        Kept for the command (one sibling per deadline): a command looks at the domain before every batch,
+        and each look asks every node again, but through the session and connection of the look before
+        (a node that restarted refuses the old session and its client logs in again; `about` is read anew
+        each look), not a login per node per look that nobody logs out. `forget` drops a node's clients
+        while a look's call to it is still running; `close` logs them out."""
+        with self._lock:
+            probe = self._probes.get(deadline)
+            if probe is not None:
+                return probe
         probe = copy.copy(self)
         probe._lock = threading.Lock()
-        probe._appliance, probe._vsphere = {}, {}
+        probe._appliance, probe._vsphere, probe._probes = {}, {}, {}
         # Each request within half the deadline, however its bytes trickle in (a per-read timeout alone lets a
         # body at 1 KB/s hold a probe, and the command's exit, for the clients' 120 s): the node then reads as
         # not answering with the request and path that failed, within the deadline.
@@ -74,7 +85,17 @@ class Connections:
         # guards would refuse the wave), and a node that is really down still costs about the deadline.
         probe._policy = RetryPolicy(attempts=6, initial_wait=min(0.1, deadline / 20), max_wait=min(0.5, deadline / 8),
                                     deadline=deadline / 4, quiet=True)
-        return probe
+        with self._lock:
+            return self._probes.setdefault(deadline, probe)
+
+    def forget(self, key: str) -> None:
+        """Drop the clients of node `key` (a management vCenter: `mgmt:<name>`): a call to it still runs on a
+        thread the caller stopped waiting for, and a client serves one thread at a time. The next call gets
+        fresh clients; the running one keeps its own until it ends."""
+        with self._lock:
+            for k in [k for k in self._appliance if k.rpartition(":")[0] == key]:
+                del self._appliance[k]
+            self._vsphere.pop(key, None)
 
     def user(self, credential: str) -> str:
         return self.inv.credential(credential).user
@@ -114,16 +135,10 @@ class Connections:
                 c = self._vsphere.setdefault(key, c)
         return c
 
-    def close_idle(self) -> None:
-        """Close every appliance client's connection kept for reads, sessions left open: a look at the
-        domain is over and its clients are dropped. A read still running on a silent node keeps its own
-        connection until it ends and the client is collected."""
-        with self._lock:
-            clients = list(self._appliance.values())
-        for c in clients:
-            c.close_idle()
-
     def close(self) -> None:
+        """Log out of every session the command opened, its looks' included (best effort)."""
+        for probe in list(self._probes.values()):
+            probe.close()
         for c in list(self._appliance.values()):
             try:
                 c.logout()

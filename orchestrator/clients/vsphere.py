@@ -156,6 +156,7 @@ class VSphereClient:
         self.retry_policy = retry_policy
         self._si: Any = None
         self._content: Any = None
+        self._content_fresh = False  # `_content` was read by the last connect or login and not yet used by about()
         self.round_trips = 0
         self._log = get_logger("vcwave.vsphere")
 
@@ -204,6 +205,7 @@ class VSphereClient:
             if conn is not None:
                 conn.close()
         self._content = content  # si.content would cost a round trip on every access
+        self._content_fresh = True
         stub.requestModifierList.append(self._count)
         _register_session(stub)
         return si
@@ -265,6 +267,7 @@ class VSphereClient:
         swap): its service content - `about` with version, build and instance UUID - is read again, never
         kept from before the restart."""
         self._content = content = self._si.RetrieveContent()
+        self._content_fresh = True
         content.sessionManager.Login(userName=self.user, password=self._password.reveal())
         _register_session(self._si._stub)
         self._log.info("vsphere.relogged_in", node=self.node)
@@ -306,7 +309,16 @@ class VSphereClient:
 
     # -- facts ----------------------------------------------------------------------------------------------
     def about(self) -> About:
-        a = self.content.about  # fetched once at connect (RetrieveServiceContent)
+        """The vCenter's `about` (version, build, instance UUID) as it answers now: the service content read
+        by this connect or login, else read again. A client is kept across a command's looks and steps, and a
+        restarted vCenter (an upgrade, a revert) must never be reported with the version or instance UUID it
+        had before: the session may not have been refused yet when this is asked."""
+        self.connect()
+        if self._content_fresh:
+            self._content_fresh = False
+        else:
+            self._content = self._call(lambda: self._si.RetrieveContent(), "about")
+        a = self._content.about
         return About(str(a.version), str(a.build), str(a.apiVersion), str(a.instanceUuid or ""), str(a.fullName))
 
     def sso_psc(self) -> PscPointer | None:

@@ -84,7 +84,9 @@ def observe(inv: Inventory, conns: Any, *, deadline: float = DEFAULT_DEADLINE_S,
         wait([*by_node.values(), *by_mgmt.values()], timeout=deadline + 1.0)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # a node still silent is reported, not waited for
-        probe.close_idle()
+    for key, f in [*by_node.items(), *((f"mgmt:{m}", f) for m, f in by_mgmt.items())]:
+        if not f.done():
+            probe.forget(key)  # its call still runs: the next look must not share the client with it
     powers = {m: f.result() if f.done() and f.exception() is None else None for m, f in by_mgmt.items()}
     seen: dict[str, NodeSeen] = {}
     for n in inv.nodes:

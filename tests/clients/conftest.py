@@ -44,6 +44,7 @@ class Vcsim:
     user: str
     password: str
     _stop: Any = None
+    proc: Any = None  # the lab.vcsim.VcsimProcess (restart: a new version on the same port)
 
     def stop(self) -> None:
         if self._stop:
@@ -69,7 +70,7 @@ def vcsim_factory() -> Iterator[Any]:
                                   instance_uuid="11111111-2222-3333-4444-555555555555", psc_host=psc_host,
                                   user=user, password=password, vms=vms, appliance_vms=tuple(appliance_vms))
         proc = labvcsim.VcsimProcess(spec, binary).start()
-        v = Vcsim(proc.url, int(proc.port), int(proc.pid), user, password, proc.stop)
+        v = Vcsim(proc.url, int(proc.port), int(proc.pid), user, password, proc.stop, proc)
         started.append(v)
         return v
 

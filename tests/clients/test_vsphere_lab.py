@@ -46,6 +46,20 @@ def test_a_connect_and_the_calls_after_it_share_one_connection(vcsim, monkeypatc
     c.disconnect()
 
 
+def test_a_kept_client_reports_the_vcenter_as_it_answers_after_a_restart(vcsim_factory):
+    """A client is kept across a command's looks and steps: after the vCenter restarted as another version
+    and instance (an upgrade, a revert), `about` says what answers now, not what the login read before."""
+    from dataclasses import replace
+    v = vcsim_factory()
+    c = connect(v)
+    assert c.about().version == "6.7.0"
+    v.proc.restart(replace(v.proc.spec, version="7.0.0", build=15952498,
+                           instance_uuid="99999999-2222-3333-4444-555555555555"))
+    a = c.about()
+    assert (a.version, a.build, a.instance_uuid) == ("7.0.0", "15952498", "99999999-2222-3333-4444-555555555555")
+    c.disconnect()
+
+
 def test_bad_password_unauthorized(vcsim):
     with pytest.raises(Unauthorized):
         VSphereClient("127.0.0.1", vcsim.port, vcsim.user, "Wrong-pw-1!", scheme="http").connect()
