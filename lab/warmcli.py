@@ -10,7 +10,8 @@ runs the very entry point `python -m lab.harness invoke ...` runs. The child's p
 once; its exit status (negative signal number when killed, like subprocess) when it ends.
 
 The server is single-threaded (forking a threaded process is unsafe) and started lazily, one per process
-that uses it; it exits when that process does (its stdin is a pipe from it). Only commands that go through
+that uses it, or by a parent for its children (the test session's controller, for its workers); it exits
+when the process that started it does (its stdin is a pipe from it). Only commands that go through
 the harness's tuned entry point are forked: the plain `python -m invoke` path stays a fresh interpreter, so
 start-up and exit-code plumbing keep being exercised for real.
 """
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -40,6 +42,9 @@ PRELOAD = ("invoke", "invoke.main", "yaml", "orchestrator.connect", "orchestrato
 # modules whose main(argv) a child may run (the installer stand-in through lab/standin_relay.py)
 ENTRY_POINTS = ("lab.harness", "lab.daemon", "lab.installer_standin")
 MAX_MSG = 1 << 20
+SHARED_ENV = "VCWAVE_WARMCLI_SOCKET"  # a parent's server, adopted by WarmCli.shared (share_with_children)
+SHARED_PID_ENV = "VCWAVE_WARMCLI_PID"  # and its pid
+PARENT_WAIT = 60.0  # seconds a child waits for its parent's server to listen (it imports everything first)
 
 
 # ------------------------------------------------------------------------------------------------- server
@@ -96,8 +101,9 @@ def serve(sock_path: str) -> None:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(sock_path)
+    srv.bind(sock_path + ".bind")
     srv.listen(64)
+    os.rename(sock_path + ".bind", sock_path)  # the path appears only once it listens (WarmCli.shared waits for it)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -212,29 +218,54 @@ class WarmProcess:
 
 
 class WarmCli:
-    """One server per process, started on first use."""
+    """One server per process, started on first use; or the one a parent process shares with its children
+    (`share_with_children`: a test session's controller, so that its workers, which all fork commands, pay
+    the server's imports once instead of once each)."""
 
     _lock = threading.Lock()
     _instance: "WarmCli | None" = None
 
-    def __init__(self) -> None:
+    def __init__(self, adopt: str | None = None, *, wait: bool = True) -> None:
+        self.proc: subprocess.Popen | None = None
+        self._dir: str | None = None
+        if adopt is not None:  # a parent's server: it owns it (and stops it)
+            self.sock, self.pid = adopt, int(os.environ.get(SHARED_PID_ENV) or 0)
+            return
         self._dir = tempfile.mkdtemp(prefix="vcwave-warmcli-")
         self.sock = os.path.join(self._dir, "s")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", ""))
                                                             if p)}
+        env.pop(SHARED_ENV, None)
+        env.pop(SHARED_PID_ENV, None)
         self.proc = subprocess.Popen([sys.executable, "-m", "lab.warmcli", self.sock], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
-        line = self.proc.stdout.readline() if self.proc.stdout else b""
-        if line.strip() != b"ready":
-            raise RuntimeError(f"the warm CLI server did not start (exit {self.proc.poll()})")
+        self.pid = self.proc.pid  # the server's: the commands it forks are its children
         atexit.register(self.close)
+        if wait:
+            line = self.proc.stdout.readline() if self.proc.stdout else b""
+            if line.strip() != b"ready":
+                raise RuntimeError(f"the warm CLI server did not start (exit {self.proc.poll()})")
+
+    def running(self) -> bool:
+        return self.proc is None or self.proc.poll() is None
 
     @classmethod
     def shared(cls) -> "WarmCli":
         with cls._lock:
-            if cls._instance is None or cls._instance.proc.poll() is not None:
-                cls._instance = cls()
+            if cls._instance is None or not cls._instance.running():
+                parent = os.environ.get(SHARED_ENV, "") if cls._instance is None else ""
+                cls._instance = cls(parent) if parent and _appears(parent, PARENT_WAIT) else cls()
             return cls._instance
+
+    @classmethod
+    def share_with_children(cls) -> None:
+        """Start this process's server now, without waiting for it to be ready, and name its socket to every
+        child process started from now on (they adopt it in `shared`, waiting for it to listen)."""
+        with cls._lock:
+            if cls._instance is None or not cls._instance.running():
+                cls._instance = cls(wait=False)
+            os.environ[SHARED_ENV] = cls._instance.sock
+            os.environ[SHARED_PID_ENV] = str(cls._instance.pid)
 
     def spawn(self, argv: list[str], cwd: str | Path, env: dict[str, str], *, module: str = "lab.harness",
               stdout: IO | None = None, capture_stdout: bool = True, capture_stderr: bool = True) -> WarmProcess:
@@ -255,6 +286,8 @@ class WarmCli:
         return WarmProcess(conn, None if stdout else out, err)
 
     def close(self) -> None:
+        if self.proc is None:
+            return
         if self.proc.poll() is None:
             if self.proc.stdin:
                 self.proc.stdin.close()
@@ -266,6 +299,16 @@ class WarmCli:
         with contextlib.suppress(OSError):
             os.unlink(self.sock)
             os.rmdir(self._dir)
+
+
+def _appears(path: str, timeout: float) -> bool:
+    """Wait until a server listens at `path` (its socket file exists once it is bound and listening)."""
+    end = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def run(argv: list[str], cwd: str | Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:

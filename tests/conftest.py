@@ -73,6 +73,11 @@ def examples(n: int) -> int:
 
 def pytest_configure(config: pytest.Config) -> None:
     FULL_SWEEP["on"] = bool(config.getoption("--full"))
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        # The controller, before its workers start: one warm CLI server for all of them (each forks commands;
+        # its imports are paid once, not once per worker). Started now, ready while the workers collect.
+        from lab.warmcli import WarmCli
+        WarmCli.share_with_children()
 
 
 # The default run (`python3 -m pytest -q`, what CI runs) covers every behaviour once; `--full` adds the sweep

@@ -420,14 +420,16 @@ def test_python_m_entry_point(twin):
     assert code == 0
 
 
-def _warm_children() -> set[int]:
-    """The processes the warm server (lab/warmcli.py) forked and that still run."""
-    server = WarmCli.shared().proc.pid
+def _warm_children(cwd: Path) -> set[int]:
+    """The processes the warm server (lab/warmcli.py) forked in `cwd` that still run (the server may be shared
+    with other tests, running at the same time: a forked command works in its caller's directory)."""
+    server = WarmCli.shared().pid
     kids = set()
     for entry in os.listdir("/proc"):
         try:
             with open(f"/proc/{entry}/stat") as f:
-                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == server:
+                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == server \
+                        and os.readlink(f"/proc/{entry}/cwd") == str(cwd):
                     kids.add(int(entry))
         except (OSError, IndexError, ValueError):
             continue
@@ -442,7 +444,7 @@ def _wrapper_run(twin, target: str, template_file: Path, *flags: str, warm: bool
         env[ENV_WARM_SOCKET] = WarmCli.shared().sock
     return subprocess.Popen([str(twin.installer(target)), "upgrade", "--accept-eula", "--acknowledge-ceip", *flags,
                              str(template_file)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, cwd=twin.tmp)
 
 
 def test_the_warm_wrapper_is_the_installer_its_exit_code_output_and_lifetime(twin):
@@ -463,17 +465,17 @@ def test_the_warm_wrapper_is_the_installer_its_exit_code_output_and_lifetime(twi
     good.write_text(json.dumps(fill_secrets(twin.template("p1", "6.5 U1"), twin.secrets)))
     twin.env["VCWAVE_STANDIN_TIME_SCALE"] = "1.0"  # stage 1 lasts 20 minutes: the run is still going when stopped
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        before = _warm_children()
+        before = _warm_children(twin.tmp)
         p = _wrapper_run(twin, "6.5 U1", good, warm=True)
         assert p.stdout.readline().startswith("=")  # the stand-in has started (its banner)
-        forked = _warm_children() - before
+        forked = _warm_children(twin.tmp) - before
         assert len(forked) == 1, forked
         os.killpg(p.pid, sig)
         assert p.wait(timeout=30) == -sig
         deadline = time.monotonic() + 10
-        while forked & _warm_children() and time.monotonic() < deadline:
+        while forked & _warm_children(twin.tmp) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not forked & _warm_children(), f"the stand-in outlived its relay ({sig!r})"
+        assert not forked & _warm_children(twin.tmp), f"the stand-in outlived its relay ({sig!r})"
         p.stdout.close()
     assert twin.node("p1")["version"] == "6.0 U3"
 
