@@ -86,27 +86,39 @@ _OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
 
+TOO_DEEP = "{what} is nested too deeply to be an inventory or a playbook"
+MAX_DEPTH = 200  # refused outright: the pure path's recursion would stop near 300-400 levels, after ~1 s
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
 def _plain(text: str) -> bool:
-    """No anchor, alias, directive or nesting beyond FAST_MAX_DEPTH, per libyaml's events (C speed)."""
-    depth = 0
+    """No anchor, alias, directive or nesting beyond FAST_MAX_DEPTH, per libyaml's events (C speed). Raises
+    _TooDeep at the first level beyond MAX_DEPTH, wherever the document would have gone."""
+    depth, plain = 0, True
     for event in yaml.parse(text, Loader=yaml.CSafeLoader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             return False
         if isinstance(event, yaml.DocumentStartEvent) and (event.version or event.tags):
             return False
         depth += isinstance(event, _OPEN) - isinstance(event, _CLOSE)
-        if depth > FAST_MAX_DEPTH:
-            return False
-    return True
+        if depth > MAX_DEPTH:
+            raise _TooDeep(event.start_mark.line + 1)
+        plain = plain and depth <= FAST_MAX_DEPTH
+    return plain
 
 
-def _load_fast(text: str, filename: str) -> Any:
+def _load_fast(text: str, filename: str, what: str) -> Any:
     """The document through libyaml, or None whenever the pure path must decide: no libyaml, anything
-    `_plain` does not accept, any error (that path then gives its own message) or an empty document."""
-    if _CLoader is None or any(c in text for c in _FAST_REFUSED_CHARS):
+    `_plain` does not accept, any error (that path then gives its own message) or an empty document. A
+    document nested beyond MAX_DEPTH is refused here, in C time, whichever path would have read it."""
+    if _CLoader is None:
         return None
     try:
-        if not _plain(text):
+        if not _plain(text) or any(c in text for c in _FAST_REFUSED_CHARS):
             return None
         loader = _CLoader(text)
         loader.vcwave_path = filename
@@ -114,6 +126,8 @@ def _load_fast(text: str, filename: str) -> Any:
             return loader.get_single_data()
         finally:
             loader.dispose()
+    except _TooDeep as deep:
+        raise InputError(TOO_DEEP.format(what=what), Where(file=filename, line=deep.line)) from None
     except Exception:  # noqa: BLE001 - never an answer: the pure path reports it exactly
         return None
 
@@ -155,7 +169,7 @@ def loads_yaml(text: str, filename: str, what: str) -> Any:
         loader = _Loader(text)  # the reader checks every character here
     except yaml.reader.ReaderError as exc:
         raise _reader_error(exc, text, filename, what) from None
-    data = _load_fast(text, filename)
+    data = _load_fast(text, filename, what)
     if data is not None:
         loader.dispose()
         return data
@@ -175,8 +189,7 @@ def _load_pure(loader: _Loader, text: str, filename: str, what: str) -> Any:
     except yaml.YAMLError as exc:
         raise InputError(f"{what} is not valid YAML: {exc}", Where(file=filename)) from None
     except RecursionError:
-        raise InputError(f"{what} is nested too deeply to be an inventory or a playbook",
-                         Where(file=filename)) from None
+        raise InputError(TOO_DEEP.format(what=what), Where(file=filename)) from None
     finally:
         loader.dispose()
     if data is None:

@@ -28,9 +28,21 @@ def test_refused_with_line(text, line, fragment):
     assert (ei.value.where.file, ei.value.where.line) == ("inv.yml", line)
 
 
-def test_deep_nesting_refused_not_a_recursion_error():
+def test_deep_nesting_refused_not_a_recursion_error(monkeypatch):
     with pytest.raises(InputError, match="nested too deeply"):
         loads_yaml("[" * 5000 + "]" * 5000, "deep.yml", "playbook")
+    monkeypatch.setattr(yamlsrc, "_CLoader", None)  # no libyaml: the pure path, at its recursion limit
+    with pytest.raises(InputError, match="nested too deeply"):
+        loads_yaml("[" * 600 + "]" * 600, "deep.yml", "playbook")
+
+
+def test_a_document_nested_beyond_the_limit_is_refused_at_its_line_and_one_within_it_loads():
+    deep = "a:\n  - " + "[" * (yamlsrc.MAX_DEPTH + 1) + "]" * (yamlsrc.MAX_DEPTH + 1) + "\n"
+    with pytest.raises(InputError, match="nested too deeply") as ei:
+        loads_yaml(deep, "deep.yml", "inventory")
+    assert ei.value.where.line == 2 and ei.value.where.file == "deep.yml"
+    ok = "[" * (yamlsrc.MAX_DEPTH - 2) + "1" + "]" * (yamlsrc.MAX_DEPTH - 2)
+    assert loads_yaml(ok, "ok.yml", "inventory") is not None
 
 
 def test_oversized_file_refused_unread(tmp_path, monkeypatch):
@@ -89,6 +101,6 @@ def test_libyaml_path_gives_exactly_what_the_pure_path_gives():
     """loads_yaml parses plain documents with libyaml (speed); for every document, valid or not, it must give
     the pure-Python path's data, types and lines, or its very refusal."""
     cases = _mutants(seed=18, n=24)
-    assert any(yamlsrc._load_fast(t, "f.yml") is not None for t in cases) == bool(yamlsrc._CLoader)
+    assert any(yamlsrc._load_fast(t, "f.yml", "inventory") is not None for t in cases) == bool(yamlsrc._CLoader)
     for text in cases:
         assert _outcome(lambda t, f: loads_yaml(t, f, "inventory"), text) == _outcome(_pure, text), repr(text)
