@@ -52,8 +52,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 PREFIX = 4  # the shortest value registered: every known value is found through its first PREFIX characters
 FEW = 32  # up to this many known values, trying each in the text is cheaper than looking them up
 # Derived from _known on each register, replaced (never changed in place) so readers need no lock: every value
-# longest first; the values by their first PREFIX characters; and those sharing a character with MASK.
-_longest_first: tuple[str, ...] = ()
+# longest first while there are FEW (None beyond: sorting them all on every register was quadratic in a
+# long-lived process); the values by their first PREFIX characters; and those sharing a character with MASK.
+_longest_first: tuple[str, ...] | None = ()
 _by_prefix: dict[str, tuple[str, ...]] = {}
 _mask_like: tuple[str, ...] = ()
 
@@ -70,7 +71,7 @@ def register(value: str) -> None:
             if value in _known:
                 return
             _known.add(value)
-            _longest_first = tuple(_longest(_known))
+            _longest_first = tuple(_longest(_known)) if len(_known) <= FEW else None
             if set(value) & set(MASK):
                 _mask_like = (*_mask_like, value)
             else:
@@ -102,7 +103,7 @@ def _candidates(text: str) -> Sequence[str]:
     character with MASK: those values are always candidates, and the redaction is exactly the one of trying
     every value in turn."""
     every = _longest_first
-    if len(every) <= FEW:
+    if every is not None:
         return every
     index = _by_prefix
     found = {v for i in range(len(text) - PREFIX + 1) for v in index.get(text[i:i + PREFIX], ())}

@@ -139,7 +139,7 @@ def test_vsphere_answers_are_read_within_the_cap(vcsim):
     ok.disconnect()
     tight = VSphereClient("127.0.0.1", vcsim.port, vcsim.user, vcsim.password, scheme="http", node="vc-a",
                           retry_policy=retry.RetryPolicy(attempts=1)).connect()
-    tight._si._stub.scheme.response_class.max_body = 512  # the class this client swapped into pyVmomi
+    tight._si._stub.scheme.response_class.keywords["max_body"] = 512  # the factory swapped into pyVmomi
     with pytest.raises(BadAnswer, match=r"^node vc-a: .*/sdk: answer (of \d+ bytes refused|exceeds 512)"):
         tight.fingerprint()
 

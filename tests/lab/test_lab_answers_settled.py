@@ -19,9 +19,13 @@ from lab.daemon import Lab
 
 
 @pytest.fixture
-def lab65(vcsim_binary, make_lab, labkit, tmp_path) -> Lab:
-    inv = labkit.inventory(tmp_path, "d65", labkit.domain_yaml("6.5 U1"))
-    lab = make_lab(inv, vcsim=True)
+def lab(vcsim_binary, make_lab, labkit, tmp_path) -> Lab:
+    return make_lab(labkit.inventory(tmp_path, "d65", labkit.domain_yaml("6.5 U1")), vcsim=True)
+
+
+@pytest.fixture
+def lab65(lab) -> Lab:
+    """Its PSCs and v1-1 upgraded by the installer: the sources kept, powered off."""
     for node in ("p1-1", "p2-1", "v1-1"):
         lab.installer_upgrade(node, "6.7 U1", None, None, False)
     return lab
@@ -50,31 +54,31 @@ def test_upgrade_and_rollback_leave_the_lab_with_the_vms_power(lab65):
     assert {"v1-1", "v2-1"} <= set(lab65.vcsims)
 
 
-def test_a_quick_power_cycle_is_followed_as_each_task_ends(lab65):
+def test_a_quick_power_cycle_is_followed_as_each_task_ends(lab):
     """The product's cold snapshot set, against the management vCenter itself: when the power-off task
     returns the node refuses, when the power-on task returns it boots, and the record has both, in order."""
-    vm = lab65.state.nodes["p1-1"]["vm"]["name"]
-    seq = len(lab65.state.ledger_view()["events"])
-    lab65._mgmt_call("mgmt", "power_off", vm)
-    assert lab65.state.reachability("p1-1") == "refused" and not lab65.servers["p1-1"].listening
-    lab65._mgmt_call("mgmt", "power_on", vm)
-    assert lab65.state.nodes["p1-1"]["booting"] is not None
-    events = [e["event"] for e in lab65.state.ledger_view(seq)["events"] if e["node"] == "p1-1"]
+    vm = lab.state.nodes["p1-1"]["vm"]["name"]
+    seq = len(lab.state.ledger_view()["events"])
+    lab._mgmt_call("mgmt", "power_off", vm)
+    assert lab.state.reachability("p1-1") == "refused" and not lab.servers["p1-1"].listening
+    lab._mgmt_call("mgmt", "power_on", vm)
+    assert lab.state.nodes["p1-1"]["booting"] is not None
+    events = [e["event"] for e in lab.state.ledger_view(seq)["events"] if e["node"] == "p1-1"]
     assert events[:3] == ["power_off", "power_on", "boot_started"], events
 
 
-def test_a_snapshot_and_its_revert_are_followed_as_each_task_ends(lab65):
+def test_a_snapshot_and_its_revert_are_followed_as_each_task_ends(lab):
     """Taken at 6.7 U1, the PSC is changed, then reverted: when the revert task returns the node is back at
     what the snapshot kept, before anything else looks at it."""
-    _, si = lab65._mgmt("mgmt")
-    vm = mgmt.find_vm(si, lab65.state.nodes["p1-1"]["vm"]["name"])
-    seq = len(lab65.state.ledger_view()["events"])
+    _, si = lab._mgmt("mgmt")
+    vm = mgmt.find_vm(si, lab.state.nodes["p1-1"]["vm"]["name"])
+    seq = len(lab.state.ledger_view()["events"])
     mgmt.wait_task(si, vm.CreateSnapshot_Task(name="s1", description="", memory=False, quiesce=False))
     snap = vm.snapshot.currentSnapshot
-    lab65.state.set_data("p1-1", {"changed": True})
+    lab.state.set_data("p1-1", {"changed": True})
     mgmt.wait_task(si, snap.RevertToSnapshot_Task())
-    assert "changed" not in lab65.state.nodes["p1-1"]["data"]
-    events = [e["event"] for e in lab65.state.ledger_view(seq)["events"] if e["node"] == "p1-1"]
+    assert "changed" not in lab.state.nodes["p1-1"]["data"]
+    events = [e["event"] for e in lab.state.ledger_view(seq)["events"] if e["node"] == "p1-1"]
     assert events == ["snapshot", "revert"], events
     mgmt.wait_task(si, snap.RemoveSnapshot_Task(removeChildren=False))  # removing the current one: no revert
-    assert [e["event"] for e in lab65.state.ledger_view(seq)["events"] if e["node"] == "p1-1"] == events
+    assert [e["event"] for e in lab.state.ledger_view(seq)["events"] if e["node"] == "p1-1"] == events
