@@ -121,28 +121,43 @@ def serve(sock_path: str) -> None:
             if key.data == "child":
                 os.read(wake_r, 4096)
             elif key.data == "accept":
-                conn, _ = srv.accept()
-                msg, fds, _flags, _addr = socket.recv_fds(conn, MAX_MSG, 3)
-                sys.stdout.flush()
-                session_r, session_w = os.pipe()
-                pid = os.fork()
-                if pid == 0:
-                    os.close(session_r)
-                    _child(json.loads(msg), fds, (srv.fileno(), conn.fileno(), wake_r, wake_w), session_w)
-                os.close(session_w)
-                os.read(session_r, 1)  # EOF once the child has its own session
-                os.close(session_r)
-                for fd in fds:
-                    os.close(fd)
-                conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-                waiting[pid] = conn
-                if json.loads(msg).get("tied"):  # the caller's end ends the child (lab/standin_relay.py)
-                    sel.register(conn, selectors.EVENT_READ, pid)
+                _accept(srv, sel, waiting, (wake_r, wake_w))
             elif isinstance(key.data, int) and not _alive(key.fileobj):
                 sel.unregister(key.fileobj)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(key.data, signal.SIGKILL)
         _reap(waiting, sel)
+
+
+def _accept(srv: socket.socket, sel: selectors.BaseSelector, waiting: dict[int, socket.socket],
+            wake: tuple[int, int]) -> None:
+    """One spawn request. A caller that went away meanwhile (killed, timed out) costs its own request only: the
+    server serves every other caller (a test session's workers share it)."""
+    conn, _ = srv.accept()
+    try:
+        msg, fds, _flags, _addr = socket.recv_fds(conn, MAX_MSG, 3)
+        header = json.loads(msg)
+    except (OSError, ValueError):
+        conn.close()
+        return
+    sys.stdout.flush()
+    session_r, session_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(session_r)
+        _child(header, fds, (srv.fileno(), conn.fileno(), *wake), session_w)
+    os.close(session_w)
+    os.read(session_r, 1)  # EOF once the child has its own session
+    os.close(session_r)
+    for fd in fds:
+        os.close(fd)
+    waiting[pid] = conn
+    try:
+        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+    except OSError:  # the caller is gone: its child is still reaped (and told nobody)
+        return
+    if header.get("tied"):  # the caller's end ends the child (lab/standin_relay.py)
+        sel.register(conn, selectors.EVENT_READ, pid)
 
 
 def _alive(conn: socket.socket) -> bool:
@@ -247,13 +262,19 @@ class WarmCli:
                 raise RuntimeError(f"the warm CLI server did not start (exit {self.proc.poll()})")
 
     def running(self) -> bool:
-        return self.proc is None or self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        try:  # a parent's server
+            os.kill(self.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
 
     @classmethod
     def shared(cls) -> "WarmCli":
         with cls._lock:
             if cls._instance is None or not cls._instance.running():
-                parent = os.environ.get(SHARED_ENV, "") if cls._instance is None else ""
+                parent = os.environ.get(SHARED_ENV, "") if cls._instance is None else ""  # adopted once only
                 cls._instance = cls(parent) if parent and _appears(parent, PARENT_WAIT) else cls()
             return cls._instance
 

@@ -52,3 +52,24 @@ def test_only_known_entry_points_run(tmp_path):
     proc = warmcli.WarmCli.shared().spawn(["-c", "print(1)"], tmp_path, harness.cli_env(), module="runpy")
     assert proc.wait(60) != 0
     assert "not an entry point" in proc.stderr.read()
+
+
+def test_a_caller_gone_before_its_pid_costs_only_its_own_request(tmp_path):
+    """The server is shared (a test session's workers, lab/standin_relay.py's relays): a caller killed right
+    after asking once took it down for everyone (BrokenPipeError sending the pid). Now the server goes on."""
+    import json
+    import socket
+    server = warmcli.WarmCli.shared()
+    for _ in range(5):
+        devnull = os.open(os.devnull, os.O_RDWR)
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(server.sock)
+        header = {"module": "lab.harness", "argv": ["invoke", "--version"], "cwd": str(tmp_path),
+                  "env": harness.cli_env()}
+        socket.send_fds(conn, [json.dumps(header).encode()], [devnull] * 3)
+        os.close(devnull)
+        conn.close()  # gone before the server answers with the pid
+    ok = warmcli.run(["invoke", "plan", "--inventory", TWO_SITE, "--target", "6.7 U3", "--out", "p.json"],
+                     tmp_path, harness.cli_env(), timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert server.running() and warmcli.WarmCli.shared() is server
