@@ -79,17 +79,15 @@ def _report_file(tmp_path: Path, monkeypatch, writer) -> tuple[Path, int]:
 def test_chromium_renders_timeline(tmp_path, monkeypatch, writer):
     chromium()  # fail/skip early with the hint
     page, nbars = _report_file(tmp_path, monkeypatch, writer)
-    res = _run(["--dump-dom", page.as_uri()], tmp_path)
+    png = tmp_path / "report.png"  # one page load gives both the rendered DOM and the screenshot
+    res = _run(["--dump-dom", f"--screenshot={png}", "--window-size=1400,900", "--hide-scrollbars", page.as_uri()],
+               tmp_path)
     assert res.returncode == 0, res.stderr.decode(errors="replace")[-2000:]
     dom = Dom()
     dom.feed(res.stdout.decode("utf-8"))
     assert dom.svg_ids == ["timeline"]
     assert dom.rows == list(NODES)
     assert dom.bars == nbars > 0
-
-    png = tmp_path / "report.png"
-    res = _run([f"--screenshot={png}", "--window-size=1400,900", "--hide-scrollbars", page.as_uri()], tmp_path)
-    assert res.returncode == 0, res.stderr.decode(errors="replace")[-2000:]
     data = png.read_bytes()
     assert len(data) > 10_000 and data.startswith(PNG_MAGIC)
     keep = os.environ.get("VCWAVE_REPORT_SCREENSHOT_DIR")
