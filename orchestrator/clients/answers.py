@@ -17,7 +17,10 @@ import http.client
 import time
 from typing import Any, Callable, Iterator
 
+from orchestrator.clients import headers
 from orchestrator.clients.retry import BadAnswer, SlowAnswer
+
+headers.install()  # every answer's header block, the SOAP stub's included, read without the email parser
 
 PIECE = 64 * 1024
 
