@@ -29,7 +29,6 @@ from xml.parsers.expat import ExpatError
 from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import urlsplit
 
-from pyVim import connect as pyvim_connect
 from pyVmomi import SoapStubAdapter, vim, vmodl
 from pyVmomi.VmomiSupport import GetServiceVersions, versionIdMap
 
@@ -273,11 +272,14 @@ class VSphereClient:
         self._log.info("vsphere.relogged_in", node=self.node)
 
     def disconnect(self) -> None:
+        """Log out (best effort) and drop the connections. Not pyVim's `Disconnect`: it reads the whole
+        service content again only to reach the session manager this client already holds."""
         if self._si is not None:
             try:
-                pyvim_connect.Disconnect(self._si)
-            except Exception:  # noqa: BLE001 - best effort
+                self._content.sessionManager.Logout()
+            except Exception:  # noqa: BLE001 - best effort: a restarted vCenter has forgotten the session anyway
                 pass
+            self._si._stub.DropConnections()
             self._si = None
             self._content = None
 

@@ -60,6 +60,20 @@ def test_a_kept_client_reports_the_vcenter_as_it_answers_after_a_restart(vcsim_f
     c.disconnect()
 
 
+def test_disconnect_is_one_logout(vcsim):
+    """The session ends with one call (pyVim's Disconnect read the whole service content first)."""
+    c = connect(vcsim)
+    stub, before = c._si._stub, c.round_trips
+    cookie = stub.cookie
+    c.disconnect()
+    assert c.round_trips - before == 1
+    other = connect(vcsim)  # the old session id is no longer valid on the server
+    other._si._stub.cookie = cookie
+    with pytest.raises(Exception, match="NotAuthenticated|not authenticated|session"):
+        other._si.RetrieveContent().sessionManager.currentSession.key
+    other.disconnect()
+
+
 def test_bad_password_unauthorized(vcsim):
     with pytest.raises(Unauthorized):
         VSphereClient("127.0.0.1", vcsim.port, vcsim.user, "Wrong-pw-1!", scheme="http").connect()
