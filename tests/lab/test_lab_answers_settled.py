@@ -62,7 +62,7 @@ def test_a_quick_power_cycle_is_followed_as_each_task_ends(lab):
     lab._mgmt_call("mgmt", "power_off", vm)
     assert lab.state.reachability("p1-1") == "refused" and not lab.servers["p1-1"].listening
     lab._mgmt_call("mgmt", "power_on", vm)
-    assert lab.state.nodes["p1-1"]["booting"] is not None
+    # its boot began as the task returned (the lab's tiny clock may have ended it already on a loaded machine)
     events = [e["event"] for e in lab.state.ledger_view(seq)["events"] if e["node"] == "p1-1"]
     assert events[:3] == ["power_off", "power_on", "boot_started"], events
 
