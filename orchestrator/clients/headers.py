@@ -17,17 +17,16 @@ from typing import Any
 
 _PLAIN = re.compile(r"[!-9;-~]+:[^\r\n]*\r?\n")  # a header name (printable, no colon), its value, one line
 # a multipart or message/* type makes the email parser read a body too: its business
-_COMPOSITE = re.compile(r"^content-type:[ \t]*(multipart|message)/", re.I | re.M)
+_COMPOSITE = re.compile(r"content-type:[ \t]*(multipart|message)/", re.I)
 
 
 def parse_headers(fp: Any, _class: type = http.client.HTTPMessage) -> http.client.HTTPMessage:
     """`http.client.parse_headers`, same result; plain blocks without the email parser."""
     lines = http.client._read_headers(fp)  # the stdlib's reader: its line and count limits
-    text = b"".join(lines).decode("iso-8859-1")
     body = lines[:-1] if lines and lines[-1] in (b"\r\n", b"\n", b"") else lines
     texts = [line.decode("iso-8859-1") for line in body]
-    if not all(_PLAIN.fullmatch(t) for t in texts) or _COMPOSITE.search(text):
-        return email.parser.Parser(_class=_class).parsestr(text)
+    if not all(_PLAIN.fullmatch(t) for t in texts) or any(_COMPOSITE.match(t) for t in texts):
+        return email.parser.Parser(_class=_class).parsestr(b"".join(lines).decode("iso-8859-1"))
     msg = _class()
     for t in texts:
         name, value = t.split(":", 1)
