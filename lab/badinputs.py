@@ -35,6 +35,7 @@ import yaml
 
 from lab.harness import (DEFAULT_POLL, DEFAULT_SCALE, INVOKE_CORE, ROOT, JournalWatch, _lab, _standin, cli_env,
                          journal_file, lab_versions, run_cli)
+from orchestrator.core.yamlsrc import dump_plain, load_trusted
 
 BAD_DIR = ROOT / "tests" / "harness" / "bad"
 BASE_INVENTORY = ROOT / "examples" / "two-site.yml"
@@ -206,10 +207,10 @@ def _prepare(case: dict, ctx: dict[str, str], case_dir: Path) -> dict[str, str]:
         dst.write_text(Path(ctx["plan"]).read_text()[:200])
         v["bad"] = str(dst)
     elif prep == "inventory-changed":
-        inv = yaml.safe_load(Path(ctx["lab_inv"]).read_text())
+        inv = load_trusted(Path(ctx["lab_inv"]).read_text())
         inv["nodes"][3]["backup"]["location"] += "/moved"  # an edit after `invoke plan`
         dst = case_dir / "lab-inventory.yml"
-        dst.write_text(yaml.safe_dump(inv, sort_keys=False))
+        dst.write_text(dump_plain(inv, sort_keys=False))
         v["bad"] = str(dst)
     elif prep in ("password-env-missing", "password-file-0644"):
         dst = case_dir / "lab-inventory.yml"
@@ -238,6 +239,7 @@ def ctx_env(ctx: dict[str, str]) -> dict[str, str]:
 
 
 def load_cases(corpus: Path = BAD_DIR) -> list[dict]:
+    # the pure-Python loader: the corpus holds lone surrogates (\udcff) that libyaml refuses to read
     cases = yaml.safe_load((corpus / "cases.yml").read_text())
     names = [c["name"] for c in cases]
     dup = [n for n, c in collections.Counter(names).items() if c > 1]

@@ -28,10 +28,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from orchestrator.core.inventory import parse_inventory
-from orchestrator.core.yamlsrc import load_yaml
+from orchestrator.core.yamlsrc import dump_plain, load_yaml
 from orchestrator.core.versions import Version, catalogue, parse_version
 
 from .appliance import ApplianceServer
@@ -538,7 +536,7 @@ class Lab:
                 n["vm"] = dict(node["vm"])
         header = ("# Written by the vcwave lab daemon: the lab's twin of "
                   f"{self.inventory_path.name}. Hosts are loopback, ports are the twin's.\n")
-        atomic_write(self.dir / "lab-inventory.yml", header + yaml.safe_dump(raw, sort_keys=False))
+        atomic_write(self.dir / "lab-inventory.yml", header + dump_plain(raw, sort_keys=False))
 
     # -- stop --------------------------------------------------------------------------------------
     def request_stop(self) -> None:

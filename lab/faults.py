@@ -67,7 +67,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
+from orchestrator.core.yamlsrc import load_trusted
 
 from .ledger import EVENTS
 
@@ -260,7 +260,7 @@ class Faults:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Faults":
-        return cls(yaml.safe_load(Path(path).read_text()))
+        return cls(load_trusted(Path(path).read_text()))
 
     def load(self, spec: dict | list | None) -> None:
         """Replace the whole spec (validates first: a bad spec leaves the old one in place)."""

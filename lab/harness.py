@@ -54,10 +54,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import yaml
-
 from lab import kills
-from lab.standin_relay import ENV_WARM_SOCKET
+from lab.warm_relay import ENV_WARM_SOCKET
+from orchestrator.core.yamlsrc import dump_plain
 
 ROOT = Path(__file__).resolve().parents[1]
 # Invoke's core options for every command the harness runs: the checkout's tasks, and --write-pyc because
@@ -142,7 +141,7 @@ def cli_env(lab_dir: str | Path | None = None, time_scale: float = DEFAULT_SCALE
            ENV_POLL: str(DEFAULT_POLL), ENV_TIME_SCALE: str(time_scale), "PYTHONUNBUFFERED": "1"}
     if lab_dir is not None:
         env["VCWAVE_LAB_DIR"] = str(Path(lab_dir).resolve())
-    if forked():  # the installer stand-in forked from the same warm server as the commands (lab/standin_relay.py)
+    if forked():  # the installer stand-in forked from the same warm server as the commands (lab/warm_relay.py)
         from lab.warmcli import WarmCli
         env[ENV_WARM_SOCKET] = WarmCli.shared().sock
     env.update(extra)
@@ -414,7 +413,7 @@ def _faults_file(workdir: Path, sw: "Sweep") -> str | None:
     if not entries:
         return None
     path = workdir / "faults.yml"
-    path.write_text(yaml.safe_dump({"seed": sw.seed, "faults": entries}))
+    path.write_text(dump_plain({"seed": sw.seed, "faults": entries}))
     return str(path)
 
 
@@ -772,7 +771,7 @@ def transient(inventory: str | Path, workdir: str | Path, probability: float = 0
         shutil.rmtree(wd)
     wd.mkdir(parents=True)
     faults = wd / "faults.yml"
-    faults.write_text(yaml.safe_dump(transient_spec(probability, seed)))
+    faults.write_text(dump_plain(transient_spec(probability, seed)))
     tgt = target or default_target(inventory)
     before = retry.retry_count()
     r = Rehearsal(str(inventory), tgt, wd, time_scale, str(faults), say=say)

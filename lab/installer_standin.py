@@ -51,7 +51,7 @@ from orchestrator.hosts import is_loopback
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_version
 
 from .converge import EXTERNAL_PSC_LINES, converge_problem, version_of
-from .standin_relay import ENV_WARM_SOCKET
+from .warm_relay import ENV_WARM_SOCKET
 
 EXIT_OK, EXIT_FAILED, EXIT_TEMPLATE, EXIT_PRECHECK, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 ENV_VERSION = "VCWAVE_STANDIN_VERSION"
@@ -295,8 +295,8 @@ class Lab:
 
     def mgmt_credential(self) -> str:
         try:
-            import yaml
-            inv = yaml.safe_load((self.dir / "lab-inventory.yml").read_text())
+            from orchestrator.core.yamlsrc import load_trusted
+            inv = load_trusted((self.dir / "lab-inventory.yml").read_text())
             return (inv.get("management") or [{}])[0].get("credentials", "sso")
         except Exception:
             return "sso"
@@ -589,11 +589,11 @@ def standin_path(target: str | None = None, bin_dir: str | Path | None = None) -
         env = f"export {ENV_VERSION}='{v.release}'\n"
         name = f"vcsa-deploy-{v.release.replace(' ', '')}"
     p = d / name
-    relay = Path(__file__).resolve().parent / "standin_relay.py"
+    relay = Path(__file__).resolve().parent / "warm_relay.py"
     text = ("#!/bin/sh\n# vcwave lab: stand-in for VMware's vcsa-deploy (written by lab.installer_standin)\n"
             f"PYTHONPATH='{root}'${{PYTHONPATH:+:$PYTHONPATH}}\nexport PYTHONPATH\n{env}"
-            "# forked from the warm server the tests and the harness run, when there is one (lab/standin_relay.py)\n"
-            f"[ -S \"${{{ENV_WARM_SOCKET}:-}}\" ] && exec '{sys.executable}' -S '{relay}' \"$@\"\n"
+            "# forked from the warm server the tests and the harness run, when there is one (lab/warm_relay.py)\n"
+            f"[ -S \"${{{ENV_WARM_SOCKET}:-}}\" ] && exec '{sys.executable}' -S '{relay}' lab.installer_standin \"$@\"\n"
             f"exec '{sys.executable}' -m lab.installer_standin \"$@\"\n")
     if not p.exists() or p.read_text() != text:
         tmp = p.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")  # threads share a pid

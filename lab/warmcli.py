@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 from typing import IO
 
@@ -39,8 +40,9 @@ PRELOAD = ("invoke", "invoke.main", "yaml", "orchestrator.connect", "orchestrato
            "orchestrator.commands.rollback", "orchestrator.commands.repoint", "orchestrator.commands.report",
            "orchestrator.log", "orchestrator.cli.program", "orchestrator.console", "lab.harness", "lab.daemon",
            "lab.vmevents", "lab.mgmt", "lab.vcsim", "lab.installer_standin")
-# modules whose main(argv) a child may run (the installer stand-in through lab/standin_relay.py)
+# modules whose main(argv) a child may run (the installer stand-in through lab/warm_relay.py)
 ENTRY_POINTS = ("lab.harness", "lab.daemon", "lab.installer_standin")
+PYTHON = "python"  # or `python [-u] [-B] -c CODE` (a test session's xdist worker, through lab/warm_relay.py)
 MAX_MSG = 1 << 20
 SHARED_ENV = "VCWAVE_WARMCLI_SOCKET"  # a parent's server, adopted by WarmCli.shared (share_with_children)
 SHARED_PID_ENV = "VCWAVE_WARMCLI_PID"  # and its pid
@@ -70,10 +72,13 @@ def _child(header: dict, fds: list[int], server_fds: tuple[int, ...], in_session
         # ignored, SIGINT -> KeyboardInterrupt) is what a fresh interpreter has too
         sys.stdout.reconfigure(write_through=True)
         module = header["module"]
-        if module not in ENTRY_POINTS:
+        if module == PYTHON:
+            code = _python_c(list(header["argv"]))
+        elif module not in ENTRY_POINTS:
             raise SystemExit(f"warmcli: {module} is not an entry point it runs")
-        sys.argv = [f"python -m {module}", *header["argv"]]
-        code = int(importlib.import_module(module).main(list(header["argv"])) or 0)
+        else:
+            sys.argv = [f"python -m {module}", *header["argv"]]
+            code = int(importlib.import_module(module).main(list(header["argv"])) or 0)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, (int, type(None))):
@@ -91,13 +96,32 @@ def _child(header: dict, fds: list[int], server_fds: tuple[int, ...], in_session
         os._exit(code)
 
 
+def _python_c(argv: list[str]) -> int:
+    """`python [-u] [-B] -c CODE [ARGS]` in the child: CODE run as a fresh interpreter's `__main__`, then the
+    exit functions a fresh interpreter runs (the child leaves through os._exit). -u is what the child's
+    write-through stdout already is."""
+    flags = argv[:argv.index("-c")] if "-c" in argv else argv
+    if set(flags) - {"-u", "-B"} or "-c" not in argv or len(argv) <= len(flags) + 1:
+        raise SystemExit(f"warmcli: only `python [-u] [-B] -c CODE` runs here, not {argv[:3]}")
+    sys.dont_write_bytecode = sys.dont_write_bytecode or "-B" in flags
+    code, sys.argv = argv[len(flags) + 1], ["-c", *argv[len(flags) + 2:]]
+    main = types.ModuleType("__main__")
+    sys.modules["__main__"] = main
+    try:
+        exec(compile(code, "<string>", "exec"), main.__dict__)  # noqa: S102 - the caller's own program
+    finally:
+        atexit._run_exitfuncs()
+    return 0
+
+
 def _exit_code(status: int) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-def serve(sock_path: str) -> None:
-    """Accept spawn requests until the parent goes away (stdin closes)."""
-    for name in PRELOAD:  # only a head start: a module that moved is imported by the child when it needs it
+def serve(sock_path: str, preload: tuple[str, ...] = ()) -> None:
+    """Accept spawn requests until the parent goes away (stdin closes). `preload`: more modules to import
+    first (what the starter's children will import: a test session's for its workers)."""
+    for name in (*PRELOAD, *preload):  # only a head start: a module that moved is imported by the child when it needs it
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -156,7 +180,7 @@ def _accept(srv: socket.socket, sel: selectors.BaseSelector, waiting: dict[int, 
         conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
     except OSError:  # the caller is gone: its child is still reaped (and told nobody)
         return
-    if header.get("tied"):  # the caller's end ends the child (lab/standin_relay.py)
+    if header.get("tied"):  # the caller's end ends the child (lab/warm_relay.py)
         sel.register(conn, selectors.EVENT_READ, pid)
 
 
@@ -240,7 +264,7 @@ class WarmCli:
     _lock = threading.Lock()
     _instance: "WarmCli | None" = None
 
-    def __init__(self, adopt: str | None = None, *, wait: bool = True) -> None:
+    def __init__(self, adopt: str | None = None, *, wait: bool = True, preload: tuple[str, ...] = ()) -> None:
         self.proc: subprocess.Popen | None = None
         self._dir: str | None = None
         if adopt is not None:  # a parent's server: it owns it (and stops it)
@@ -252,7 +276,8 @@ class WarmCli:
                                                             if p)}
         env.pop(SHARED_ENV, None)
         env.pop(SHARED_PID_ENV, None)
-        self.proc = subprocess.Popen([sys.executable, "-m", "lab.warmcli", self.sock], stdin=subprocess.PIPE,
+        extra = [",".join(preload)] if preload else []
+        self.proc = subprocess.Popen([sys.executable, "-m", "lab.warmcli", self.sock, *extra], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
         self.pid = self.proc.pid  # the server's: the commands it forks are its children
         atexit.register(self.close)
@@ -279,14 +304,17 @@ class WarmCli:
             return cls._instance
 
     @classmethod
-    def share_with_children(cls) -> None:
+    def share_with_children(cls, preload: tuple[str, ...] = ()) -> "WarmCli":
         """Start this process's server now, without waiting for it to be ready, and name its socket to every
-        child process started from now on (they adopt it in `shared`, waiting for it to listen)."""
+        child process started from now on (they adopt it in `shared`, waiting for it to listen). `preload`:
+        what those children import beyond the commands (a test session's workers, forked through
+        lab/warm_relay.py)."""
         with cls._lock:
             if cls._instance is None or not cls._instance.running():
-                cls._instance = cls(wait=False)
+                cls._instance = cls(wait=False, preload=preload)
             os.environ[SHARED_ENV] = cls._instance.sock
             os.environ[SHARED_PID_ENV] = str(cls._instance.pid)
+            return cls._instance
 
     def spawn(self, argv: list[str], cwd: str | Path, env: dict[str, str], *, module: str = "lab.harness",
               stdout: IO | None = None, capture_stdout: bool = True, capture_stderr: bool = True) -> WarmProcess:
@@ -350,4 +378,4 @@ def run(argv: list[str], cwd: str | Path, env: dict[str, str], timeout: float) -
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else ())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -71,13 +72,36 @@ def examples(n: int) -> int:
     return n if FULL_SWEEP["on"] else max(10, n // 3)
 
 
+# What every worker imports to collect the suite, beyond the commands the warm server already holds: pytest and
+# its built-in plugins, Hypothesis, execnet, mock, the lab modules the tests use. Plugins' own modules are left to
+# the worker (pytest must see them first to rewrite their asserts); Hypothesis' package is not a plugin module
+# but is in a plugin's distribution, so pytest warns it could not rewrite it (pyproject.toml: filterwarnings).
+WORKER_IMPORTS = ("pytest", "_pytest.python", "_pytest.fixtures", "_pytest.runner", "_pytest.debugging",
+                  "_pytest.junitxml", "_pytest.skipping", "_pytest.unittest", "_pytest.warnings", "pdb",
+                  "unittest.mock", "execnet", "hypothesis", "hypothesis.strategies", "lab.badinputs", "lab.bench",
+                  "lab.record", "lab.rehearse", "lab.manage", "orchestrator.commands.finalize")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     FULL_SWEEP["on"] = bool(config.getoption("--full"))
     if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
         # The controller, before its workers start: one warm CLI server for all of them (each forks commands;
         # its imports are paid once, not once per worker). Started now, ready while the workers collect.
+        from lab.harness import forked
         from lab.warmcli import WarmCli
-        WarmCli.share_with_children()
+        server = WarmCli.share_with_children(preload=WORKER_IMPORTS)
+        if forked():  # the workers themselves forked from it too (VCWAVE_HARNESS_FORK=0: fresh interpreters)
+            config.option.tx = [warm_worker(spec, server.sock) for spec in config.option.tx]
+
+
+def warm_worker(spec: str, sock: str) -> str:
+    """xdist's plain `popen` worker as a fork of the warm server (lab/warm_relay.py runs execnet's `python -u
+    -c BOOTSTRAP` there, or in a fresh interpreter if the server is gone); ~0.9 s of CPU of imports saved per
+    worker. Any other spec (`--tx ssh=...`, a chosen python) is left as given."""
+    if spec != "popen":
+        return spec
+    relay = Path(__file__).resolve().parents[1] / "lab" / "warm_relay.py"
+    return "popen//python=" + shlex.join([sys.executable, "-S", str(relay), "--socket", sock, "python"])
 
 
 # The default run (`python3 -m pytest -q`, what CI runs) covers every behaviour once; `--full` adds the sweep

@@ -26,6 +26,7 @@ from orchestrator.engine.journal import journal_path
 from orchestrator.engine.runner import run_adhoc
 from orchestrator.errors import RefusedError, StepFailed
 from orchestrator.facts.node import gather
+from orchestrator.core.yamlsrc import dump_plain
 
 
 def _live(engine, names: list[str]) -> dict[str, Version | None]:
@@ -71,7 +72,7 @@ def _serving_vms(engine, removals: tuple[Removal, ...]) -> dict[str, str]:
 
 def _write_next_inventory(engine, live: dict[str, Version | None], gone: list[str], vms: dict[str, str]) -> Path:
     raw = yaml.safe_load(Path(engine.inv.path).read_text(encoding="utf-8"))
-    text = yaml.safe_dump(next_inventory(raw, {n: (v.release, v.build) for n, v in live.items() if v is not None},
+    text = dump_plain(next_inventory(raw, {n: (v.release, v.build) for n, v in live.items() if v is not None},
                                          gone, vms), sort_keys=False, default_flow_style=None)
     path = journal_path(engine.options.state_dir, engine.inv.domain).with_name(FILENAME)
     write_atomic("--state-dir", path, header(engine.inv.path, engine.plan.target) + text)

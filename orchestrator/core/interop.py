@@ -11,7 +11,7 @@ from functools import lru_cache
 from importlib import resources
 
 from orchestrator.core.versions import Version, catalogue, parse_version
-from orchestrator.core.yamlsrc import load_bundled
+from orchestrator.core.yamlsrc import load_trusted
 
 UPGRADE_METHODS = ("update", "installer", "manual", "none")
 
@@ -43,7 +43,7 @@ class InteropData:
 
 @lru_cache(maxsize=1)
 def interop_data() -> InteropData:
-    raw = load_bundled(resources.files("orchestrator.core").joinpath("data/interop.yaml").read_text())
+    raw = load_trusted(resources.files("orchestrator.core").joinpath("data/interop.yaml").read_text())
     return InteropData(
         upgrade_paths={k: tuple(v) for k, v in raw["upgrade_paths"].items()},
         lines={k: LineFeatures(**v) for k, v in raw["lines"].items()},

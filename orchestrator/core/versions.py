@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from orchestrator.core.yamlsrc import load_bundled
+from orchestrator.core.yamlsrc import load_trusted
 
 _RELEASE_RE = re.compile(
     r"^\s*(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+))?"  # 6.5 or 6.5.0
@@ -174,7 +174,7 @@ class Catalogue:
 def catalogue() -> Catalogue:
     """The release catalogue shipped in orchestrator/core/data/releases.yaml."""
     text = resources.files("orchestrator.core").joinpath("data/releases.yaml").read_text()
-    rows = load_bundled(text)["releases"]
+    rows = load_trusted(text)["releases"]
     out = []
     for row in rows:
         base = parse_version(row["release"], row["build"])

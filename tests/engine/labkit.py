@@ -10,7 +10,7 @@ from typing import Iterator
 from lab import manage
 from lab.installer_standin import ENV_LAB_DIR, standin_path
 from lab.rehearse import deadline_scale
-from lab.standin_relay import ENV_WARM_SOCKET
+from lab.warm_relay import ENV_WARM_SOCKET
 from lab.warmcli import WarmCli
 from orchestrator.commands import plan as plan_cmd
 from orchestrator.commands.session import CommonFlags

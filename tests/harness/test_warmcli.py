@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -55,7 +57,7 @@ def test_only_known_entry_points_run(tmp_path):
 
 
 def test_a_caller_gone_before_its_pid_costs_only_its_own_request(tmp_path):
-    """The server is shared (a test session's workers, lab/standin_relay.py's relays): a caller killed right
+    """The server is shared (a test session's workers, lab/warm_relay.py's relays): a caller killed right
     after asking once took it down for everyone (BrokenPipeError sending the pid). Now the server goes on."""
     import json
     import socket
@@ -73,3 +75,49 @@ def test_a_caller_gone_before_its_pid_costs_only_its_own_request(tmp_path):
                      tmp_path, harness.cli_env(), timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert server.running() and warmcli.WarmCli.shared() is server
+
+
+RELAY = ROOT / "lab" / "warm_relay.py"
+PROGRAM = ("import atexit, os, sys\n"
+           "atexit.register(lambda: print('atexit ran', flush=True))\n"
+           "print(__name__, sys.argv, sys.stdin.readline().strip(), flush=True)\n"
+           "sys.exit(int(sys.argv[1]))\n")
+
+
+def _relay(tmp_path, *socket_args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in harness.cli_env().items() if k != "VCWAVE_WARM_SOCKET"}
+    return subprocess.run([sys.executable, "-S", str(RELAY), *socket_args, "python", "-u", "-c", PROGRAM, "3"],
+                          input="from stdin\n", capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+
+
+def test_a_python_c_program_through_the_relay_is_a_fresh_interpreters_main(tmp_path):
+    """`python -u -c CODE ARGS` (how execnet starts an xdist worker) forked from the warm server through
+    lab/warm_relay.py: the same `__main__`, argv, stdin, exit functions and exit code as a fresh interpreter
+    (the relay without a server runs one)."""
+    warm = _relay(tmp_path, "--socket", warmcli.WarmCli.shared().sock)
+    fresh = _relay(tmp_path)
+    assert (warm.returncode, warm.stdout) == (fresh.returncode, fresh.stdout) == (
+        3, "__main__ ['-c', '3'] from stdin\natexit ran\n"), (warm, fresh)
+
+
+def test_an_execnet_gateway_through_the_relay_is_a_child_of_the_warm_server(tmp_path):
+    """What tests/conftest.py gives xdist (warm_worker): a working execnet gateway whose process is the warm
+    server's child (its imports already paid), with the caller's cwd and environment."""
+    import execnet
+
+    from tests.conftest import warm_worker
+    server = warmcli.WarmCli.shared()
+    assert warm_worker("ssh=somewhere", server.sock) == "ssh=somewhere"  # only plain popen workers are forked
+    gw = execnet.makegateway(warm_worker("popen", server.sock))
+    try:
+        ch = gw.remote_exec("import os, sys; channel.send((os.getppid(), os.getcwd(), 'pyVmomi' in sys.modules))")
+        assert ch.receive(60) == (server.pid, os.getcwd(), True)
+    finally:
+        gw.exit()
+
+
+def test_a_python_program_with_other_flags_is_refused(tmp_path):
+    proc = warmcli.WarmCli.shared().spawn(["-X", "dev", "-c", "print(1)"], tmp_path, harness.cli_env(),
+                                          module="python")
+    assert proc.wait(60) != 0
+    assert "only `python [-u] [-B] -c CODE` runs here" in proc.stderr.read()

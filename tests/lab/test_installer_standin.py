@@ -27,7 +27,7 @@ from tests.core.test_installer_template import PSC_ONLY
 
 from lab.installer_standin import ENV_LAB_DIR, ENV_VERSION, standin_path
 from lab.installer_standin import main as standin_main
-from lab.standin_relay import ENV_WARM_SOCKET
+from lab.warm_relay import ENV_WARM_SOCKET
 from lab.warmcli import WarmCli
 from orchestrator.clients.installer import (InstallerFailed, InstallerNotConfigured, InstallerPrecheckRefused,
                                             InstallerRunner, InstallerTemplateRefused, InstallerUnreachable,
@@ -448,7 +448,7 @@ def _wrapper_run(twin, target: str, template_file: Path, *flags: str, warm: bool
 
 
 def test_the_warm_wrapper_is_the_installer_its_exit_code_output_and_lifetime(twin):
-    """lab/standin_relay.py: with a warm server the wrapper's process gives the same exit code and output as a
+    """lab/warm_relay.py: with a warm server the wrapper's process gives the same exit code and output as a
     fresh stand-in; the product stopping it (SIGTERM to its group) stops the stand-in, which ends the relay
     the same way (-SIGTERM); a relay killed outright (SIGKILL) takes its stand-in with it."""
     bad = twin.template("p1", "6.5 U1")
