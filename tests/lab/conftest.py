@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import select
 import ssl
 import textwrap
 from pathlib import Path
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from lab.daemon import Lab
+from orchestrator.clients.keepalive import dropped
 
 ROOT = Path(__file__).resolve().parents[2]
 TWO_SITE = ROOT / "examples" / "two-site.yml"
@@ -81,24 +81,14 @@ def lab(make_lab):
     return make_lab()
 
 
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """The peer closed this kept connection (or never opened it): its socket is readable between requests."""
-    if conn.sock is None:
-        return False  # not connected yet: http.client connects on the first request
-    try:
-        return bool(select.select([conn.sock], [], [], 0)[0])
-    except (OSError, ValueError):
-        return True
-
-
 class Rest:
-    """Plain http.client calls against one node (no product code), over one kept connection.
+    """Plain http.client calls against one node (no product client code), over one kept connection.
 
     Why kept: a TLS handshake costs ~3.5 ms of CPU (client and twin, OpenSSL 3.0) against ~0.7 ms for a request
     on an open connection, and these tests make ~850 calls. A connection the twin closed meanwhile (a reboot,
-    a stop, `Connection: close`) is noticed before the next request (its socket reads as closed, like urllib3's
-    check) and replaced; a connection a request failed on is dropped, so the failure (a reset fault) is the
-    caller's and the next call starts afresh."""
+    a stop) is noticed before the next request (its socket reads as closed: the product's check,
+    clients/keepalive.dropped) and replaced; a connection a request failed on is dropped, so the failure (a
+    reset fault) is the caller's and the next call starts afresh."""
 
     def __init__(self, url: str, lab: Lab | None = None) -> None:
         u = urlsplit(url)
@@ -109,7 +99,7 @@ class Rest:
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is not None and not _dropped(self._conn):
+        if self._conn is not None and (self._conn.sock is None or not dropped(self._conn.sock)):
             return self._conn
         self.close()
         if self.scheme == "https":  # the twins serve https signed by the lab CA: verified, like vcwave does
