@@ -31,8 +31,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import yaml
-
 from lab.harness import (DEFAULT_POLL, DEFAULT_SCALE, INVOKE_CORE, ROOT, JournalWatch, _lab, _standin, cli_env,
                          journal_file, lab_versions, run_cli)
 from orchestrator.core.yamlsrc import dump_plain, load_trusted
@@ -193,9 +191,10 @@ def _prepare(case: dict, ctx: dict[str, str], case_dir: Path) -> dict[str, str]:
         dst = case_dir / f"{case['name']}.yml"
         dst.write_text(_edited_inventory(case, base))
         v["bad"] = str(dst)
-    if "write" in case:  # a plan/inventory file of exactly these characters
-        dst = case_dir / case["write"]["name"]
-        dst.write_bytes(case["write"]["text"].encode("utf-8", "surrogateescape"))
+    if "write" in case:  # a plan/inventory file of exactly these characters (`text`) or bytes (`hex`)
+        w = case["write"]
+        dst = case_dir / w["name"]
+        dst.write_bytes(bytes.fromhex(w["hex"]) if "hex" in w else w["text"].encode("utf-8"))
         v["bad"] = str(dst)
     prep = case.get("prepare", "")
     if prep.startswith("tamper:"):
@@ -239,8 +238,7 @@ def ctx_env(ctx: dict[str, str]) -> dict[str, str]:
 
 
 def load_cases(corpus: Path = BAD_DIR) -> list[dict]:
-    # the pure-Python loader: the corpus holds lone surrogates (\udcff) that libyaml refuses to read
-    cases = yaml.safe_load((corpus / "cases.yml").read_text())
+    cases = load_trusted((corpus / "cases.yml").read_text())
     names = [c["name"] for c in cases]
     dup = [n for n, c in collections.Counter(names).items() if c > 1]
     if dup:
