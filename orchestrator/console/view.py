@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console as RichConsole
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from orchestrator.console.model import Running, RunView
 
-from orchestrator.console.model import Running, RunView, duration
+if TYPE_CHECKING:
+    from orchestrator.console.live import LiveView
 
 
 class Console:
@@ -32,12 +29,10 @@ class Console:
         self.live_mode = stream.isatty() if live is None else live
         self._starts: list[Running] = []  # plain mode: started, not printed yet
         self._timer: threading.Timer | None = None
-        self._live: Live | None = None
-        if self.live_mode:
-            self._rich = RichConsole(file=stream, force_terminal=True, highlight=False, soft_wrap=True)
-            self._live = Live(_Board(self.view), console=self._rich, refresh_per_second=refresh_per_second,
-                              transient=True, redirect_stdout=True, redirect_stderr=True)
-            self._live.start()
+        self._live: LiveView | None = None
+        if self.live_mode:  # rich only here: ~50 ms of imports a command in a pipe, CI or AWX never needs
+            from orchestrator.console import live
+            self._live = live.LiveView(self.view, stream, refresh_per_second)
 
     # ---------------------------------------------------------------- sink
     def __call__(self, event: dict[str, Any]) -> None:
@@ -99,29 +94,6 @@ class Console:
     def _print(self, line: str) -> None:
         stamp = time.strftime("%H:%M:%S")
         if self._live is not None:
-            self._rich.print(Text(f"{stamp} {line}"))
+            self._live.print(f"{stamp} {line}")
         else:
             print(f"{stamp} {line}", file=self.stream, flush=True)
-
-
-class _Board:
-    """The live part: the window clock and one row per running step, recomputed at every refresh."""
-
-    def __init__(self, view: RunView) -> None:
-        self.view = view
-
-    def __rich__(self) -> Group:
-        now = self.view.clock()
-        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1))
-        for run in list(self.view.running.values()):
-            pct = f"{run.percent:.0f}%" if run.percent is not None else "  -"
-            remaining = run.remaining(now)
-            left = f"~{duration(remaining)} left" if remaining is not None else ""
-            table.add_row(Text(f"  {run.who()}"), Text(run.label()), Text(pct, justify="right"),
-                          Text(run.phase or "running"), Text(f"{duration(run.elapsed(now))} elapsed"), Text(left),
-                          Text(run.waiting_text(), style="yellow"))
-        clock = self.view.window_text()
-        if not self.view.running and not clock:
-            return Group()  # between steps: nothing to draw
-        header = Text(f"running {len(self.view.running)} step(s)" + (f" · {clock}" if clock else ""), style="bold")
-        return Group(header, table)

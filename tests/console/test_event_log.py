@@ -145,3 +145,25 @@ def test_a_fresh_process_logs_exceptions_without_loading_richs_traceback_machine
     assert r.returncode == 0, r.stderr
     assert "boom" in r.stdout and "ZeroDivisionError: division by zero" in r.stdout and "Traceback" in r.stdout
     assert "loaded: []" in r.stdout and "rich after: Console" in r.stdout
+
+
+PIPED = """
+import sys
+from orchestrator import log
+log.configure(human=True)
+log.get_logger("t").info("step.done", step="backup:psc-a", node="psc-a", kind="backup", seconds=3.0)
+log.finish()
+print("rich loaded:", sorted(m for m in sys.modules if m == "rich" or m.startswith("rich.")))
+"""
+
+
+def test_a_commands_console_on_a_pipe_prints_plain_lines_without_importing_rich():
+    """A command whose output goes to a pipe (CI, AWX, a log file) gets the plain console: its lines are
+    printed and rich, ~50 ms of imports, is never loaded (orchestrator/console/live.py is a terminal's only)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    r = subprocess.run([sys.executable, "-c", PIPED], capture_output=True, text=True, timeout=60,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr
+    assert "psc-a" in r.stdout and "rich loaded: []" in r.stdout, r.stdout
