@@ -19,8 +19,9 @@ stderr, working directory, environment and arguments, and lives exactly as long 
 Usage: `python -S warm_relay.py [--socket PATH] PROGRAM [ARGS...]`, PROGRAM one of the server's entry points
 (`lab.installer_standin`: `python -m PROGRAM ARGS`) or `python` (`python ARGS`, ARGS being `[-u] [-B] -c CODE`:
 execnet's bootstrap of an xdist worker). The socket is PATH, else $VCWAVE_WARM_SOCKET; a PATH not there yet
-is waited for (the test session's server imports before it listens). Without a server (a rehearsal, a lab
-started by hand, a server gone), the relay becomes the program in a fresh interpreter instead.
+is waited for while its server lives (the test session's server imports before it listens). Without a
+server (a rehearsal, a lab started by hand, a server gone), the relay becomes the program in a fresh
+interpreter instead.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import sys
 import time
 
 ENV_WARM_SOCKET = "VCWAVE_WARM_SOCKET"
+ENV_SERVER_PID = "VCWAVE_WARMCLI_PID"  # lab/warmcli.py's SHARED_PID_ENV (this relay imports nothing of vcwave)
 PYTHON = "python"  # the program `python ARGS` (lab/warmcli.py runs its `-c CODE` form)
 RELAYED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SOCKET_WAIT = 60.0  # seconds to wait for a --socket that is not there yet (its server is importing)
@@ -42,9 +44,22 @@ def _fresh(program: str, args: list[str]) -> None:
     os.execv(sys.executable, [sys.executable, *(args if program == PYTHON else ["-m", program, *args])])
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _connect(path: str, wait: float) -> socket.socket | None:
+    """The server's connection; a socket not there yet is waited for while its server (its pid in
+    $VCWAVE_WARMCLI_PID, when set) lives, at most `wait` seconds."""
     end = time.monotonic() + wait
-    while not os.path.exists(path) and time.monotonic() < end:
+    server = int(os.environ.get(ENV_SERVER_PID) or 0)
+    while not os.path.exists(path) and time.monotonic() < end and (not server or _alive(server)):
         time.sleep(0.02)
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

@@ -84,8 +84,8 @@ PROGRAM = ("import atexit, os, sys\n"
            "sys.exit(int(sys.argv[1]))\n")
 
 
-def _relay(tmp_path, *socket_args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in harness.cli_env().items() if k != "VCWAVE_WARM_SOCKET"}
+def _relay(tmp_path, *socket_args: str, **env_extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in harness.cli_env().items() if k != "VCWAVE_WARM_SOCKET"} | env_extra
     return subprocess.run([sys.executable, "-S", str(RELAY), *socket_args, "python", "-u", "-c", PROGRAM, "3"],
                           input="from stdin\n", capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
 
@@ -98,6 +98,17 @@ def test_a_python_c_program_through_the_relay_is_a_fresh_interpreters_main(tmp_p
     fresh = _relay(tmp_path)
     assert (warm.returncode, warm.stdout) == (fresh.returncode, fresh.stdout) == (
         3, "__main__ ['-c', '3'] from stdin\natexit ran\n"), (warm, fresh)
+
+
+def test_a_relay_whose_server_died_before_listening_runs_the_program_fresh_at_once(tmp_path):
+    """A test session's server that dies while importing never creates its socket: each worker's relay stops
+    waiting when the server's pid is gone (not after the minute it would give a live one) and runs the
+    program in a fresh interpreter, with the same output."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    start = time.monotonic()
+    r = _relay(tmp_path, "--socket", str(tmp_path / "never"), VCWAVE_WARMCLI_PID=dead.stdout.strip())
+    assert (r.returncode, r.stdout) == (3, "__main__ ['-c', '3'] from stdin\natexit ran\n"), r
+    assert time.monotonic() - start < 30  # the relay's wait for a live server is 60 s
 
 
 def test_an_execnet_gateway_through_the_relay_is_a_child_of_the_warm_server(tmp_path):
