@@ -182,6 +182,7 @@ def bench_lab(inventory: str | Path = LARGE, time_scale: float = 0.001, sample_s
               workdir: str | Path | None = None) -> list[Row]:
     """Start a twin of `inventory` with `lab.manage.up` in a tmp dir, measure, stop, check no pid survives."""
     from lab import manage
+    from lab.warm_relay import alive
     name = Path(inventory).name
     with _tmpdir(workdir, "vcwave-bench-lab-") as tmp:
         lab_dir = Path(tmp) / "lab"
@@ -204,7 +205,7 @@ def bench_lab(inventory: str | Path = LARGE, time_scale: float = 0.001, sample_s
             manage.down(lab_dir)
         _reap(int(info.get("pid") or 0))
         time.sleep(0.2)
-        survivors = [p for p in pids if manage._alive(p)]
+        survivors = [p for p in pids if alive(p)]
     nodes = len(info.get("nodes") or {})
     return [
         row(f"lab: {name} twin ready ({nodes} nodes, {vcsims} vcsim)", wall, "s", "< 15 s", wall < 15,

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
+from lab.warm_relay import alive
 from orchestrator.errors import VcwaveError
 
 DEFAULT_DIR = Path(".vcwave/lab")
@@ -26,22 +27,6 @@ class LabError(VcwaveError):
     """The lab could not be started or reached (exit 1)."""
 
     pass
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def read_lab(lab_dir: str | Path = DEFAULT_DIR) -> dict[str, Any]:
@@ -65,7 +50,7 @@ def up(inventory: str | Path, lab_dir: str | Path = DEFAULT_DIR, time_scale: flo
     d.mkdir(parents=True, exist_ok=True)
     if (d / "lab.json").exists():
         old = read_lab(d)
-        if _alive(old.get("pid")) and old.get("running", True):
+        if alive(old.get("pid")) and old.get("running", True):
             raise LabError(f"a lab is already running in {d} (pid {old['pid']}): `invoke lab.down` first")
     if reset:
         (d / "state.json").unlink(missing_ok=True)
@@ -106,7 +91,7 @@ def _tail(d: Path, n: int = 20) -> str:
 
 def status(lab_dir: str | Path = DEFAULT_DIR) -> dict[str, Any]:
     info = read_lab(lab_dir)
-    info["alive"] = _alive(info.get("pid"))
+    info["alive"] = alive(info.get("pid"))
     if info["alive"] and info.get("control_url"):
         try:
             with urllib.request.urlopen(info["control_url"] + "/lab/state", timeout=5) as r:
@@ -170,17 +155,17 @@ def down(lab_dir: str | Path = DEFAULT_DIR, timeout: float = 20.0) -> list[int]:
         return []
     stopped = []
     pid = info.get("pid")
-    if _alive(pid):
+    if alive(pid):
         os.kill(pid, signal.SIGTERM)
         end = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < end:
+        while alive(pid) and time.monotonic() < end:
             time.sleep(0.05)
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
         stopped.append(pid)
     for entry in list(info.get("nodes", {}).values()) + list(info.get("management", {}).values()):
         vp = entry.get("vcsim_pid")
-        if _alive(vp):
+        if alive(vp):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(vp, signal.SIGKILL)
             stopped.append(vp)

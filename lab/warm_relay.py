@@ -44,14 +44,22 @@ def _fresh(program: str, args: list[str]) -> None:
     os.execv(sys.executable, [sys.executable, *(args if program == PYTHON else ["-m", program, *args])])
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int | None) -> bool:
+    """The process `pid` runs (not a zombie; a pid of another user's counts as running): the lab's daemons and
+    this relay's server alike (standard library only, like the rest of this file)."""
+    if not pid:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie child of ours is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def _connect(path: str, wait: float) -> socket.socket | None:
@@ -59,7 +67,7 @@ def _connect(path: str, wait: float) -> socket.socket | None:
     $VCWAVE_WARMCLI_PID, when set) lives, at most `wait` seconds."""
     end = time.monotonic() + wait
     server = int(os.environ.get(ENV_SERVER_PID) or 0)
-    while not os.path.exists(path) and time.monotonic() < end and (not server or _alive(server)):
+    while not os.path.exists(path) and time.monotonic() < end and (not server or alive(server)):
         time.sleep(0.02)
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

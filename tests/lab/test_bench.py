@@ -16,6 +16,7 @@ import pytest
 
 from lab import bench
 from lab import manage
+from lab.warm_relay import alive
 
 KEYS = {"name", "value", "unit", "target", "ok"}
 
@@ -125,7 +126,7 @@ def test_bench_lab_leaves_no_process(vcsim_binary, tmp_path):
     info = manage.read_lab(tmp_path / "lab")
     pids = bench.lab_pids(info)
     assert len(pids) == 1 + 2 + 1  # the daemon, two vCenters' vcsim, the management vCenter's
-    assert not [p for p in pids if manage._alive(p)]
+    assert not [p for p in pids if alive(p)]
     assert by_name(rows, "peak RSS")[0]["value"] > 0
 
 
@@ -140,7 +141,7 @@ def test_bench_overhead_two_site(vcsim_binary, tmp_path):
         assert by_name(mine, "whole sequence")
     assert by_name(rows, "journal append")
     for p in bench.lab_pids(manage.read_lab(tmp_path / "prod" / "lab")):
-        assert not manage._alive(p)
+        assert not alive(p)
 
 
 def single_site_67(tmp_path):
@@ -170,7 +171,7 @@ def test_bench_window_single_site(vcsim_binary, tmp_path):
     assert by_name(rows, "installs only")[0]["value"] == pytest.approx(2 * d["install"])
     for pb in ("default", "serial"):
         for p in bench.lab_pids(manage.read_lab(tmp_path / "w" / pb / pb / "lab")):
-            assert not manage._alive(p)
+            assert not alive(p)
 
 
 @pytest.mark.full  # the benchmarks' own tooling: the full sweep (TIERS.md)

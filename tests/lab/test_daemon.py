@@ -17,6 +17,7 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
 from lab import mgmt
+from lab.warm_relay import alive
 from orchestrator.core.inventory import load_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,17 +198,6 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_daemon_process_large_domain_start_and_sigterm(vcsim_binary, labkit, tmp_path):
     """10 PSCs + 15 vCenters (5 sites x 2 PSCs x 3 vCenters): up < 15 s, < 2 GiB RSS; SIGTERM stops all."""
     inv = labkit.inventory(tmp_path, "large", labkit.domain_yaml("6.5 U1", sites=5, psc_per_site=2, vc_per_site=3))
@@ -232,9 +222,9 @@ def test_daemon_process_large_domain_start_and_sigterm(vcsim_binary, labkit, tmp
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         end = time.monotonic() + 10
-        while any(_alive(p) for p in pids) and time.monotonic() < end:
+        while any(alive(p) for p in pids) and time.monotonic() < end:
             time.sleep(0.05)
-        assert not any(_alive(p) for p in pids)
+        assert not any(alive(p) for p in pids)
         assert json.loads((d / "lab.json").read_text())["running"] is False
     finally:
         if proc.poll() is None:
@@ -242,7 +232,7 @@ def test_daemon_process_large_domain_start_and_sigterm(vcsim_binary, labkit, tmp
             proc.wait()
         info = json.loads((d / "lab.json").read_text()) if (d / "lab.json").exists() else {}
         for e in list(info.get("nodes", {}).values()) + list(info.get("management", {}).values()):
-            if e.get("vcsim_pid") and _alive(e["vcsim_pid"]):
+            if e.get("vcsim_pid") and alive(e["vcsim_pid"]):
                 os.kill(e["vcsim_pid"], signal.SIGKILL)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 import time
 import urllib.request
@@ -14,6 +13,7 @@ from pyVmomi import vim, vmodl
 from lab import mgmt
 from lab.tlsca import ensure_lab_tls
 from lab.vcsim import VcsimProcess, VcsimSpec, VcsimUnavailable, ensure_vcsim_binary
+from lab.warm_relay import alive
 from orchestrator.clients.retry import TlsError
 from orchestrator.clients.vsphere import VSphereClient
 from orchestrator.core.thumbprint import sha256_thumbprint
@@ -45,15 +45,6 @@ def start(vcsim_binary, tmp_path):
     yield _start
     for p in procs:
         p.stop()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); VcsimProcess waits for its child, so this is a real process
-    return True
 
 
 def inventory_ids(si) -> dict[str, str]:
@@ -128,7 +119,7 @@ def test_restart_keeps_port_and_uuid_changes_version(start):
     p.restart(make_spec(version="7.0.3", build=21477706, api_version="7.0.3.0",
                         full_name="VMware vCenter Server 7.0.3 build-21477706"))
     assert p.port == port and p.pid != old_pid
-    assert not pid_alive(old_pid)
+    assert not alive(old_pid)
     si = mgmt.connect(p.url, USER, PASSWORD)
     about = si.content.about
     assert (about.version, about.build, about.instanceUuid) == ("7.0.3", "21477706", UUID_A)
@@ -192,7 +183,7 @@ def test_stop_is_idempotent_and_process_is_gone(start):
     pid, url = p.pid, p.url
     p.stop()
     p.stop()
-    assert not pid_alive(pid)
+    assert not alive(pid)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/vimServiceVersions.xml", timeout=2)
 
