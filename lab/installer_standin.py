@@ -49,6 +49,7 @@ from orchestrator.core.interop import interop_data
 from orchestrator.core.installer_template import DEPLOYMENT_OPTIONS, DOTTED_KEYS, SCHEMAS
 from orchestrator.hosts import is_loopback
 from orchestrator.core.versions import Version, VersionError, catalogue, parse_version
+from orchestrator.core.yamlsrc import load_trusted
 
 from .converge import EXTERNAL_PSC_LINES, converge_problem, version_of
 from .warm_relay import ENV_WARM_SOCKET
@@ -295,7 +296,6 @@ class Lab:
 
     def mgmt_credential(self) -> str:
         try:
-            from orchestrator.core.yamlsrc import load_trusted
             inv = load_trusted((self.dir / "lab-inventory.yml").read_text())
             return (inv.get("management") or [{}])[0].get("credentials", "sso")
         except Exception:
@@ -593,7 +593,8 @@ def standin_path(target: str | None = None, bin_dir: str | Path | None = None) -
     text = ("#!/bin/sh\n# vcwave lab: stand-in for VMware's vcsa-deploy (written by lab.installer_standin)\n"
             f"PYTHONPATH='{root}'${{PYTHONPATH:+:$PYTHONPATH}}\nexport PYTHONPATH\n{env}"
             "# forked from the warm server the tests and the harness run, when there is one (lab/warm_relay.py)\n"
-            f"[ -S \"${{{ENV_WARM_SOCKET}:-}}\" ] && exec '{sys.executable}' -S '{relay}' lab.installer_standin \"$@\"\n"
+            f"[ -S \"${{{ENV_WARM_SOCKET}:-}}\" ] && "
+            f"exec '{sys.executable}' -S '{relay}' lab.installer_standin \"$@\"\n"
             f"exec '{sys.executable}' -m lab.installer_standin \"$@\"\n")
     if not p.exists() or p.read_text() != text:
         tmp = p.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")  # threads share a pid

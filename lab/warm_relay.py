@@ -33,7 +33,7 @@ import sys
 import time
 
 ENV_WARM_SOCKET = "VCWAVE_WARM_SOCKET"
-ENV_SERVER_PID = "VCWAVE_WARMCLI_PID"  # lab/warmcli.py's SHARED_PID_ENV (this relay imports nothing of vcwave)
+ENV_SERVER_PID = "VCWAVE_WARMCLI_PID"  # the shared server's pid (lab/warmcli.py names it to its children)
 PYTHON = "python"  # the program `python ARGS` (lab/warmcli.py runs its `-c CODE` form)
 RELAYED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SOCKET_WAIT = 60.0  # seconds to wait for a --socket that is not there yet (its server is importing)

@@ -34,6 +34,8 @@ import types
 from pathlib import Path
 from typing import IO
 
+from lab.warm_relay import ENV_SERVER_PID
+
 ROOT = Path(__file__).resolve().parents[1]
 PRELOAD = ("invoke", "invoke.main", "yaml", "orchestrator.connect", "orchestrator.commands.session",
            "orchestrator.commands.waves", "orchestrator.commands.plan", "orchestrator.commands.status",
@@ -45,7 +47,7 @@ ENTRY_POINTS = ("lab.harness", "lab.daemon", "lab.installer_standin")
 PYTHON = "python"  # or `python [-u] [-B] -c CODE` (a test session's xdist worker, through lab/warm_relay.py)
 MAX_MSG = 1 << 20
 SHARED_ENV = "VCWAVE_WARMCLI_SOCKET"  # a parent's server, adopted by WarmCli.shared (share_with_children)
-SHARED_PID_ENV = "VCWAVE_WARMCLI_PID"  # and its pid
+SHARED_PID_ENV = ENV_SERVER_PID  # and its pid
 PARENT_WAIT = 60.0  # seconds a child waits for its parent's server to listen (it imports everything first)
 
 

@@ -145,22 +145,28 @@ class Catalogue:
     releases: tuple[Release, ...]
 
     @cached_property
-    def _index(self) -> tuple[dict[int, Release], dict[tuple[int, int, int, str], Release]]:
-        """Build -> row and release -> row (the first row of each, as a scan in catalogue order finds it). Why:
-        every plan and every look resolves each node's version; a scan of the rows per lookup was the property
-        tests' hottest line (~60k scans)."""
-        builds: dict[int, Release] = {}
-        releases: dict[tuple[int, int, int, str], Release] = {}
+    def _by_build(self) -> dict[int, Release]:
+        """Build -> its first row, as a scan in catalogue order finds it. Why an index: every plan and every
+        look resolves each node's version; a scan of the rows per lookup was the property tests' hottest line
+        (~60k scans)."""
+        out: dict[int, Release] = {}
         for r in self.releases:
-            builds.setdefault(r.version.build, r)
-            releases.setdefault(r.version.release_key, r)
-        return builds, releases
+            out.setdefault(r.version.build, r)
+        return out
+
+    @cached_property
+    def _by_release(self) -> dict[tuple[int, int, int, str], Release]:
+        """Release (builds ignored) -> its first row (see `_by_build`)."""
+        out: dict[tuple[int, int, int, str], Release] = {}
+        for r in self.releases:
+            out.setdefault(r.version.release_key, r)
+        return out
 
     def by_build(self, build: int) -> Release | None:
-        return self._index[0].get(build)
+        return self._by_build.get(build)
 
     def by_release(self, v: Version) -> Release | None:
-        return self._index[1].get(v.release_key)
+        return self._by_release.get(v.release_key)
 
     def resolve(self, v: Version) -> Version:
         """Fill in the update level from the build (vim25 only says '6.5.0'), or the build from the release."""
