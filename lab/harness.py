@@ -162,6 +162,17 @@ def forked() -> bool:
     return os.environ.get(ENV_FORK, "1") != "0"
 
 
+def python_argv(*args: str) -> list[str]:
+    """`python -c CODE ARGS` (a test's lock holder, a racer, a stand-in vcwave): a fork of the server this process
+    shares with its children (a test session's), through lab/warm_relay.py, else a fresh interpreter. Why: such a
+    helper spent ~0.2 s of CPU importing vcwave for a few milliseconds of work. Still a process of its own: its own
+    pid, locks, exit status and signals (the relay passes SIGTERM/SIGINT/SIGHUP on; a relay killed outright takes
+    the program with it)."""
+    from lab import warmcli
+    sock = os.environ.get(warmcli.SHARED_ENV)
+    return warmcli.relay_argv(sock, warmcli.PYTHON, args) if sock and forked() else [sys.executable, *args]
+
+
 def run_cli(args: list[str], cwd: str | Path, env: dict[str, str], *, fast: bool = True,
             timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess:
     if fast and forked():

@@ -589,7 +589,7 @@ def standin_path(target: str | None = None, bin_dir: str | Path | None = None) -
         env = f"export {ENV_VERSION}='{v.release}'\n"
         name = f"vcsa-deploy-{v.release.replace(' ', '')}"
     p = d / name
-    relay = Path(__file__).resolve().parent / "warm_relay.py"
+    from lab.warmcli import RELAY as relay
     text = ("#!/bin/sh\n# vcwave lab: stand-in for VMware's vcsa-deploy (written by lab.installer_standin)\n"
             f"PYTHONPATH='{root}'${{PYTHONPATH:+:$PYTHONPATH}}\nexport PYTHONPATH\n{env}"
             "# forked from the warm server the tests and the harness run, when there is one (lab/warm_relay.py)\n"

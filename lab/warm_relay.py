@@ -112,7 +112,8 @@ def main(argv: list[str]) -> int:
     line = answers.readline()
     code = int(json.loads(line)["exit"]) if line else 1
     if code < 0:  # killed by a signal: end the same way, so that the product sees what it would have seen
-        signal.signal(-code, signal.SIG_DFL)
+        if -code not in (signal.SIGKILL, signal.SIGSTOP):  # the two whose handling cannot be set (nor needs it)
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     return code
 

@@ -48,6 +48,14 @@ PYTHON = "python"  # or `python [-u] [-B] -c CODE` (a test session's xdist worke
 MAX_MSG = 1 << 20
 SHARED_ENV = "VCWAVE_WARMCLI_SOCKET"  # a parent's server, adopted by WarmCli.shared (share_with_children)
 SHARED_PID_ENV = ENV_SERVER_PID  # and its pid
+RELAY = Path(__file__).resolve().parent / "warm_relay.py"
+
+
+def relay_argv(sock: str, program: str, args: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The command line of `program ARGS` (an entry point, or `python` with `[-u] [-B] -c CODE`) forked from the
+    server listening at `sock`, through lab/warm_relay.py (which waits for a socket not there yet while the
+    server lives, and runs a fresh interpreter when there is none)."""
+    return [sys.executable, "-S", str(RELAY), "--socket", sock, program, *args]
 PARENT_WAIT = 60.0  # seconds a child waits for its parent's server to listen (it imports everything first)
 
 
@@ -122,10 +130,14 @@ def _exit_code(status: int) -> int:
 
 def serve(sock_path: str, preload: tuple[str, ...] = ()) -> None:
     """Accept spawn requests until the parent goes away (stdin closes). `preload`: more modules to import
-    first (what the starter's children will import: a test session's for its workers)."""
+    first (what the starter's children will import: a test session's for its workers), or `module:function`
+    to call once imported (a cache every child would fill for itself, filled once here)."""
     for name in (*PRELOAD, *preload):  # only a head start: a module that moved is imported by the child when it needs it
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
+        module, _, function = name.partition(":")
+        with contextlib.suppress(ImportError, AttributeError):
+            loaded = importlib.import_module(module)
+            if function:
+                getattr(loaded, function)()
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(sock_path + ".bind")
     srv.listen(64)

@@ -23,6 +23,26 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 # everything collection builds (pytest_collection_finish); the full collections during collection halve.
 gc.freeze()
 
+# The run's temporary folders (tmp_path: every lab's state, every journal, every workdir) in memory when the
+# machine has a tmpfs at /dev/shm with room: the journal and the lab commit with fsync, ~9000 times a run, and on a
+# disk each is a journal commit the kernel does on the same two cores (~4 s of system CPU a run). Nothing the
+# suite checks depends on the disk: a SIGKILLed process's writes are in the page cache either way. Where
+# /dev/shm is missing, read-only or small (a container's 64 MB), the system's temporary folder as before;
+# `--basetemp` or PYTEST_DEBUG_TEMPROOT (pytest's own setting) wins.
+SHM, SHM_NEEDED = Path("/dev/shm"), 512 << 20
+
+
+def _memory_temproot() -> str | None:
+    try:
+        st = os.statvfs(SHM)
+    except OSError:
+        return None
+    return str(SHM) if os.access(SHM, os.W_OK) and st.f_bavail * st.f_frsize >= SHM_NEEDED else None
+
+
+if "PYTEST_DEBUG_TEMPROOT" not in os.environ and (_root := _memory_temproot()):
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = _root
+
 
 def require_vcsim() -> Path:
     """The vcsim binary (built once), or fail in CI / skip elsewhere with the reason."""
@@ -76,10 +96,15 @@ def examples(n: int) -> int:
 # its built-in plugins, Hypothesis, execnet, mock, the lab modules the tests use. Plugins' own modules are left to
 # the worker (pytest must see them first to rewrite their asserts); Hypothesis' package is not a plugin module
 # but is in a plugin's distribution, so pytest warns it could not rewrite it (pyproject.toml: filterwarnings).
+# vcrpy (the cassette tests, most workers) brings requests and botocore: ~0.2 s each time. Hypothesis reads the
+# constants of every local module (vcwave's, the lab's) when a worker collects its first property test, ~0.3 s
+# of CPU each time: read once in the server, the workers add only what is new to them (the same set in the end).
+LOCAL_CONSTANTS = "hypothesis.internal.conjecture.providers:_get_local_constants"
 WORKER_IMPORTS = ("pytest", "_pytest.python", "_pytest.fixtures", "_pytest.runner", "_pytest.debugging",
                   "_pytest.junitxml", "_pytest.skipping", "_pytest.unittest", "_pytest.warnings", "pdb",
                   "unittest.mock", "execnet", "hypothesis", "hypothesis.strategies", "lab.badinputs", "lab.bench",
-                  "lab.record", "lab.rehearse", "lab.manage", "orchestrator.commands.finalize")
+                  "lab.record", "lab.rehearse", "lab.manage", "lab.suitebench", "orchestrator.commands.finalize",
+                  "vcr", LOCAL_CONSTANTS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -100,8 +125,8 @@ def warm_worker(spec: str, sock: str) -> str:
     worker. Any other spec (`--tx ssh=...`, a chosen python) is left as given."""
     if spec != "popen":
         return spec
-    relay = Path(__file__).resolve().parents[1] / "lab" / "warm_relay.py"
-    return "popen//python=" + shlex.join([sys.executable, "-S", str(relay), "--socket", sock, "python"])
+    from lab.warmcli import PYTHON, relay_argv
+    return "popen//python=" + shlex.join(relay_argv(sock, PYTHON))
 
 
 # The default run (`python3 -m pytest -q`, what CI runs) covers every behaviour once; `--full` adds the sweep

@@ -8,19 +8,21 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
+from lab.harness import python_argv
 from orchestrator.engine.lock import DomainLock, LockHeld, StaleLock, inspect_lock
 from orchestrator.errors import RefusedError
 
 REPO = Path(__file__).resolve().parents[2]
 
 HOLDER = """
-import sys
+import os, sys
 from orchestrator.engine.lock import DomainLock
 with DomainLock(sys.argv[1], "vcwave upgrade --plan p.json"):
-    print("locked", flush=True)
+    print("locked", os.getpid(), flush=True)
     sys.stdin.readline()
 print("released", flush=True)
 """
@@ -38,6 +40,13 @@ def _env() -> dict:
     return dict(os.environ, PYTHONPATH=str(REPO))
 
 
+class Holder(NamedTuple):
+    """Another process holding the lock, and its pid as it says it (the process `python_argv` starts may be a
+    relay to it: lab/warm_relay.py)."""
+    proc: subprocess.Popen
+    pid: int
+
+
 @pytest.fixture
 def lock_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "vsphere.local" / "lock"
@@ -45,11 +54,12 @@ def lock_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def live_holder(lock_path: Path):
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_path)], env=_env(), text=True,
+    proc = subprocess.Popen(python_argv("-c", HOLDER, str(lock_path)), env=_env(), text=True,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert proc.stdout.readline().strip() == "locked", proc.stderr.read()
-        yield proc
+        said = proc.stdout.readline().split()
+        assert said[:1] == ["locked"], proc.stderr.read()
+        yield Holder(proc, int(said[1]))
     finally:
         if proc.poll() is None:
             proc.stdin.write("\n")
@@ -58,7 +68,7 @@ def live_holder(lock_path: Path):
 
 
 def _dead_holder(lock_path: Path) -> int:
-    proc = subprocess.run([sys.executable, "-c", DIES_HOLDING, str(lock_path)], env=_env(), capture_output=True,
+    proc = subprocess.run(python_argv("-c", DIES_HOLDING, str(lock_path)), env=_env(), capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     return int(proc.stdout.strip())
@@ -107,10 +117,10 @@ def test_live_holder_never_broken(lock_path: Path, live_holder) -> None:
         DomainLock(lock_path, "vcwave rollback", break_stale=True).acquire()
     assert json.loads(lock_path.read_text())["pid"] == live_holder.pid
     # and once it finishes, the lock is free again
-    live_holder.stdin.write("\n")
-    live_holder.stdin.flush()
-    assert live_holder.stdout.readline().strip() == "released"
-    live_holder.wait(timeout=30)
+    live_holder.proc.stdin.write("\n")
+    live_holder.proc.stdin.flush()
+    assert live_holder.proc.stdout.readline().strip() == "released"
+    live_holder.proc.wait(timeout=30)
     with DomainLock(lock_path, "vcwave rollback"):
         pass
 
@@ -183,7 +193,7 @@ def _verdict(proc: subprocess.Popen) -> str:
 def test_racing_breakers_exactly_one_wins(lock_path: Path) -> None:
     """Several processes break the same stale lock at once: one takes it, every other one is refused."""
     _dead_holder(lock_path)
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(lock_path)], env=_env(), text=True,
+    procs = [subprocess.Popen(python_argv("-c", RACER, str(lock_path)), env=_env(), text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(8)]
     try:

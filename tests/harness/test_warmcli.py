@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from lab import harness, warmcli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,6 +100,22 @@ def test_a_python_c_program_through_the_relay_is_a_fresh_interpreters_main(tmp_p
     fresh = _relay(tmp_path)
     assert (warm.returncode, warm.stdout) == (fresh.returncode, fresh.stdout) == (
         3, "__main__ ['-c', '3'] from stdin\natexit ran\n"), (warm, fresh)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_a_program_killed_by_a_signal_ends_its_relay_by_the_same_signal(tmp_path, signum):
+    """What the caller of a relayed program sees when the program is killed (the installer stand-in, a test's
+    lock holder killed -9 holding its lock): the signal, as from a fresh interpreter. SIGKILL's handler cannot
+    be set, and setting it made the relay end with a traceback and status 1 instead."""
+    code = f"import os; print(os.getpid(), flush=True); os.kill(os.getpid(), {int(signum)})"
+    server = warmcli.WarmCli.shared()
+    relay = warmcli.relay_argv(server.sock, warmcli.PYTHON, ["-c", code])
+    for argv in (relay, [sys.executable, "-c", code]):
+        r = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert (r.returncode, r.stderr) == (-signum, ""), r
+    relayed = subprocess.Popen(relay, stdout=subprocess.PIPE, text=True)
+    assert int(relayed.stdout.readline()) != relayed.pid  # the program ran in the server's child, not the relay
+    assert relayed.wait(60) == -signum
 
 
 def test_a_relay_whose_server_died_before_listening_runs_the_program_fresh_at_once(tmp_path):
