@@ -48,6 +48,7 @@ PYTHON = "python"  # or `python [-u] [-B] -c CODE` (a test session's xdist worke
 MAX_MSG = 1 << 20
 SHARED_ENV = "VCWAVE_WARMCLI_SOCKET"  # a parent's server, adopted by WarmCli.shared (share_with_children)
 SHARED_PID_ENV = ENV_SERVER_PID  # and its pid
+PARENT_WAIT = 60.0  # seconds a child waits for its parent's server to listen (it imports everything first)
 RELAY = Path(__file__).resolve().parent / "warm_relay.py"
 
 
@@ -56,7 +57,6 @@ def relay_argv(sock: str, program: str, args: list[str] | tuple[str, ...] = ()) 
     server listening at `sock`, through lab/warm_relay.py (which waits for a socket not there yet while the
     server lives, and runs a fresh interpreter when there is none)."""
     return [sys.executable, "-S", str(RELAY), "--socket", sock, program, *args]
-PARENT_WAIT = 60.0  # seconds a child waits for its parent's server to listen (it imports everything first)
 
 
 # ------------------------------------------------------------------------------------------------- server

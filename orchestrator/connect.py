@@ -8,13 +8,16 @@ from __future__ import annotations
 import copy
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from orchestrator.clients.appliance import ApplianceClient
 from orchestrator.clients.retry import RetryPolicy
-from orchestrator.clients.vsphere import VSphereClient
 from orchestrator.core.inventory import Inventory, Node
 from orchestrator.log import get_logger
 from orchestrator.secrets import Secret, resolve
+
+if TYPE_CHECKING:
+    from orchestrator.clients.vsphere import VSphereClient
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,8 @@ class Connections:
         with self._lock:
             c = self._vsphere.get(key)
         if c is None:
+            # pyVmomi (~0.1 s of CPU to import) only once a command reaches a vCenter: a refused one never does
+            from orchestrator.clients.vsphere import VSphereClient
             c = VSphereClient(host, port, self.user(credential), self.secret(credential), scheme=scheme,
                               verify=self.tls.verify(), thumbprint=thumbprint, node=key,
                               retry_policy=self._policy, **self._timeouts)
