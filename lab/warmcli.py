@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -138,6 +139,11 @@ def serve(sock_path: str, preload: tuple[str, ...] = ()) -> None:
             loaded = importlib.import_module(module)
             if function:
                 getattr(loaded, function)()
+    # What every child inherits, out of the collector's sight: a child's first full collection walked (and so
+    # wrote to) every inherited object, copying each page of the server's heap into the child (~90 ms of CPU for
+    # a child of a test session's server). Frozen, a forked command costs ~20 % less (the harness's 57 commands
+    # of a run: 11.2 -> 8.8 s of CPU). What is frozen is the imported modules: they live as long as the server.
+    gc.freeze()
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(sock_path + ".bind")
     srv.listen(64)
