@@ -150,3 +150,16 @@ def test_a_python_program_with_other_flags_is_refused(tmp_path):
                                           module="python")
     assert proc.wait(60) != 0
     assert "only `python [-u] [-B] -c CODE` runs here" in proc.stderr.read()
+
+
+def test_the_relays_header_is_the_json_the_server_reads():
+    """lab/warm_relay.py writes its header without the json module (~15 ms of imports per relay): what it writes
+    is json.dumps' text, for every kind of value a header holds (quotes, control characters, non-ASCII, an
+    undecodable byte of an environment variable as Python keeps it)."""
+    import json
+
+    from lab.warm_relay import _json_text
+    header = {"module": "python", "argv": ["-c", 'print("a\\tb")\n', "é ∑ 🙂"], "cwd": "/tmp/x y",
+              "env": {"PATH": "/usr/bin", "ODD": "caf\udce9", "EMPTY": ""}, "tied": True, "no": False}
+    assert _json_text(header) == json.dumps(header)
+    assert json.loads(_json_text(header)) == header
