@@ -163,7 +163,7 @@ def forked() -> bool:
 
 
 def python_argv(*args: str) -> list[str]:
-    """`python -c CODE ARGS` (a test's lock holder, a racer, a stand-in vcwave): a fork of the server this process
+    """`python -c CODE ARGS` (a test's lock holder, a racer): a fork of the server this process
     shares with its children (a test session's), through lab/warm_relay.py, else a fresh interpreter. Why: such a
     helper spent ~0.2 s of CPU importing vcwave for a few milliseconds of work. Still a process of its own: its own
     pid, locks, exit status and signals (the relay passes SIGTERM/SIGINT/SIGHUP on; a relay killed outright takes
